@@ -1,0 +1,91 @@
+/** The validated configuration kvsz runs with (defaults applied, `${ENV}` expanded). */
+
+/** How a table's changes are written to its target. */
+export type TableMode = "clone" | "append" | "history";
+
+/** One mapped source table of a database. */
+export interface TableMapping {
+  /** Source table as written in the config key, e.g. `t1` or `private.t8`. */
+  source: string;
+  /** Source schema (default `public`). */
+  sourceSchema: string;
+  /** Source table name without schema. */
+  sourceName: string;
+  /** Target table name in the destination schema (default: the source name). */
+  target: string;
+  /** Write mode (default `clone`). */
+  mode: TableMode;
+  /** When set, leaf partitions whose names match are published and mapped onto the target. */
+  partitionsRegex?: string;
+}
+
+/** One source connection of a database (kuvasz-streamer's `urls[]`). */
+export interface SourceUrl {
+  /** Connection URL, password included; never print it (use `redactUrl`). */
+  url: string;
+  /** Source id stored in the target's `sid` column, as text. */
+  sid: string;
+}
+
+/** One source database with its connections and table map (kuvasz-streamer's map entry). */
+export interface DatabaseMapping {
+  database: string;
+  urls: SourceUrl[];
+  tables: TableMapping[];
+}
+
+/** Where everything is written. */
+export interface DestinationConfig {
+  url: string;
+  /** Schema of the target tables (default `public`). */
+  schema: string;
+}
+
+/** Streaming apply knobs. */
+export interface ApplyConfig {
+  /** Max source changes grouped into one destination transaction (a source transaction is never split). */
+  batchSize: number;
+  /** Max milliseconds a change waits before its destination commit. */
+  commitIntervalMs: number;
+  /** Max changes buffered between reader and applier before the source is paused. */
+  queueSize: number;
+}
+
+/** Initial sync knobs. */
+export interface SyncConfig {
+  /** Tables copied in parallel per source. */
+  parallelism: number;
+  /** Rows per second per source during initial copy; 0 = unlimited. */
+  rate: number;
+  /** Rows allowed above the rate in a burst. */
+  burst: number;
+}
+
+/** Metrics and health endpoint. */
+export interface MetricsConfig {
+  /** `host:port`; empty string turns the endpoint off. */
+  listen: string;
+  /** `/readyz` reports unready when a source lags more than this many seconds. */
+  readyMaxLagSeconds: number;
+}
+
+/** Logging. */
+export interface LogConfig {
+  level: "debug" | "info" | "warning" | "error";
+  /** `auto`: text on a terminal, json otherwise. */
+  format: "auto" | "text" | "json";
+}
+
+/** The whole validated config. */
+export interface Config {
+  /** File the config was read from (for messages). */
+  file: string;
+  destination: DestinationConfig;
+  databases: DatabaseMapping[];
+  apply: ApplyConfig;
+  sync: SyncConfig;
+  metrics: MetricsConfig;
+  log: LogConfig;
+  /** `status` warns when a slot retains more WAL than this many bytes. */
+  retainedWalWarnBytes: number;
+}

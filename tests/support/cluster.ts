@@ -1,0 +1,70 @@
+/**
+ * Real PostgreSQL clusters for tests: start one per test file (or per matrix
+ * version), give each test its own database, stop everything at the end.
+ */
+import postgres from "postgres";
+import { LocalCluster, startLocalCluster } from "../../lib/pg/local_cluster.ts";
+
+export { LocalCluster };
+
+/** Majors selected for matrix tests by `KVSZ_TEST_PG_VERSIONS` (default 17). */
+export function testVersions(): number[] {
+  const raw = Deno.env.get("KVSZ_TEST_PG_VERSIONS") ?? "17";
+  return raw.split(",").map((v) => Number(v.trim())).filter((v) => v > 0);
+}
+
+/** A cluster plus helpers to open clients and make fresh databases. */
+export class TestCluster implements AsyncDisposable {
+  #clients: postgres.Sql[] = [];
+  #dbCounter = 0;
+  constructor(readonly server: LocalCluster) {}
+
+  get major(): number {
+    return this.server.major;
+  }
+
+  /** Connection URL (superuser unless `user` is given). */
+  url(database = "postgres", user?: string, password?: string): string {
+    return this.server.url(database, user, password);
+  }
+
+  /** A superuser client on `database`, closed with the cluster. */
+  sql(database = "postgres"): postgres.Sql {
+    const sql = postgres(this.url(database), { max: 2, onnotice: () => {} });
+    this.#clients.push(sql);
+    return sql;
+  }
+
+  /** Creates a new empty database with a unique name and returns its name. */
+  async createDatabase(prefix = "db"): Promise<string> {
+    const name = `${prefix}_${++this.#dbCounter}_${crypto.randomUUID().slice(0, 6)}`;
+    const admin = postgres(this.url(), { max: 1, onnotice: () => {} });
+    try {
+      await admin.unsafe(`CREATE DATABASE "${name}"`);
+    } finally {
+      await admin.end();
+    }
+    return name;
+  }
+
+  /** Closes the clients opened through {@link sql}. */
+  async closeClients(): Promise<void> {
+    await Promise.all(this.#clients.splice(0).map((c) => c.end({ timeout: 1 })));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.closeClients().catch(() => {});
+    await this.server.destroy();
+  }
+}
+
+/** Starts a test cluster of `major` (default: the first of {@link testVersions}). */
+export async function startCluster(
+  opts: { major?: number; settings?: Record<string, string | number> } = {},
+): Promise<TestCluster> {
+  const server = await startLocalCluster({
+    major: opts.major ?? testVersions()[0],
+    settings: opts.settings,
+  });
+  return new TestCluster(server);
+}

@@ -1,0 +1,80 @@
+/**
+ * What the applier works with: a destination table as read from its catalog,
+ * the route from a source relation to it, and one decoded change.
+ */
+import type { TableMode } from "../config/types.ts";
+import type { Tuple } from "../source/messages.ts";
+
+/** A column of a destination table. */
+export interface TargetColumn {
+  name: string;
+  /** `format_type(atttypid, atttypmod)`, e.g. `numeric(10,2)`, `integer[]`, `public.mood`. */
+  type: string;
+  typeOid: number;
+  notNull: boolean;
+  hasDefault: boolean;
+}
+
+/** A destination table as read from the catalog. */
+export interface TargetTable {
+  schema: string;
+  name: string;
+  /** Columns by name, in table order. */
+  columns: Map<string, TargetColumn>;
+  /** Primary key columns in key order (empty when there is none). */
+  primaryKey: string[];
+  /** True when the table has a `sid` column (source id). */
+  hasSid: boolean;
+  /** True when the table has kvsz_start, kvsz_end and kvsz_deleted. */
+  hasHistoryColumns: boolean;
+}
+
+/** A source column that exists in the target too. */
+export interface MappedColumn {
+  /** Index of the column in the source tuple (Relation message order). */
+  sourceIndex: number;
+  name: string;
+  /** Destination type, used to cast the text value. */
+  type: string;
+}
+
+/** How changes of one source relation reach one target table. */
+export interface TableRoute {
+  /** Source relation as `schema.name` (for logs). */
+  source: string;
+  mode: TableMode;
+  /** Source id written into `sid` when the target has it. */
+  sid: string;
+  database: string;
+  target: TargetTable;
+  /** Columns present on both sides, excluding `sid` and the kvsz_* columns. */
+  columns: MappedColumn[];
+  /** Columns identifying a row (a subset of `columns`); empty when `keyless`. */
+  key: MappedColumn[];
+  /**
+   * True when rows can only be found by comparing every column (REPLICA
+   * IDENTITY FULL with no usable key): updates and deletes touch exactly one
+   * matching row each and are applied one by one.
+   */
+  keyless: boolean;
+  /** Changes of transactions committed at or below this LSN are already in the target (initial copy). */
+  syncedLsn: bigint;
+}
+
+/** One row change of a source transaction, routed to its target. */
+export type Change =
+  | { kind: "insert"; route: TableRoute; newTuple: Tuple }
+  | { kind: "update"; route: TableRoute; keyTuple?: Tuple; oldTuple?: Tuple; newTuple: Tuple }
+  | { kind: "delete"; route: TableRoute; keyTuple?: Tuple; oldTuple?: Tuple }
+  | { kind: "truncate"; route: TableRoute };
+
+/** Kinds of anomaly that converge instead of failing. */
+export type AnomalyKind = "insert_existing" | "update_missing" | "delete_missing";
+
+/** One anomaly met while applying. */
+export interface Anomaly {
+  kind: AnomalyKind;
+  route: TableRoute;
+  /** Key values as text, in `route.key` order (whole row for keyless tables). */
+  key: (string | null)[];
+}

@@ -1,0 +1,100 @@
+/**
+ * Structured logs, one event per line on stderr: `text` on a terminal, `json`
+ * otherwise. Known secrets (the passwords of configured URLs) are masked in
+ * every line, whatever produced it.
+ */
+import { configureSync, getLogger, type Logger, type LogRecord, resetSync } from "@logtape/logtape";
+import type { LogConfig } from "../config/types.ts";
+
+const secrets = new Set<string>();
+const encoder = new TextEncoder();
+
+/** Registers passwords found in `urls` so they never reach a log line. */
+export function registerSecrets(urls: string[]): void {
+  for (const url of urls) {
+    try {
+      const password = decodeURIComponent(new URL(url).password);
+      if (password.length >= 3) secrets.add(password);
+    } catch { /* not a URL: nothing to hide */ }
+  }
+}
+
+/** Replaces every registered secret in `text` with `***`. */
+export function maskSecrets(text: string): string {
+  let out = text;
+  for (const s of secrets) out = out.replaceAll(s, "***");
+  return out;
+}
+
+/** Configures logging for the process (call once at start; again to change). */
+export function configureLogging(config: Pick<LogConfig, "level" | "format">): void {
+  const format = config.format === "auto"
+    ? (Deno.stderr.isTerminal() ? "text" : "json")
+    : config.format;
+  const formatter = format === "json" ? formatJson : formatText;
+  resetSync();
+  configureSync({
+    sinks: {
+      stderr: (record: LogRecord) => {
+        Deno.stderr.writeSync(encoder.encode(maskSecrets(formatter(record)) + "\n"));
+      },
+    },
+    loggers: [
+      { category: ["kvsz"], lowestLevel: config.level, sinks: ["stderr"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
+    ],
+  });
+}
+
+/** A logger for one part of kvsz, e.g. `log("source")`. */
+export function log(...category: string[]): Logger {
+  return getLogger(["kvsz", ...category]);
+}
+
+function renderMessage(record: LogRecord): string {
+  return record.message.map((part, i) => i % 2 === 0 ? String(part) : renderValue(part)).join(
+    "",
+  );
+}
+
+function renderValue(v: unknown): string {
+  if (typeof v === "string") return v;
+  if (v instanceof Error) return v.message;
+  if (typeof v === "bigint") return v.toString();
+  return JSON.stringify(v) ?? String(v);
+}
+
+const LEVELS: Record<string, string> = {
+  trace: "TRC",
+  debug: "DBG",
+  info: "INF",
+  warning: "WRN",
+  error: "ERR",
+  fatal: "FTL",
+};
+
+function formatText(record: LogRecord): string {
+  const time = new Date(record.timestamp).toISOString();
+  const props = Object.entries(record.properties)
+    .filter(([k]) => !record.rawMessage.includes(`{${k}}`))
+    .map(([k, v]) => `${k}=${renderValue(v)}`)
+    .join(" ");
+  const category = record.category.slice(1).join(".");
+  return `${time} ${LEVELS[record.level]} ${category}: ${renderMessage(record)}${
+    props ? " " + props : ""
+  }`;
+}
+
+function formatJson(record: LogRecord): string {
+  const props: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(record.properties)) {
+    props[k] = v instanceof Error ? v.message : typeof v === "bigint" ? v.toString() : v;
+  }
+  return JSON.stringify({
+    time: new Date(record.timestamp).toISOString(),
+    level: record.level,
+    logger: record.category.join("."),
+    message: renderMessage(record),
+    ...props,
+  });
+}

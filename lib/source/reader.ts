@@ -1,0 +1,151 @@
+/**
+ * The reader of one source: runs START_REPLICATION on a replication
+ * connection, decodes pgoutput, hands messages to the applier in order, and
+ * sends standby status updates with the LSN the applier has made safe. When
+ * the applier falls behind, it stops reading the socket (backpressure) while
+ * status updates keep the connection alive.
+ */
+import type { Sql } from "../pg/connect.ts";
+import { PgoutputDecoder } from "./pgoutput.ts";
+import type { PgoutputMessage } from "./messages.ts";
+import {
+  encodeStandbyStatus,
+  originOptionSupported,
+  parseCopyData,
+  protoVersionFor,
+  startReplicationCommand,
+} from "./replication_protocol.ts";
+
+/** What the reader feeds and asks. */
+export interface ReaderSink {
+  /** Handles one message; a returned promise pauses reading until it settles. */
+  handle(msg: PgoutputMessage): void | Promise<void>;
+  /** Everything below this LSN is committed in the destination. */
+  readonly safeLsn: bigint;
+  /** A keepalive says the server has sent everything up to `walEnd`. */
+  noteIdlePosition(walEnd: bigint): void;
+  /** True between a transaction's Begin and Commit (a clean stop waits for the Commit). */
+  readonly inTransaction: boolean;
+}
+
+/** Options for {@link streamChanges}. */
+export interface ReaderOptions {
+  slot: string;
+  publication: string;
+  startLsn: bigint;
+  serverMajor: number;
+  /** Max undecoded messages held before the socket is paused. */
+  maxQueued: number;
+  /** Seconds between standby status updates (at most 10). */
+  statusIntervalSeconds?: number;
+  /** Resolves when the reader should stop (clean shutdown). */
+  stop: Promise<void>;
+  /** Called with the source's current WAL end from each keepalive / data frame. */
+  onWalEnd?: (walEnd: bigint) => void;
+}
+
+/**
+ * Streams until `stop` resolves (then returns) or the connection fails
+ * (then throws). Messages are handed to `sink` strictly in order.
+ */
+export async function streamChanges(
+  replication: Sql,
+  sink: ReaderSink,
+  opts: ReaderOptions,
+): Promise<void> {
+  const protoVersion = protoVersionFor(opts.serverMajor);
+  const command = startReplicationCommand(opts.slot, opts.startLsn, {
+    protoVersion,
+    publication: opts.publication,
+    origin: originOptionSupported(opts.serverMajor) ? "none" : undefined,
+  });
+  const decoder = new PgoutputDecoder({ protoVersion });
+  // deno-lint-ignore no-explicit-any
+  const stream: any = await replication.unsafe(command).writable();
+
+  let queue: Uint8Array[] = [];
+  let failure: unknown = null;
+  let ended = false;
+  let wake: (() => void) | null = null;
+  const notify = () => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  let paused = false;
+  stream.on("data", (chunk: Uint8Array) => {
+    queue.push(chunk);
+    if (!paused && queue.length >= opts.maxQueued) {
+      paused = true;
+      stream.pause();
+    }
+    notify();
+  });
+  stream.on("error", (e: unknown) => {
+    failure = e;
+    notify();
+  });
+  stream.on("close", () => {
+    ended = true;
+    notify();
+  });
+  let stopping = false;
+  opts.stop.then(() => {
+    stopping = true;
+    notify();
+  });
+
+  let lastSent = -1n;
+  const sendStatus = (force: boolean) => {
+    const lsn = sink.safeLsn;
+    if (!force && lsn === lastSent) return;
+    lastSent = lsn;
+    if (!ended) stream.write(encodeStandbyStatus(lsn, lsn, lsn));
+  };
+  const interval = Math.min(opts.statusIntervalSeconds ?? 10, 10) * 1000;
+  const timer = setInterval(() => sendStatus(true), interval);
+
+  try {
+    while (true) {
+      if (failure) throw failure;
+      if (stopping && !sink.inTransaction) break;
+      if (queue.length === 0) {
+        if (ended) throw new Error("replication stream ended by the server");
+        if (paused) {
+          paused = false;
+          stream.resume();
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+        continue;
+      }
+      const batch = queue;
+      queue = [];
+      for (let i = 0; i < batch.length; i++) {
+        const frame = parseCopyData(batch[i]);
+        if (frame.kind === "keepalive") {
+          opts.onWalEnd?.(frame.walEnd);
+          sink.noteIdlePosition(frame.walEnd);
+          if (frame.replyRequested) sendStatus(true);
+          continue;
+        }
+        const wait = sink.handle(decoder.decode(frame.payload));
+        if (wait) await wait;
+        if (failure) throw failure;
+        if (stopping && !sink.inTransaction) {
+          // What is left unprocessed is streamed again after a restart.
+          queue = [];
+          break;
+        }
+      }
+      if (lastSent !== sink.safeLsn) sendStatus(false);
+    }
+  } finally {
+    clearInterval(timer);
+    if (!ended && !failure) {
+      try {
+        sendStatus(true);
+      } catch { /* connection already gone */ }
+    }
+    stream.destroy?.();
+  }
+}

@@ -178,7 +178,8 @@ export class Applier {
     const txn = this.#txn;
     if (!txn || txn.skip) return;
     const route = this.routes.get(relationId);
-    if (!route || txn.finalLsn <= route.syncedLsn) return;
+    // The table's initial copy already holds commits before its snapshot LSN.
+    if (!route || txn.finalLsn < route.syncedLsn) return;
     let batch = this.#batches.get(route);
     if (!batch) {
       batch = new TableBatch(route);

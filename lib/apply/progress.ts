@@ -145,10 +145,39 @@ export async function markTableSynced(
   );
 }
 
-/** Forgets every synced table of a source (its slot is gone: everything must be copied again). */
-export async function forgetSyncedTables(tx: Sql, database: string, sid: string): Promise<void> {
-  await tx.unsafe(`DELETE FROM kvsz.synced_tables WHERE database = $1 AND sid = $2`, [
-    database,
-    sid,
-  ]);
+/**
+ * Sets a source's stream position to `lsn` after a fresh slot's initial sync.
+ * The commit LSN goes to 0/0: what the copies cover is told per table by
+ * `kvsz.synced_tables`, and a commit exactly at the slot's start must stream.
+ */
+export async function resetProgress(
+  sql: Sql,
+  database: string,
+  sid: string,
+  lsn: string,
+): Promise<void> {
+  await sql.unsafe(
+    `INSERT INTO kvsz.progress (database, sid, commit_lsn, end_lsn, commit_time)
+     VALUES ($1, $2, '0/0', $3::pg_lsn, NULL)
+     ON CONFLICT (database, sid) DO UPDATE SET
+       commit_lsn = excluded.commit_lsn, end_lsn = excluded.end_lsn, applied_at = now()`,
+    [database, sid, lsn],
+  );
+}
+
+/**
+ * Marks tables no longer in the config: their synced LSN becomes 0/0, so if
+ * they come back they are copied again with re-sync (merge) semantics.
+ */
+export async function markTablesRemoved(
+  sql: Sql,
+  database: string,
+  sid: string,
+  configured: string[],
+): Promise<void> {
+  await sql.unsafe(
+    `UPDATE kvsz.synced_tables SET synced_lsn = '0/0'
+      WHERE database = $1 AND sid = $2 AND NOT (source_table = ANY($3::text[]))`,
+    [database, sid, configured],
+  );
 }

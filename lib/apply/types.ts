@@ -57,7 +57,7 @@ export interface TableRoute {
    * matching row each and are applied one by one.
    */
   keyless: boolean;
-  /** Changes of transactions committed at or below this LSN are already in the target (initial copy). */
+  /** Changes of transactions committed below this LSN are already in the target (initial copy). */
   syncedLsn: bigint;
 }
 

@@ -1,12 +1,81 @@
-/** `kvsz run` (placeholder until implemented). */
-import { type Command, CONFIG_HELP, CONFIG_OPTION } from "./command.ts";
+/** `kvsz run`: streams every configured source into the destination until SIGTERM/SIGINT. */
+import { type Command, CONFIG_HELP, CONFIG_OPTION, EXIT_FAILURE, EXIT_OK } from "./command.ts";
+import { findConfigPath, loadConfig } from "../config/load.ts";
+import type { Config } from "../config/types.ts";
+import { configureLogging, log, registerSecrets } from "../observe/log.ts";
+import { SourcePipeline } from "../source/pipeline.ts";
+import { validateConfig } from "./validate.ts";
+import { formatCheck } from "./output.ts";
+
+/** Every secret-bearing URL of a config (for log masking). */
+export function configUrls(config: Config): string[] {
+  return [config.destination.url, ...config.databases.flatMap((d) => d.urls.map((u) => u.url))];
+}
 
 export const runCommand: Command = {
   name: "run",
-  summary: "run",
-  help: `Usage: kvsz run [--config FILE]\n\n${CONFIG_HELP}`,
-  options: { ...CONFIG_OPTION },
-  run() {
-    return Promise.resolve(1);
+  summary: "stream every configured source into the destination until stopped",
+  help: `Usage: kvsz run [--config FILE] [--skip-checks]
+
+Checks the config against the databases (as \`kvsz validate\` does), then for
+each source: creates its publication and replication slot when missing, copies
+every mapped table in the slot's snapshot, and streams changes into the
+destination until SIGTERM or SIGINT. A first signal finishes the current
+transaction, commits, acknowledges and exits 0; a second one exits at once
+(still safe: progress is stored with the data, nothing is lost or doubled).
+
+${CONFIG_HELP}
+      --skip-checks   start without the validate checks (sources retry until reachable)`,
+  options: { ...CONFIG_OPTION, "skip-checks": { type: "boolean" } },
+  async run(flags) {
+    const config = await loadConfig(findConfigPath(flags.config as string | undefined));
+    registerSecrets(configUrls(config));
+    configureLogging(config.log);
+    const logger = log("run");
+    if (!flags["skip-checks"]) {
+      const checks = await validateConfig(config, { connectTimeout: 10 });
+      const failed = checks.filter((c) => c.status === "fail");
+      for (const c of checks.filter((c) => c.status !== "ok")) console.error(formatCheck(c));
+      if (failed.length > 0) {
+        logger.error("{count} check(s) failed; nothing was written. Fix them and start again.", {
+          count: failed.length,
+        });
+        return EXIT_FAILURE;
+      }
+    }
+    return await runPipelines(config);
   },
 };
+
+/** Runs one pipeline per source URL until a signal; returns the exit code. */
+export async function runPipelines(config: Config): Promise<number> {
+  const logger = log("run");
+  const pipelines = config.databases.flatMap((db) =>
+    db.urls.map((u) => new SourcePipeline(config, db, u))
+  );
+  let signals = 0;
+  const onSignal = (name: string) => () => {
+    signals++;
+    if (signals === 1) {
+      logger.info("{signal}: finishing the current transactions, then stopping", {
+        signal: name,
+      });
+      for (const p of pipelines) p.stop();
+    } else {
+      logger.warn("{signal} again: stopping now (progress is safe)", { signal: name });
+      Deno.exit(EXIT_FAILURE);
+    }
+  };
+  const handlers: [Deno.Signal, () => void][] = [
+    ["SIGTERM", onSignal("SIGTERM")],
+    ["SIGINT", onSignal("SIGINT")],
+  ];
+  for (const [sig, h] of handlers) Deno.addSignalListener(sig, h);
+  try {
+    logger.info("starting {count} source(s)", { count: pipelines.length });
+    await Promise.all(pipelines.map((p) => p.run()));
+    return EXIT_OK;
+  } finally {
+    for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
+  }
+}

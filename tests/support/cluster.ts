@@ -68,3 +68,25 @@ export async function startCluster(
   });
   return new TestCluster(server);
 }
+
+/**
+ * One Deno test per file (or per version) that starts a cluster, runs each
+ * case as a step against it, and stops it at the end even when a step fails.
+ */
+export function clusterSuite(
+  name: string,
+  cases: Record<string, (c: TestCluster) => Promise<void>>,
+  opts: { major?: number; settings?: Record<string, string | number> } = {},
+): void {
+  Deno.test({
+    name,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async (t) => {
+      await using cluster = await startCluster(opts);
+      for (const [caseName, fn] of Object.entries(cases)) {
+        await t.step(caseName, () => fn(cluster));
+      }
+    },
+  });
+}

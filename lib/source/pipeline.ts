@@ -1,0 +1,302 @@
+/**
+ * The whole life of one source (one database URL and sid): bring its
+ * publication in line, create its slot (copying every table in the slot's
+ * snapshot) or resume it (copying tables added since), then stream into the
+ * applier until asked to stop. Failures are retried with capped exponential
+ * backoff, resuming from the progress stored in the destination.
+ */
+import type { Config, DatabaseMapping, SourceUrl } from "../config/types.ts";
+import { connect, serverMajor, type Sql } from "../pg/connect.ts";
+import { kvszObjectName } from "../pg/identifiers.ts";
+import { formatLsn } from "../pg/lsn.ts";
+import { redactUrl } from "../pg/redact.ts";
+import { log } from "../observe/log.ts";
+import { SyncProgressDisplay } from "../observe/sync_progress.ts";
+import { readTargetTable } from "../apply/catalog.ts";
+import { Applier, type CommitInfo } from "../apply/applier.ts";
+import { RouteTable } from "../apply/routes.ts";
+import type { Anomaly, TargetTable } from "../apply/types.ts";
+import {
+  ensureKvszSchema,
+  markTablesRemoved,
+  readProgress,
+  readSyncedTables,
+  resetProgress,
+} from "../apply/progress.ts";
+import { syncPublication } from "./publication.ts";
+import { createSlotWithSnapshot, readSlot } from "./slot.ts";
+import { mappingsByRelation, type ResolvedTable, resolveTables } from "./tables.ts";
+import { copyTables, type SyncJob } from "./initial_sync.ts";
+import { streamChanges } from "./reader.ts";
+
+/** Hooks for metrics and status; all optional. */
+export interface PipelineEvents {
+  onConnected?(connected: boolean): void;
+  onCommit?(info: CommitInfo): void;
+  onAnomaly?(a: Anomaly): void;
+  onWalEnd?(walEnd: bigint): void;
+  onSyncRows?(table: string, rows: number, bytes: number): void;
+}
+
+/** An error retrying will not fix by itself; logged loudly with its fix, retried slowly. */
+export class SourceError extends Error {}
+
+/** One source's pipeline. */
+export class SourcePipeline {
+  readonly name: string;
+  readonly #log;
+  #stopRequested: () => void = () => {};
+  readonly #stop: Promise<void>;
+  #stopping = false;
+
+  constructor(
+    readonly config: Config,
+    readonly db: DatabaseMapping,
+    readonly source: SourceUrl,
+    readonly events: PipelineEvents = {},
+  ) {
+    this.name = kvszObjectName(db.database, source.sid);
+    this.#log = log("source").with({ database: db.database, sid: source.sid });
+    this.#stop = new Promise((resolve) => (this.#stopRequested = resolve));
+  }
+
+  /** Asks the pipeline to finish its current transaction, commit, acknowledge and return. */
+  stop(): void {
+    this.#stopping = true;
+    this.#stopRequested();
+  }
+
+  /** Runs until {@link stop}; retries failures with backoff (1 s doubling to 30 s). */
+  async run(): Promise<void> {
+    let delay = 1000;
+    while (!this.#stopping) {
+      const started = performance.now();
+      try {
+        await this.runOnce();
+        return;
+      } catch (e) {
+        this.events.onConnected?.(false);
+        if (this.#stopping) return;
+        if (performance.now() - started > 60_000) delay = 1000;
+        this.#log.error("{error}; retrying in {seconds} s", {
+          error: describeError(e),
+          seconds: delay / 1000,
+        });
+        await Promise.race([new Promise((r) => setTimeout(r, delay)), this.#stop]);
+        delay = Math.min(delay * 2, 30_000);
+      }
+    }
+  }
+
+  /** One attempt: prepare, sync what needs it, stream until stopped or failed. */
+  async runOnce(): Promise<void> {
+    const cfg = this.config;
+    const dest = connect(cfg.destination.url, { max: cfg.sync.parallelism + 1 });
+    const src = connect(this.source.url);
+    const replication = connect(this.source.url, { replication: true });
+    let applier: Applier | null = null;
+    try {
+      const major = await serverMajor(src);
+      await checkWalLevel(src);
+      const tables = await resolveTables(src, this.db.tables, major);
+      const published = tables.flatMap((t) => t.published);
+      const change = await syncPublication(src, this.name, published, major);
+      if (change.created) this.#log.info("created publication {name}", { name: this.name });
+      if (change.added.length || change.dropped.length) {
+        this.#log.info("publication {name}: added {added}, dropped {dropped}", {
+          name: this.name,
+          added: change.added.join(", ") || "-",
+          dropped: change.dropped.join(", ") || "-",
+        });
+      }
+      await ensureKvszSchema(dest);
+      const targets = await readTargets(dest, cfg.destination.schema, tables);
+      const slot = await readSlot(src, this.name);
+      if (slot?.active) {
+        throw new SourceError(
+          `replication slot ${this.name} is in use by process ${slot.activePid}; ` +
+            `another kvsz (or client) is streaming this source: stop it first`,
+        );
+      }
+      if (slot?.walStatus === "lost") {
+        throw new SourceError(
+          `replication slot ${this.name} was invalidated (wal_status=lost): the source removed WAL it still needed. ` +
+            `Re-sync: drop the slot (SELECT pg_drop_replication_slot('${this.name}') on the source, or kvsz drop) ` +
+            `and restart kvsz; consider raising max_slot_wal_keep_size`,
+        );
+      }
+      await markTablesRemoved(
+        dest,
+        this.db.database,
+        this.source.sid,
+        tables.map((t) => t.mapping.source),
+      );
+      const synced = await readSyncedTables(dest, this.db.database, this.source.sid);
+      const progress = await readProgress(dest, this.db.database, this.source.sid);
+      let startLsn: bigint;
+      if (!slot) {
+        // New slot: every table is copied in the snapshot the slot exported.
+        const created = await createSlotWithSnapshot(replication, this.name, major);
+        this.#log.info("created slot {name} at {lsn}", {
+          name: this.name,
+          lsn: formatLsn(created.consistentPoint),
+        });
+        const jobs = tables.map((t) => ({
+          table: t,
+          target: targets.get(t.mapping.target)!,
+          resync: synced.has(t.mapping.source),
+        }));
+        await this.#copy(jobs, created.snapshotName, created.consistentPoint);
+        await resetProgress(
+          dest,
+          this.db.database,
+          this.source.sid,
+          formatLsn(created.consistentPoint),
+        );
+        startLsn = created.consistentPoint;
+      } else {
+        // Existing slot: copy only the tables that are new (or came back) to the config.
+        const jobs = tables
+          .filter((t) => !synced.has(t.mapping.source) || synced.get(t.mapping.source) === 0n)
+          .map((t) => ({
+            table: t,
+            target: targets.get(t.mapping.target)!,
+            resync: synced.has(t.mapping.source),
+          }));
+        if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, major);
+        startLsn = progress?.endLsn ?? slot.confirmedFlushLsn ?? 0n;
+      }
+      const routes = new RouteTable(
+        dest,
+        cfg.destination.schema,
+        mappingsByRelation(tables),
+        this.db.database,
+        this.source.sid,
+        await readSyncedTables(dest, this.db.database, this.source.sid),
+      );
+      applier = new Applier(
+        dest,
+        routes,
+        await readProgress(dest, this.db.database, this.source.sid),
+        {
+          database: this.db.database,
+          sid: this.source.sid,
+          batchSize: cfg.apply.batchSize,
+          commitIntervalMs: cfg.apply.commitIntervalMs,
+          onCommit: this.events.onCommit,
+          onAnomaly: this.events.onAnomaly,
+        },
+      );
+      this.#log.info("streaming from {lsn}", { lsn: formatLsn(startLsn) });
+      this.events.onConnected?.(true);
+      await streamChanges(replication, applier, {
+        slot: this.name,
+        publication: this.name,
+        startLsn,
+        serverMajor: major,
+        maxQueued: cfg.apply.queueSize,
+        stop: this.#stop,
+        onWalEnd: this.events.onWalEnd,
+      });
+      await applier.close();
+      applier = null;
+      this.#log.info("stopped cleanly");
+    } finally {
+      await applier?.abort().catch(() => {});
+      this.events.onConnected?.(false);
+      await Promise.all([
+        replication.end({ timeout: 2 }),
+        src.end({ timeout: 2 }),
+        dest.end({ timeout: 5 }),
+      ]).catch(() => {});
+    }
+  }
+
+  async #copy(jobs: SyncJob[], snapshotName: string, snapshotLsn: bigint): Promise<void> {
+    if (jobs.length === 0) return;
+    const dest = connect(this.config.destination.url, { max: this.config.sync.parallelism });
+    try {
+      await copyTables(jobs, {
+        sourceUrl: this.source.url,
+        snapshotName,
+        snapshotLsn,
+        dest,
+        destSchema: this.config.destination.schema,
+        database: this.db.database,
+        sid: this.source.sid,
+        parallelism: this.config.sync.parallelism,
+        rate: this.config.sync.rate,
+        burst: this.config.sync.burst,
+        progress: new SyncProgressDisplay(
+          { database: this.db.database, sid: this.source.sid },
+          undefined,
+          this.events.onSyncRows,
+        ),
+      });
+    } finally {
+      await dest.end({ timeout: 5 });
+    }
+  }
+
+  /**
+   * Copies tables added to an existing slot's publication: a temporary slot
+   * exports a snapshot whose LSN is recorded per table, and the stream applies
+   * their changes only above it.
+   */
+  async #copyWithTemporarySlot(jobs: SyncJob[], major: number): Promise<void> {
+    const replication = connect(this.source.url, { replication: true });
+    try {
+      const temp = await createSlotWithSnapshot(
+        replication,
+        `${this.name.slice(0, 50)}_sync_${Date.now() % 1e6}`,
+        major,
+        true,
+      );
+      this.#log.info("copying {count} new table(s) at {lsn}", {
+        count: jobs.length,
+        lsn: formatLsn(temp.consistentPoint),
+      });
+      await this.#copy(jobs, temp.snapshotName, temp.consistentPoint);
+    } finally {
+      await replication.end({ timeout: 2 });
+    }
+  }
+}
+
+async function checkWalLevel(src: Sql): Promise<void> {
+  const [row] = await src.unsafe(`SHOW wal_level`);
+  if (row.wal_level !== "logical") {
+    throw new SourceError(
+      `source wal_level is ${row.wal_level}, kvsz needs logical: run ALTER SYSTEM SET wal_level = logical and restart the source server`,
+    );
+  }
+}
+
+async function readTargets(
+  dest: Sql,
+  schema: string,
+  tables: ResolvedTable[],
+): Promise<Map<string, TargetTable>> {
+  const out = new Map<string, TargetTable>();
+  const missing: string[] = [];
+  for (const t of tables) {
+    if (out.has(t.mapping.target)) continue;
+    const target = await readTargetTable(dest, schema, t.mapping.target);
+    if (target) out.set(t.mapping.target, target);
+    else missing.push(`${schema}.${t.mapping.target}`);
+  }
+  if (missing.length > 0) {
+    throw new SourceError(
+      `destination table(s) ${
+        missing.join(", ")
+      } do not exist: create them (kvsz validate prints the DDL)`,
+    );
+  }
+  return out;
+}
+
+/** A one-line description of an error, with any URL redacted. */
+export function describeError(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.replace(/postgres(?:ql)?:\/\/\S+/g, (u) => redactUrl(u));
+}

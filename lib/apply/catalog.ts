@@ -1,0 +1,96 @@
+/** Reads destination tables from the catalog: columns, types, primary key, `sid`, `kvsz_*`. */
+import type { Sql } from "../pg/connect.ts";
+import type { TargetColumn, TargetTable } from "./types.ts";
+
+/** Names of the three history columns a `history` target carries. */
+export const HISTORY_COLUMNS = ["kvsz_start", "kvsz_end", "kvsz_deleted"] as const;
+
+/** Name of the source id column. */
+export const SID_COLUMN = "sid";
+
+interface ColumnRow {
+  name: string;
+  type: string;
+  type_oid: number | string;
+  not_null: boolean;
+  has_default: boolean;
+}
+
+/**
+ * Reads table `schema.name` (ordinary or partitioned) from the destination
+ * catalog, or returns null when there is none. Dropped, system and generated
+ * columns are left out (a generated column cannot be written). Identity columns
+ * count as having a default.
+ */
+export async function readTargetTable(
+  sql: Sql,
+  schema: string,
+  name: string,
+): Promise<TargetTable | null> {
+  const [rel] = await sql.unsafe(
+    `SELECT c.oid::int8 AS oid
+       FROM pg_catalog.pg_class c
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
+    [schema, name],
+  );
+  if (!rel) return null;
+  const oid = String(rel.oid);
+  const rows = await sql.unsafe(
+    `SELECT a.attname AS name,
+            pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
+            a.atttypid::int8 AS type_oid,
+            a.attnotnull AS not_null,
+            (a.atthasdef OR a.attidentity <> '') AS has_default
+       FROM pg_catalog.pg_attribute a
+      WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped
+        AND a.attgenerated = ''
+      ORDER BY a.attnum`,
+    [oid],
+  ) as unknown as ColumnRow[];
+  const columns = new Map<string, TargetColumn>();
+  for (const r of rows) {
+    columns.set(r.name, {
+      name: r.name,
+      type: r.type,
+      typeOid: Number(r.type_oid),
+      notNull: r.not_null,
+      hasDefault: r.has_default,
+    });
+  }
+  const primaryKey = await primaryKeyColumns(sql, oid);
+  return {
+    schema,
+    name,
+    columns,
+    primaryKey,
+    hasSid: columns.has(SID_COLUMN),
+    hasHistoryColumns: HISTORY_COLUMNS.every((c) => columns.has(c)),
+  };
+}
+
+/** Primary key columns of relation `oid` in key order (empty when there is none). */
+export async function primaryKeyColumns(sql: Sql, oid: string | number): Promise<string[]> {
+  return await indexColumns(sql, oid, "i.indisprimary");
+}
+
+/** Columns of the first index of relation `oid` matching `where`, in key order. */
+export async function indexColumns(
+  sql: Sql,
+  oid: string | number,
+  where: "i.indisprimary" | "i.indisreplident",
+): Promise<string[]> {
+  const rows = await sql.unsafe(
+    `SELECT a.attname AS name
+       FROM (SELECT i.indrelid, i.indkey, i.indnkeyatts
+               FROM pg_catalog.pg_index i
+              WHERE i.indrelid = $1::int8::oid AND ${where}
+              LIMIT 1) i
+       CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+       JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      WHERE k.ord <= i.indnkeyatts
+      ORDER BY k.ord`,
+    [String(oid)],
+  );
+  return rows.map((r) => String(r.name));
+}

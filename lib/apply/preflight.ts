@@ -1,0 +1,307 @@
+/**
+ * Read-only checks of the destination before streaming: reachable, schema
+ * `kvsz` can be created, and each target table exists with the privileges, the
+ * history columns, the column types and the key columns its sources need.
+ */
+import type { Config, DatabaseMapping, TableMapping } from "../config/types.ts";
+import { connect, type Sql } from "../pg/connect.ts";
+import type { SourceTable } from "../source/catalog.ts";
+import {
+  type Check,
+  connectionFix,
+  connectionProblem,
+  describeUrl,
+  type PreflightOptions,
+  sqlName,
+} from "../source/preflight.ts";
+import { HISTORY_COLUMNS, readTargetTable, SID_COLUMN } from "./catalog.ts";
+import type { TargetTable } from "./types.ts";
+
+/** Type every history column must have, as `format_type` prints it. */
+export const HISTORY_COLUMN_TYPES: Record<string, string> = {
+  kvsz_start: "timestamp with time zone",
+  kvsz_end: "timestamp with time zone",
+  kvsz_deleted: "boolean",
+};
+
+const HISTORY_DDL: Record<string, string> = {
+  kvsz_start: "timestamptz",
+  kvsz_end: "timestamptz",
+  kvsz_deleted: "boolean",
+};
+
+/**
+ * Source tables read by the source checks: by database name, then by
+ * `TableMapping.source`; a database missing here was unreachable.
+ */
+export type SourceTables = Map<string, Map<string, SourceTable | null>>;
+
+/** How the destination is named in checks: `destination (host:5432/db)`. */
+export function destinationLabel(url: string): string {
+  return `destination (${describeUrl(url)})`;
+}
+
+/** Runs every read-only check of the destination; never throws. */
+export async function preflightDestination(
+  config: Config,
+  sources: SourceTables,
+  opts: PreflightOptions = {},
+): Promise<Check[]> {
+  const url = config.destination.url;
+  const label = destinationLabel(url);
+  const sql = connect(url, { connectTimeout: opts.connectTimeout ?? 5 });
+  const checks: Check[] = [];
+  try {
+    let user: string;
+    try {
+      const [r] = await sql.unsafe(`SELECT current_user AS "user"`);
+      user = r.user;
+    } catch (e) {
+      return [{
+        status: "FAIL",
+        check: `${label} reachable`,
+        problem: connectionProblem(e, url),
+        fix: connectionFix(e, url),
+      }];
+    }
+    checks.push({ status: "ok", check: `${label} reachable` });
+    checks.push(await kvszSchemaCheck(sql, label, user));
+    const targets = new Map<string, TargetTable | null>();
+    for (const db of config.databases) {
+      for (const mapping of db.tables) {
+        if (!targets.has(mapping.target)) {
+          targets.set(
+            mapping.target,
+            await readTargetTable(sql, config.destination.schema, mapping.target),
+          );
+        }
+        const target = targets.get(mapping.target) ?? null;
+        const source = sources.get(db.database)?.get(mapping.source) ?? null;
+        checks.push(
+          ...await targetChecks(
+            sql,
+            label,
+            config.destination.schema,
+            user,
+            db,
+            mapping,
+            target,
+            source,
+          ),
+        );
+      }
+    }
+    return checks;
+  } catch (e) {
+    checks.push({
+      status: "FAIL",
+      check: `${label} catalog`,
+      problem: connectionProblem(e, url),
+      fix: "check that the server is up and the role may read the catalog",
+    });
+    return checks;
+  } finally {
+    await sql.end({ timeout: 1 }).catch(() => {});
+  }
+}
+
+async function kvszSchemaCheck(sql: Sql, label: string, user: string): Promise<Check> {
+  const check = `${label} schema kvsz`;
+  const [r] = await sql.unsafe(
+    `SELECT current_database() AS database,
+            has_database_privilege(current_database(), 'CREATE') AS can_create,
+            n.oid IS NOT NULL AS present,
+            CASE WHEN n.oid IS NOT NULL
+                 THEN has_schema_privilege(n.oid, 'USAGE') AND has_schema_privilege(n.oid, 'CREATE')
+            END AS usable
+       FROM (SELECT 1) one
+       LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = 'kvsz'`,
+  );
+  if (r.present) {
+    if (r.usable) return { status: "ok", check };
+    return {
+      status: "FAIL",
+      check,
+      problem: `schema kvsz exists but role ${user} lacks USAGE or CREATE on it`,
+      fix: `GRANT USAGE, CREATE ON SCHEMA kvsz TO ${sqlName(user)};`,
+    };
+  }
+  if (r.can_create) return { status: "ok", check };
+  return {
+    status: "FAIL",
+    check,
+    problem:
+      `kvsz keeps its progress in schema kvsz, which does not exist, and role ${user} may not create schemas in database ${r.database}`,
+    fix: `CREATE SCHEMA kvsz AUTHORIZATION ${sqlName(user)}; or GRANT CREATE ON DATABASE ${
+      sqlName(r.database)
+    } TO ${sqlName(user)};`,
+  };
+}
+
+/** Privileges a target needs for `mode`. */
+function neededPrivileges(mapping: TableMapping): string[] {
+  return mapping.mode === "clone"
+    ? ["INSERT", "UPDATE", "DELETE", "TRUNCATE"]
+    : ["INSERT", "UPDATE"];
+}
+
+async function targetChecks(
+  sql: Sql,
+  destLabel: string,
+  schema: string,
+  user: string,
+  db: DatabaseMapping,
+  mapping: TableMapping,
+  target: TargetTable | null,
+  source: SourceTable | null,
+): Promise<Check[]> {
+  const qualified = `${sqlName(schema)}.${sqlName(mapping.target)}`;
+  const label =
+    `${destLabel} table ${schema}.${mapping.target} (from ${db.database} ${mapping.sourceSchema}.${mapping.sourceName}, ${mapping.mode})`;
+  const multi = db.urls.length > 1;
+  if (!target) {
+    return [{
+      status: "FAIL",
+      check: label,
+      problem: `table ${schema}.${mapping.target} does not exist`,
+      fix: source
+        ? createTableHint(qualified, source, mapping, multi)
+        : `create ${qualified} with the columns of ${mapping.source} you want${
+          multi ? ", a sid text column" : ""
+        }${mapping.mode === "history" ? " and kvsz_start, kvsz_end, kvsz_deleted" : ""}`,
+    }];
+  }
+  const out: Check[] = [];
+  const needed = neededPrivileges(mapping);
+  const [priv] = await sql.unsafe(
+    `SELECT ${
+      needed.map((p, i) => `has_table_privilege($1::regclass, '${p}') AS p${i}`).join(", ")
+    }`,
+    [qualified],
+  );
+  const lacking = needed.filter((_, i) => !priv[`p${i}`]);
+  out.push(
+    lacking.length === 0 ? { status: "ok", check: label } : {
+      status: "FAIL",
+      check: label,
+      problem: `role ${user} lacks ${lacking.join(", ")} on ${qualified}`,
+      fix: `GRANT ${lacking.join(", ")} ON ${qualified} TO ${sqlName(user)};`,
+    },
+  );
+
+  if (mapping.mode === "history") out.push(historyCheck(label, qualified, target));
+  if (multi && !target.hasSid) {
+    out.push({
+      status: "WARN",
+      check: `${label} sid`,
+      problem:
+        `${db.urls.length} sources of ${db.database} share ${qualified} without a ${SID_COLUMN} column: their rows can collide`,
+      fix: `ALTER TABLE ${qualified} ADD COLUMN sid text; and put sid in its primary key`,
+    });
+  }
+  if (!source) return out;
+
+  const kvszColumns = new Set<string>([SID_COLUMN, ...HISTORY_COLUMNS]);
+  const common = source.columns.filter((c) =>
+    target.columns.has(c.name) && !kvszColumns.has(c.name)
+  );
+  const typeCheck = `${label} column types`;
+  if (common.length === 0) {
+    out.push({
+      status: "WARN",
+      check: typeCheck,
+      problem: `no column in common with ${source.schema}.${source.name}: nothing but sid${
+        mapping.mode === "history" ? " and kvsz_*" : ""
+      } would be written`,
+      fix: `add the source columns you need to ${qualified} (same names and types)`,
+    });
+  } else {
+    const mismatches = common.filter((c) => target.columns.get(c.name)!.type !== c.type);
+    for (const c of mismatches) {
+      const t = target.columns.get(c.name)!;
+      out.push({
+        status: "FAIL",
+        check: typeCheck,
+        problem:
+          `column ${c.name} is ${t.type} here but ${c.type} in ${db.database} ${source.schema}.${source.name}`,
+        fix: `ALTER TABLE ${qualified} ALTER COLUMN ${sqlName(c.name)} TYPE ${c.type};`,
+      });
+    }
+    if (mismatches.length === 0) out.push({ status: "ok", check: typeCheck });
+  }
+
+  const keyCheck = `${label} replica identity key`;
+  const missingKey = source.identityColumns.filter((c) => !target.columns.has(c));
+  if (missingKey.length > 0) {
+    const cols = source.columns.filter((c) => missingKey.includes(c.name));
+    out.push({
+      status: "FAIL",
+      check: keyCheck,
+      problem: `key column${missingKey.length > 1 ? "s" : ""} ${
+        missingKey.join(", ")
+      } of ${source.schema}.${source.name} ${
+        missingKey.length > 1 ? "are" : "is"
+      } missing here: updates and deletes could not find their rows`,
+      fix: `ALTER TABLE ${qualified} ${
+        cols.map((c) => `ADD COLUMN ${sqlName(c.name)} ${c.type}`).join(", ")
+      };`,
+    });
+  } else if (source.identityColumns.length > 0) {
+    out.push({ status: "ok", check: keyCheck });
+  }
+  return out;
+}
+
+function historyCheck(label: string, qualified: string, target: TargetTable): Check {
+  const check = `${label} history columns`;
+  const missing = HISTORY_COLUMNS.filter((c) => !target.columns.has(c));
+  const wrong = HISTORY_COLUMNS.filter((c) =>
+    target.columns.has(c) && target.columns.get(c)!.type !== HISTORY_COLUMN_TYPES[c]
+  );
+  if (missing.length === 0 && wrong.length === 0) return { status: "ok", check };
+  const problems = [
+    ...(missing.length ? [`missing ${missing.join(", ")}`] : []),
+    ...wrong.map((c) =>
+      `${c} is ${target.columns.get(c)!.type}, must be ${HISTORY_COLUMN_TYPES[c]}`
+    ),
+  ];
+  const fixes = [
+    ...missing.map((c) => `ADD COLUMN ${c} ${HISTORY_DDL[c]}`),
+    ...wrong.map((c) => `ALTER COLUMN ${c} TYPE ${HISTORY_DDL[c]}`),
+  ];
+  return {
+    status: "FAIL",
+    check,
+    problem:
+      `history mode needs kvsz_start timestamptz, kvsz_end timestamptz, kvsz_deleted boolean: ${
+        problems.join("; ")
+      }`,
+    fix: `ALTER TABLE ${qualified} ${fixes.join(", ")};`,
+  };
+}
+
+/** A `CREATE TABLE` statement for a target of `source`, as a fix hint. */
+export function createTableHint(
+  qualified: string,
+  source: SourceTable,
+  mapping: TableMapping,
+  withSid: boolean,
+): string {
+  const cols = [
+    ...(withSid ? ["sid text"] : []),
+    ...source.columns.filter((c) => !(withSid && c.name === SID_COLUMN)).map((c) =>
+      `${sqlName(c.name)} ${c.type}`
+    ),
+    ...(mapping.mode === "history"
+      ? ["kvsz_start timestamptz", "kvsz_end timestamptz", "kvsz_deleted boolean"]
+      : []),
+  ];
+  const key = source.primaryKey.length > 0 && mapping.mode !== "history"
+    ? [
+      `PRIMARY KEY (${
+        [...(withSid ? ["sid"] : []), ...source.primaryKey].map(sqlName).join(", ")
+      })`,
+    ]
+    : [];
+  return `CREATE TABLE ${qualified} (${[...cols, ...key].join(", ")});`;
+}

@@ -1,0 +1,524 @@
+/**
+ * Read-only checks of one source connection before streaming: reachable,
+ * `wal_level`, replication privilege and pg_hba, free slots and WAL senders,
+ * the publication, and each mapped table (exists, readable, replica identity).
+ */
+import type { DatabaseMapping, SourceUrl, TableMapping } from "../config/types.ts";
+import { connect, type Sql } from "../pg/connect.ts";
+import { kvszObjectName, quoteIdent } from "../pg/identifiers.ts";
+import { redactText, redactUrl } from "../pg/redact.ts";
+import {
+  matchingTables,
+  type QualifiedName,
+  readSourceTable,
+  type SourceTable,
+} from "./catalog.ts";
+
+/** The outcome of one check: `ok`, `WARN` (works, with a caveat) or `FAIL` (will not work). */
+export interface Check {
+  status: "ok" | "WARN" | "FAIL";
+  /** What was checked, naming the object. */
+  check: string;
+  /** What is wrong (WARN and FAIL). */
+  problem?: string;
+  /** How to fix it. */
+  fix?: string;
+}
+
+/** Options for the preflight checks. */
+export interface PreflightOptions {
+  /** Seconds to wait for each connection (default 5). */
+  connectTimeout?: number;
+}
+
+/** What {@link preflightSource} found. */
+export interface SourcePreflight {
+  checks: Check[];
+  /** True when a normal connection could be opened. */
+  reachable: boolean;
+  /**
+   * The source table whose columns a mapping's target is compared with, by
+   * `TableMapping.source`: the mapped table, or with `partitions_regex` and no
+   * such table, the first matching one; null when there is none.
+   */
+  tables: Map<string, SourceTable | null>;
+}
+
+/** `host:port/database` of a connection URL, without user or password. */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    const db = decodeURIComponent(u.pathname.replace(/^\//, ""));
+    return `${u.host || u.searchParams.get("host") || "localhost"}/${db}`;
+  } catch {
+    return redactUrl(url);
+  }
+}
+
+/** How a source connection is named in checks: `source db1 sid 12 (host:5432/db1)`. */
+export function sourceLabel(database: string, sid: string, url: string): string {
+  return `source ${database} sid ${sid} (${describeUrl(url)})`;
+}
+
+/** A connection error's message with every password of `url` removed. */
+export function connectionProblem(e: unknown, url: string): string {
+  const err = e as { message?: string; code?: string };
+  const message = err?.message ?? String(e);
+  return redactText(message, [url]).replace(/\s+/g, " ").trim();
+}
+
+/** A fix for a connection error, judged from its SQLSTATE or system error code. */
+export function connectionFix(e: unknown, url: string): string {
+  const err = e as { code?: string; message?: string };
+  const code = err?.code ?? "";
+  const message = err?.message ?? "";
+  const user = userOf(url);
+  if (code === "28P01") return `check the user and password in the URL (role ${user})`;
+  if (code === "28000" && /pg_hba/.test(message)) {
+    return `add a line to pg_hba.conf for role ${user} (e.g. "host all ${user} <client-address>/32 scram-sha-256") and reload the server`;
+  }
+  if (code === "3D000") return `create the database or correct its name in the URL`;
+  if (code === "ECONNREFUSED") {
+    return "check host and port in the URL, that the server runs and that listen_addresses includes this address";
+  }
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "check the host name in the URL";
+  if (/CONNECT_TIMEOUT|timeout/i.test(`${code} ${message}`)) {
+    return "check the host and port, and that no firewall drops the connection";
+  }
+  return "check the URL and that the server accepts connections from here";
+}
+
+function userOf(url: string): string {
+  try {
+    return decodeURIComponent(new URL(url).username) || "<user>";
+  } catch {
+    return "<user>";
+  }
+}
+
+interface ServerFacts {
+  user: string;
+  database: string;
+  walLevel: string;
+  maxSlots: number;
+  maxWalSenders: number;
+  superuser: boolean;
+  replication: boolean;
+  clientAddr: string | null;
+  major: number;
+  canCreate: boolean;
+}
+
+async function serverFacts(sql: Sql): Promise<ServerFacts> {
+  const [r] = await sql.unsafe(
+    `SELECT current_user AS "user", current_database() AS database,
+            current_setting('wal_level') AS wal_level,
+            current_setting('max_replication_slots')::int AS max_slots,
+            current_setting('max_wal_senders')::int AS max_wal_senders,
+            r.rolsuper AS superuser, r.rolreplication AS replication,
+            host(inet_client_addr()) AS client_addr,
+            current_setting('server_version_num')::int AS version_num,
+            has_database_privilege(current_database(), 'CREATE') AS can_create
+       FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`,
+  );
+  return {
+    user: r.user,
+    database: r.database,
+    walLevel: r.wal_level,
+    maxSlots: Number(r.max_slots),
+    maxWalSenders: Number(r.max_wal_senders),
+    superuser: r.superuser,
+    replication: r.replication,
+    clientAddr: r.client_addr ?? null,
+    major: Math.floor(Number(r.version_num) / 10000),
+    canCreate: r.can_create,
+  };
+}
+
+/** The tables of a mapping as found on the source (resolved the way `kvsz run` resolves them). */
+interface MappedTables {
+  mapping: TableMapping;
+  /** The mapped table itself (null when missing). */
+  table: SourceTable | null;
+  /** Tables matching `partitions_regex` (empty without it). */
+  matches: QualifiedName[];
+  /** Table compared with the target: `table`, else the first match read in full. */
+  representative: SourceTable | null;
+  /** Tables in the publication: the matches with `partitions_regex`, else the table (its leaves on PG12). */
+  published: QualifiedName[];
+  /** Tables read by the initial copy: the matches with `partitions_regex`, else the table. */
+  copied: QualifiedName[];
+}
+
+async function readMapping(
+  sql: Sql,
+  mapping: TableMapping,
+  major: number,
+): Promise<MappedTables> {
+  const table = await readSourceTable(sql, mapping.sourceSchema, mapping.sourceName);
+  const matches = mapping.partitionsRegex
+    ? await matchingTables(sql, mapping.sourceSchema, mapping.partitionsRegex)
+    : [];
+  let representative = table;
+  if (!representative && matches.length > 0) {
+    representative = await readSourceTable(sql, matches[0].schema, matches[0].name);
+  }
+  if (mapping.partitionsRegex) {
+    return { mapping, table, matches, representative, published: matches, copied: matches };
+  }
+  const self = table ? [{ schema: table.schema, name: table.name }] : [];
+  const published = table?.kind === "partitioned" && major < 13 ? table.leafPartitions : self;
+  return { mapping, table, matches, representative, published, copied: self };
+}
+
+/** Runs every read-only check of source `url` of database `db`; never throws. */
+export async function preflightSource(
+  db: DatabaseMapping,
+  source: SourceUrl,
+  opts: PreflightOptions = {},
+): Promise<SourcePreflight> {
+  const label = sourceLabel(db.database, source.sid, source.url);
+  const checks: Check[] = [];
+  const tables = new Map<string, SourceTable | null>();
+  const timeout = opts.connectTimeout ?? 5;
+  const sql = connect(source.url, { connectTimeout: timeout });
+  try {
+    let facts: ServerFacts;
+    try {
+      facts = await serverFacts(sql);
+    } catch (e) {
+      checks.push({
+        status: "FAIL",
+        check: `${label} reachable`,
+        problem: connectionProblem(e, source.url),
+        fix: connectionFix(e, source.url),
+      });
+      return { checks, reachable: false, tables };
+    }
+    checks.push({ status: "ok", check: `${label} reachable` });
+    checks.push(walLevelCheck(label, facts));
+    const mayReplicate = facts.superuser || facts.replication;
+    checks.push(
+      mayReplicate ? { status: "ok", check: `${label} role ${facts.user} may replicate` } : {
+        status: "FAIL",
+        check: `${label} role ${facts.user} may replicate`,
+        problem: `role ${facts.user} has neither REPLICATION nor SUPERUSER`,
+        fix: `ALTER ROLE ${sqlName(facts.user)} REPLICATION;`,
+      },
+    );
+    if (mayReplicate) {
+      checks.push(await replicationConnectionCheck(label, source.url, facts, timeout));
+    }
+    const slotName = kvszObjectName(db.database, source.sid);
+    checks.push(...await slotChecks(sql, label, slotName, facts));
+
+    const mapped: MappedTables[] = [];
+    for (const mapping of db.tables) {
+      const m = await readMapping(sql, mapping, facts.major);
+      mapped.push(m);
+      tables.set(mapping.source, m.representative);
+      checks.push(...await tableChecks(sql, label, facts, m));
+    }
+    checks.push(await publicationCheck(sql, label, slotName, facts, mapped));
+    return { checks, reachable: true, tables };
+  } catch (e) {
+    checks.push({
+      status: "FAIL",
+      check: `${label} catalog`,
+      problem: connectionProblem(e, source.url),
+      fix: "check that the server is up and the role may read the catalog",
+    });
+    return { checks, reachable: true, tables };
+  } finally {
+    await sql.end({ timeout: 1 }).catch(() => {});
+  }
+}
+
+function walLevelCheck(label: string, facts: ServerFacts): Check {
+  const check = `${label} wal_level`;
+  if (facts.walLevel === "logical") return { status: "ok", check };
+  return {
+    status: "FAIL",
+    check,
+    problem: `wal_level is ${facts.walLevel}; logical replication needs logical`,
+    fix: "ALTER SYSTEM SET wal_level = logical; then restart the server",
+  };
+}
+
+async function replicationConnectionCheck(
+  label: string,
+  url: string,
+  facts: ServerFacts,
+  timeout: number,
+): Promise<Check> {
+  const check = `${label} replication connection`;
+  const repl = connect(url, { replication: true, connectTimeout: timeout });
+  try {
+    await repl.unsafe("IDENTIFY_SYSTEM");
+    return { status: "ok", check };
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    const problem = connectionProblem(e, url);
+    if (err.code === "28000" && /pg_hba/.test(err.message ?? "")) {
+      const line = facts.clientAddr
+        ? `host replication ${facts.user} ${facts.clientAddr}/${
+          facts.clientAddr.includes(":") ? 128 : 32
+        } scram-sha-256`
+        : `local replication ${facts.user} scram-sha-256`;
+      return {
+        status: "FAIL",
+        check,
+        problem,
+        fix: `add "${line}" to pg_hba.conf, then SELECT pg_reload_conf();`,
+      };
+    }
+    return { status: "FAIL", check, problem, fix: connectionFix(e, url) };
+  } finally {
+    await repl.end({ timeout: 1 }).catch(() => {});
+  }
+}
+
+async function slotChecks(
+  sql: Sql,
+  label: string,
+  slotName: string,
+  facts: ServerFacts,
+): Promise<Check[]> {
+  const [r] = await sql.unsafe(
+    `SELECT (SELECT count(*) FROM pg_catalog.pg_replication_slots)::int AS slots,
+            (SELECT count(*) FROM pg_catalog.pg_stat_activity
+              WHERE backend_type = 'walsender')::int AS senders`,
+  );
+  const [mine] = await sql.unsafe(
+    `SELECT plugin, database, active, active_pid FROM pg_catalog.pg_replication_slots
+      WHERE slot_name = $1`,
+    [slotName],
+  );
+  const out: Check[] = [];
+  const slotCheck = `${label} replication slot ${slotName}`;
+  if (mine) {
+    if (mine.plugin !== "pgoutput" || mine.database !== facts.database) {
+      out.push({
+        status: "FAIL",
+        check: slotCheck,
+        problem: `a slot of that name exists for plugin ${mine.plugin ?? "none"} in database ${
+          mine.database ?? "none"
+        }; kvsz needs a pgoutput slot in ${facts.database}`,
+        fix: `SELECT pg_drop_replication_slot('${slotName}'); (kvsz creates it again)`,
+      });
+    } else {
+      out.push({ status: "ok", check: slotCheck });
+    }
+  } else if (r.slots >= facts.maxSlots) {
+    out.push({
+      status: "FAIL",
+      check: slotCheck,
+      problem:
+        `all ${facts.maxSlots} replication slots are in use (max_replication_slots = ${facts.maxSlots})`,
+      fix: `ALTER SYSTEM SET max_replication_slots = ${
+        r.slots + 1
+      }; then restart the server, or drop an unused slot with pg_drop_replication_slot(name)`,
+    });
+  } else {
+    out.push({ status: "ok", check: slotCheck });
+  }
+  const senderCheck = `${label} wal senders`;
+  const ownSenderRunning = mine?.active === true;
+  if (!ownSenderRunning && r.senders >= facts.maxWalSenders) {
+    out.push({
+      status: "FAIL",
+      check: senderCheck,
+      problem:
+        `all ${facts.maxWalSenders} WAL senders are busy (max_wal_senders = ${facts.maxWalSenders})`,
+      fix: `ALTER SYSTEM SET max_wal_senders = ${r.senders + 1}; then restart the server`,
+    });
+  } else {
+    out.push({ status: "ok", check: senderCheck });
+  }
+  return out;
+}
+
+async function tableChecks(
+  sql: Sql,
+  label: string,
+  facts: ServerFacts,
+  m: MappedTables,
+): Promise<Check[]> {
+  const { mapping } = m;
+  const name = `${mapping.sourceSchema}.${mapping.sourceName}`;
+  const check = `${label} table ${name}`;
+  const out: Check[] = [];
+  if (mapping.partitionsRegex) {
+    if (m.matches.length === 0) {
+      return [{
+        status: "FAIL",
+        check,
+        problem: `no table in schema ${mapping.sourceSchema} matches partitions_regex ${
+          JSON.stringify(mapping.partitionsRegex)
+        }`,
+        fix: "correct partitions_regex (matched against whole table names) or the schema",
+      }];
+    }
+  } else if (!m.table) {
+    return [{
+      status: "FAIL",
+      check,
+      problem: `no table ${name} in database ${facts.database}`,
+      fix: `create it, or correct the table name (write "schema.table" when not in public)`,
+    }];
+  }
+
+  const unreadable: string[] = [];
+  for (const t of m.copied) {
+    const [p] = await sql.unsafe(
+      `SELECT has_table_privilege(c.oid, 'SELECT') AS ok
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relname = $2`,
+      [t.schema, t.name],
+    );
+    if (p && !p.ok) unreadable.push(sqlQualified(t.schema, t.name));
+  }
+  if (unreadable.length > 0) {
+    out.push({
+      status: "FAIL",
+      check,
+      problem: `role ${facts.user} may not SELECT from ${unreadable.join(", ")}`,
+      fix: `GRANT SELECT ON ${unreadable.join(", ")} TO ${sqlName(facts.user)};`,
+    });
+  } else {
+    out.push({ status: "ok", check });
+  }
+  out.push(...await identityChecks(sql, label, m));
+  return out;
+}
+
+/** Tables whose replica identity decides whether UPDATE and DELETE are allowed once published. */
+async function identityChecks(sql: Sql, label: string, m: MappedTables): Promise<Check[]> {
+  let leaves: SourceTable[] = [];
+  if (m.mapping.partitionsRegex || m.table?.kind !== "table") {
+    const names = m.mapping.partitionsRegex ? m.matches : m.table?.leafPartitions ?? [];
+    for (const n of names) {
+      const t = await readSourceTable(sql, n.schema, n.name);
+      if (t) leaves.push(t);
+    }
+  } else {
+    leaves = [m.table];
+  }
+  const check = `${label} table ${m.mapping.sourceSchema}.${m.mapping.sourceName} replica identity`;
+  const out: Check[] = [];
+  for (const t of leaves) {
+    const noKey = t.replicaIdentity === "n" ||
+      (t.replicaIdentity === "d" && t.primaryKey.length === 0);
+    if (!noKey) continue;
+    const what = t.replicaIdentity === "n"
+      ? "is NOTHING"
+      : "is DEFAULT but there is no primary key";
+    const q = sqlQualified(t.schema, t.name);
+    out.push({
+      status: "WARN",
+      check: leaves.length > 1 || t.name !== m.mapping.sourceName ? `${check} (${q})` : check,
+      problem:
+        `replica identity of ${q} ${what}: inserts flow, but the source refuses its UPDATE and DELETE once published`,
+      fix: `add a primary key, or ALTER TABLE ${q} REPLICA IDENTITY FULL;`,
+    });
+  }
+  if (out.length === 0 && leaves.length > 0) out.push({ status: "ok", check });
+  return out;
+}
+
+async function publicationCheck(
+  sql: Sql,
+  label: string,
+  name: string,
+  facts: ServerFacts,
+  mapped: MappedTables[],
+): Promise<Check> {
+  const check = `${label} publication ${name}`;
+  const wanted = mapped.flatMap((m) => m.published);
+  const partitioned = mapped.some((m) => m.table?.kind === "partitioned");
+  const [pub] = await sql.unsafe(
+    `SELECT p.oid::int8 AS oid, pg_has_role(p.pubowner, 'USAGE') AS owned
+       FROM pg_catalog.pg_publication p WHERE p.pubname = $1`,
+    [name],
+  );
+  const missing: QualifiedName[] = [];
+  const notOwned: QualifiedName[] = [];
+  for (const t of wanted) {
+    const [r] = await sql.unsafe(
+      `SELECT pg_has_role(c.relowner, 'USAGE') AS owned,
+              ${
+        pub
+          ? `EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables pt
+                       JOIN pg_catalog.pg_namespace pn ON pn.nspname = pt.schemaname
+                       JOIN pg_catalog.pg_class pc ON pc.relnamespace = pn.oid
+                                                  AND pc.relname = pt.tablename
+                      WHERE pt.pubname = $3
+                        AND (pc.oid IN (SELECT relid FROM pg_partition_tree(c.oid))
+                          OR pc.oid IN (SELECT relid FROM pg_partition_ancestors(c.oid))))`
+          : "false"
+      } AS published
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = $1 AND c.relname = $2`,
+      pub ? [t.schema, t.name, name] : [t.schema, t.name],
+    );
+    if (!r) continue;
+    if (!r.published) missing.push(t);
+    if (!r.owned) notOwned.push(t);
+  }
+  const list = (ts: QualifiedName[]) => ts.map((t) => sqlQualified(t.schema, t.name)).join(", ");
+  const asOwner = "as the tables' owner or a superuser";
+  if (pub) {
+    const cannotAdd = missing.filter((t) =>
+      !facts.superuser && (!pub.owned || notOwned.includes(t))
+    );
+    if (cannotAdd.length === 0) return { status: "ok", check };
+    return {
+      status: "FAIL",
+      check,
+      problem: `the publication lacks ${list(cannotAdd)} and role ${facts.user} cannot add ${
+        cannotAdd.length > 1 ? "them" : "it"
+      } (it must own the publication and the table)`,
+      fix: `${asOwner}: ALTER PUBLICATION ${sqlName(name)} ADD TABLE ${list(cannotAdd)};`,
+    };
+  }
+  if (facts.superuser || (facts.canCreate && notOwned.length === 0)) {
+    return { status: "ok", check };
+  }
+  const reasons = [
+    ...(facts.canCreate ? [] : [`CREATE on database ${facts.database}`]),
+    ...(notOwned.length > 0 ? [`ownership of ${list(notOwned)}`] : []),
+  ];
+  const via = partitioned && facts.major >= 13 ? " WITH (publish_via_partition_root = true)" : "";
+  return {
+    status: "FAIL",
+    check,
+    problem: `the publication does not exist and role ${facts.user} cannot create it (it needs ${
+      reasons.join(" and ")
+    })`,
+    fix: `${asOwner}: CREATE PUBLICATION ${sqlName(name)}${
+      wanted.length > 0 ? ` FOR TABLE ${list(wanted)}` : ""
+    }${via};`,
+  };
+}
+
+const RESERVED = new Set(
+  ("all analyse analyze and any array as asc asymmetric authorization binary both case cast check " +
+    "collate collation column concurrently constraint create cross current_catalog current_date " +
+    "current_role current_schema current_time current_timestamp current_user default deferrable " +
+    "desc distinct do else end except false fetch for foreign freeze from full grant group having " +
+    "ilike in initially inner intersect into is isnull join lateral leading left like limit " +
+    "localtime localtimestamp natural not notnull null offset on only or order outer overlaps " +
+    "placing primary references returning right select session_user similar some symmetric " +
+    "system_user table tablesample then to trailing true union unique user using variadic verbose " +
+    "when where window with").split(" "),
+);
+
+/** `schema.name` as a person would write it (see {@link sqlName}). */
+export function sqlQualified(schema: string, name: string): string {
+  return `${sqlName(schema)}.${sqlName(name)}`;
+}
+
+/** An identifier as a person would write it: bare when that is safe, quoted otherwise. */
+export function sqlName(name: string): string {
+  return /^[a-z_][a-z0-9_$]*$/.test(name) && !RESERVED.has(name) ? name : quoteIdent(name);
+}

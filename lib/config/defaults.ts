@@ -1,0 +1,24 @@
+/** Values used when the config leaves a setting out. */
+
+import type { LogConfig, TableMode } from "./types.ts";
+
+/** Destination schema of the target tables. */
+export const DEFAULT_DESTINATION_SCHEMA = "public";
+/** Schema of a source table written without one (`t1` means `public.t1`). */
+export const DEFAULT_SOURCE_SCHEMA = "public";
+/** Mode of a table that does not say. */
+export const DEFAULT_TABLE_MODE: TableMode = "clone";
+
+/** `apply:` defaults. */
+export const DEFAULT_APPLY = { batchSize: 10_000, commitIntervalMs: 200, queueSize: 20_000 };
+/** `sync:` defaults; `burst` defaults to the configured `rate`. */
+export const DEFAULT_SYNC = { parallelism: 2, rate: 0 };
+/** `metrics:` defaults. */
+export const DEFAULT_METRICS = { listen: "127.0.0.1:9187", readyMaxLagSeconds: 60 };
+/** `log:` defaults. */
+export const DEFAULT_LOG: LogConfig = { level: "info", format: "auto" };
+/** `status.retained_wal_warn_mb` default, in MiB. */
+export const DEFAULT_RETAINED_WAL_WARN_MB = 1024;
+
+/** Config files looked for, in order, when neither `--config` nor `$KVSZ_CONFIG` is given. */
+export const DEFAULT_CONFIG_PATHS: readonly string[] = ["kvsz.yaml", "/etc/kvsz/kvsz.yaml"];

@@ -1,0 +1,531 @@
+/** Schema checks: turns a parsed config document into a `Config`, collecting every problem. */
+
+import { redactUrl } from "../pg/redact.ts";
+import {
+  DEFAULT_APPLY,
+  DEFAULT_DESTINATION_SCHEMA,
+  DEFAULT_LOG,
+  DEFAULT_METRICS,
+  DEFAULT_RETAINED_WAL_WARN_MB,
+  DEFAULT_SOURCE_SCHEMA,
+  DEFAULT_SYNC,
+  DEFAULT_TABLE_MODE,
+} from "./defaults.ts";
+import { formatPath, type Path, problemAt, type SourceDocument } from "./document.ts";
+import type { Problem } from "./errors.ts";
+import { didYouMean } from "./suggest.ts";
+import type {
+  ApplyConfig,
+  Config,
+  DatabaseMapping,
+  DestinationConfig,
+  LogConfig,
+  MetricsConfig,
+  SourceUrl,
+  SyncConfig,
+  TableMapping,
+  TableMode,
+} from "./types.ts";
+
+/** Table modes accepted in `type:`. */
+export const TABLE_MODES: readonly TableMode[] = ["clone", "append", "history"];
+/** Accepted `log.level` values. */
+export const LOG_LEVELS: readonly LogConfig["level"][] = ["debug", "info", "warning", "error"];
+/** Accepted `log.format` values. */
+export const LOG_FORMATS: readonly LogConfig["format"][] = ["auto", "text", "json"];
+
+const ROOT_KEYS = [
+  "destination",
+  "databases",
+  "map_file",
+  "apply",
+  "sync",
+  "metrics",
+  "log",
+  "status",
+];
+const DESTINATION_KEYS = ["url", "schema"];
+const DATABASE_KEYS = ["database", "urls", "tables"];
+const URL_KEYS = ["url", "sid"];
+const TABLE_KEYS = ["target", "type", "partitions_regex"];
+const APPLY_KEYS = ["batch_size", "commit_interval_ms", "queue_size"];
+const SYNC_KEYS = ["parallelism", "rate", "burst"];
+const METRICS_KEYS = ["listen", "ready_max_lag_seconds"];
+const LOG_KEYS = ["level", "format"];
+const STATUS_KEYS = ["retained_wal_warn_mb"];
+
+/** The config built from a document (meaningful only when `problems` is empty). */
+export interface Validation {
+  config: Config;
+  problems: Problem[];
+}
+
+/**
+ * Checks the config document `main` and builds the `Config`. When `main` names
+ * a `map_file`, `mapDocument` is that file read by the loader; when the loader
+ * could not read it, it has reported why and the databases are not checked.
+ */
+export function validateConfig(main: SourceDocument, mapDocument?: SourceDocument): Validation {
+  const check = new Checker(main);
+  const config = emptyConfig(main.file);
+  if (main.value === null) {
+    check.report([], "the config file is empty");
+    return { config, problems: check.problems };
+  }
+  const root = check.mapping(main.value, [], ROOT_KEYS);
+  if (root === undefined) return { config, problems: check.problems };
+
+  config.destination = destination(check, root.get("destination"));
+  config.apply = apply(check, check.section(root.get("apply"), ["apply"], APPLY_KEYS));
+  config.sync = sync(check, check.section(root.get("sync"), ["sync"], SYNC_KEYS));
+  config.metrics = metrics(check, check.section(root.get("metrics"), ["metrics"], METRICS_KEYS));
+  config.log = log(check, check.section(root.get("log"), ["log"], LOG_KEYS));
+  const status = check.section(root.get("status"), ["status"], STATUS_KEYS);
+  const warnMb = check.integer(status, "retained_wal_warn_mb", ["status"], 1);
+  config.retainedWalWarnBytes = (warnMb ?? DEFAULT_RETAINED_WAL_WARN_MB) * 1024 * 1024;
+
+  const mapProblems: Problem[] = [];
+  const hasDatabases = root.has("databases");
+  const hasMapFile = root.has("map_file");
+  if (hasDatabases && hasMapFile) {
+    check.report(["map_file"], "cannot be used together with databases; give only one of them");
+  }
+  if (!hasDatabases && !hasMapFile) {
+    check.report(["databases"], "required (or map_file naming a kuvasz-streamer map file)");
+  }
+  if (hasDatabases) {
+    config.databases = databases(check, root.get("databases"), ["databases"]);
+  } else if (hasMapFile) {
+    const mapFile = root.get("map_file");
+    if (typeof mapFile !== "string" || mapFile === "") {
+      check.report(["map_file"], `must be a file path, not ${describe(mapFile)}`);
+    } else if (mapDocument !== undefined) {
+      const mapCheck = new Checker(mapDocument);
+      config.databases = databases(mapCheck, mapDocument.value, []);
+      mapProblems.push(...mapCheck.problems);
+    }
+  }
+  return { config, problems: [...check.problems, ...mapProblems] };
+}
+
+function emptyConfig(file: string): Config {
+  return {
+    file,
+    destination: { url: "", schema: DEFAULT_DESTINATION_SCHEMA },
+    databases: [],
+    apply: { ...DEFAULT_APPLY },
+    sync: { ...DEFAULT_SYNC, burst: DEFAULT_SYNC.rate },
+    metrics: { ...DEFAULT_METRICS },
+    log: { ...DEFAULT_LOG },
+    retainedWalWarnBytes: DEFAULT_RETAINED_WAL_WARN_MB * 1024 * 1024,
+  };
+}
+
+function destination(check: Checker, value: unknown): DestinationConfig {
+  const path = ["destination"];
+  if (value === undefined || value === null) {
+    check.report(path, "required (url and schema of the database changes are written to)");
+    return { url: "", schema: DEFAULT_DESTINATION_SCHEMA };
+  }
+  const map = check.mapping(value, path, DESTINATION_KEYS);
+  if (map === undefined) return { url: "", schema: DEFAULT_DESTINATION_SCHEMA };
+  return {
+    url: check.postgresUrl(map, "url", path) ?? "",
+    schema: check.string(map, "schema", path) ?? DEFAULT_DESTINATION_SCHEMA,
+  };
+}
+
+function apply(check: Checker, map: Map<string, unknown>): ApplyConfig {
+  const path = ["apply"];
+  return {
+    batchSize: check.integer(map, "batch_size", path, 1) ?? DEFAULT_APPLY.batchSize,
+    commitIntervalMs: check.integer(map, "commit_interval_ms", path, 0) ??
+      DEFAULT_APPLY.commitIntervalMs,
+    queueSize: check.integer(map, "queue_size", path, 1) ?? DEFAULT_APPLY.queueSize,
+  };
+}
+
+function sync(check: Checker, map: Map<string, unknown>): SyncConfig {
+  const path = ["sync"];
+  const rate = check.integer(map, "rate", path, 0) ?? DEFAULT_SYNC.rate;
+  return {
+    parallelism: check.integer(map, "parallelism", path, 1) ?? DEFAULT_SYNC.parallelism,
+    rate,
+    burst: check.integer(map, "burst", path, 0) ?? rate,
+  };
+}
+
+function metrics(check: Checker, map: Map<string, unknown>): MetricsConfig {
+  const path = ["metrics"];
+  const listen = check.string(map, "listen", path, { allowEmpty: true });
+  if (listen !== undefined && listen !== "" && !isHostPort(listen)) {
+    check.report(
+      [...path, "listen"],
+      `must be "host:port" (e.g. 127.0.0.1:9187), or "" to turn metrics off, not ${
+        describe(listen)
+      }`,
+    );
+  }
+  return {
+    listen: listen ?? DEFAULT_METRICS.listen,
+    readyMaxLagSeconds: check.integer(map, "ready_max_lag_seconds", path, 1) ??
+      DEFAULT_METRICS.readyMaxLagSeconds,
+  };
+}
+
+function isHostPort(text: string): boolean {
+  const match = /^(.*):([0-9]{1,5})$/.exec(text);
+  if (match === null || Number(match[2]) > 65535) return false;
+  const host = match[1];
+  return !host.includes(":") || /^\[[0-9a-fA-F:.]+\]$/.test(host);
+}
+
+function log(check: Checker, map: Map<string, unknown>): LogConfig {
+  const path = ["log"];
+  return {
+    level: check.choice(map, "level", path, LOG_LEVELS) ?? DEFAULT_LOG.level,
+    format: check.choice(map, "format", path, LOG_FORMATS) ?? DEFAULT_LOG.format,
+  };
+}
+
+/** Checks a list of database entries (the `databases:` list or a whole map file). */
+function databases(check: Checker, value: unknown, path: Path): DatabaseMapping[] {
+  if (!Array.isArray(value)) {
+    const message = value === null
+      ? "must list at least one database"
+      : `must be a list of databases, not ${describe(value)}`;
+    check.report(path, message);
+    return [];
+  }
+  if (value.length === 0) check.report(path, "must list at least one database");
+  const result: DatabaseMapping[] = [];
+  const paths: Path[] = [];
+  value.forEach((entry, index) => {
+    const at = [...path, index];
+    const mapping = database(check, entry, at);
+    if (mapping !== undefined) {
+      result.push(mapping);
+      paths.push(at);
+    }
+  });
+  checkSharedTargets(check, result, paths);
+  return result;
+}
+
+function database(check: Checker, value: unknown, path: Path): DatabaseMapping | undefined {
+  const map = check.mapping(value, path, DATABASE_KEYS);
+  if (map === undefined) return undefined;
+  const name = check.string(map, "database", path, { required: "the source database name" });
+  return {
+    database: name ?? "",
+    urls: sourceUrls(check, map.get("urls"), [...path, "urls"]),
+    tables: tables(check, map.get("tables"), [...path, "tables"]),
+  };
+}
+
+function sourceUrls(check: Checker, value: unknown, path: Path): SourceUrl[] {
+  if (value === undefined || value === null) {
+    check.report(path, "required: list at least one source URL with its sid");
+    return [];
+  }
+  if (!Array.isArray(value)) {
+    check.report(path, `must be a list of { url, sid }, not ${describe(value)}`);
+    return [];
+  }
+  if (value.length === 0) check.report(path, "must list at least one source URL");
+  const result: SourceUrl[] = [];
+  const sidOwners = new Map<string, number>();
+  value.forEach((entry, index) => {
+    const at = [...path, index];
+    const map = check.mapping(entry, at, URL_KEYS);
+    if (map === undefined) return;
+    const url = check.postgresUrl(map, "url", at);
+    const sid = check.sid(map, at);
+    if (sid !== undefined) {
+      const first = sidOwners.get(sid);
+      if (first === undefined) sidOwners.set(sid, index);
+      else {
+        const other = formatPath([...path, first]);
+        check.report([...at, "sid"], `duplicate sid "${sid}" (also used by ${other})`);
+      }
+    }
+    if (url !== undefined && sid !== undefined) result.push({ url, sid });
+  });
+  return result;
+}
+
+function tables(check: Checker, value: unknown, path: Path): TableMapping[] {
+  if (value === undefined || value === null) {
+    check.report(path, "required: map at least one source table");
+    return [];
+  }
+  if (!(value instanceof Map)) {
+    check.report(path, `must be a mapping of source table names, not ${describe(value)}`);
+    return [];
+  }
+  if (value.size === 0) check.report(path, "must map at least one source table");
+  const result: TableMapping[] = [];
+  const sourceOwners = new Map<string, string>();
+  for (const [source, options] of value as Map<string, unknown>) {
+    const at = [...path, source];
+    const parts = source.split(".");
+    if (parts.length > 2 || parts.some((part) => part === "")) {
+      check.report(at, `table name must be "table" or "schema.table", not ${describe(source)}`);
+      continue;
+    }
+    const sourceName = parts[parts.length - 1];
+    const sourceSchema = parts.length === 2 ? parts[0] : DEFAULT_SOURCE_SCHEMA;
+    const qualified = `${sourceSchema}.${sourceName}`;
+    const first = sourceOwners.get(qualified);
+    if (first !== undefined) {
+      check.report(at, `same source table as ${formatPath([...path, first])}`);
+      continue;
+    }
+    sourceOwners.set(qualified, source);
+    const table = tableOptions(check, options, at);
+    if (table === undefined) continue;
+    result.push({
+      source,
+      sourceSchema,
+      sourceName,
+      target: table.target ?? sourceName,
+      mode: table.mode,
+      ...(table.partitionsRegex === undefined ? {} : { partitionsRegex: table.partitionsRegex }),
+    });
+  }
+  return result;
+}
+
+interface TableOptions {
+  target?: string;
+  mode: TableMode;
+  partitionsRegex?: string;
+}
+
+function tableOptions(check: Checker, value: unknown, path: Path): TableOptions | undefined {
+  if (value === null) return { mode: DEFAULT_TABLE_MODE };
+  if (!(value instanceof Map)) {
+    check.report(
+      path,
+      `must be empty or a mapping with ${TABLE_KEYS.join(", ")}, not ${describe(value)}`,
+    );
+    return undefined;
+  }
+  check.mapping(value, path, TABLE_KEYS);
+  const target = check.string(value, "target", path);
+  if (target !== undefined && target.includes(".")) {
+    check.report(
+      [...path, "target"],
+      "must be a table name without schema (targets live in destination.schema)",
+    );
+  }
+  const regex = check.string(value, "partitions_regex", path);
+  if (regex !== undefined) {
+    try {
+      new RegExp(regex);
+    } catch (error) {
+      check.report([...path, "partitions_regex"], (error as Error).message);
+    }
+  }
+  return {
+    target,
+    mode: check.choice(value, "type", path, TABLE_MODES) ?? DEFAULT_TABLE_MODE,
+    partitionsRegex: regex,
+  };
+}
+
+/** Reports a table of one database entry feeding a (target, sid) pair another entry already feeds. */
+function checkSharedTargets(check: Checker, mappings: DatabaseMapping[], paths: Path[]): void {
+  const owners = new Map<string, { entry: number; path: Path }>();
+  mappings.forEach((mapping, entry) => {
+    for (const table of mapping.tables) {
+      const tablePath = [...paths[entry], "tables", table.source];
+      for (const { sid } of mapping.urls) {
+        const key = JSON.stringify([table.target, sid]);
+        const owner = owners.get(key);
+        if (owner === undefined) {
+          owners.set(key, { entry, path: tablePath });
+        } else if (owner.entry !== entry) {
+          check.report(
+            tablePath,
+            `target "${table.target}" with sid "${sid}" is already fed by ${
+              formatPath(owner.path)
+            } (give the sources different sids or targets)`,
+          );
+          break;
+        }
+      }
+    }
+  });
+}
+
+/** Short description of a value for messages, e.g. `a list`, `"abc"`, `5`. */
+function describe(value: unknown): string {
+  if (value === undefined || value === null) return "empty";
+  if (Array.isArray(value)) return "a list";
+  if (value instanceof Map) return "a mapping";
+  if (typeof value === "string") {
+    const shown = value.includes("://") ? redactUrl(value) : value;
+    return JSON.stringify(shown.length > 40 ? `${shown.slice(0, 40)}...` : shown);
+  }
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  return `a ${typeof value}`;
+}
+
+/** Collects problems of one document and reads typed values out of its mappings. */
+class Checker {
+  readonly problems: Problem[] = [];
+
+  constructor(readonly document: SourceDocument) {}
+
+  /** Records a problem, unless the value at `path` had an unexpandable `${VAR}` (already reported). */
+  report(path: Path, message: string): void {
+    if (this.document.unresolved.has(formatPath(path))) return;
+    this.problems.push(problemAt(this.document, path, message));
+  }
+
+  /** `value` as a mapping, reporting keys not in `known`; undefined (reported) when not a mapping. */
+  mapping(value: unknown, path: Path, known: readonly string[]): Map<string, unknown> | undefined {
+    if (!(value instanceof Map)) {
+      const what = path.length === 0 ? "the top level must be a mapping" : "must be a mapping";
+      this.report(path, `${what}, not ${describe(value)}`);
+      return undefined;
+    }
+    for (const key of value.keys()) {
+      if (known.includes(key)) continue;
+      const hint = didYouMean(key, known) || ` (expected one of ${known.join(", ")})`;
+      this.report([...path, key], `unknown key${hint}`);
+    }
+    return value;
+  }
+
+  /** An optional section: an empty mapping when absent or empty. */
+  section(value: unknown, path: Path, known: readonly string[]): Map<string, unknown> {
+    if (value === undefined || value === null) return new Map();
+    return this.mapping(value, path, known) ?? new Map();
+  }
+
+  /** Whether `key` has a value worth checking (present, not null, not an unexpanded `${VAR}`). */
+  #has(map: Map<string, unknown>, key: string, parent: Path): boolean {
+    const value = map.get(key);
+    if (value === undefined || value === null) return false;
+    return !this.document.unresolved.has(formatPath([...parent, key]));
+  }
+
+  /** Whether `key` is absent because a `${VAR}` in it could not be expanded. */
+  #unresolved(key: string, parent: Path): boolean {
+    return this.document.unresolved.has(formatPath([...parent, key]));
+  }
+
+  /** A string; undefined when absent (reported when `required` says what it is) or invalid. */
+  string(
+    map: Map<string, unknown>,
+    key: string,
+    parent: Path,
+    options: { required?: string; allowEmpty?: boolean } = {},
+  ): string | undefined {
+    const path = [...parent, key];
+    if (!this.#has(map, key, parent)) {
+      if (options.required !== undefined && !this.#unresolved(key, parent)) {
+        this.report(path, `required (${options.required})`);
+      }
+      return undefined;
+    }
+    const value = map.get(key);
+    if (typeof value !== "string") {
+      this.report(path, `must be a string, not ${describe(value)}`);
+      return undefined;
+    }
+    if (value === "" && !options.allowEmpty) {
+      this.report(path, "must not be empty");
+      return undefined;
+    }
+    return value;
+  }
+
+  /** An integer of at least `min`; undefined when absent or invalid. */
+  integer(map: Map<string, unknown>, key: string, parent: Path, min: number): number | undefined {
+    if (!this.#has(map, key, parent)) return undefined;
+    const value = map.get(key);
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
+      const wanted = min === 1 ? "a positive integer" : `an integer of ${min} or more`;
+      const hint = typeof value === "string" && /^[0-9]+$/.test(value)
+        ? " (remove the quotes)"
+        : "";
+      this.report([...parent, key], `must be ${wanted}, not ${describe(value)}${hint}`);
+      return undefined;
+    }
+    return value;
+  }
+
+  /** One of `options`, exactly; undefined when absent or invalid. */
+  choice<T extends string>(
+    map: Map<string, unknown>,
+    key: string,
+    parent: Path,
+    options: readonly T[],
+  ): T | undefined {
+    if (!this.#has(map, key, parent)) return undefined;
+    const value = map.get(key);
+    if (typeof value === "string" && (options as readonly string[]).includes(value)) {
+      return value as T;
+    }
+    const hint = typeof value === "string" ? didYouMean(value, options) : "";
+    this.report(
+      [...parent, key],
+      `must be one of ${options.join(", ")}, not ${describe(value)}${hint}`,
+    );
+    return undefined;
+  }
+
+  /** A required postgres:// or postgresql:// URL; undefined when missing or invalid. */
+  postgresUrl(map: Map<string, unknown>, key: string, parent: Path): string | undefined {
+    const path = [...parent, key];
+    if (!this.#has(map, key, parent)) {
+      if (!this.#unresolved(key, parent)) {
+        this.report(path, "required (a postgres:// or postgresql:// URL)");
+      }
+      return undefined;
+    }
+    const value = map.get(key);
+    if (typeof value !== "string") {
+      this.report(path, `must be a postgres:// or postgresql:// URL, not ${describe(value)}`);
+      return undefined;
+    }
+    if (!isPostgresUrl(value)) {
+      this.report(
+        path,
+        `must be a postgres:// or postgresql:// URL, not ${JSON.stringify(redactUrl(value))}`,
+      );
+      return undefined;
+    }
+    return value;
+  }
+
+  /** The required `sid` of a source URL as text (a number keeps its source text, e.g. `012`). */
+  sid(map: Map<string, unknown>, parent: Path): string | undefined {
+    const path = [...parent, "sid"];
+    if (!this.#has(map, "sid", parent)) {
+      if (!this.#unresolved("sid", parent)) {
+        this.report(path, "required (a number or string identifying this source)");
+      }
+      return undefined;
+    }
+    const value = map.get("sid");
+    if (typeof value === "number") {
+      return this.document.numberText.get(formatPath(path)) ?? String(value);
+    }
+    if (typeof value === "string" && value.trim() !== "") return value;
+    this.report(path, `must be a number or a non-empty string, not ${describe(value)}`);
+    return undefined;
+  }
+}
+
+function isPostgresUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return url.protocol === "postgres:" || url.protocol === "postgresql:";
+  } catch {
+    return false;
+  }
+}

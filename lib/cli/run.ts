@@ -1,6 +1,6 @@
 /** `kvsz run`: streams every configured source into the destination until SIGTERM/SIGINT. */
 import { type Command, CONFIG_HELP, CONFIG_OPTION, EXIT_FAILURE, EXIT_OK } from "./command.ts";
-import { findConfigPath, loadConfig } from "../config/load.ts";
+import { findAndLoadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
 import { configureLogging, log, registerSecrets } from "../observe/log.ts";
 import { SourcePipeline } from "../source/pipeline.ts";
@@ -28,13 +28,14 @@ ${CONFIG_HELP}
       --skip-checks   start without the validate checks (sources retry until reachable)`,
   options: { ...CONFIG_OPTION, "skip-checks": { type: "boolean" } },
   async run(flags) {
-    const config = await loadConfig(findConfigPath(flags.config as string | undefined));
+    const config = await findAndLoadConfig(flags.config as string | undefined);
     registerSecrets(configUrls(config));
     configureLogging(config.log);
     const logger = log("run");
     if (!flags["skip-checks"]) {
       const checks = await validateConfig(config, { connectTimeout: 10 });
-      const failed = checks.filter((c) => c.status === "fail");
+      // An unreachable server is retried by the pipelines; anything else is a real mistake.
+      const failed = checks.filter((c) => c.status === "FAIL" && !/reachable$/.test(c.check));
       for (const c of checks.filter((c) => c.status !== "ok")) console.error(formatCheck(c));
       if (failed.length > 0) {
         logger.error("{count} check(s) failed; nothing was written. Fix them and start again.", {

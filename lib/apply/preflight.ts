@@ -66,6 +66,7 @@ export async function preflightDestination(
     }
     checks.push({ status: "ok", check: `${label} reachable` });
     checks.push(await kvszSchemaCheck(sql, label, user));
+    checks.push(await targetSchemaCheck(sql, label, config.destination.schema, user));
     const targets = new Map<string, TargetTable | null>();
     for (const db of config.databases) {
       for (const mapping of db.tables) {
@@ -136,6 +137,39 @@ async function kvszSchemaCheck(sql: Sql, label: string, user: string): Promise<C
       sqlName(r.database)
     } TO ${sqlName(user)};`,
   };
+}
+
+/** Checks that `destination.schema` exists and the role may use it. */
+async function targetSchemaCheck(
+  sql: Sql,
+  label: string,
+  schema: string,
+  user: string,
+): Promise<Check> {
+  const check = `${label} schema ${schema}`;
+  const [r] = await sql.unsafe(
+    `SELECT n.oid IS NOT NULL AS present,
+            CASE WHEN n.oid IS NOT NULL THEN has_schema_privilege(n.oid, 'USAGE') END AS usable
+       FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = $1`,
+    [schema],
+  );
+  if (!r.present) {
+    return {
+      status: "FAIL",
+      check,
+      problem: `schema ${schema} (destination.schema) does not exist`,
+      fix: `CREATE SCHEMA ${sqlName(schema)}; or correct destination.schema`,
+    };
+  }
+  if (!r.usable) {
+    return {
+      status: "FAIL",
+      check,
+      problem: `role ${user} lacks USAGE on schema ${schema}`,
+      fix: `GRANT USAGE ON SCHEMA ${sqlName(schema)} TO ${sqlName(user)};`,
+    };
+  }
+  return { status: "ok", check };
 }
 
 /** Privileges a target needs for `mode`. */

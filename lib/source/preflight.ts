@@ -206,11 +206,13 @@ export async function preflightSource(
         fix: `ALTER ROLE ${sqlName(facts.user)} REPLICATION;`,
       },
     );
+    // Count slots and WAL senders before our own replication connection takes one.
+    const slotName = kvszObjectName(db.database, source.sid);
+    const slots = await slotChecks(sql, label, slotName, facts);
     if (mayReplicate) {
       checks.push(await replicationConnectionCheck(label, source.url, facts, timeout));
     }
-    const slotName = kvszObjectName(db.database, source.sid);
-    checks.push(...await slotChecks(sql, label, slotName, facts));
+    checks.push(...slots);
 
     const mapped: MappedTables[] = [];
     for (const mapping of db.tables) {
@@ -260,16 +262,36 @@ async function replicationConnectionCheck(
     const err = e as { code?: string; message?: string };
     const problem = connectionProblem(e, url);
     if (err.code === "28000" && /pg_hba/.test(err.message ?? "")) {
+      // A logical replication connection is matched like a normal one, by database name.
       const line = facts.clientAddr
-        ? `host replication ${facts.user} ${facts.clientAddr}/${
+        ? `host ${facts.database} ${facts.user} ${facts.clientAddr}/${
           facts.clientAddr.includes(":") ? 128 : 32
         } scram-sha-256`
-        : `local replication ${facts.user} scram-sha-256`;
+        : `local ${facts.database} ${facts.user} scram-sha-256`;
       return {
         status: "FAIL",
         check,
         problem,
         fix: `add "${line}" to pg_hba.conf, then SELECT pg_reload_conf();`,
+      };
+    }
+    if (/max_wal_senders/.test(err.message ?? "")) {
+      return {
+        status: "FAIL",
+        check,
+        problem,
+        fix: `ALTER SYSTEM SET max_wal_senders = ${
+          facts.maxWalSenders + 1
+        }; then restart the server`,
+      };
+    }
+    if (/unsupported startup parameter/i.test(err.message ?? "")) {
+      return {
+        status: "FAIL",
+        check,
+        problem,
+        fix:
+          "connect kvsz straight to PostgreSQL: connection poolers do not pass replication connections",
       };
     }
     return { status: "FAIL", check, problem, fix: connectionFix(e, url) };
@@ -286,8 +308,8 @@ async function slotChecks(
 ): Promise<Check[]> {
   const [r] = await sql.unsafe(
     `SELECT (SELECT count(*) FROM pg_catalog.pg_replication_slots)::int AS slots,
-            (SELECT count(*) FROM pg_catalog.pg_stat_activity
-              WHERE backend_type = 'walsender')::int AS senders`,
+            -- every role sees the rows of pg_stat_replication (not their details)
+            (SELECT count(*) FROM pg_catalog.pg_stat_replication)::int AS senders`,
   );
   const [mine] = await sql.unsafe(
     `SELECT plugin, database, active, active_pid FROM pg_catalog.pg_replication_slots
@@ -453,7 +475,8 @@ async function publicationCheck(
                        JOIN pg_catalog.pg_class pc ON pc.relnamespace = pn.oid
                                                   AND pc.relname = pt.tablename
                       WHERE pt.pubname = $3
-                        AND (pc.oid IN (SELECT relid FROM pg_partition_tree(c.oid))
+                        AND (pc.oid = c.oid
+                          OR pc.oid IN (SELECT relid FROM pg_partition_tree(c.oid))
                           OR pc.oid IN (SELECT relid FROM pg_partition_ancestors(c.oid))))`
           : "false"
       } AS published

@@ -36,6 +36,12 @@ export interface PipelineEvents {
   onAnomaly?(a: Anomaly): void;
   onWalEnd?(walEnd: bigint): void;
   onSyncRows?(table: string, rows: number, bytes: number): void;
+  onOperations?(
+    table: string,
+    operation: "insert" | "update" | "delete" | "truncate",
+    count: number,
+    seconds: number,
+  ): void;
 }
 
 /** An error retrying will not fix by itself; logged loudly with its fix, retried slowly. */

@@ -3,7 +3,7 @@
  * inserts, updates, deletes and truncates in clone, append and history mode,
  * with and without `sid`; a clean stop on SIGTERM.
  */
-import { assertEquals } from "node:assert/strict";
+import assert from "node:assert/strict";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
 import { KvszProcess, tableRows, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
 import type { Sql } from "../../lib/pg/connect.ts";
@@ -55,9 +55,9 @@ clusterSuite("kvsz run: modes", {
     await src.unsafe(`TRUNCATE t1`);
     await src.unsafe(`INSERT INTO t1 VALUES (1, 'after truncate', 2)`);
     await waitForEqualRows(srcRows, dstRows, { what: "truncate", kvsz });
-    assertEquals(await kvsz.stop("SIGTERM"), 0, kvsz.output);
+    assert.equal(await kvsz.stop("SIGTERM"), 0, kvsz.output);
     const [p] = await dst.unsafe(`SELECT count(*)::int AS n FROM kvsz.progress`);
-    assertEquals(p.n, 1);
+    assert.equal(p.n, 1);
   },
 
   "append ignores delete and truncate; target without sid": async (c) => {
@@ -90,7 +90,7 @@ clusterSuite("kvsz run: modes", {
       dstRows,
       { kvsz },
     );
-    assertEquals(await kvsz.stop(), 0);
+    assert.equal(await kvsz.stop(), 0);
   },
 
   "history keeps every version with the source commit time": async (c) => {
@@ -132,6 +132,6 @@ clusterSuite("kvsz run: modes", {
       { salary: 2000, s: t2.t, e: t3.t, d: true },
     ].map((r) => JSON.stringify(r)).sort();
     await waitForEqualRows(() => Promise.resolve(expected), history, { kvsz, what: "history" });
-    assertEquals(await kvsz.stop(), 0);
+    assert.equal(await kvsz.stop(), 0);
   },
 });

@@ -5,12 +5,14 @@ import { versionCommand } from "./version.ts";
 import { validateCommand } from "./validate.ts";
 import { statusCommand } from "./status.ts";
 import { runCommand } from "./run.ts";
+import { dropCommand } from "./drop.ts";
 
 /** Every subcommand, in the order `kvsz help` lists them. */
 export const COMMANDS: Command[] = [
   runCommand,
   statusCommand,
   validateCommand,
+  dropCommand,
   versionCommand,
 ];
 

@@ -1,0 +1,373 @@
+/**
+ * Prometheus metrics of one kvsz process: the names kuvasz-streamer users
+ * already chart (`streamer_*`, `url_heartbeat`) plus kvsz's own (`kvsz_*`),
+ * fed by the engine through {@link PipelineEvents} hooks and rendered in the
+ * text exposition format. Also the readiness of every source, for `/readyz`.
+ */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { PipelineEvents } from "../source/pipeline.ts";
+import type { CommitInfo } from "../apply/applier.ts";
+import type { Anomaly } from "../apply/types.ts";
+import { VERSION } from "../cli/version.ts";
+
+/** A row operation as counted in `streamer_operations_total{operation}`. */
+export type Operation = "insert" | "update" | "delete" | "truncate";
+
+/** What the slot poller (or any caller) knows about a source's slot. */
+export interface SlotLag {
+  /** Source WAL not yet confirmed by kvsz: current LSN − `confirmed_flush_lsn`; null = unknown. */
+  bytes: number | null;
+  /** WAL the source keeps for the slot: current LSN − `restart_lsn`; null = unknown. */
+  retainedBytes?: number | null;
+}
+
+/** Readiness of one source, as `/readyz` reports it. */
+export interface SourceReadiness {
+  database: string;
+  sid: string;
+  /** `streaming`, `lagging` (connected, lag over the bound), `syncing` (initial copy) or `disconnected`. */
+  state: "streaming" | "lagging" | "syncing" | "disconnected";
+  ready: boolean;
+  connected: boolean;
+  /** Seconds the destination is behind the source (see {@link Metrics.lagSeconds}). */
+  lagSeconds: number;
+  /** Last known unconfirmed WAL bytes of the slot, or null when not polled. */
+  lagBytes: number | null;
+}
+
+/** Readiness of the whole process: ready when every source is. */
+export interface Readiness {
+  ready: boolean;
+  sources: SourceReadiness[];
+}
+
+/** Options of {@link Metrics}. */
+export interface MetricsOptions {
+  /** Clock in milliseconds since the epoch (tests pass a fake one). */
+  now?: () => number;
+}
+
+const SOURCE = ["database", "sid"] as const;
+const OPERATION_SECONDS_BUCKETS = [
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+];
+const BATCH_SIZE_BUCKETS = [1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000, 100000];
+
+/** Per-source state behind the gauges that are computed at scrape time. */
+interface SourceState {
+  database: string;
+  sid: string;
+  connected: boolean;
+  /** An initial copy reported rows since the source was last connected. */
+  syncing: boolean;
+  /** When the hooks were first asked for (the lag baseline before any event). */
+  registeredMs: number;
+  /**
+   * The moment the destination was last known to be up to date with: the
+   * commit time of the last applied commit, or the arrival of a keepalive
+   * (everything the server had sent by then was received in order).
+   */
+  caughtUpMs: number | null;
+  /** Highest WAL end reported by a keepalive. */
+  keepaliveLsn: bigint;
+  lagBytes: number | null;
+}
+
+/** The Prometheus registry of a kvsz process and the hooks that feed it. */
+export class Metrics {
+  /** The prom-client registry (only kvsz's metrics; no process defaults). */
+  readonly registry: Registry = new Registry();
+  /** Content type of {@link render}'s output. */
+  readonly contentType: string = this.registry.contentType;
+
+  readonly #now: () => number;
+  readonly #sources = new Map<string, SourceState>();
+
+  readonly operations = new Counter({
+    name: "streamer_operations_total",
+    help: "Row operations applied to the destination, by source table and operation.",
+    labelNames: ["database", "sid", "table", "operation", "result"] as const,
+    registers: [this.registry],
+  });
+  readonly operationSeconds = new Histogram({
+    name: "streamer_operations_seconds",
+    help: "Time of one set-based destination statement applying operations of one table.",
+    labelNames: ["database", "sid", "table", "operation", "result"] as const,
+    buckets: OPERATION_SECONDS_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly syncRows = new Counter({
+    name: "streamer_sync_total_rows",
+    help: "Rows copied by the initial sync, by source table.",
+    labelNames: ["database", "sid", "table"] as const,
+    registers: [this.registry],
+  });
+  readonly syncBytes = new Counter({
+    name: "streamer_sync_total_bytes",
+    help: "Bytes copied by the initial sync (COPY text), by source table.",
+    labelNames: ["database", "sid", "table"] as const,
+    registers: [this.registry],
+  });
+  readonly heartbeat = new Gauge({
+    name: "url_heartbeat",
+    help: "Last activity of a source (connection, change, keepalive, copy), in unix seconds.",
+    labelNames: SOURCE,
+    registers: [this.registry],
+  });
+  readonly lagBytesGauge = new Gauge({
+    name: "kvsz_lag_bytes",
+    help: "Source WAL not yet confirmed by kvsz (current LSN minus confirmed_flush_lsn), in bytes.",
+    labelNames: SOURCE,
+    registers: [this.registry],
+  });
+  readonly lagSecondsGauge: Gauge<"database" | "sid"> = new Gauge({
+    name: "kvsz_lag_seconds",
+    help:
+      "Seconds the destination is behind the source: 0 when caught up, else the age of the last applied source commit.",
+    labelNames: SOURCE,
+    registers: [this.registry],
+    collect: () => {
+      for (const s of this.#sources.values()) {
+        this.lagSecondsGauge.set({ database: s.database, sid: s.sid }, this.#lagSeconds(s));
+      }
+    },
+  });
+  readonly retainedWal = new Gauge({
+    name: "kvsz_slot_retained_wal_bytes",
+    help: "WAL the source keeps for the kvsz slot (current LSN minus restart_lsn), in bytes.",
+    labelNames: SOURCE,
+    registers: [this.registry],
+  });
+  readonly anomalies = new Counter({
+    name: "kvsz_anomalies_total",
+    help:
+      "Changes that did not match the destination (insert_existing, update_missing, delete_missing), converged as the mode says.",
+    labelNames: ["database", "sid", "table", "kind"] as const,
+    registers: [this.registry],
+  });
+  readonly connected = new Gauge({
+    name: "kvsz_source_connected",
+    help: "1 while the source's replication stream is running, else 0.",
+    labelNames: SOURCE,
+    registers: [this.registry],
+  });
+  readonly batchSize = new Histogram({
+    name: "kvsz_batch_size",
+    help: "Source changes per destination transaction.",
+    labelNames: SOURCE,
+    buckets: BATCH_SIZE_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly commitSeconds = new Histogram({
+    name: "kvsz_apply_commit_seconds",
+    help: "Time to apply one destination transaction, from its first write to its commit.",
+    labelNames: SOURCE,
+    buckets: OPERATION_SECONDS_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly transactions = new Counter({
+    name: "kvsz_transactions_total",
+    help: "Source transactions applied to the destination.",
+    labelNames: SOURCE,
+    registers: [this.registry],
+  });
+  readonly rows = new Counter({
+    name: "kvsz_rows_total",
+    help: "Rows written to the destination, by table mode (clone, append, history).",
+    labelNames: ["database", "sid", "mode"] as const,
+    registers: [this.registry],
+  });
+  readonly info = new Gauge({
+    name: "kvsz_info",
+    help: "Always 1; the kvsz version as a label.",
+    labelNames: ["version"] as const,
+    registers: [this.registry],
+  });
+
+  constructor(opts: MetricsOptions = {}) {
+    this.#now = opts.now ?? Date.now;
+    this.info.set({ version: VERSION }, 1);
+  }
+
+  /** The hooks of one source for `SourcePipeline`; asking again for the same source shares its state. */
+  pipelineEvents(database: string, sid: string): PipelineEvents {
+    const s = this.#source(database, sid);
+    const labels = { database, sid };
+    const beat = () => this.heartbeat.set(labels, this.#now() / 1000);
+    return {
+      onConnected: (connected) => {
+        s.connected = connected;
+        if (connected) s.syncing = false;
+        this.connected.set(labels, connected ? 1 : 0);
+        if (connected) beat();
+      },
+      onCommit: (info: CommitInfo) => {
+        beat();
+        if (info.endLsn > s.keepaliveLsn && info.commitTimeIso !== null) {
+          const t = Date.parse(info.commitTimeIso);
+          if (Number.isFinite(t)) s.caughtUpMs = t;
+        }
+        this.batchSize.observe(labels, info.changes);
+        this.commitSeconds.observe(labels, info.seconds);
+        this.transactions.inc(labels, info.transactions);
+        for (const mode of ["clone", "append", "history"] as const) {
+          if (info.counts[mode] > 0) this.rows.inc({ ...labels, mode }, info.counts[mode]);
+        }
+      },
+      onAnomaly: (a: Anomaly) => {
+        this.anomalies.inc({ ...labels, table: a.route.source, kind: a.kind });
+      },
+      onWalEnd: (walEnd: bigint) => {
+        beat();
+        if (walEnd > s.keepaliveLsn) s.keepaliveLsn = walEnd;
+        s.caughtUpMs = this.#now();
+      },
+      onSyncRows: (table, rows, bytes) => {
+        beat();
+        if (!s.connected) s.syncing = true;
+        if (rows > 0) this.syncRows.inc({ ...labels, table }, rows);
+        if (bytes > 0) this.syncBytes.inc({ ...labels, table }, bytes);
+      },
+      onOperations: (table, operation, count, seconds) => {
+        beat();
+        const l = { ...labels, table, operation, result: "success" };
+        if (count > 0) this.operations.inc(l, count);
+        this.operationSeconds.observe(l, seconds);
+      },
+    };
+  }
+
+  /** Records what the source says about the slot (from `pg_replication_slots`); null removes the series. */
+  setLag(database: string, sid: string, lag: SlotLag): void {
+    const s = this.#source(database, sid);
+    const labels = { database, sid };
+    s.lagBytes = lag.bytes;
+    if (lag.bytes === null) this.lagBytesGauge.remove(labels);
+    else this.lagBytesGauge.set(labels, lag.bytes);
+    if (lag.retainedBytes === null) this.retainedWal.remove(labels);
+    else if (lag.retainedBytes !== undefined) this.retainedWal.set(labels, lag.retainedBytes);
+  }
+
+  /**
+   * Seconds the destination is behind a source: 0 when the slot has nothing
+   * unconfirmed, else the time since the destination was last known to be up
+   * to date (the commit time of the last applied commit, or the last
+   * keepalive, whichever came last); before any event, since registration.
+   */
+  lagSeconds(database: string, sid: string): number {
+    return this.#lagSeconds(this.#source(database, sid));
+  }
+
+  /** Readiness: every source connected and at most `maxLagSeconds` behind. */
+  readiness(maxLagSeconds: number): Readiness {
+    const sources = [...this.#sources.values()].map((s): SourceReadiness => {
+      const lagSeconds = this.#lagSeconds(s);
+      const state = !s.connected
+        ? (s.syncing ? "syncing" : "disconnected")
+        : lagSeconds > maxLagSeconds
+        ? "lagging"
+        : "streaming";
+      return {
+        database: s.database,
+        sid: s.sid,
+        state,
+        ready: state === "streaming",
+        connected: s.connected,
+        lagSeconds,
+        lagBytes: s.lagBytes,
+      };
+    });
+    return { ready: sources.every((s) => s.ready), sources };
+  }
+
+  /** Sources known to the metrics, as `{database, sid}`. */
+  sources(): { database: string; sid: string }[] {
+    return [...this.#sources.values()].map((s) => ({ database: s.database, sid: s.sid }));
+  }
+
+  /** Forgets a source (removed from the config): its series disappear from the exposition. */
+  async removeSource(database: string, sid: string): Promise<void> {
+    this.#sources.delete(key(database, sid));
+    for (const metric of this.#all()) {
+      const { values } = await metric.get();
+      const seen = new Set<string>();
+      for (const v of values) {
+        const labels = { ...v.labels } as Record<string, string | number>;
+        if (labels.database !== database || String(labels.sid) !== sid) continue;
+        delete labels.le;
+        const id = JSON.stringify(labels);
+        if (seen.has(id)) continue;
+        seen.add(id);
+        // deno-lint-ignore no-explicit-any
+        (metric as any).remove(labels);
+      }
+    }
+  }
+
+  /** The text exposition (format 0.0.4) of every metric. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  #all() {
+    return [
+      this.operations,
+      this.operationSeconds,
+      this.syncRows,
+      this.syncBytes,
+      this.heartbeat,
+      this.lagBytesGauge,
+      this.lagSecondsGauge,
+      this.retainedWal,
+      this.anomalies,
+      this.connected,
+      this.batchSize,
+      this.commitSeconds,
+      this.transactions,
+      this.rows,
+    ];
+  }
+
+  #source(database: string, sid: string): SourceState {
+    const k = key(database, sid);
+    let s = this.#sources.get(k);
+    if (!s) {
+      s = {
+        database,
+        sid,
+        connected: false,
+        syncing: false,
+        registeredMs: this.#now(),
+        caughtUpMs: null,
+        keepaliveLsn: 0n,
+        lagBytes: null,
+      };
+      this.#sources.set(k, s);
+      this.connected.set({ database, sid }, 0);
+    }
+    return s;
+  }
+
+  #lagSeconds(s: SourceState): number {
+    if (s.lagBytes === 0) return 0;
+    const since = s.caughtUpMs ?? s.registeredMs;
+    return Math.max(0, (this.#now() - since) / 1000);
+  }
+}
+
+function key(database: string, sid: string): string {
+  return `${database}\u0000${sid}`;
+}

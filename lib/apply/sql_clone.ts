@@ -1,0 +1,231 @@
+/**
+ * Clone and append writers for keyed routes. A folded run of changes becomes
+ * one statement per chunk of keys: data-modifying CTEs over `unnest` arrays
+ * delete the keys that end absent, update the keys that end present and insert
+ * those the update did not find, and return the keys whose destination state
+ * was not the one their first operation expected (the anomalies).
+ */
+import type { Sql } from "../pg/connect.ts";
+import type { Tuple } from "../source/messages.ts";
+import { boolArray, textArray } from "./text_array.ts";
+import { type CloneEntry, firstOpAnomaly, type FoldAnomaly, type KeyValues } from "./fold.ts";
+import { and, Params, q, type RouteShape, run, sidMatch } from "./sql_common.ts";
+
+/** What applying part of a batch did. */
+export interface StepResult {
+  /** Destination rows inserted, updated or deleted. */
+  rows: number;
+  anomalies: FoldAnomaly[];
+}
+
+/**
+ * The set-based clone statement. Parameters: sid (when the target has it),
+ * then `d bool[]` (key ends absent), `e bool[]` (key expected present), one
+ * `text[]` per key column, one per value column, and one `bool[]` per value
+ * column listed in `keepCols` (true: keep the destination's value).
+ * Returns the 1-based positions `i` of the anomalous entries.
+ */
+export function cloneChunkSql(shape: RouteShape, keepCols: readonly boolean[]): string {
+  const p = new Params();
+  const sid = shape.route.target.hasSid ? p.text(null) : null;
+  const args: string[] = [`${p.add(null)}::bool[]`, `${p.add(null)}::bool[]`];
+  const names: string[] = ["d", "e"];
+  shape.key.forEach((_, j) => {
+    args.push(`${p.add(null)}::text[]`);
+    names.push(`k${j}`);
+  });
+  shape.values.forEach((_, j) => {
+    args.push(`${p.add(null)}::text[]`);
+    names.push(`c${j}`);
+  });
+  shape.values.forEach((_, j) => {
+    if (!keepCols[j]) return;
+    args.push(`${p.add(null)}::bool[]`);
+    names.push(`p${j}`);
+  });
+  const T = shape.table;
+  const match = and(
+    sidMatch(shape, sid),
+    ...shape.key.map((k, j) => `t.${q(k.name)} = s.k${j}::${k.type}`),
+  );
+  const sets = shape.values.map((c, j) =>
+    keepCols[j]
+      ? `${q(c.name)} = CASE WHEN s.p${j} THEN t.${q(c.name)} ELSE s.c${j}::${c.type} END`
+      : `${q(c.name)} = s.c${j}::${c.type}`
+  );
+  if (sets.length === 0) sets.push(`${q(shape.key[0].name)} = t.${q(shape.key[0].name)}`);
+  const insCols = [
+    ...(sid ? [q("sid")] : []),
+    ...shape.key.map((k) => q(k.name)),
+    ...shape.values.map((c) => q(c.name)),
+  ];
+  const insVals = [
+    ...(sid ? [`${sid}::${shape.sidType}`] : []),
+    ...shape.key.map((k, j) => `s.k${j}::${k.type}`),
+    ...shape.values.map((c, j) => `s.c${j}::${c.type}`),
+  ];
+  return `WITH s AS (SELECT * FROM unnest(${args.join(", ")}) WITH ORDINALITY AS s(${
+    names.join(", ")
+  }, i)),
+del AS (DELETE FROM ${T} t USING s WHERE s.d AND ${match} RETURNING s.i),
+upd AS (UPDATE ${T} t SET ${sets.join(", ")} FROM s WHERE NOT s.d AND ${match} RETURNING s.i),
+ins AS (INSERT INTO ${T} (${insCols.join(", ")}) SELECT ${
+    insVals.join(", ")
+  } FROM s WHERE NOT s.d AND NOT EXISTS (SELECT FROM upd WHERE upd.i = s.i)),
+f AS (SELECT i FROM del UNION ALL SELECT i FROM upd)
+SELECT s.i::int4 AS i FROM s WHERE s.e AND NOT EXISTS (SELECT FROM f WHERE f.i = s.i)
+UNION ALL
+SELECT s.i::int4 FROM s WHERE NOT s.e AND EXISTS (SELECT FROM f WHERE f.i = s.i)`;
+}
+
+const sqlCache = new WeakMap<RouteShape, Map<string, string>>();
+
+function cached(shape: RouteShape, tag: string, build: () => string): string {
+  let m = sqlCache.get(shape);
+  if (!m) sqlCache.set(shape, m = new Map());
+  let text = m.get(tag);
+  if (text === undefined) m.set(tag, text = build());
+  return text;
+}
+
+/** Applies folded clone entries (distinct keys) in one statement. */
+export async function applyCloneChunk(
+  tx: Sql,
+  shape: RouteShape,
+  entries: readonly CloneEntry[],
+): Promise<StepResult> {
+  const n = entries.length;
+  const nk = shape.key.length;
+  const nv = shape.values.length;
+  const d: boolean[] = new Array(n);
+  const e: boolean[] = new Array(n);
+  const keys: (string | null)[][] = Array.from({ length: nk }, () => new Array(n));
+  const vals: (string | null | undefined)[][] = Array.from({ length: nv }, () => new Array(n));
+  const keepCols: boolean[] = new Array(nv).fill(false);
+  const vIdx = shape.valueIdx;
+  for (let r = 0; r < n; r++) {
+    const en = entries[r];
+    const row = en.row;
+    d[r] = row === null;
+    e[r] = en.first !== "I";
+    for (let j = 0; j < nk; j++) keys[j][r] = en.key[j];
+    if (row === null) {
+      for (let j = 0; j < nv; j++) vals[j][r] = null;
+    } else {
+      for (let j = 0; j < nv; j++) {
+        const v = row[vIdx[j]];
+        vals[j][r] = v;
+        if (v === undefined) keepCols[j] = true;
+      }
+    }
+  }
+  const params: (string | null)[] = [];
+  if (shape.route.target.hasSid) params.push(shape.route.sid);
+  params.push(boolArray(d), boolArray(e));
+  for (let j = 0; j < nk; j++) params.push(textArray(keys[j]));
+  for (let j = 0; j < nv; j++) params.push(textArray(vals[j])); // undefined -> NULL
+  for (let j = 0; j < nv; j++) {
+    if (!keepCols[j]) continue;
+    const col = vals[j];
+    const keep: boolean[] = new Array(n);
+    for (let r = 0; r < n; r++) keep[r] = col[r] === undefined;
+    params.push(boolArray(keep));
+  }
+  const tag = keepCols.map((k) => (k ? "1" : "0")).join("");
+  const text = cached(shape, `chunk:${tag}`, () => cloneChunkSql(shape, keepCols));
+  const { rows } = await run(tx, text, params);
+  const anomalous = new Uint8Array(n);
+  const anomalies: FoldAnomaly[] = [];
+  for (const row of rows) {
+    const i = (row.i as number) - 1;
+    anomalous[i] = 1;
+    anomalies.push({ kind: firstOpAnomaly(entries[i].first), key: entries[i].key });
+  }
+  let written = 0;
+  for (let r = 0; r < n; r++) {
+    if (entries[r].row !== null) written++;
+    else if ((entries[r].first === "I") === (anomalous[r] === 1)) written++;
+  }
+  return { rows: written, anomalies };
+}
+
+/**
+ * Applies an UPDATE that changed the key: a row already holding the new key is
+ * removed (insert_existing), then the old key's row is updated in place (so
+ * unchanged TOAST values stay) or, when missing, the new row is inserted
+ * (update_missing).
+ */
+export async function applyCloneKeyChange(
+  tx: Sql,
+  shape: RouteShape,
+  oldKey: KeyValues,
+  newKey: KeyValues,
+  row: Tuple,
+): Promise<StepResult> {
+  const anomalies: FoldAnomaly[] = [];
+  let written = 0;
+  const T = shape.table;
+  const hasSid = shape.route.target.hasSid;
+  {
+    const p = new Params();
+    const sid = hasSid ? p.text(shape.route.sid) : null;
+    const match = and(
+      sidMatch(shape, sid),
+      ...shape.key.map((k, j) => `t.${q(k.name)} = ${p.text(newKey[j])}::${k.type}`),
+    );
+    const { count } = await run(tx, `DELETE FROM ${T} t WHERE ${match}`, p.values);
+    if (count > 0) {
+      anomalies.push({ kind: "insert_existing", key: newKey });
+      written += count;
+    }
+  }
+  const p = new Params();
+  const sid = hasSid ? p.text(shape.route.sid) : null;
+  const newK = shape.key.map((k, j) => `${p.text(newKey[j])}::${k.type}`);
+  const oldMatch = and(
+    sidMatch(shape, sid),
+    ...shape.key.map((k, j) => `t.${q(k.name)} = ${p.text(oldKey[j])}::${k.type}`),
+  );
+  const newV = shape.values.map((c) => {
+    const v = row[c.sourceIndex];
+    return v === undefined ? null : `${p.text(v)}::${c.type}`;
+  });
+  const sets = [
+    ...shape.key.map((k, j) => `${q(k.name)} = ${newK[j]}`),
+    ...shape.values.flatMap((c, j) => newV[j] === null ? [] : [`${q(c.name)} = ${newV[j]}`]),
+  ];
+  const insCols = [
+    ...(sid ? [q("sid")] : []),
+    ...shape.key.map((k) => q(k.name)),
+    ...shape.values.map((c) => q(c.name)),
+  ];
+  const insVals = [
+    ...(sid ? [`${sid}::${shape.sidType}`] : []),
+    ...newK,
+    ...newV.map((v) => v ?? "NULL"),
+  ];
+  const text = `WITH u AS (UPDATE ${T} t SET ${sets.join(", ")} WHERE ${oldMatch} RETURNING 1)
+INSERT INTO ${T} (${insCols.join(", ")}) SELECT ${
+    insVals.join(", ")
+  } WHERE NOT EXISTS (SELECT FROM u) RETURNING 1`;
+  const { count } = await run(tx, text, p.values);
+  if (count > 0) anomalies.push({ kind: "update_missing", key: oldKey });
+  written += 1;
+  return { rows: written, anomalies };
+}
+
+/** Applies a TRUNCATE in clone mode: the sid's rows are deleted, or the whole target truncated. */
+export async function applyCloneTruncate(tx: Sql, shape: RouteShape): Promise<StepResult> {
+  if (!shape.route.target.hasSid) {
+    await run(tx, `TRUNCATE ${shape.table}`, []);
+    return { rows: 0, anomalies: [] };
+  }
+  const p = new Params();
+  const sid = p.text(shape.route.sid);
+  const { count } = await run(
+    tx,
+    `DELETE FROM ${shape.table} t WHERE ${sidMatch(shape, sid)}`,
+    p.values,
+  );
+  return { rows: count, anomalies: [] };
+}

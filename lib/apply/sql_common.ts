@@ -1,0 +1,97 @@
+/** Pieces shared by the mode writers: parameters, the target's columns, result rows. */
+import type { Sql } from "../pg/connect.ts";
+import { qualify, quoteIdent } from "../pg/identifiers.ts";
+import type { MappedColumn, TableRoute } from "./types.ts";
+
+/** `{ prepare: true }`: the plan text is reused, each statement costs one round trip. */
+export const PREPARED = { prepare: true } as const;
+
+/** Collects positional parameters (all passed as text) and names them `$n`. */
+export class Params {
+  readonly values: (string | null)[] = [];
+  /** Adds a value and returns its placeholder (give it an explicit array type). */
+  add(value: string | null): string {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  }
+
+  /**
+   * Adds a scalar value and returns `$n::text`: the parameter is always typed
+   * text, because porsager would re-serialize a string bound to a json, jsonb,
+   * bool or bytea parameter (JSON.stringify, 't' only for `true`, UTF-8 hex);
+   * cast the placeholder to the destination type after it.
+   */
+  text(value: string | null): string {
+    return `${this.add(value)}::text`;
+  }
+}
+
+/** What every statement for one route needs: names, types, sid. */
+export interface RouteShape {
+  route: TableRoute;
+  /** Qualified target table name. */
+  table: string;
+  /** Key columns (empty for keyless routes). */
+  key: MappedColumn[];
+  /** Mapped columns that are not key columns. */
+  values: MappedColumn[];
+  /** Source indexes of every mapped column. */
+  allIdx: number[];
+  /** Source indexes of the non-key mapped columns. */
+  valueIdx: number[];
+  /** Source indexes of the key columns. */
+  keyIdx: number[];
+  /** Type of `sid` (when the target has it). */
+  sidType: string;
+  /** Types of the kvsz_* columns. */
+  startType: string;
+  endType: string;
+}
+
+/** Precomputes the names and types a route's statements use. */
+export function routeShape(route: TableRoute): RouteShape {
+  const keyNames = new Set(route.key.map((k) => k.name));
+  const t = route.target;
+  const typeOf = (name: string, fallback: string) => t.columns.get(name)?.type ?? fallback;
+  return {
+    route,
+    table: qualify(t.schema, t.name),
+    key: route.key,
+    values: route.columns.filter((c) => !keyNames.has(c.name)),
+    allIdx: route.columns.map((c) => c.sourceIndex),
+    valueIdx: route.columns.filter((c) => !keyNames.has(c.name)).map((c) => c.sourceIndex),
+    keyIdx: route.key.map((c) => c.sourceIndex),
+    sidType: typeOf("sid", "text"),
+    startType: typeOf("kvsz_start", "timestamp with time zone"),
+    endType: typeOf("kvsz_end", "timestamp with time zone"),
+  };
+}
+
+/** `"name"` quoted. */
+export const q = quoteIdent;
+
+/** Runs a prepared statement and returns its rows. */
+export async function run(
+  tx: Sql,
+  text: string,
+  params: (string | null)[],
+): Promise<{ rows: Record<string, unknown>[]; count: number }> {
+  const res = await tx.unsafe(text, params as never[], PREPARED);
+  return { rows: res as unknown as Record<string, unknown>[], count: res.count ?? 0 };
+}
+
+/** The sid condition `t.sid = $n::text::type` (empty when the target has no sid). */
+export function sidMatch(shape: RouteShape, sidParam: string | null, alias = "t"): string {
+  return sidParam ? `${alias}.${q("sid")} = ${sidParam}::${shape.sidType}` : "";
+}
+
+/** Joins non-empty SQL conditions with AND (TRUE when there are none). */
+export function and(...conds: string[]): string {
+  const parts = conds.filter((c) => c !== "");
+  return parts.length ? parts.join(" AND ") : "TRUE";
+}
+
+/** The value `'9999-01-01'` that marks a current history row. */
+export const OPEN_END = "9999-01-01";
+/** kvsz_start of a key's first version. */
+export const FIRST_START = "1900-01-01";

@@ -1,0 +1,274 @@
+/**
+ * History (SCD type 2) writer for keyed routes. A folded run becomes one
+ * statement per chunk of keys: close each key's current row (kvsz_end =
+ * '9999-01-01') at the time of its first operation, then insert every version
+ * the run produced, carrying unchanged TOAST values from the closed row, and
+ * return the keys whose current row was not in the state their first
+ * operation expected (the anomalies).
+ */
+import type { Sql } from "../pg/connect.ts";
+import type { Tuple } from "../source/messages.ts";
+import { boolArray, textArray } from "./text_array.ts";
+import { firstOpAnomaly, type FoldAnomaly, type HistoryEntry, type KeyValues } from "./fold.ts";
+import {
+  and,
+  FIRST_START,
+  OPEN_END,
+  Params,
+  q,
+  type RouteShape,
+  run,
+  sidMatch,
+} from "./sql_common.ts";
+import type { StepResult } from "./sql_clone.ts";
+
+const END = q("kvsz_end");
+const START = q("kvsz_start");
+const DELETED = q("kvsz_deleted");
+
+/**
+ * The set-based history statement. Parameters: sid (when the target has it);
+ * per key: `f text[]` (first op I/U/D), `t1 text[]` (its commit time), one
+ * `text[]` per key column; per version: `i int8[]` (1-based key position),
+ * `st text[]` (start, NULL = first-insert rule), `en text[]` (end, NULL =
+ * open), `dl bool[]`, one `text[]` per value column and one `bool[]` per value
+ * column listed in `carryCols` (true: take the closed row's value).
+ */
+export function historyChunkSql(shape: RouteShape, carryCols: readonly boolean[]): string {
+  const p = new Params();
+  const sid = shape.route.target.hasSid ? p.text(null) : null;
+  const sArgs = [`${p.add(null)}::text[]`, `${p.add(null)}::text[]`];
+  const sNames = ["f", "t1"];
+  shape.key.forEach((_, j) => {
+    sArgs.push(`${p.add(null)}::text[]`);
+    sNames.push(`k${j}`);
+  });
+  const vArgs = [
+    `${p.add(null)}::int8[]`,
+    `${p.add(null)}::text[]`,
+    `${p.add(null)}::text[]`,
+    `${p.add(null)}::bool[]`,
+  ];
+  const vNames = ["i", "st", "en", "dl"];
+  shape.values.forEach((_, j) => {
+    vArgs.push(`${p.add(null)}::text[]`);
+    vNames.push(`c${j}`);
+  });
+  shape.values.forEach((_, j) => {
+    if (!carryCols[j]) return;
+    vArgs.push(`${p.add(null)}::bool[]`);
+    vNames.push(`p${j}`);
+  });
+  const T = shape.table;
+  const match = and(
+    sidMatch(shape, sid),
+    ...shape.key.map((k, j) => `t.${q(k.name)} = s.k${j}::${k.type}`),
+  );
+  const carried = shape.values.flatMap((c, j) => carryCols[j] ? [`t.${q(c.name)} AS c${j}`] : []);
+  const anyCarry = carried.length > 0;
+  const insCols = [
+    ...(sid ? [q("sid")] : []),
+    ...shape.key.map((k) => q(k.name)),
+    ...shape.values.map((c) => q(c.name)),
+    START,
+    END,
+    DELETED,
+  ];
+  const insVals = [
+    ...(sid ? [`${sid}::${shape.sidType}`] : []),
+    ...shape.key.map((k, j) => `s.k${j}::${k.type}`),
+    ...shape.values.map((c, j) =>
+      carryCols[j]
+        ? `CASE WHEN v.p${j} THEN cl.c${j} ELSE v.c${j}::${c.type} END`
+        : `v.c${j}::${c.type}`
+    ),
+    `COALESCE(v.st, CASE WHEN seen.i IS NULL THEN '${FIRST_START}' ELSE s.t1 END)::${shape.startType}`,
+    `COALESCE(v.en, '${OPEN_END}')::${shape.endType}`,
+    "v.dl",
+  ];
+  // cl is an aggregate over closed, so every close runs before the first insert
+  // (a unique index on the current rows never sees two current versions).
+  const cl = anyCarry
+    ? `SELECT DISTINCT ON (i) * FROM closed ORDER BY i`
+    : `SELECT DISTINCT i FROM closed`;
+  return `WITH s AS (SELECT * FROM unnest(${sArgs.join(", ")}) WITH ORDINALITY AS s(${
+    sNames.join(", ")
+  }, i)),
+v AS (SELECT * FROM unnest(${vArgs.join(", ")}) AS v(${vNames.join(", ")})),
+closed AS (UPDATE ${T} t SET ${END} = s.t1::${shape.endType}, ${DELETED} = (s.f = 'D') FROM s WHERE ${match} AND t.${END} = '${OPEN_END}' RETURNING ${
+    ["s.i", ...carried].join(", ")
+  }),
+cl AS (${cl}),
+seen AS (SELECT DISTINCT s.i FROM s JOIN ${T} t ON ${match} WHERE s.f = 'I'),
+ins AS (INSERT INTO ${T} (${insCols.join(", ")}) SELECT ${insVals.join(", ")}
+  FROM v JOIN s ON s.i = v.i LEFT JOIN cl ON cl.i = v.i LEFT JOIN seen ON seen.i = v.i)
+SELECT s.i::int4 AS i FROM s WHERE s.f = 'I' AND EXISTS (SELECT FROM cl WHERE cl.i = s.i)
+UNION ALL
+SELECT s.i::int4 FROM s WHERE s.f <> 'I' AND NOT EXISTS (SELECT FROM cl WHERE cl.i = s.i)`;
+}
+
+const sqlCache = new WeakMap<RouteShape, Map<string, string>>();
+
+/** Applies folded history entries (distinct keys) in one statement. */
+export async function applyHistoryChunk(
+  tx: Sql,
+  shape: RouteShape,
+  entries: readonly HistoryEntry[],
+): Promise<StepResult> {
+  const n = entries.length;
+  const nk = shape.key.length;
+  const nv = shape.values.length;
+  const vIdx = shape.valueIdx;
+  const f: string[] = new Array(n);
+  const t1: string[] = new Array(n);
+  const keys: (string | null)[][] = Array.from({ length: nk }, () => new Array(n));
+  const vi: number[] = [];
+  const st: (string | null)[] = [];
+  const en: (string | null)[] = [];
+  const dl: boolean[] = [];
+  const vals: (string | null | undefined)[][] = Array.from({ length: nv }, () => []);
+  const carryCols: boolean[] = new Array(nv).fill(false);
+  let versions = 0;
+  for (let r = 0; r < n; r++) {
+    const e = entries[r];
+    f[r] = e.first;
+    t1[r] = e.firstTime;
+    for (let j = 0; j < nk; j++) keys[j][r] = e.key[j];
+    for (const v of e.versions) {
+      vi.push(r + 1);
+      st.push(v.start);
+      en.push(v.end);
+      dl.push(v.deleted);
+      for (let j = 0; j < nv; j++) {
+        const x = v.row[vIdx[j]];
+        vals[j].push(x);
+        if (x === undefined) carryCols[j] = true;
+      }
+      versions++;
+    }
+  }
+  const params: (string | null)[] = [];
+  if (shape.route.target.hasSid) params.push(shape.route.sid);
+  params.push(textArray(f), textArray(t1));
+  for (let j = 0; j < nk; j++) params.push(textArray(keys[j]));
+  params.push(`{${vi.join(",")}}`, textArray(st), textArray(en), boolArray(dl));
+  for (let j = 0; j < nv; j++) params.push(textArray(vals[j]));
+  for (let j = 0; j < nv; j++) {
+    if (carryCols[j]) params.push(boolArray(vals[j].map((x) => x === undefined)));
+  }
+  const tag = carryCols.map((k) => (k ? "1" : "0")).join("");
+  let m = sqlCache.get(shape);
+  if (!m) sqlCache.set(shape, m = new Map());
+  let text = m.get(tag);
+  if (text === undefined) m.set(tag, text = historyChunkSql(shape, carryCols));
+  const { rows } = await run(tx, text, params);
+  const anomalous = new Uint8Array(n);
+  const anomalies: FoldAnomaly[] = [];
+  for (const row of rows) {
+    const i = (row.i as number) - 1;
+    anomalous[i] = 1;
+    anomalies.push({ kind: firstOpAnomaly(entries[i].first), key: entries[i].key });
+  }
+  let closed = 0;
+  for (let r = 0; r < n; r++) if ((entries[r].first === "I") === (anomalous[r] === 1)) closed++;
+  return { rows: closed + versions, anomalies };
+}
+
+/**
+ * Applies an UPDATE that changed the key at time `at`: a current row of the new
+ * key is closed (insert_existing), the old key's current row is closed, and a
+ * version with the new key starts at `at`, carrying unchanged TOAST values from
+ * the closed row (NULL and update_missing when there was none).
+ */
+export async function applyHistoryKeyChange(
+  tx: Sql,
+  shape: RouteShape,
+  oldKey: KeyValues,
+  newKey: KeyValues,
+  row: Tuple,
+  at: string,
+): Promise<StepResult> {
+  const anomalies: FoldAnomaly[] = [];
+  let written = 0;
+  const T = shape.table;
+  const hasSid = shape.route.target.hasSid;
+  {
+    const p = new Params();
+    const sid = hasSid ? p.text(shape.route.sid) : null;
+    const match = and(
+      sidMatch(shape, sid),
+      ...shape.key.map((k, j) => `t.${q(k.name)} = ${p.text(newKey[j])}::${k.type}`),
+    );
+    const { count } = await run(
+      tx,
+      `UPDATE ${T} t SET ${END} = ${
+        p.text(at)
+      }::${shape.endType} WHERE ${match} AND t.${END} = '${OPEN_END}'`,
+      p.values,
+    );
+    if (count > 0) {
+      anomalies.push({ kind: "insert_existing", key: newKey });
+      written += count;
+    }
+  }
+  const p = new Params();
+  const sid = hasSid ? p.text(shape.route.sid) : null;
+  const atP = p.text(at);
+  const oldMatch = and(
+    sidMatch(shape, sid),
+    ...shape.key.map((k, j) => `t.${q(k.name)} = ${p.text(oldKey[j])}::${k.type}`),
+  );
+  const carried: string[] = ["1 AS one"];
+  const values = shape.values.map((c, j) => {
+    const v = row[c.sourceIndex];
+    if (v !== undefined) return `${p.text(v)}::${c.type}`;
+    carried.push(`t.${q(c.name)} AS c${j}`);
+    return `c1.c${j}`;
+  });
+  const insCols = [
+    ...(sid ? [q("sid")] : []),
+    ...shape.key.map((k) => q(k.name)),
+    ...shape.values.map((c) => q(c.name)),
+    START,
+    END,
+    DELETED,
+  ];
+  const insVals = [
+    ...(sid ? [`${sid}::${shape.sidType}`] : []),
+    ...shape.key.map((k, j) => `${p.text(newKey[j])}::${k.type}`),
+    ...values,
+    `${atP}::${shape.startType}`,
+    `'${OPEN_END}'::${shape.endType}`,
+    "false",
+  ];
+  const text =
+    `WITH c AS (UPDATE ${T} t SET ${END} = ${atP}::${shape.endType}, ${DELETED} = false WHERE ${oldMatch} AND t.${END} = '${OPEN_END}' RETURNING ${
+      carried.join(", ")
+    }),
+c1 AS (SELECT * FROM c LIMIT 1)
+INSERT INTO ${T} (${insCols.join(", ")}) SELECT ${insVals.join(", ")}
+FROM (SELECT) x LEFT JOIN c1 ON true
+RETURNING (SELECT count(*) FROM c)::int4 AS n`;
+  const { rows } = await run(tx, text, p.values);
+  const closedOld = Number(rows[0]?.n ?? 0);
+  if (closedOld === 0) anomalies.push({ kind: "update_missing", key: oldKey });
+  written += closedOld + 1;
+  return { rows: written, anomalies };
+}
+
+/** Applies a TRUNCATE in history mode: every current row (of the sid) is closed as deleted at `at`. */
+export async function applyHistoryTruncate(
+  tx: Sql,
+  shape: RouteShape,
+  at: string,
+): Promise<StepResult> {
+  const p = new Params();
+  const sid = shape.route.target.hasSid ? p.text(shape.route.sid) : null;
+  const text = `UPDATE ${shape.table} t SET ${END} = ${
+    p.text(at)
+  }::${shape.endType}, ${DELETED} = true WHERE ${
+    and(sidMatch(shape, sid), `t.${END} = '${OPEN_END}'`)
+  }`;
+  const { count } = await run(tx, text, p.values);
+  return { rows: count, anomalies: [] };
+}

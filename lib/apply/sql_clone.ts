@@ -69,7 +69,7 @@ export function cloneChunkSql(shape: RouteShape, keepCols: readonly boolean[]): 
   }, i)),
 del AS (DELETE FROM ${T} t USING s WHERE s.d AND ${match} RETURNING s.i),
 upd AS (UPDATE ${T} t SET ${sets.join(", ")} FROM s WHERE NOT s.d AND ${match} RETURNING s.i),
-ins AS (INSERT INTO ${T} (${insCols.join(", ")}) SELECT ${
+ins AS (INSERT INTO ${T} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${
     insVals.join(", ")
   } FROM s WHERE NOT s.d AND NOT EXISTS (SELECT FROM upd WHERE upd.i = s.i)),
 f AS (SELECT i FROM del UNION ALL SELECT i FROM upd)
@@ -205,7 +205,7 @@ export async function applyCloneKeyChange(
     ...newV.map((v) => v ?? "NULL"),
   ];
   const text = `WITH u AS (UPDATE ${T} t SET ${sets.join(", ")} WHERE ${oldMatch} RETURNING 1)
-INSERT INTO ${T} (${insCols.join(", ")}) SELECT ${
+INSERT INTO ${T} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${
     insVals.join(", ")
   } WHERE NOT EXISTS (SELECT FROM u) RETURNING 1`;
   const { count } = await run(tx, text, p.values);

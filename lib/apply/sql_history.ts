@@ -100,7 +100,9 @@ closed AS (UPDATE ${T} t SET ${END} = s.t1::${shape.endType}, ${DELETED} = (s.f 
   }),
 cl AS (${cl}),
 seen AS (SELECT DISTINCT s.i FROM s JOIN ${T} t ON ${match} WHERE s.f = 'I'),
-ins AS (INSERT INTO ${T} (${insCols.join(", ")}) SELECT ${insVals.join(", ")}
+ins AS (INSERT INTO ${T} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${
+    insVals.join(", ")
+  }
   FROM v JOIN s ON s.i = v.i LEFT JOIN cl ON cl.i = v.i LEFT JOIN seen ON seen.i = v.i)
 SELECT s.i::int4 AS i FROM s WHERE s.f = 'I' AND EXISTS (SELECT FROM cl WHERE cl.i = s.i)
 UNION ALL
@@ -246,7 +248,7 @@ export async function applyHistoryKeyChange(
       carried.join(", ")
     }),
 c1 AS (SELECT * FROM c LIMIT 1)
-INSERT INTO ${T} (${insCols.join(", ")}) SELECT ${insVals.join(", ")}
+INSERT INTO ${T} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${insVals.join(", ")}
 FROM (SELECT) x LEFT JOIN c1 ON true
 RETURNING (SELECT count(*) FROM c)::int4 AS n`;
   const { rows } = await run(tx, text, p.values);

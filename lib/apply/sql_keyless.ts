@@ -49,7 +49,7 @@ export function insertRowsSql(shape: RouteShape, history: boolean): string {
     args.push(`${p.add(null)}::text[]`);
     names.push("x");
   }
-  return `INSERT INTO ${shape.table} (${insCols.join(", ")}) SELECT ${
+  return `INSERT INTO ${shape.table} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${
     insVals.join(", ")
   } FROM unnest(${args.join(", ")}) AS s(${names.join(", ")})`;
 }
@@ -122,7 +122,7 @@ export async function keylessUpdate(
   const insVals = [...(sid ? [`${sid}::${shape.sidType}`] : []), ...vals.map((v) => v ?? "NULL")];
   const text = sets.length === 0 ? `WITH ${m} SELECT count(*)::int4 AS n FROM m` : `WITH ${m},
 u AS (UPDATE ${shape.table} t SET ${sets.join(", ")} FROM m WHERE ${ONE_ROW} RETURNING 1),
-ins AS (INSERT INTO ${shape.table} (${insCols.join(", ")}) SELECT ${
+ins AS (INSERT INTO ${shape.table} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${
     insVals.join(", ")
   } WHERE NOT EXISTS (SELECT FROM u))
 SELECT count(*)::int4 AS n FROM u`;
@@ -182,7 +182,9 @@ export async function keylessHistoryUpdate(
 c AS (UPDATE ${shape.table} t SET ${END} = ${atP}::${shape.endType} FROM m WHERE ${ONE_ROW} RETURNING ${
     carried.join(", ")
   })
-INSERT INTO ${shape.table} (${insCols.join(", ")}) SELECT ${insVals.join(", ")}
+INSERT INTO ${shape.table} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${
+    insVals.join(", ")
+  }
 FROM (SELECT) x LEFT JOIN c ON true
 RETURNING (SELECT count(*) FROM c)::int4 AS n`;
   const { rows } = await run(tx, text, p.values);

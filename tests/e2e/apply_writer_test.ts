@@ -198,8 +198,13 @@ clusterSuite("set-based table writer", {
     await dst.end();
   },
 
-  "clone without sid and without unique index; TRUNCATE empties the target": async (c) => {
-    const dst = await fresh(c, `CREATE TABLE t (id bigint, body text)`);
+  "clone without sid, unique index or writable identity; TRUNCATE empties the target": async (
+    c,
+  ) => {
+    const dst = await fresh(
+      c,
+      `CREATE TABLE t (id bigint GENERATED ALWAYS AS IDENTITY, body text)`,
+    );
     const r0 = route({
       table: "t",
       cols: [["id", "bigint"], ["body", "text"]],
@@ -489,52 +494,116 @@ clusterSuite("set-based table writer", {
     await dst.end();
   },
 
-  "keyless compare works for json, xml, point, box and polygon; skips unchanged TOAST": async (
+  "keyless compare works for json, xml, point, box, polygon, jsonb, bool, bytea": async (c) => {
+    const dst = await fresh(
+      c,
+      `CREATE TABLE g (j json, x xml, p point, bx box, pg polygon, f float8, jb jsonb, ok bool,
+                       by bytea, doc text)`,
+    );
+    const cols: [string, string][] = [
+      ["j", "json"],
+      ["x", "xml"],
+      ["p", "point"],
+      ["bx", "box"],
+      ["pg", "polygon"],
+      ["f", "double precision"],
+      ["jb", "jsonb"],
+      ["ok", "boolean"],
+      ["by", "bytea"],
+      ["doc", "text"],
+    ];
+    const r0 = route({ table: "g", cols, keyless: true, hasSid: false });
+    const b = new TableBatch(r0);
+    const row1 = [`{"a": [1, 2]}`, "<r>1</r>", "(1,2)", "(2,2),(0,0)", "((0,0),(1,1),(1,0))"];
+    row1.push("0.1", `{"k": "v"}`, "t", "\\x00ff", "d");
+    const row2 = [`{"a": [3]}`, "<r>2</r>", "(3,4)", "(5,5),(1,1)", "((0,0),(2,2),(2,0))"];
+    row2.push("1e+100", `{"k": [1]}`, "f", "\\x", "e");
+    await apply(dst, b, [ins(r0, ...row1), ins(r0, ...row2), ins(r0, ...row2)]);
+    const r = await apply(dst, b, [
+      // Unchanged TOAST in the old row is skipped in the compare and kept in the row.
+      upd(r0, [...row1.slice(0, 9), undefined], { old: [...row1.slice(0, 9), undefined] }),
+      upd(r0, [...row2.slice(0, 5), "2.5", `{"k": 2}`, "t", "\\x01", undefined], { old: row2 }),
+      del(r0, { old: row2 }),
+    ]);
+    assertEquals(anomalies(r), []);
+    assertEquals(
+      await rows(
+        dst,
+        `SELECT j::text, p::text, f::text, jb::text, ok, by::text, doc FROM g ORDER BY f`,
+      ),
+      [
+        [`{"a": [1, 2]}`, "(1,2)", "0.1", `{"k": "v"}`, "true", "\\x00ff", "d"],
+        [`{"a": [3]}`, "(3,4)", "2.5", `{"k": 2}`, "true", "\\x01", "e"],
+      ],
+    );
+    await dst.end();
+  },
+
+  "keyless history: one current row closed per UPDATE/DELETE, TOAST carried": async (c) => {
+    const dst = await fresh(c, `CREATE TABLE kh (sid text, a int, doc text, ${HIST_COLS})`);
+    const r0 = route({
+      table: "kh",
+      cols: [["a", "integer"], ["doc", "text"]],
+      keyless: true,
+      mode: "history",
+    });
+    const b = new TableBatch(r0);
+    await apply(dst, b, [[ins(r0, "1", "big"), T1], [ins(r0, "1", "big"), T1]]);
+    const r = await apply(dst, b, [
+      [upd(r0, ["2", undefined], { old: ["1", undefined] }), T2],
+      [del(r0, { old: ["1", "big"] }), T3],
+      [del(r0, { old: ["1", "big"] }), T3], // none left
+    ]);
+    assertEquals(anomalies(r), ["delete_missing:1,big"]);
+    assertEquals(
+      await rows(
+        dst,
+        `SELECT a, doc, kvsz_start, kvsz_end, kvsz_deleted FROM kh ORDER BY kvsz_start, kvsz_end`,
+      ),
+      [
+        ["1", "big", FIRST, ts(T2), "false"],
+        ["1", "big", FIRST, ts(T3), "true"],
+        ["2", "big", ts(T2), OPEN, "false"],
+      ],
+    );
+    await dst.end();
+  },
+
+  "key change in history: old key closed, new version from T, clash and missing converge": async (
     c,
   ) => {
     const dst = await fresh(
       c,
-      `CREATE TABLE g (j json, x xml, p point, bx box, pg polygon, f float8, doc text)`,
+      `CREATE TABLE h (sid text, id int, v jsonb, ${HIST_COLS});
+       CREATE UNIQUE INDEX h_current ON h (sid, id) WHERE kvsz_end = '9999-01-01'`,
     );
     const r0 = route({
-      table: "g",
-      cols: [["j", "json"], ["x", "xml"], ["p", "point"], ["bx", "box"], ["pg", "polygon"], [
-        "f",
-        "double precision",
-      ], ["doc", "text"]],
-      keyless: true,
-      hasSid: false,
+      table: "h",
+      cols: [["id", "integer"], ["v", "jsonb"]],
+      key: ["id"],
+      mode: "history",
     });
     const b = new TableBatch(r0);
-    const row1 = [
-      `{"a": [1, 2]}`,
-      "<r>1</r>",
-      "(1,2)",
-      "(2,2),(0,0)",
-      "((0,0),(1,1),(1,0))",
-      "0.1",
-      "d",
-    ];
-    const row2 = [
-      `{"a": [3]}`,
-      "<r>2</r>",
-      "(3,4)",
-      "(5,5),(1,1)",
-      "((0,0),(2,2),(2,0))",
-      "1e+100",
-      "e",
-    ];
-    await apply(dst, b, [ins(r0, ...row1), ins(r0, ...row2), ins(r0, ...row2)]);
+    await apply(dst, b, [[ins(r0, "1", `{"n": 1}`), T1], [ins(r0, "5", `{"n": 5}`), T1]]);
     const r = await apply(dst, b, [
-      upd(r0, [...row1.slice(0, 6), undefined], { old: [...row1.slice(0, 6), undefined] }),
-      upd(r0, [...row2.slice(0, 5), "2.5", undefined], { old: row2 }),
-      del(r0, { old: row2 }),
+      [upd(r0, ["2", `{"n": 2}`], { key: ["1", null] }), T2],
+      [upd(r0, ["5", `{"n": 55}`], { key: ["2", null] }), T3], // 5 is current: closed first
+      [upd(r0, ["7", `{"n": 7}`], { key: ["6", null] }), T3], // 6 missing
     ]);
-    assertEquals(anomalies(r), []);
-    assertEquals(await rows(dst, `SELECT j::text, p::text, f::text, doc FROM g ORDER BY f`), [
-      [`{"a": [1, 2]}`, "(1,2)", "0.1", "d"],
-      [`{"a": [3]}`, "(3,4)", "2.5", "e"],
-    ]);
+    assertEquals(anomalies(r), ["insert_existing:5", "update_missing:6"]);
+    assertEquals(
+      await rows(
+        dst,
+        `SELECT id, v::text, kvsz_start, kvsz_end, kvsz_deleted FROM h ORDER BY id, kvsz_start`,
+      ),
+      [
+        ["1", `{"n": 1}`, FIRST, ts(T2), "false"],
+        ["2", `{"n": 2}`, ts(T2), ts(T3), "false"],
+        ["5", `{"n": 5}`, FIRST, ts(T3), "false"],
+        ["5", `{"n": 55}`, ts(T3), OPEN, "false"],
+        ["7", `{"n": 7}`, ts(T3), OPEN, "false"],
+      ],
+    );
     await dst.end();
   },
 

@@ -141,12 +141,14 @@ export interface Version {
    * destination's current row closed by this batch" (NULL when there is none).
    */
   row: Tuple;
+  /** kvsz_start: the commit time of the change that created the version... */
+  start: string;
   /**
-   * kvsz_start; null for the version created by a key's first-ever INSERT:
-   * '1900-01-01' when the destination has no row of the key at all, else the
-   * entry's `firstTime`.
+   * ...unless this is true and the destination held no row of the key at all
+   * before the batch: then the version is the key's first and starts at
+   * '1900-01-01' (an INSERT with no version of the key before it).
    */
-  start: string | null;
+  firstStart: boolean;
   /** kvsz_end; null for the open version ('9999-01-01'). */
   end: string | null;
   /** kvsz_deleted. */
@@ -194,7 +196,7 @@ export class HistoryFold {
         key,
         first: "I",
         firstTime: at,
-        versions: [{ row: fresh, start: null, end: null, deleted: false }],
+        versions: [{ row: fresh, start: at, firstStart: true, end: null, deleted: false }],
         present: true,
       });
       this.#versions++;
@@ -204,7 +206,10 @@ export class HistoryFold {
       this.anomalies.push({ kind: "insert_existing", key });
       e.versions[e.versions.length - 1].end = at;
     }
-    e.versions.push({ row: fresh, start: at, end: null, deleted: false });
+    // After a first DELETE and nothing else, whether the key ever had a row is
+    // only known to the destination.
+    const firstStart = e.versions.length === 0;
+    e.versions.push({ row: fresh, start: at, firstStart, end: null, deleted: false });
     e.present = true;
     this.#versions++;
   }
@@ -217,7 +222,7 @@ export class HistoryFold {
         key,
         first: "U",
         firstTime: at,
-        versions: [{ row, start: at, end: null, deleted: false }],
+        versions: [{ row, start: at, firstStart: false, end: null, deleted: false }],
         present: true,
       });
       this.#versions++;
@@ -229,12 +234,19 @@ export class HistoryFold {
       e.versions.push({
         row: mergeUnchanged(last.row, row, this.cols),
         start: at,
+        firstStart: false,
         end: null,
         deleted: false,
       });
     } else {
       this.anomalies.push({ kind: "update_missing", key });
-      e.versions.push({ row: nullUnchanged(row, this.cols), start: at, end: null, deleted: false });
+      e.versions.push({
+        row: nullUnchanged(row, this.cols),
+        start: at,
+        firstStart: false,
+        end: null,
+        deleted: false,
+      });
       e.present = true;
     }
     this.#versions++;

@@ -30,8 +30,8 @@ const DELETED = q("kvsz_deleted");
  * The set-based history statement. Parameters: sid (when the target has it);
  * per key: `f text[]` (first op I/U/D), `t1 text[]` (its commit time), one
  * `text[]` per key column; per version: `i int8[]` (1-based key position),
- * `st text[]` (start, NULL = first-insert rule), `en text[]` (end, NULL =
- * open), `dl bool[]`, one `text[]` per value column and one `bool[]` per value
+ * `st text[]` (start), `fs bool[]` (start at 1900 when the key had no row),
+ * `en text[]` (end, NULL = open), `dl bool[]`, one `text[]` per value column and one `bool[]` per value
  * column listed in `carryCols` (true: take the closed row's value).
  */
 export function historyChunkSql(shape: RouteShape, carryCols: readonly boolean[]): string {
@@ -46,10 +46,11 @@ export function historyChunkSql(shape: RouteShape, carryCols: readonly boolean[]
   const vArgs = [
     `${p.add(null)}::int8[]`,
     `${p.add(null)}::text[]`,
+    `${p.add(null)}::bool[]`,
     `${p.add(null)}::text[]`,
     `${p.add(null)}::bool[]`,
   ];
-  const vNames = ["i", "st", "en", "dl"];
+  const vNames = ["i", "st", "fs", "en", "dl"];
   shape.values.forEach((_, j) => {
     vArgs.push(`${p.add(null)}::text[]`);
     vNames.push(`c${j}`);
@@ -82,7 +83,7 @@ export function historyChunkSql(shape: RouteShape, carryCols: readonly boolean[]
         ? `CASE WHEN v.p${j} THEN cl.c${j} ELSE v.c${j}::${c.type} END`
         : `v.c${j}::${c.type}`
     ),
-    `COALESCE(v.st, CASE WHEN seen.i IS NULL THEN '${FIRST_START}' ELSE s.t1 END)::${shape.startType}`,
+    `(CASE WHEN v.fs AND seen.i IS NULL THEN '${FIRST_START}' ELSE v.st END)::${shape.startType}`,
     `COALESCE(v.en, '${OPEN_END}')::${shape.endType}`,
     "v.dl",
   ];
@@ -99,7 +100,7 @@ closed AS (UPDATE ${T} t SET ${END} = s.t1::${shape.endType}, ${DELETED} = (s.f 
     ["s.i", ...carried].join(", ")
   }),
 cl AS (${cl}),
-seen AS (SELECT DISTINCT s.i FROM s JOIN ${T} t ON ${match} WHERE s.f = 'I'),
+seen AS (SELECT DISTINCT s.i FROM s JOIN ${T} t ON ${match} WHERE s.f <> 'U'),
 ins AS (INSERT INTO ${T} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${
     insVals.join(", ")
   }
@@ -125,7 +126,8 @@ export async function applyHistoryChunk(
   const t1: string[] = new Array(n);
   const keys: (string | null)[][] = Array.from({ length: nk }, () => new Array(n));
   const vi: number[] = [];
-  const st: (string | null)[] = [];
+  const st: string[] = [];
+  const fs: boolean[] = [];
   const en: (string | null)[] = [];
   const dl: boolean[] = [];
   const vals: (string | null | undefined)[][] = Array.from({ length: nv }, () => []);
@@ -139,6 +141,7 @@ export async function applyHistoryChunk(
     for (const v of e.versions) {
       vi.push(r + 1);
       st.push(v.start);
+      fs.push(v.firstStart);
       en.push(v.end);
       dl.push(v.deleted);
       for (let j = 0; j < nv; j++) {
@@ -153,7 +156,7 @@ export async function applyHistoryChunk(
   if (shape.route.target.hasSid) params.push(shape.route.sid);
   params.push(textArray(f), textArray(t1));
   for (let j = 0; j < nk; j++) params.push(textArray(keys[j]));
-  params.push(`{${vi.join(",")}}`, textArray(st), textArray(en), boolArray(dl));
+  params.push(`{${vi.join(",")}}`, textArray(st), boolArray(fs), textArray(en), boolArray(dl));
   for (let j = 0; j < nv; j++) params.push(textArray(vals[j]));
   for (let j = 0; j < nv; j++) {
     if (carryCols[j]) params.push(boolArray(vals[j].map((x) => x === undefined)));

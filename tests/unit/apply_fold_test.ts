@@ -120,10 +120,10 @@ Deno.test("history fold: versions chain with exact starts, ends and deleted flag
   assert.equal(e.first, "I");
   assert.equal(e.firstTime, "T1");
   assert.deepEqual(e.versions, [
-    { row: ["1", "v1", "x"], start: null, end: "T2", deleted: false },
-    { row: ["1", "v2", "x"], start: "T2", end: "T2", deleted: false },
-    { row: ["1", "v3", "x"], start: "T2", end: "T3", deleted: true },
-    { row: ["1", "v4", "x"], start: "T4", end: null, deleted: false },
+    { row: ["1", "v1", "x"], start: "T1", firstStart: true, end: "T2", deleted: false },
+    { row: ["1", "v2", "x"], start: "T2", firstStart: false, end: "T2", deleted: false },
+    { row: ["1", "v3", "x"], start: "T2", firstStart: false, end: "T3", deleted: true },
+    { row: ["1", "v4", "x"], start: "T4", firstStart: false, end: null, deleted: false },
   ]);
   assert.equal(f.versionCount, 4);
   assert.deepEqual(f.anomalies, []);
@@ -144,6 +144,9 @@ Deno.test("history fold: first UPDATE or DELETE closes the destination row at it
   assert.deepEqual(ea.versions.map((v) => [v.start, v.end]), [["T1", "T2"], ["T2", null]]);
   const eb = f.entries.get(b.text)!;
   assert.deepEqual([eb.first, eb.firstTime, eb.versions], ["D", "T1", []]);
+  // Re-inserted after a first DELETE: only the destination knows whether it is the key's first row.
+  f.insert(b.text, b.key, ["2", "z", "z"], "T5");
+  assert.deepEqual(eb.versions.map((v) => [v.start, v.firstStart]), [["T5", true]]);
 });
 
 Deno.test("history fold: in-batch anomalies", () => {
@@ -160,8 +163,8 @@ Deno.test("history fold: in-batch anomalies", () => {
     "update_missing",
   ]);
   assert.deepEqual(f.entries.get(a.text)!.versions, [
-    { row: ["1", "a", "x"], start: null, end: "T2", deleted: false },
-    { row: ["1", "b", "x"], start: "T2", end: "T3", deleted: true },
-    { row: ["1", null, "y"], start: "T4", end: null, deleted: false },
+    { row: ["1", "a", "x"], start: "T1", firstStart: true, end: "T2", deleted: false },
+    { row: ["1", "b", "x"], start: "T2", firstStart: false, end: "T3", deleted: true },
+    { row: ["1", null, "y"], start: "T4", firstStart: false, end: null, deleted: false },
   ]);
 });

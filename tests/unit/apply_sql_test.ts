@@ -72,7 +72,7 @@ Deno.test("history chunk: closes current rows, inserts versions, first-insert ru
     /closed AS \(UPDATE "public"\."my t" t SET "kvsz_end" = s\.t1::timestamp with time zone/,
   );
   assert.match(sql, /t\."kvsz_end" = '9999-01-01'/);
-  assert.match(sql, /CASE WHEN seen\.i IS NULL THEN '1900-01-01' ELSE s\.t1 END/);
+  assert.match(sql, /CASE WHEN v\.fs AND seen\.i IS NULL THEN '1900-01-01' ELSE v\.st END/);
   assert.match(sql, /CASE WHEN v\.p0 THEN cl\.c0 ELSE v\.c0::text END/);
   assert.match(sql, /DISTINCT ON \(i\)/);
 });

@@ -1,0 +1,223 @@
+/**
+ * The metrics and health endpoint over real HTTP: `/metrics`, `/healthz`,
+ * `/readyz` (200, then 503 while a source is disconnected), an address in use
+ * (a warning, no endpoint, nothing thrown); then on real servers: the engine's
+ * hooks move the metrics as rows flow, the slot poller fills lag and retained
+ * WAL, and readiness turns false when the source server stops.
+ */
+import assert from "node:assert/strict";
+import { configureSync, type LogRecord, resetSync } from "@logtape/logtape";
+import { Metrics } from "../../lib/observe/metrics.ts";
+import { startHttpServer } from "../../lib/observe/http_server.ts";
+import { startSlotPoller } from "../../lib/observe/slot_poller.ts";
+import { parseConfig } from "../../lib/config/load.ts";
+import { SourcePipeline } from "../../lib/source/pipeline.ts";
+import { clusterSuite, startCluster, type TestCluster } from "../support/cluster.ts";
+import { waitFor } from "../support/kvsz.ts";
+
+/** Log records of `fn`, captured from the `kvsz` loggers. */
+async function captureLogs<T>(fn: () => T | Promise<T>): Promise<[T, LogRecord[]]> {
+  const records: LogRecord[] = [];
+  configureSync({
+    reset: true,
+    sinks: { memory: (r: LogRecord) => records.push(r) },
+    loggers: [
+      { category: ["kvsz"], lowestLevel: "debug", sinks: ["memory"] },
+      { category: ["logtape", "meta"], lowestLevel: "error", sinks: [] },
+    ],
+  });
+  try {
+    return [await fn(), records];
+  } finally {
+    resetSync();
+  }
+}
+
+/** The value of the first sample named `name` whose labels include `labels` (a plain line scan). */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number | null {
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name + "{") && !line.startsWith(name + " ")) continue;
+    const ok = Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`));
+    if (ok) return Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return null;
+}
+
+Deno.test("HTTP endpoint: /metrics, /healthz, /readyz 200 then 503 for a disconnected source", async () => {
+  const metrics = new Metrics();
+  const a = metrics.pipelineEvents("db_a", "1");
+  const b = metrics.pipelineEvents("db_b", "2");
+  a.onConnected!(true);
+  a.onWalEnd!(1n);
+  b.onConnected!(true);
+  b.onWalEnd!(1n);
+  a.onOperations!("public.t1", "insert", 5, 0.001);
+  const [server] = await captureLogs(() =>
+    startHttpServer("127.0.0.1:0", metrics, () => metrics.readiness(60))
+  );
+  assert.ok(server, "server started");
+  try {
+    assert.ok(server.port > 0);
+    const m = await fetch(`${server.url}/metrics`);
+    assert.equal(m.status, 200);
+    assert.match(m.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+    const text = await m.text();
+    assert.equal(
+      sample(text, "streamer_operations_total", { database: "db_a", operation: "insert" }),
+      5,
+    );
+    assert.equal(sample(text, "kvsz_source_connected", { database: "db_b" }), 1);
+
+    const h = await fetch(`${server.url}/healthz`);
+    assert.equal(h.status, 200);
+    assert.deepEqual(await h.json(), { status: "ok" });
+
+    let r = await fetch(`${server.url}/readyz`);
+    assert.equal(r.status, 200);
+    let body = await r.json();
+    assert.equal(body.ready, true);
+    assert.deepEqual(body.sources.map((s: { state: string }) => s.state), [
+      "streaming",
+      "streaming",
+    ]);
+
+    b.onConnected!(false);
+    r = await fetch(`${server.url}/readyz`);
+    assert.equal(r.status, 503);
+    body = await r.json();
+    assert.equal(body.status, "not ready");
+    assert.deepEqual(
+      body.sources.map((s: { database: string; sid: string; state: string; ready: boolean }) => [
+        s.database,
+        s.sid,
+        s.state,
+        s.ready,
+      ]),
+      [["db_a", "1", "streaming", true], ["db_b", "2", "disconnected", false]],
+    );
+
+    const missing = await fetch(`${server.url}/nope`);
+    assert.equal(missing.status, 404);
+    await missing.body?.cancel();
+    const post = await fetch(`${server.url}/metrics`, { method: "POST" });
+    assert.equal(post.status, 405);
+    await post.body?.cancel();
+  } finally {
+    await server.shutdown();
+  }
+  // Stopped: the port is free again.
+  const again = Deno.listen({ hostname: "127.0.0.1", port: server.port });
+  again.close();
+});
+
+Deno.test("HTTP endpoint: an address in use is a warning and no endpoint; empty listen is off", async () => {
+  const metrics = new Metrics();
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const port = (taken.addr as Deno.NetAddr).port;
+    const [server, logs] = await captureLogs(() =>
+      startHttpServer(`127.0.0.1:${port}`, metrics, () => metrics.readiness(60))
+    );
+    assert.equal(server, null);
+    const warnings = logs.filter((r) => r.level === "warning");
+    assert.equal(warnings.length, 1, JSON.stringify(logs.map((r) => r.message)));
+    const message = warnings[0].message.join("");
+    assert.match(message, new RegExp(`127\\.0\\.0\\.1:${port}`));
+    assert.match(message, /address already in use/);
+    assert.match(message, /keeps streaming/);
+  } finally {
+    taken.close();
+  }
+  const [off, logs] = await captureLogs(() =>
+    startHttpServer("", metrics, () => metrics.readiness(60))
+  );
+  assert.equal(off, null);
+  assert.deepEqual(logs, []);
+});
+
+async function pipelineMoves(c: TestCluster): Promise<void> {
+  // The source is its own server, so stopping it leaves the destination up.
+  await using source = await startCluster({ major: c.major });
+  const srcDb = await source.createDatabase("msrc");
+  const dstDb = await c.createDatabase("mdst");
+  const src = source.sql(srcDb);
+  const dst = c.sql(dstDb);
+  await src.unsafe(`CREATE TABLE t1 (id int PRIMARY KEY, v text)`);
+  await src.unsafe(`INSERT INTO t1 SELECT g, 'x' FROM generate_series(1, 300) g`);
+  await dst.unsafe(`CREATE TABLE t1 (id int PRIMARY KEY, v text)`);
+  const config = parseConfig(
+    JSON.stringify({
+      destination: { url: c.url(dstDb) },
+      databases: [{
+        database: srcDb,
+        urls: [{ url: source.url(srcDb), sid: "1" }],
+        tables: { t1: null },
+      }],
+      apply: { commit_interval_ms: 50 },
+      metrics: { listen: "" },
+    }),
+    "metrics-test.yaml",
+  );
+  const db = config.databases[0];
+  const labels = { database: srcDb, sid: "1" };
+  const metrics = new Metrics();
+  const pipeline = new SourcePipeline(
+    config,
+    db,
+    db.urls[0],
+    metrics.pipelineEvents(srcDb, "1"),
+  );
+  const running = pipeline.run();
+  const poller = startSlotPoller(config, metrics, { intervalMs: 200 });
+  const scrape = () => metrics.render();
+  try {
+    await waitFor(async () => sample(await scrape(), "kvsz_source_connected", labels) === 1, {
+      what: "source connected",
+    });
+    let text = await scrape();
+    assert.equal(sample(text, "streamer_sync_total_rows", { ...labels, table: "t1" }), 300);
+    assert.ok((sample(text, "streamer_sync_total_bytes", labels) ?? 0) > 0);
+
+    await src.unsafe(`INSERT INTO t1 SELECT g, 'y' FROM generate_series(301, 350) g`);
+    await src.unsafe(`UPDATE t1 SET v = 'z' WHERE id <= 10`);
+    await waitFor(async () => (sample(await scrape(), "kvsz_rows_total", labels) ?? 0) >= 60, {
+      what: "kvsz_rows_total to reach 60",
+      context: scrape,
+    });
+    text = await scrape();
+    assert.equal(sample(text, "kvsz_transactions_total", labels), 2);
+    assert.equal(sample(text, "kvsz_rows_total", { ...labels, mode: "clone" }), 60);
+    assert.ok((sample(text, "kvsz_batch_size_count", labels) ?? 0) >= 1);
+    assert.ok((sample(text, "kvsz_apply_commit_seconds_count", labels) ?? 0) >= 1);
+    assert.ok(Math.abs((sample(text, "url_heartbeat", labels) ?? 0) - Date.now() / 1000) < 60);
+
+    // The poller reads the slot: retained WAL is known, and once kvsz has confirmed
+    // everything the lag is 0 bytes and 0 seconds, and the source is ready.
+    await waitFor(async () => {
+      await poller.poll();
+      return sample(await scrape(), "kvsz_lag_bytes", labels) === 0;
+    }, { what: "kvsz_lag_bytes 0 after the slot is confirmed", context: scrape });
+    text = await scrape();
+    assert.ok((sample(text, "kvsz_slot_retained_wal_bytes", labels) ?? -1) >= 0);
+    assert.equal(sample(text, "kvsz_lag_seconds", labels), 0);
+    assert.equal(metrics.readiness(60).ready, true);
+
+    // The source server stops: disconnected, not ready, lag no longer known.
+    await source.server.stop("immediate");
+    await waitFor(() => !metrics.readiness(60).ready, { what: "unready after the source stops" });
+    const r = metrics.readiness(60);
+    assert.equal(r.sources[0].state, "disconnected");
+    await poller.poll();
+    text = await scrape();
+    assert.equal(sample(text, "kvsz_source_connected", labels), 0);
+    assert.equal(sample(text, "kvsz_lag_bytes", labels), null);
+  } finally {
+    pipeline.stop();
+    await running;
+    await poller.stop();
+  }
+}
+
+clusterSuite("metrics on real servers", {
+  "rows flowing move the metrics; the slot poller; unready when the source stops": pipelineMoves,
+});

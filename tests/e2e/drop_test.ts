@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
-import { type CliResult, runCli, tempConfig } from "../support/run_cli.ts";
+import { type CliResult, REPO_ROOT, runCli, tempConfig } from "../support/run_cli.ts";
 import { waitFor } from "../support/kvsz.ts";
 import { connect } from "../../lib/pg/connect.ts";
 import { kvszObjectName } from "../../lib/pg/identifiers.ts";
@@ -27,6 +27,8 @@ interface Setup {
   kvsz9: string;
   /** Runs `kvsz drop --config <file> ...args`. */
   drop(args: string[]): Promise<CliResult>;
+  /** Runs `kvsz drop --config <file>` on a terminal (util-linux `script`), typing `answer`. */
+  dropOnTerminal(answer: string): Promise<CliResult>;
   /** Slot and publication names on the source, sorted. */
   objects(): Promise<{ slots: string[]; publications: string[] }>;
 }
@@ -65,6 +67,35 @@ async function setup(c: TestCluster): Promise<Setup> {
       assert.ok(!r.output.includes(c.server.password), `password printed:\n${r.output}`);
       return r;
     },
+    async dropOnTerminal(answer) {
+      await using file = await tempConfig(stringify(config));
+      const command = [
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--quiet",
+        "--config",
+        `${REPO_ROOT}deno.json`,
+        `${REPO_ROOT}main.ts`,
+        "drop",
+        "--config",
+        file.path,
+      ].map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+      const child = new Deno.Command("script", {
+        args: ["-qec", command, "/dev/null"],
+        env: { NO_COLOR: "1" },
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const writer = child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode(answer + "\n"));
+      await writer.close();
+      const out = await child.output();
+      const stdout = new TextDecoder().decode(out.stdout);
+      const stderr = new TextDecoder().decode(out.stderr);
+      return { code: out.code, stdout, stderr, output: stdout + stderr };
+    },
     async objects() {
       const slots = await src.unsafe(
         `SELECT slot_name AS n FROM pg_replication_slots WHERE database = $1 ORDER BY 1`,
@@ -74,6 +105,15 @@ async function setup(c: TestCluster): Promise<Setup> {
       return { slots: slots.map((r) => r.n), publications: pubs.map((r) => r.n) };
     },
   };
+}
+
+function hasScript(): boolean {
+  try {
+    return new Deno.Command("script", { args: ["--version"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
 }
 
 clusterSuite("kvsz drop", {
@@ -155,6 +195,28 @@ clusterSuite("kvsz drop", {
     const again = await s.drop(["-y"]);
     assert.equal(again.code, 0, again.output);
     assert.equal(again.stdout.match(/^not found /gm)?.length, 4, again.stdout);
+  },
+
+  "on a terminal: lists what it will drop and asks; only yes drops": async (c) => {
+    if (!hasScript()) {
+      console.warn("util-linux `script` not installed: terminal confirmation not exercised");
+      return;
+    }
+    const s = await setup(c);
+    const before = await s.objects();
+    const no = await s.dropOnTerminal("n");
+    assert.equal(no.code, 1, no.output);
+    assert.match(no.output, /kvsz drop will remove:/);
+    assert.match(no.output, new RegExp(`slot ${s.kvsz1} and publication ${s.kvsz1} on source`));
+    assert.ok(!no.output.includes(s.kvsz2), "nothing to drop for sid 2 is not listed");
+    assert.match(no.output, /Drop them\? \[y\/N\]/);
+    assert.match(no.output, /not confirmed: nothing dropped/);
+    assert.deepEqual(await s.objects(), before);
+
+    const yes = await s.dropOnTerminal("y");
+    assert.equal(yes.code, 0, yes.output);
+    assert.match(yes.output, new RegExp(`dropped   slot ${s.kvsz1} `));
+    assert.ok(!(await s.objects()).slots.includes(s.kvsz1));
   },
 
   "--database and --sid select sources; a filter matching nothing exits 2": async (c) => {

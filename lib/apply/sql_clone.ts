@@ -24,6 +24,11 @@ export interface StepResult {
  * `text[]` per key column, one per value column, and one `bool[]` per value
  * column listed in `keepCols` (true: keep the destination's value).
  * Returns the 1-based positions `i` of the anomalous entries.
+ *
+ * Order inside the statement: every DELETE runs before the first UPDATE (the
+ * `count(*) FROM del` init plan) and the INSERT reads all of `upd` before its
+ * first row, so a unique value freed by a deleted row can be taken by an
+ * updated or inserted one, as it was at the source.
  */
 export function cloneChunkSql(shape: RouteShape, keepCols: readonly boolean[]): string {
   const p = new Params();
@@ -68,7 +73,9 @@ export function cloneChunkSql(shape: RouteShape, keepCols: readonly boolean[]): 
     names.join(", ")
   }, i)),
 del AS (DELETE FROM ${T} t USING s WHERE s.d AND ${match} RETURNING s.i),
-upd AS (UPDATE ${T} t SET ${sets.join(", ")} FROM s WHERE NOT s.d AND ${match} RETURNING s.i),
+upd AS (UPDATE ${T} t SET ${
+    sets.join(", ")
+  } FROM s WHERE NOT s.d AND ${match} AND (SELECT count(*) FROM del) >= 0 RETURNING s.i),
 ins AS (INSERT INTO ${T} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${
     insVals.join(", ")
   } FROM s WHERE NOT s.d AND NOT EXISTS (SELECT FROM upd WHERE upd.i = s.i)),

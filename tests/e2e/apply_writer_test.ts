@@ -316,6 +316,37 @@ clusterSuite("set-based table writer", {
     await dst.end();
   },
 
+  "a unique value freed by a DELETE is taken by an INSERT or UPDATE of the same batch": async (
+    c,
+  ) => {
+    const dst = await fresh(
+      c,
+      `CREATE TABLE u (id int PRIMARY KEY, email text UNIQUE)`,
+    );
+    const r0 = route({
+      table: "u",
+      cols: [["id", "integer"], ["email", "text"]],
+      key: ["id"],
+      hasSid: false,
+    });
+    const b = new TableBatch(r0);
+    for (let i = 0; i < 3; i++) {
+      await dst.unsafe(`TRUNCATE u; INSERT INTO u VALUES (1, 'x'), (2, 'y'), (4, 'w')`);
+      const r = await apply(dst, b, [
+        del(r0, { key: ["1", null] }),
+        ins(r0, "3", "x"), // takes the email of deleted row 1
+        del(r0, { key: ["2", null] }),
+        upd(r0, ["4", "y"]), // takes the email of deleted row 2
+      ]);
+      assertEquals(anomalies(r), []);
+      assertEquals(await rows(dst, `SELECT id, email FROM u ORDER BY id`), [["3", "x"], [
+        "4",
+        "y",
+      ]]);
+    }
+    await dst.end();
+  },
+
   "clone anomalies converge and are reported with their key": async (c) => {
     const dst = await fresh(
       c,

@@ -904,7 +904,7 @@ clusterSuite("set-based table writer", {
     await dst.end();
   },
 
-  "randomized: same rows and anomalies as a row-by-row model (clone, append, history)": async (
+  "randomized: same rows and anomalies as a row-by-row model (keyed and keyless)": async (
     c,
   ) => {
     for (const mode of ["clone", "append", "history"] as const) {
@@ -912,10 +912,89 @@ clusterSuite("set-based table writer", {
       const rounds = Number(Deno.env.get("KVSZ_APPLY_ROUNDS") ?? 3);
       for (let round = 0; round < rounds; round++) {
         await randomizedRound(c, mode, 1000 * round + 7);
+        if (mode !== "append") await randomizedKeyless(c, mode, 1000 * round + 11);
       }
     }
   },
 });
+
+/**
+ * Keyless (REPLICA IDENTITY FULL, no key) random changes over a few distinct
+ * rows with many duplicates, checked against a multiset model after every flush.
+ */
+async function randomizedKeyless(c: TestCluster, mode: TableMode, seed: number): Promise<void> {
+  const history = mode === "history";
+  const dst = await fresh(
+    c,
+    `CREATE TABLE k (sid text, a int, j json${history ? `, ${HIST_COLS}` : ""})`,
+  );
+  const r0 = route({ table: "k", cols: [["a", "integer"], ["j", "json"]], keyless: true, mode });
+  const rnd = random(seed);
+  const OPEN_ISO = "9999-01-01T00:00:00.000000Z";
+  type Row = { a: string; j: string | null; start: string; end: string; deleted: boolean };
+  const model: Row[] = [];
+  const expected: string[] = [];
+  let got: string[] = [];
+  const live = (a: string, j: string | null) =>
+    model.find((r) => r.a === a && r.j === j && (!history || r.end === OPEN_ISO));
+  const batch = new TableBatch(r0, { rows: 2 + rnd(4), bytes: 1 << 20 });
+  const tx = await dst.reserve();
+  await tx.unsafe("BEGIN");
+  for (let txn = 0; txn < 40; txn++) {
+    const at = new Date(Date.UTC(2024, 0, 1, 0, 0, txn)).toISOString().replace("Z", "000Z");
+    for (let n = 1 + rnd(4); n > 0; n--) {
+      const a = String(rnd(3));
+      const j = rnd(3) === 0 ? null : `{"v": ${rnd(2)}}`;
+      const op = rnd(10);
+      const cur = live(a, j);
+      if (op < 4) {
+        batch.add(ins(r0, a, j), at);
+        model.push({ a, j, start: "1900-01-01T00:00:00.000000Z", end: OPEN_ISO, deleted: false });
+      } else if (op < 7) {
+        const na = String(rnd(3));
+        const nj = rnd(4) === 0 ? undefined : `{"v": ${rnd(2)}}`;
+        batch.add(upd(r0, [na, nj], { old: [a, j] }), at);
+        if (!cur) expected.push(`update_missing:${a},${j ?? ""}`);
+        const row = {
+          a: na,
+          j: nj === undefined ? (cur?.j ?? null) : nj,
+          start: at,
+          end: OPEN_ISO,
+          deleted: false,
+        };
+        if (history) {
+          if (cur) cur.end = at;
+          model.push(row);
+        } else if (cur) Object.assign(cur, row);
+        else model.push(row);
+      } else {
+        batch.add(del(r0, { old: [a, j] }), at);
+        if (!cur) expected.push(`delete_missing:${a},${j ?? ""}`);
+        else if (history) Object.assign(cur, { end: at, deleted: true });
+        else model.splice(model.indexOf(cur), 1);
+      }
+    }
+    if (rnd(6) === 0 || txn === 39) {
+      got = got.concat(anomalies(await batch.flush(tx as unknown as Sql)));
+      const label = `keyless ${mode} seed ${seed} txn ${txn}`;
+      const cols = history ? "a, j::text, kvsz_start, kvsz_end, kvsz_deleted" : "a, j::text";
+      const have = (await tx.unsafe(`SELECT ${cols} FROM k`).values()).map((r) =>
+        (r as unknown[]).map((v) => (v === null ? "" : String(v))).join("|")
+      ).sort();
+      const text = (v: string) => ts(v.replace(".000000Z", "Z"));
+      const want = model.map((m) =>
+        [m.a, m.j ?? "", ...(history ? [text(m.start), text(m.end), String(m.deleted)] : [])].join(
+          "|",
+        )
+      ).sort();
+      assertEquals(have, want, label);
+      assertEquals([...got].sort(), [...expected].sort(), label);
+    }
+  }
+  await tx.unsafe("COMMIT");
+  tx.release();
+  await dst.end();
+}
 
 /** A seeded generator of integers in [0, n) (mulberry32). */
 function random(seed: number): (n: number) => number {

@@ -11,6 +11,7 @@ import { type FlushResult, TableBatch } from "../../lib/apply/table_batch.ts";
 import type { Change, TableRoute, TargetColumn } from "../../lib/apply/types.ts";
 import type { TableMode } from "../../lib/config/types.ts";
 import type { Tuple } from "../../lib/source/messages.ts";
+import { textArray } from "../../lib/apply/text_array.ts";
 
 const assertEquals: (actual: unknown, expected: unknown, message?: string) => void =
   assertModule.deepStrictEqual;
@@ -658,6 +659,37 @@ clusterSuite("set-based table writer", {
       "11",
       "ELEVEN",
     ], ["30", "y"]]);
+    await dst.end();
+  },
+
+  "array parameters: porsager (fetch_types off) cannot send JS arrays, textArray can": async (
+    c,
+  ) => {
+    const dst = await fresh(c, `SELECT 1`);
+    const tricky = [
+      'a"b',
+      "c\\d",
+      "e,f",
+      "{g}",
+      "h\ni",
+      "",
+      null,
+      "NULL",
+      "ünï😀",
+      " sp ",
+      "\\x0a",
+    ];
+    // connect() runs with fetch_types: false, so porsager sends a JS array as `'' + array`.
+    await assertModule.rejects(
+      dst.unsafe(`SELECT x FROM unnest($1::text[]) x`, [tricky as never], { prepare: true }),
+      /malformed array literal/,
+    );
+    const res = await dst.unsafe(
+      `SELECT x, x IS NULL AS isnull FROM unnest($1::text[]) WITH ORDINALITY AS u(x, n) ORDER BY n`,
+      [textArray(tricky)],
+      { prepare: true },
+    );
+    assertEquals(res.map((r) => r.x), tricky);
     await dst.end();
   },
 

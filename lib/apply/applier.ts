@@ -4,7 +4,7 @@
  * set-based per table, records progress in that same transaction, and tells
  * the reader what it may acknowledge.
  */
-import type { Sql } from "../pg/connect.ts";
+import { reserve, type ReservedSql, type Sql } from "../pg/connect.ts";
 import { formatLsn } from "../pg/lsn.ts";
 import type { PgoutputMessage } from "../source/messages.ts";
 import { pgTimestampToIso } from "../source/messages.ts";
@@ -47,7 +47,7 @@ interface SourceCommit {
 /** Applies one source's stream; not safe for concurrent `handle` calls (the reader awaits each). */
 export class Applier {
   readonly #log;
-  #conn: (Sql & { release(): void }) | null = null;
+  #conn: ReservedSql | null = null;
   #inDestTx = false;
   #batches = new Map<TableRoute, TableBatch>();
   #buffered = 0;
@@ -240,7 +240,7 @@ export class Applier {
 
   async #ensureDestTx(): Promise<Sql> {
     if (!this.#conn) {
-      this.#conn = (await this.dest.reserve()) as unknown as Sql & { release(): void };
+      this.#conn = await reserve(this.dest);
     }
     if (!this.#inDestTx) {
       await this.#conn.unsafe("BEGIN");

@@ -5,6 +5,7 @@
  */
 import type { Sql } from "../pg/connect.ts";
 import { parseLsn } from "../pg/lsn.ts";
+import { textArray } from "./text_array.ts";
 
 /** DDL run on every start (idempotent; safe with several kvsz processes). */
 const SCHEMA_DDL = [
@@ -178,6 +179,6 @@ export async function markTablesRemoved(
   await sql.unsafe(
     `UPDATE kvsz.synced_tables SET synced_lsn = '0/0'
       WHERE database = $1 AND sid = $2 AND NOT (source_table = ANY($3::text[]))`,
-    [database, sid, configured],
+    [database, sid, textArray(configured)],
   );
 }

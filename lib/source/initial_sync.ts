@@ -6,7 +6,7 @@
  * LSN it came from, so a crash never leaves a half-copied table marked synced.
  */
 import type { Sql } from "../pg/connect.ts";
-import { connect } from "../pg/connect.ts";
+import { connect, reserve } from "../pg/connect.ts";
 import { qualify, quoteIdent, quoteLiteral } from "../pg/identifiers.ts";
 import { formatLsn } from "../pg/lsn.ts";
 import type { TargetTable } from "../apply/types.ts";
@@ -54,7 +54,7 @@ export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<vo
     async () => {
       const source = connect(opts.sourceUrl);
       try {
-        const conn = (await source.reserve()) as unknown as Sql;
+        const conn = await reserve(source);
         await importSnapshot(conn, opts.snapshotName);
         for (let job = queue.shift(); job; job = queue.shift()) {
           await copyOne(conn, job, opts, limiter);

@@ -110,15 +110,20 @@ clusterSuite("kvsz run: modes", {
       tableRows(dst, "emp", "id, name, salary", "kvsz_end = '9999-01-01' AND NOT kvsz_deleted");
     await waitForEqualRows(() => tableRows(src, "emp", "id, name, salary"), current, { kvsz });
 
-    const [t1] = await src.unsafe(
-      `WITH u AS (UPDATE emp SET salary = 1200 WHERE id = 1 RETURNING 1) SELECT now()::text AS t`,
-    );
-    const [t2] = await src.unsafe(
-      `WITH u AS (UPDATE emp SET salary = 2000 WHERE id = 1 RETURNING 1) SELECT now()::text AS t`,
-    );
-    const [t3] = await src.unsafe(
-      `WITH d AS (DELETE FROM emp WHERE id = 1 RETURNING 1) SELECT now()::text AS t`,
-    );
+    // The exact commit time of each source transaction (track_commit_timestamp is on).
+    const commitTime = async (statement: string) => {
+      const [{ xid }] = await src.unsafe(
+        `WITH x AS (${statement} RETURNING 1) SELECT txid_current()::text AS xid`,
+      );
+      const [{ t }] = await src.unsafe(
+        `SELECT pg_xact_commit_timestamp($1::text::xid)::text AS t`,
+        [xid],
+      );
+      return { t };
+    };
+    const t1 = await commitTime(`UPDATE emp SET salary = 1200 WHERE id = 1`);
+    const t2 = await commitTime(`UPDATE emp SET salary = 2000 WHERE id = 1`);
+    const t3 = await commitTime(`DELETE FROM emp WHERE id = 1`);
     const history = () =>
       tableRows(
         dst,
@@ -134,4 +139,4 @@ clusterSuite("kvsz run: modes", {
     await waitForEqualRows(() => Promise.resolve(expected), history, { kvsz, what: "history" });
     assert.equal(await kvsz.stop(), 0);
   },
-});
+}, { settings: { track_commit_timestamp: "on" } });

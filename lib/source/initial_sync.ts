@@ -60,6 +60,7 @@ export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<vo
           await copyOne(conn, job, opts, limiter);
         }
         await conn.unsafe("COMMIT");
+        conn.release();
       } finally {
         await source.end({ timeout: 1 });
       }

@@ -179,10 +179,13 @@ clusterSuite("kvsz run: tables", {
       "--config",
       await writeConfig(config(c, srcDb, dstDb, { busy: null })),
     ]);
-    await kvsz.waitForOutput(/streaming from/);
-    await new Promise((r) => setTimeout(r, 500));
-    writing = false;
-    await writer;
+    try {
+      await kvsz.waitForOutput(/streaming from/);
+      await new Promise((r) => setTimeout(r, 500));
+    } finally {
+      writing = false;
+      await writer;
+    }
     await waitForEqualRows(() => tableRows(src, "busy"), () => tableRows(dst, "busy"), {
       kvsz,
     });

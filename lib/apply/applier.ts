@@ -4,7 +4,7 @@
  * set-based per table, records progress in that same transaction, and tells
  * the reader what it may acknowledge.
  */
-import { reserve, type ReservedSql, type Sql } from "../pg/connect.ts";
+import type { Sql } from "../pg/connect.ts";
 import { formatLsn } from "../pg/lsn.ts";
 import type { PgoutputMessage } from "../source/messages.ts";
 import { pgTimestampToIso } from "../source/messages.ts";
@@ -47,7 +47,6 @@ interface SourceCommit {
 /** Applies one source's stream; not safe for concurrent `handle` calls (the reader awaits each). */
 export class Applier {
   readonly #log;
-  #conn: ReservedSql | null = null;
   #inDestTx = false;
   #batches = new Map<TableRoute, TableBatch>();
   #buffered = 0;
@@ -65,14 +64,21 @@ export class Applier {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #lock: Promise<unknown> = Promise.resolve();
   #failure: unknown = null;
+  #reportFailure: (e: unknown) => void = () => {};
+  /** Rejects when background work (the commit timer) fails; the reader races it. */
+  readonly failed: Promise<never> = new Promise((_, reject) => {
+    this.#reportFailure = reject;
+  });
 
   constructor(
+    /** A client with exactly one connection (max 1), used by nothing else. */
     private readonly dest: Sql,
     private readonly routes: RouteTable,
     progress: SourceProgress | null,
     private readonly opts: ApplierOptions,
   ) {
     this.#log = log("apply").with({ database: opts.database, sid: opts.sid });
+    this.failed.catch(() => {}); // observed by the reader
     this.#skipUpTo = progress?.commitLsn ?? 0n;
     this.#safeLsn = progress?.endLsn ?? 0n;
   }
@@ -147,17 +153,18 @@ export class Applier {
     await this.#serialized(async () => {
       if (this.#txn === null && this.#pending) await this.#commitDest();
       if (this.#inDestTx) await this.#rollback();
-      this.#conn?.release();
-      this.#conn = null;
     });
   }
 
-  /** Drops uncommitted work (after an error) and releases the connection. */
-  async abort(): Promise<void> {
+  /**
+   * Forgets uncommitted work after an error. The connection may be dead: no
+   * ROLLBACK is sent; closing the client ends the session and the server rolls back.
+   */
+  abort(): void {
     clearTimeout(this.#timer);
-    await this.#rollback().catch(() => {});
-    this.#conn?.release();
-    this.#conn = null;
+    this.#batches.clear();
+    this.#buffered = 0;
+    this.#inDestTx = false;
   }
 
   async #relation(relationId: number, msg: PgoutputMessage & { tag: "relation" }): Promise<void> {
@@ -228,6 +235,7 @@ export class Applier {
       if (this.#txn === null && this.#pending) await this.#commitDest();
     }).catch((e) => {
       this.#failure = e;
+      this.#reportFailure(e);
     });
   }
 
@@ -239,14 +247,13 @@ export class Applier {
   }
 
   async #ensureDestTx(): Promise<Sql> {
-    if (!this.#conn) {
-      this.#conn = await reserve(this.dest);
-    }
+    // A single-connection client: statements run in order on one session. If the
+    // connection dies the statement fails, and the applier is dropped (never reused).
     if (!this.#inDestTx) {
-      await this.#conn.unsafe("BEGIN");
+      await this.dest.unsafe("BEGIN");
       this.#inDestTx = true;
     }
-    return this.#conn;
+    return this.dest;
   }
 
   async #flushTables(): Promise<void> {
@@ -313,9 +320,9 @@ export class Applier {
   }
 
   async #rollback(): Promise<void> {
-    if (this.#conn && this.#inDestTx) {
+    if (this.#inDestTx) {
       this.#inDestTx = false;
-      await this.#conn.unsafe("ROLLBACK");
+      await this.dest.unsafe("ROLLBACK");
     }
     this.#batches.clear();
     this.#buffered = 0;

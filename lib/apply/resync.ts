@@ -60,9 +60,8 @@ export async function prepareResync(
     `ROW(${cols.map((c) => `${alias}.${quoteIdent(c)}`).join(", ")})::text`;
   const sameRow = `${keyMatch} AND ${rowOf("t")} = ${rowOf("s")}`;
   const insertCols = [...cols, ...(target.hasSid ? ["sid"] : [])].map(quoteIdent).join(", ");
-  const selectCols = [...cols, ...(target.hasSid ? ["sid"] : [])].map((c) =>
-    `s.${quoteIdent(c)}`
-  ).join(", ");
+  const selectCols = [...cols, ...(target.hasSid ? ["sid"] : [])].map((c) => `s.${quoteIdent(c)}`)
+    .join(", ");
 
   const finish = async () => {
     if (mode === "history") {

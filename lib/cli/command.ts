@@ -36,7 +36,9 @@ export function parseFlags(
     });
     return { flags: values as Record<string, unknown>, positionals };
   } catch (e) {
-    throw new UsageError((e as Error).message.split("\n")[0].replace(/\. To specify a positional.*$/, ""));
+    throw new UsageError(
+      (e as Error).message.split("\n")[0].replace(/\. To specify a positional.*$/, ""),
+    );
   }
 }
 

@@ -3,6 +3,7 @@ import { type Command, CONFIG_HELP, CONFIG_OPTION, EXIT_FAILURE, EXIT_OK } from 
 import { findAndLoadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
 import { configureLogging, log, registerSecrets } from "../observe/log.ts";
+import { installCrashGuards } from "../observe/crash_guard.ts";
 import { SourcePipeline } from "../source/pipeline.ts";
 import { validateConfig } from "./validate.ts";
 import { formatCheck } from "./output.ts";
@@ -31,6 +32,7 @@ ${CONFIG_HELP}
     const config = await findAndLoadConfig(flags.config as string | undefined);
     registerSecrets(configUrls(config));
     configureLogging(config.log);
+    installCrashGuards();
     const logger = log("run");
     if (!flags["skip-checks"]) {
       const checks = await validateConfig(config, { connectTimeout: 10 });

@@ -64,15 +64,3 @@ export async function serverMajor(sql: Sql): Promise<number> {
   const [row] = await sql.unsafe("SHOW server_version_num");
   return Math.floor(Number(row.server_version_num) / 10000);
 }
-
-/** A connection taken out of a pool for a transaction; `release()` gives it back. */
-export type ReservedSql = Sql & { release(): void };
-
-/**
- * Reserves one connection of the pool. porsager's `reserve()` never resolves on
- * a pool that has not connected yet (with `fetch_types: false`), so connect first.
- */
-export async function reserve(sql: Sql): Promise<ReservedSql> {
-  await sql.unsafe("SELECT 1");
-  return (await sql.reserve()) as unknown as ReservedSql;
-}

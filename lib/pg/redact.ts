@@ -10,7 +10,10 @@ export function redactUrl(url: string): string {
     });
     return u.toString();
   } catch {
-    return url.replace(/(\/\/[^:/@]*:)[^@]*@/, "$1***@").replace(/password=[^&\s]*/gi, "password=***");
+    return url.replace(/(\/\/[^:/@]*:)[^@]*@/, "$1***@").replace(
+      /password=[^&\s]*/gi,
+      "password=***",
+    );
   }
 }
 

@@ -6,7 +6,7 @@
  * LSN it came from, so a crash never leaves a half-copied table marked synced.
  */
 import type { Sql } from "../pg/connect.ts";
-import { connect, reserve } from "../pg/connect.ts";
+import { connect } from "../pg/connect.ts";
 import { qualify, quoteIdent, quoteLiteral } from "../pg/identifiers.ts";
 import { formatLsn } from "../pg/lsn.ts";
 import type { TargetTable } from "../apply/types.ts";
@@ -52,15 +52,14 @@ export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<vo
   const workers = Array.from(
     { length: Math.max(1, Math.min(opts.parallelism, jobs.length)) },
     async () => {
-      const source = connect(opts.sourceUrl);
+      // One connection per worker (max 1): every statement runs in the snapshot transaction.
+      const source = connect(opts.sourceUrl, { max: 1 });
       try {
-        const conn = await reserve(source);
-        await importSnapshot(conn, opts.snapshotName);
+        await importSnapshot(source, opts.snapshotName);
         for (let job = queue.shift(); job; job = queue.shift()) {
-          await copyOne(conn, job, opts, limiter);
+          await copyOne(source, job, opts, limiter);
         }
-        await conn.unsafe("COMMIT");
-        conn.release();
+        await source.unsafe("COMMIT");
       } finally {
         await source.end({ timeout: 1 });
       }

@@ -100,6 +100,7 @@ export class SourcePipeline {
     const dest = connect(cfg.destination.url, { max: cfg.sync.parallelism + 1 });
     const src = connect(this.source.url);
     const replication = connect(this.source.url, { replication: true });
+    const applyConn = connect(cfg.destination.url, { max: 1 });
     let applier: Applier | null = null;
     try {
       const major = await serverMajor(src);
@@ -181,7 +182,7 @@ export class SourcePipeline {
         await readSyncedTables(dest, this.db.database, this.source.sid),
       );
       applier = new Applier(
-        dest,
+        applyConn,
         routes,
         await readProgress(dest, this.db.database, this.source.sid),
         {
@@ -208,12 +209,13 @@ export class SourcePipeline {
       applier = null;
       this.#log.info("stopped cleanly");
     } finally {
-      await applier?.abort().catch(() => {});
+      applier?.abort();
       this.events.onConnected?.(false);
       await Promise.all([
         replication.end({ timeout: 2 }),
         src.end({ timeout: 2 }),
         dest.end({ timeout: 5 }),
+        applyConn.end({ timeout: 5 }),
       ]).catch(() => {});
     }
   }

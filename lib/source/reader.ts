@@ -26,6 +26,8 @@ export interface ReaderSink {
   noteIdlePosition(walEnd: bigint): void;
   /** True between a transaction's Begin and Commit (a clean stop waits for the Commit). */
   readonly inTransaction: boolean;
+  /** Rejects when the sink fails on its own (e.g. a timed commit): streaming stops with that error. */
+  readonly failed: Promise<never>;
 }
 
 /** Options for {@link streamChanges}. */
@@ -87,6 +89,10 @@ export async function streamChanges(
   });
   stream.on("close", () => {
     ended = true;
+    notify();
+  });
+  sink.failed.catch((e) => {
+    failure = e;
     notify();
   });
   let stopping = false;

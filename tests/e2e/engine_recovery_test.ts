@@ -84,10 +84,11 @@ Deno.test({
       await src.unsafe(`INSERT INTO r VALUES (2, 'after source restart')`);
       await waitForEqualRows(rows, () => tableRows(dst, "r"), { kvsz });
 
+      const mark = kvsz.output.length;
       await dest.server.stop();
       await src.unsafe(`INSERT INTO r VALUES (3, 'while destination down')`);
       await src.unsafe(`UPDATE r SET v = 'changed while down' WHERE id = 1`);
-      await kvsz.waitForOutput(/retrying in/);
+      await kvsz.waitForOutput(/retrying in/, 60_000, mark);
       await dest.server.start();
       await waitForEqualRows(rows, () => tableRows(dst, "r"), { kvsz, timeoutMs: 90_000 });
       assert.equal(await kvsz.stop(), 0);

@@ -38,9 +38,9 @@ export class KvszProcess implements AsyncDisposable {
     return this.#output;
   }
 
-  /** Waits until the output matches `pattern`. */
-  async waitForOutput(pattern: RegExp, timeoutMs = 60_000): Promise<void> {
-    await waitFor(() => pattern.test(this.#output), {
+  /** Waits until the output (from character `since` on) matches `pattern`. */
+  async waitForOutput(pattern: RegExp, timeoutMs = 60_000, since = 0): Promise<void> {
+    await waitFor(() => pattern.test(this.#output.slice(since)), {
       timeoutMs,
       what: `kvsz output matching ${pattern}`,
       context: () => this.#output.slice(-3000),

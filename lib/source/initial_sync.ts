@@ -19,6 +19,7 @@ import type { ResolvedTable } from "./tables.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import { Rechunker } from "./rechunk.ts";
 import type { SyncProgress } from "../observe/sync_progress.ts";
+import { log } from "../observe/log.ts";
 
 /** One table to copy. */
 export interface SyncJob {
@@ -60,6 +61,7 @@ export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<vo
           await copyOne(source, job, opts, limiter);
         }
         await source.unsafe("COMMIT");
+        log("sync").debug("copy worker done");
       } finally {
         await source.end({ timeout: 1 });
       }
@@ -67,6 +69,7 @@ export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<vo
   );
   // All workers import the snapshot before the first copy ends; fail fast on any error.
   await Promise.all(workers);
+  log("sync").debug("all copy workers done");
 }
 
 async function copyOne(
@@ -173,28 +176,36 @@ async function pipeCopy(
     new Promise<void>((resolve, reject) => {
       writer.write(buf, (e: unknown) => e ? reject(e) : resolve());
     });
-  const writerError = new Promise<never>((_, reject) => writer.once("error", reject));
-  writerError.catch(() => {});
-  for await (const chunk of reader as AsyncIterable<Uint8Array>) {
-    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) rows++;
-    bytes += chunk.byteLength;
-    const full = chunker.push(chunk);
-    if (full) {
-      await Promise.race([write(full), writerError]);
-      const wait = onChunk(rows, bytes);
-      if (wait) await wait;
-    }
-  }
-  const rest = chunker.flush();
-  if (rest) await Promise.race([write(rest), writerError]);
-  await Promise.race([
-    new Promise<void>((resolve, reject) => {
-      writer.once("finish", resolve);
-      writer.once("error", reject);
-      writer.end();
-    }),
-    writerError,
-  ]);
+  // Flowing mode with explicit pause/resume: async iteration over porsager's
+  // COPY stream sometimes leaves the connection stuck after the last row.
+  await new Promise<void>((resolve, reject) => {
+    let failed = false;
+    const fail = (e: unknown) => {
+      if (failed) return;
+      failed = true;
+      reader.destroy?.();
+      reject(e);
+    };
+    writer.once("error", fail);
+    reader.once("error", fail);
+    reader.on("data", (chunk: Uint8Array) => {
+      for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) rows++;
+      bytes += chunk.byteLength;
+      const full = chunker.push(chunk);
+      if (!full) return;
+      reader.pause();
+      write(full)
+        .then(() => onChunk(rows, bytes))
+        .then(() => reader.resume(), fail);
+    });
+    reader.once("end", () => {
+      const rest = chunker.flush();
+      (rest ? write(rest) : Promise.resolve()).then(() => {
+        writer.once("finish", resolve);
+        writer.end();
+      }, fail);
+    });
+  });
   await onChunk(rows, bytes);
   return rows;
 }

@@ -154,6 +154,7 @@ export class SourcePipeline {
           resync: synced.has(t.mapping.source),
         }));
         await this.#copy(jobs, created.snapshotName, created.consistentPoint);
+        this.#log.debug("initial copy committed");
         await resetProgress(
           dest,
           this.db.database,
@@ -173,6 +174,7 @@ export class SourcePipeline {
         if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, major);
         startLsn = progress?.endLsn ?? slot.confirmedFlushLsn ?? 0n;
       }
+      this.#log.debug("preparing the stream");
       const routes = new RouteTable(
         dest,
         cfg.destination.schema,

@@ -5,7 +5,7 @@
  * history version.
  */
 import assert from "node:assert/strict";
-import { startCluster, type TestCluster } from "../support/cluster.ts";
+import { startCluster, type TestCluster, testVersions } from "../support/cluster.ts";
 import { KvszProcess, tableRows, waitFor, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
 
 function config(source: TestCluster, dest: TestCluster, tables: Record<string, unknown>) {
@@ -25,73 +25,75 @@ const HISTORY_CHECK = `
          max(v) FILTER (WHERE kvsz_end = '9999-01-01') AS v
     FROM h GROUP BY id`;
 
-Deno.test({
-  name: "kvsz run: recovery",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async (t) => {
-    await using source = await startCluster();
-    await using dest = await startCluster();
-    const src = source.sql();
-    const dst = dest.sql();
+for (const major of testVersions()) {
+  Deno.test({
+    name: `kvsz run: recovery [source PostgreSQL ${major}]`,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async (t) => {
+      await using source = await startCluster({ major });
+      await using dest = await startCluster();
+      const src = source.sql();
+      const dst = dest.sql();
 
-    await t.step("kill -9 while a history table streams, then restart", async () => {
-      await src.unsafe(`CREATE TABLE h (id int PRIMARY KEY, v int)`);
-      await src.unsafe(`INSERT INTO h SELECT g, 0 FROM generate_series(1, 50) g`);
-      await dst.unsafe(
-        `CREATE TABLE h (id int, v int, kvsz_start timestamptz, kvsz_end timestamptz, kvsz_deleted boolean)`,
-      );
-      const cfg = await writeConfig(config(source, dest, { h: { type: "history" } }));
-      const updates = 20; // per row: 50 rows x 20 updates, one transaction each
-      let kvsz = KvszProcess.start(["run", "--config", cfg]);
-      await kvsz.waitForOutput(/streaming from/);
-      const writer = (async () => {
-        for (let round = 1; round <= updates; round++) {
-          await src.unsafe(`UPDATE h SET v = $1`, [round]);
-        }
-      })();
-      // Kill it twice at arbitrary moments while the writer runs.
-      for (let i = 0; i < 2; i++) {
-        await new Promise((r) => setTimeout(r, 300));
-        await kvsz.stop("SIGKILL");
-        kvsz = KvszProcess.start(["run", "--config", cfg]);
+      await t.step("kill -9 while a history table streams, then restart", async () => {
+        await src.unsafe(`CREATE TABLE h (id int PRIMARY KEY, v int)`);
+        await src.unsafe(`INSERT INTO h SELECT g, 0 FROM generate_series(1, 50) g`);
+        await dst.unsafe(
+          `CREATE TABLE h (id int, v int, kvsz_start timestamptz, kvsz_end timestamptz, kvsz_deleted boolean)`,
+        );
+        const cfg = await writeConfig(config(source, dest, { h: { type: "history" } }));
+        const updates = 20; // per row: 50 rows x 20 updates, one transaction each
+        let kvsz = KvszProcess.start(["run", "--config", cfg]);
         await kvsz.waitForOutput(/streaming from/);
-      }
-      await writer;
-      await waitFor(async () => {
-        const rows = await dst.unsafe(HISTORY_CHECK);
-        return rows.length === 50 &&
-          rows.every((r) => r.versions === updates + 1 && r.current === 1 && r.v === updates);
-      }, {
-        what: "50 ids with exactly 21 versions each",
-        timeoutMs: 60_000,
-        context: async () =>
-          JSON.stringify(await dst.unsafe(`${HISTORY_CHECK} ORDER BY 1 LIMIT 5`)) + kvsz.output,
+        const writer = (async () => {
+          for (let round = 1; round <= updates; round++) {
+            await src.unsafe(`UPDATE h SET v = $1`, [round]);
+          }
+        })();
+        // Kill it twice at arbitrary moments while the writer runs.
+        for (let i = 0; i < 2; i++) {
+          await new Promise((r) => setTimeout(r, 300));
+          await kvsz.stop("SIGKILL");
+          kvsz = KvszProcess.start(["run", "--config", cfg]);
+          await kvsz.waitForOutput(/streaming from/);
+        }
+        await writer;
+        await waitFor(async () => {
+          const rows = await dst.unsafe(HISTORY_CHECK);
+          return rows.length === 50 &&
+            rows.every((r) => r.versions === updates + 1 && r.current === 1 && r.v === updates);
+        }, {
+          what: "50 ids with exactly 21 versions each",
+          timeoutMs: 60_000,
+          context: async () =>
+            JSON.stringify(await dst.unsafe(`${HISTORY_CHECK} ORDER BY 1 LIMIT 5`)) + kvsz.output,
+        });
+        assert.equal(await kvsz.stop(), 0);
       });
-      assert.equal(await kvsz.stop(), 0);
-    });
 
-    await t.step("source restart and destination down: retries, then converges", async () => {
-      await src.unsafe(`CREATE TABLE r (id int PRIMARY KEY, v text)`);
-      await dst.unsafe(`CREATE TABLE r (id int PRIMARY KEY, v text)`);
-      await src.unsafe(`INSERT INTO r VALUES (1, 'a')`);
-      const cfg = await writeConfig(config(source, dest, { h: { type: "history" }, r: null }));
-      await using kvsz = KvszProcess.start(["run", "--config", cfg]);
-      const rows = () => tableRows(src, "r");
-      await waitForEqualRows(rows, () => tableRows(dst, "r"), { kvsz });
+      await t.step("source restart and destination down: retries, then converges", async () => {
+        await src.unsafe(`CREATE TABLE r (id int PRIMARY KEY, v text)`);
+        await dst.unsafe(`CREATE TABLE r (id int PRIMARY KEY, v text)`);
+        await src.unsafe(`INSERT INTO r VALUES (1, 'a')`);
+        const cfg = await writeConfig(config(source, dest, { h: { type: "history" }, r: null }));
+        await using kvsz = KvszProcess.start(["run", "--config", cfg]);
+        const rows = () => tableRows(src, "r");
+        await waitForEqualRows(rows, () => tableRows(dst, "r"), { kvsz });
 
-      await source.server.restart();
-      await src.unsafe(`INSERT INTO r VALUES (2, 'after source restart')`);
-      await waitForEqualRows(rows, () => tableRows(dst, "r"), { kvsz });
+        await source.server.restart();
+        await src.unsafe(`INSERT INTO r VALUES (2, 'after source restart')`);
+        await waitForEqualRows(rows, () => tableRows(dst, "r"), { kvsz });
 
-      const mark = kvsz.output.length;
-      await dest.server.stop();
-      await src.unsafe(`INSERT INTO r VALUES (3, 'while destination down')`);
-      await src.unsafe(`UPDATE r SET v = 'changed while down' WHERE id = 1`);
-      await kvsz.waitForOutput(/retrying in/, 60_000, mark);
-      await dest.server.start();
-      await waitForEqualRows(rows, () => tableRows(dst, "r"), { kvsz, timeoutMs: 90_000 });
-      assert.equal(await kvsz.stop(), 0);
-    });
-  },
-});
+        const mark = kvsz.output.length;
+        await dest.server.stop();
+        await src.unsafe(`INSERT INTO r VALUES (3, 'while destination down')`);
+        await src.unsafe(`UPDATE r SET v = 'changed while down' WHERE id = 1`);
+        await kvsz.waitForOutput(/retrying in/, 60_000, mark);
+        await dest.server.start();
+        await waitForEqualRows(rows, () => tableRows(dst, "r"), { kvsz, timeoutMs: 90_000 });
+        assert.equal(await kvsz.stop(), 0);
+      });
+    },
+  });
+}

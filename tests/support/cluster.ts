@@ -70,23 +70,26 @@ export async function startCluster(
 }
 
 /**
- * One Deno test per file (or per version) that starts a cluster, runs each
- * case as a step against it, and stops it at the end even when a step fails.
+ * One Deno test per selected server version (`KVSZ_TEST_PG_VERSIONS`, or
+ * `opts.major`) that starts a cluster, runs each case as a step against it,
+ * and stops it at the end even when a step fails.
  */
 export function clusterSuite(
   name: string,
   cases: Record<string, (c: TestCluster) => Promise<void>>,
   opts: { major?: number; settings?: Record<string, string | number> } = {},
 ): void {
-  Deno.test({
-    name,
-    sanitizeOps: false,
-    sanitizeResources: false,
-    fn: async (t) => {
-      await using cluster = await startCluster(opts);
-      for (const [caseName, fn] of Object.entries(cases)) {
-        await t.step(caseName, () => fn(cluster));
-      }
-    },
-  });
+  for (const major of opts.major ? [opts.major] : testVersions()) {
+    Deno.test({
+      name: `${name} [PostgreSQL ${major}]`,
+      sanitizeOps: false,
+      sanitizeResources: false,
+      fn: async (t) => {
+        await using cluster = await startCluster({ ...opts, major });
+        for (const [caseName, fn] of Object.entries(cases)) {
+          await t.step(caseName, () => fn(cluster));
+        }
+      },
+    });
+  }
 }

@@ -10,7 +10,7 @@ import type { PgoutputMessage } from "../source/messages.ts";
 import { pgTimestampToIso } from "../source/messages.ts";
 import { log } from "../observe/log.ts";
 import type { RouteTable } from "./routes.ts";
-import { TableBatch } from "./table_batch.ts";
+import { type OpCounts, TableBatch } from "./table_batch.ts";
 import type { Anomaly, Change, TableRoute } from "./types.ts";
 import { type BatchCounts, type SourceProgress, writeProgress } from "./progress.ts";
 
@@ -26,6 +26,8 @@ export interface ApplierOptions {
   onCommit?: (info: CommitInfo) => void;
   /** Called for every anomaly met (after it converged). */
   onAnomaly?: (a: Anomaly) => void;
+  /** Called after each table flush with the changes applied per operation. */
+  onOperations?: (table: string, operation: keyof OpCounts, count: number, seconds: number) => void;
 }
 
 /** What one destination commit contained. */
@@ -261,7 +263,12 @@ export class Applier {
     const tx = await this.#ensureDestTx();
     for (const [route, batch] of this.#batches) {
       if (batch.size === 0) continue;
+      const started = performance.now();
       const result = await batch.flush(tx);
+      const seconds = (performance.now() - started) / 1000;
+      for (const [op, count] of Object.entries(result.ops) as [keyof OpCounts, number][]) {
+        if (count > 0) this.opts.onOperations?.(route.source, op, count, seconds);
+      }
       this.#counts[route.mode] += result.rowsWritten;
       this.#counts.anomalies += result.anomalies.length;
       for (const a of result.anomalies) {

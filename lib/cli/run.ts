@@ -1,10 +1,13 @@
 /** `kvsz run`: streams every configured source into the destination until SIGTERM/SIGINT. */
 import { type Command, CONFIG_HELP, CONFIG_OPTION, EXIT_FAILURE, EXIT_OK } from "./command.ts";
-import { findAndLoadConfig } from "../config/load.ts";
+import { findAndLoadConfig, loadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
 import { configureLogging, log, registerSecrets } from "../observe/log.ts";
 import { installCrashGuards } from "../observe/crash_guard.ts";
-import { SourcePipeline } from "../source/pipeline.ts";
+import { Supervisor } from "../source/supervisor.ts";
+import { Metrics } from "../observe/metrics.ts";
+import { startHttpServer } from "../observe/http_server.ts";
+import { startSlotPoller } from "../observe/slot_poller.ts";
 import { validateConfig } from "./validate.ts";
 import { formatCheck } from "./output.ts";
 
@@ -50,35 +53,75 @@ ${CONFIG_HELP}
   },
 };
 
-/** Runs one pipeline per source URL until a signal; returns the exit code. */
+/** Runs one pipeline per source URL until a signal; SIGHUP reloads the config. */
 export async function runPipelines(config: Config): Promise<number> {
   const logger = log("run");
-  const pipelines = config.databases.flatMap((db) =>
-    db.urls.map((u) => new SourcePipeline(config, db, u))
+  const metrics = new Metrics();
+  const supervisor = new Supervisor((database, sid) => metrics.pipelineEvents(database, sid));
+  let poller = startSlotPoller(config, metrics);
+  const http = startHttpServer(
+    config.metrics.listen,
+    metrics,
+    () => metrics.readiness(config.metrics.readyMaxLagSeconds),
   );
   let signals = 0;
-  const onSignal = (name: string) => () => {
+  let stopRequested: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => (stopRequested = resolve));
+  const onStop = (name: string) => () => {
     signals++;
     if (signals === 1) {
       logger.info("{signal}: finishing the current transactions, then stopping", {
         signal: name,
       });
-      for (const p of pipelines) p.stop();
+      stopRequested();
     } else {
       logger.warn("{signal} again: stopping now (progress is safe)", { signal: name });
       Deno.exit(EXIT_FAILURE);
     }
   };
+  let reloading = Promise.resolve();
+  const onReload = () => {
+    reloading = reloading.then(async () => {
+      try {
+        const next = await loadConfig(config.file);
+        registerSecrets(configUrls(next));
+        const removed = config.databases.flatMap((d) =>
+          d.urls.filter((u) =>
+            !next.databases.some((n) =>
+              n.database === d.database && n.urls.some((x) => x.sid === u.sid)
+            )
+          ).map((u) => [d.database, u.sid] as const)
+        );
+        for (const [database, sid] of removed) await metrics.removeSource(database, sid);
+        config = next;
+        await poller.stop();
+        poller = startSlotPoller(config, metrics);
+        logger.info("SIGHUP: reloading {file}", { file: config.file });
+        await supervisor.apply(config);
+      } catch (e) {
+        logger.error("SIGHUP: config not reloaded, keeping the running one: {error}", {
+          error: (e as Error).message,
+        });
+      }
+    });
+  };
   const handlers: [Deno.Signal, () => void][] = [
-    ["SIGTERM", onSignal("SIGTERM")],
-    ["SIGINT", onSignal("SIGINT")],
+    ["SIGTERM", onStop("SIGTERM")],
+    ["SIGINT", onStop("SIGINT")],
+    ["SIGHUP", onReload],
   ];
   for (const [sig, h] of handlers) Deno.addSignalListener(sig, h);
   try {
-    logger.info("starting {count} source(s)", { count: pipelines.length });
-    await Promise.all(pipelines.map((p) => p.run()));
+    const count = config.databases.reduce((n, d) => n + d.urls.length, 0);
+    logger.info("starting {count} source(s)", { count });
+    await supervisor.apply(config);
+    await stopped;
+    await reloading;
+    await supervisor.stop();
     return EXIT_OK;
   } finally {
     for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
+    await poller.stop();
+    await http?.shutdown();
   }
 }

@@ -194,6 +194,7 @@ export class SourcePipeline {
           commitIntervalMs: cfg.apply.commitIntervalMs,
           onCommit: this.events.onCommit,
           onAnomaly: this.events.onAnomaly,
+          onOperations: this.events.onOperations,
         },
       );
       this.#log.info("streaming from {lsn}", { lsn: formatLsn(startLsn) });

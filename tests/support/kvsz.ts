@@ -33,6 +33,11 @@ export class KvszProcess implements AsyncDisposable {
     return new KvszProcess(child);
   }
 
+  /** Process id of the kvsz subprocess. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
   /** Everything printed so far (stdout and stderr interleaved by arrival). */
   get output(): string {
     return this.#output;

@@ -1,0 +1,84 @@
+/**
+ * Runs one pipeline per source and applies config reloads: a source whose
+ * settings did not change keeps streaming; a changed one is stopped cleanly
+ * and started again with its new tables; a removed one stops; a new one starts.
+ */
+import type { Config, DatabaseMapping, SourceUrl } from "../config/types.ts";
+import { log } from "../observe/log.ts";
+import { type PipelineEvents, SourcePipeline } from "./pipeline.ts";
+
+interface Running {
+  pipeline: SourcePipeline;
+  fingerprint: string;
+  done: Promise<void>;
+}
+
+/** Everything that, when changed, requires restarting a source's pipeline. */
+function fingerprint(config: Config, db: DatabaseMapping, source: SourceUrl): string {
+  return JSON.stringify([
+    config.destination,
+    config.apply,
+    config.sync,
+    db.tables,
+    source.url,
+  ]);
+}
+
+/** Owns the running pipelines of a kvsz process. */
+export class Supervisor {
+  #running = new Map<string, Running>();
+  readonly #log = log("run");
+
+  constructor(
+    private readonly events: (database: string, sid: string) => PipelineEvents,
+  ) {}
+
+  /** Brings the running pipelines in line with `config`. */
+  async apply(config: Config): Promise<void> {
+    const wanted = new Map<string, { db: DatabaseMapping; source: SourceUrl }>();
+    for (const db of config.databases) {
+      for (const source of db.urls) wanted.set(`${db.database} sid ${source.sid}`, { db, source });
+    }
+    const stopping: Promise<void>[] = [];
+    for (const [key, running] of this.#running) {
+      const next = wanted.get(key);
+      if (!next || fingerprint(config, next.db, next.source) !== running.fingerprint) {
+        this.#log.info("stopping {source} ({reason})", {
+          source: key,
+          reason: next ? "its config changed" : "removed from the config",
+        });
+        running.pipeline.stop();
+        stopping.push(running.done);
+        this.#running.delete(key);
+      }
+    }
+    await Promise.all(stopping);
+    for (const [key, { db, source }] of wanted) {
+      if (this.#running.has(key)) continue;
+      const pipeline = new SourcePipeline(
+        config,
+        db,
+        source,
+        this.events(db.database, source.sid),
+      );
+      this.#running.set(key, {
+        pipeline,
+        fingerprint: fingerprint(config, db, source),
+        done: pipeline.run(),
+      });
+    }
+  }
+
+  /** Number of running pipelines. */
+  get size(): number {
+    return this.#running.size;
+  }
+
+  /** Stops every pipeline cleanly and waits for them. */
+  async stop(): Promise<void> {
+    const all = [...this.#running.values()];
+    for (const r of all) r.pipeline.stop();
+    await Promise.all(all.map((r) => r.done));
+    this.#running.clear();
+  }
+}

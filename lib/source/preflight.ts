@@ -208,7 +208,7 @@ export async function preflightSource(
     );
     // Count slots and WAL senders before our own replication connection takes one.
     const slotName = kvszObjectName(db.database, source.sid);
-    const slots = await slotChecks(sql, label, slotName, facts);
+    const slots = await slotChecks(sql, label, slotName, facts, db);
     if (mayReplicate) {
       checks.push(await replicationConnectionCheck(label, source.url, facts, timeout));
     }
@@ -305,6 +305,7 @@ async function slotChecks(
   label: string,
   slotName: string,
   facts: ServerFacts,
+  db: DatabaseMapping,
 ): Promise<Check[]> {
   const [r] = await sql.unsafe(
     `SELECT (SELECT count(*) FROM pg_catalog.pg_replication_slots)::int AS slots,
@@ -343,6 +344,22 @@ async function slotChecks(
     });
   } else {
     out.push({ status: "ok", check: slotCheck });
+  }
+  // Forgotten kvsz slots of this database retain WAL until they are dropped.
+  const configured = new Set(db.urls.map((u) => kvszObjectName(db.database, u.sid)));
+  const others = await sql.unsafe(
+    `SELECT slot_name, active FROM pg_catalog.pg_replication_slots
+      WHERE database = current_database() AND slot_name LIKE 'kvsz\\_%' AND NOT temporary`,
+  );
+  for (const other of others) {
+    if (configured.has(other.slot_name) || other.active) continue;
+    out.push({
+      status: "WARN",
+      check: `${label} unused slot ${other.slot_name}`,
+      problem:
+        `kvsz slot ${other.slot_name} is not used by this config and retains WAL on the source`,
+      fix: `if no other kvsz uses it: SELECT pg_drop_replication_slot('${other.slot_name}');`,
+    });
   }
   const senderCheck = `${label} wal senders`;
   const ownSenderRunning = mine?.active === true;

@@ -122,6 +122,19 @@ function assertLine(result: CliResult, status: "ok" | "WARN" | "FAIL", ...parts:
 }
 
 clusterSuite("kvsz validate", {
+  "warns about a kvsz slot no config uses": async (c) => {
+    const s = await prepared(c);
+    const admin = c.sql(s.srcDb);
+    await admin.unsafe(`SELECT pg_create_logical_replication_slot('kvsz_src_99', 'pgoutput')`);
+    try {
+      const r = await s.validate();
+      assert.equal(r.code, 0, r.output);
+      assertLine(r, "WARN", "unused slot kvsz_src_99", "pg_drop_replication_slot");
+      assert.equal(lines(r, "WARN", "unused slot kvsz_src_1").length, 0);
+    } finally {
+      await admin.unsafe(`SELECT pg_drop_replication_slot('kvsz_src_99')`);
+    }
+  },
   "passes on a correctly set-up source and destination, run as new users would": async (c) => {
     const s = await prepared(c);
     const r = await s.validate();

@@ -42,6 +42,8 @@ export interface ReaderOptions {
   statusIntervalSeconds?: number;
   /** Resolves when the reader should stop (clean shutdown). */
   stop: Promise<void>;
+  /** Seconds a clean stop waits for the current transaction to end (default 30). */
+  stopTimeoutSeconds?: number;
   /** Called with the source's current WAL end from each keepalive / data frame. */
   onWalEnd?: (walEnd: bigint) => void;
 }
@@ -96,9 +98,17 @@ export async function streamChanges(
     notify();
   });
   let stopping = false;
+  let mustStop = false;
+  let stopDeadline: ReturnType<typeof setTimeout> | undefined;
   opts.stop.then(() => {
     stopping = true;
     notify();
+    // A clean stop waits for the current transaction's Commit, but not forever:
+    // past the deadline the open transaction is rolled back (it streams again).
+    stopDeadline = setTimeout(() => {
+      mustStop = true;
+      notify();
+    }, (opts.stopTimeoutSeconds ?? 30) * 1000);
   });
 
   let lastSent = -1n;
@@ -114,7 +124,7 @@ export async function streamChanges(
   try {
     while (true) {
       if (failure) throw failure;
-      if (stopping && !sink.inTransaction) break;
+      if ((stopping && !sink.inTransaction) || mustStop) break;
       if (queue.length === 0) {
         if (ended) throw new Error("replication stream ended by the server");
         if (paused) {
@@ -137,7 +147,7 @@ export async function streamChanges(
         const wait = sink.handle(decoder.decode(frame.payload));
         if (wait) await wait;
         if (failure) throw failure;
-        if (stopping && !sink.inTransaction) {
+        if ((stopping && !sink.inTransaction) || mustStop) {
           // What is left unprocessed is streamed again after a restart.
           queue = [];
           break;
@@ -147,6 +157,7 @@ export async function streamChanges(
     }
   } finally {
     clearInterval(timer);
+    clearTimeout(stopDeadline);
     if (!ended && !failure) {
       try {
         sendStatus(true);

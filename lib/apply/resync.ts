@@ -28,6 +28,8 @@ export interface ResyncTarget {
   resync: boolean;
   /** Data columns the copy fills (no sid, no kvsz_*). */
   columns: string[];
+  /** Columns identifying a row at the source (its replica identity key); may be empty. */
+  sourceKey: string[];
 }
 
 let stageCounter = 0;
@@ -52,7 +54,10 @@ export async function prepareResync(
     `CREATE TEMP TABLE ${stage} ON COMMIT DROP AS SELECT * FROM ${table} WITH NO DATA`,
   );
   const cols = job.columns;
-  const key = target.primaryKey.filter((c) => !KVSZ_COLUMNS.has(c));
+  // The source's key when the copy carries it, else the target's primary key.
+  const key = job.sourceKey.length > 0 && job.sourceKey.every((c) => cols.includes(c))
+    ? job.sourceKey
+    : target.primaryKey.filter((c) => !KVSZ_COLUMNS.has(c));
   const keyMatch = key.length
     ? key.map((k) => `t.${quoteIdent(k)} = s.${quoteIdent(k)}`).join(" AND ")
     : "true";

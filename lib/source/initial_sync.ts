@@ -81,7 +81,13 @@ async function copyOne(
   const { mapping } = job.table;
   const label = mapping.source;
   const target = job.target;
-  const parts: { rel: QualifiedName; columns: string[]; kind: string; estimate: number }[] = [];
+  const parts: {
+    rel: QualifiedName;
+    columns: string[];
+    kind: string;
+    estimate: number;
+    key: string[];
+  }[] = [];
   for (const rel of job.table.copied) {
     const table = await readSourceTable(source, rel.schema, rel.name);
     if (!table) throw new Error(`source table ${rel.schema}.${rel.name} vanished during sync`);
@@ -92,7 +98,8 @@ async function copyOne(
       `SELECT GREATEST(reltuples, 0)::int8 AS n FROM pg_class WHERE oid = $1::int8::oid`,
       [table.oid],
     );
-    parts.push({ rel, columns, kind: table.kind, estimate: Number(est?.n ?? 0) });
+    const key = table.identityColumns.length ? table.identityColumns : table.primaryKey;
+    parts.push({ rel, columns, kind: table.kind, estimate: Number(est?.n ?? 0), key });
   }
   const extra = extraColumns(target, mapping.mode, opts.sid);
   opts.progress.start(label, parts.reduce((n, p) => n + p.estimate, 0));
@@ -105,6 +112,7 @@ async function copyOne(
       mode: mapping.mode,
       resync: job.resync,
       columns: columns ?? [],
+      sourceKey: parts[0]?.key ?? [],
     }, opts.sid);
     for (const part of parts) {
       const select = [...part.columns.map(quoteIdent), ...extra.map((e) => e.expr)].join(", ");

@@ -66,6 +66,8 @@ export class Applier {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #lock: Promise<unknown> = Promise.resolve();
   #failure: unknown = null;
+  /** The commit started by the timer, while it runs. */
+  #timedCommit: Promise<void> | null = null;
   #reportFailure: (e: unknown) => void = () => {};
   /** Rejects when background work (the commit timer) fails; the reader races it. */
   readonly failed: Promise<never> = new Promise((_, reject) => {
@@ -103,6 +105,8 @@ export class Applier {
   /** Handles one message; returns a promise only when it has to wait for the destination. */
   handle(msg: PgoutputMessage): void | Promise<void> {
     if (this.#failure) throw this.#failure;
+    // A timed commit is writing the batch: the next message waits (the reader awaits us).
+    if (this.#timedCommit) return this.#timedCommit.then(() => this.handle(msg));
     switch (msg.tag) {
       case "begin":
         this.#txn = {
@@ -233,12 +237,15 @@ export class Applier {
       }
       return;
     }
-    this.#serialized(async () => {
+    const commit = this.#serialized(async () => {
       if (this.#txn === null && this.#pending) await this.#commitDest();
     }).catch((e) => {
       this.#failure = e;
       this.#reportFailure(e);
+    }).finally(() => {
+      this.#timedCommit = null;
     });
+    this.#timedCommit = commit;
   }
 
   /** Runs destination work one piece at a time (the commit timer and the reader share it). */

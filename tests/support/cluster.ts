@@ -77,15 +77,16 @@ export async function startCluster(
 export function clusterSuite(
   name: string,
   cases: Record<string, (c: TestCluster) => Promise<void>>,
-  opts: { major?: number; settings?: Record<string, string | number> } = {},
+  opts: { major?: number; minMajor?: number; settings?: Record<string, string | number> } = {},
 ): void {
-  for (const major of opts.major ? [opts.major] : testVersions()) {
+  const majors = opts.major ? [opts.major] : testVersions();
+  for (const major of majors.filter((m) => m >= (opts.minMajor ?? 0))) {
     Deno.test({
       name: `${name} [PostgreSQL ${major}]`,
       sanitizeOps: false,
       sanitizeResources: false,
       fn: async (t) => {
-        await using cluster = await startCluster({ ...opts, major });
+        await using cluster = await startCluster({ settings: opts.settings, major });
         for (const [caseName, fn] of Object.entries(cases)) {
           await t.step(caseName, () => fn(cluster));
         }

@@ -197,6 +197,7 @@ export class SourcePipeline {
           onOperations: this.events.onOperations,
         },
       );
+      await this.#markWrites(applyConn);
       this.#log.info("streaming from {lsn}", { lsn: formatLsn(startLsn) });
       this.events.onConnected?.(true);
       await streamChanges(replication, applier, {
@@ -220,6 +221,27 @@ export class SourcePipeline {
         dest.end({ timeout: 5 }),
         applyConn.end({ timeout: 5 }),
       ]).catch(() => {});
+    }
+  }
+
+  /**
+   * Tags the applier's writes with replication origin `kvsz_<database>_<sid>`,
+   * so a kvsz (or subscription) reading the destination with `origin none`
+   * never echoes them back. Needs superuser (or a granted
+   * pg_replication_origin_* function); without it kvsz streams all the same.
+   */
+  async #markWrites(applyConn: Sql): Promise<void> {
+    try {
+      await applyConn.unsafe(
+        `SELECT pg_replication_origin_create($1)
+          WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`,
+        [this.name],
+      );
+      await applyConn.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [this.name]);
+    } catch (e) {
+      this.#log.debug("writes not tagged with a replication origin: {error}", {
+        error: describeError(e),
+      });
     }
   }
 

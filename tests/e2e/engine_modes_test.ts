@@ -60,6 +60,41 @@ clusterSuite("kvsz run: modes", {
     assert.equal(p.n, 1);
   },
 
+  "kvsz's writes carry a replication origin, so origin none never echoes them": async (c) => {
+    if (c.major < 16) return; // the origin option of pgoutput is PostgreSQL 16+
+    const { src, dst, srcDb, dstDb } = await setup(c);
+    await src.unsafe(`CREATE TABLE o (id int PRIMARY KEY)`);
+    await dst.unsafe(`CREATE TABLE o (id int PRIMARY KEY)`);
+    await dst.unsafe(`CREATE PUBLICATION echo FOR TABLE o`);
+    await dst.unsafe(`SELECT pg_create_logical_replication_slot('echo', 'pgoutput')`);
+    await using kvsz = KvszProcess.start([
+      "run",
+      "--config",
+      await writeConfig(config(srcDb, dstDb, { o: null })),
+    ]);
+    await kvsz.waitForOutput(/streaming from/);
+    await src.unsafe(`INSERT INTO o SELECT generate_series(1, 5)`);
+    await waitForEqualRows(() => tableRows(src, "o"), () => tableRows(dst, "o"), { kvsz });
+    // A local write, not kvsz's; committed synchronously so the WAL before it is flushed
+    // (the test clusters run with synchronous_commit off, and peek reads flushed WAL only).
+    await dst.begin(async (tx) => {
+      await tx.unsafe(`SET LOCAL synchronous_commit = on`);
+      await tx.unsafe(`INSERT INTO o VALUES (100)`);
+    });
+    const inserts = async (origin: string) => {
+      const rows = await dst.unsafe(
+        `SELECT get_byte(data, 0) AS tag FROM pg_logical_slot_peek_binary_changes('echo', NULL, NULL,
+           'proto_version', '4', 'publication_names', 'echo', 'origin', $1)`,
+        [origin],
+      );
+      return rows.filter((r) => r.tag === "I".charCodeAt(0)).length;
+    };
+    assert.equal(await inserts("any"), 6);
+    assert.equal(await inserts("none"), 1);
+    await dst.unsafe(`SELECT pg_drop_replication_slot('echo')`);
+    assert.equal(await kvsz.stop(), 0);
+  },
+
   "append ignores delete and truncate; target without sid": async (c) => {
     const { src, dst, srcDb, dstDb } = await setup(c);
     await src.unsafe(`CREATE TABLE ev (id bigint PRIMARY KEY, body text)`);

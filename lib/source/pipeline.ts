@@ -216,7 +216,7 @@ export class SourcePipeline {
       applier?.abort();
       this.events.onConnected?.(false);
       await Promise.all([
-        replication.end({ timeout: 2 }),
+        replication.end({ timeout: 0 }), // its final status update is already sent
         src.end({ timeout: 2 }),
         dest.end({ timeout: 5 }),
         applyConn.end({ timeout: 5 }),

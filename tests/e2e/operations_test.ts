@@ -120,4 +120,28 @@ clusterSuite("kvsz run: operations", {
     });
     assert.equal(await again.stop(), 0);
   },
+  "/readyz turns unready while the source server is down, ready again after": async (c) => {
+    const { srcDb, dstDb, src, dst } = await databases(c);
+    await src.unsafe(`CREATE TABLE r (id int PRIMARY KEY)`);
+    await dst.unsafe(`CREATE TABLE r (id int PRIMARY KEY)`);
+    const port = freePort();
+    await using kvsz = KvszProcess.start([
+      "run",
+      "--config",
+      await writeConfig(config(c, srcDb, dstDb, { r: null }, `127.0.0.1:${port}`)),
+    ]);
+    const readyz = async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+      await res.body?.cancel();
+      return res.status;
+    };
+    await waitFor(async () => await readyz() === 200, { what: "ready", timeoutMs: 30_000 });
+    await c.server.stop();
+    await waitFor(async () => await readyz() === 503, { what: "unready", timeoutMs: 30_000 });
+    await c.server.start();
+    await src.unsafe(`INSERT INTO r VALUES (1)`);
+    await waitForEqualRows(() => tableRows(src, "r"), () => tableRows(dst, "r"), { kvsz });
+    await waitFor(async () => await readyz() === 200, { what: "ready again", timeoutMs: 60_000 });
+    assert.equal(await kvsz.stop(), 0);
+  },
 });

@@ -9,7 +9,7 @@ import type { Sql } from "../pg/connect.ts";
 import type { Tuple } from "../source/messages.ts";
 import { boolArray, textArray } from "./text_array.ts";
 import { type CloneEntry, firstOpAnomaly, type FoldAnomaly, type KeyValues } from "./fold.ts";
-import { and, Params, q, type RouteShape, run, sidMatch } from "./sql_common.ts";
+import { and, keyMatch, Params, q, type RouteShape, run, sidMatch } from "./sql_common.ts";
 
 /** What applying part of a batch did. */
 export interface StepResult {
@@ -175,11 +175,7 @@ export async function applyCloneKeyChange(
   const hasSid = shape.route.target.hasSid;
   {
     const p = new Params();
-    const sid = hasSid ? p.text(shape.route.sid) : null;
-    const match = and(
-      sidMatch(shape, sid),
-      ...shape.key.map((k, j) => `t.${q(k.name)} = ${p.text(newKey[j])}::${k.type}`),
-    );
+    const match = keyMatch(shape, p, newKey);
     const { count } = await run(tx, `DELETE FROM ${T} t WHERE ${match}`, p.values);
     if (count > 0) {
       anomalies.push({ kind: "insert_existing", key: newKey });

@@ -85,6 +85,19 @@ export function sidMatch(shape: RouteShape, sidParam: string | null, alias = "t"
   return sidParam ? `${alias}.${q("sid")} = ${sidParam}::${shape.sidType}` : "";
 }
 
+/** `t.sid = $n AND t.k1 = $m::type …`: the target row of one key, with its values as parameters. */
+export function keyMatch(
+  shape: RouteShape,
+  p: Params,
+  key: readonly (string | null)[],
+): string {
+  const sid = shape.route.target.hasSid ? p.text(shape.route.sid) : null;
+  return and(
+    sidMatch(shape, sid),
+    ...shape.key.map((k, j) => `t.${q(k.name)} = ${p.text(key[j])}::${k.type}`),
+  );
+}
+
 /** Joins non-empty SQL conditions with AND (TRUE when there are none). */
 export function and(...conds: string[]): string {
   const parts = conds.filter((c) => c !== "");

@@ -13,6 +13,7 @@ import { firstOpAnomaly, type FoldAnomaly, type HistoryEntry, type KeyValues } f
 import {
   and,
   FIRST_START,
+  keyMatch,
   OPEN_END,
   Params,
   q,
@@ -199,11 +200,7 @@ export async function applyHistoryKeyChange(
   const hasSid = shape.route.target.hasSid;
   {
     const p = new Params();
-    const sid = hasSid ? p.text(shape.route.sid) : null;
-    const match = and(
-      sidMatch(shape, sid),
-      ...shape.key.map((k, j) => `t.${q(k.name)} = ${p.text(newKey[j])}::${k.type}`),
-    );
+    const match = keyMatch(shape, p, newKey);
     const { count } = await run(
       tx,
       `UPDATE ${T} t SET ${END} = ${

@@ -180,12 +180,8 @@ async function pipeCopy(
   const chunker = new Rechunker(64 * 1024);
   let rows = 0;
   let bytes = 0;
-  const write = (buf: Uint8Array) =>
-    new Promise<void>((resolve, reject) => {
-      writer.write(buf, (e: unknown) => e ? reject(e) : resolve());
-    });
-  // Flowing mode with explicit pause/resume: async iteration over porsager's
-  // COPY stream sometimes leaves the connection stuck after the last row.
+  // Flowing mode with pause/resume on backpressure: async iteration over
+  // porsager's COPY stream sometimes leaves the connection stuck after the last row.
   await new Promise<void>((resolve, reject) => {
     let failed = false;
     const fail = (e: unknown) => {
@@ -194,24 +190,35 @@ async function pipeCopy(
       reader.destroy?.();
       reject(e);
     };
+    let waits = 0; // reasons the reader is paused: destination backpressure, rate limit
+    const hold = () => {
+      if (waits++ === 0) reader.pause();
+    };
+    const release = () => {
+      if (--waits === 0) reader.resume();
+    };
     writer.once("error", fail);
     reader.once("error", fail);
     reader.on("data", (chunk: Uint8Array) => {
-      for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) rows++;
+      rows++; // the server sends each row of COPY TO STDOUT as one CopyData message
       bytes += chunk.byteLength;
       const full = chunker.push(chunk);
       if (!full) return;
-      reader.pause();
-      write(full)
-        .then(() => onChunk(rows, bytes))
-        .then(() => reader.resume(), fail);
+      if (!writer.write(full)) {
+        hold();
+        writer.once("drain", release);
+      }
+      const wait = onChunk(rows, bytes);
+      if (wait) {
+        hold();
+        wait.then(release, fail);
+      }
     });
     reader.once("end", () => {
       const rest = chunker.flush();
-      (rest ? write(rest) : Promise.resolve()).then(() => {
-        writer.once("finish", resolve);
-        writer.end();
-      }, fail);
+      if (rest) writer.write(rest);
+      writer.once("finish", resolve);
+      writer.end();
     });
   });
   await onChunk(rows, bytes);

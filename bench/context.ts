@@ -1,0 +1,63 @@
+/** What every scenario gets: options, servers, pgbench, the recorder. */
+import type { Recorder } from "./report.ts";
+import type { Server } from "./servers.ts";
+
+/** Scenario names accepted by `--scenarios`, in run order. */
+export const SCENARIOS = [
+  "initial",
+  "stream-small",
+  "stream-live",
+  "stream-large",
+  "history",
+  "latency",
+  "fan-in",
+] as const;
+export type Scenario = typeof SCENARIOS[number];
+
+/** Benchmark options (command-line flags with their defaults). */
+export interface BenchOptions {
+  scenarios: Set<Scenario>;
+  rounds: number;
+  /** pgbench scale of the main source (100,000 accounts per unit). */
+  scale: number;
+  /** Backlog of tpcb-like transactions for stream-small and history. */
+  transactions: number;
+  /** Transactions of the live load (engine running). */
+  liveTransactions: number;
+  /** pgbench clients of the loads. */
+  clients: number;
+  /** Rows of the stream-large transaction. */
+  largeRows: number;
+  fanInSources: number;
+  /** tpcb-like transactions over all fan-in sources together. */
+  fanInTransactions: number;
+  fanInScale: number;
+  latencySeconds: number;
+  /** pgbench --rate of the latency load; 0 = half of the measured maximum. */
+  latencyRate: number;
+  /** Native subscription `streaming` option. */
+  nativeStreaming: string;
+  /** kvsz `apply:` overrides. */
+  apply: Record<string, number>;
+  /** Write `deno --cpu-prof` profiles of every kvsz start here. */
+  cpuProfDir?: string;
+  /** Keep the work directory after a successful run. */
+  keep: boolean;
+  json: string;
+  major: number;
+}
+
+/** Shared state of a benchmark run. */
+export interface BenchContext {
+  opts: BenchOptions;
+  source: Server;
+  dest: Server;
+  pgbench: string;
+  workDir: string;
+  rec: Recorder;
+  /** kvsz logs of every start are appended here. */
+  kvszLog: string;
+}
+
+/** Database of the main source. */
+export const SOURCE_DB = "bench";

@@ -1,0 +1,150 @@
+/**
+ * One round of the kvsz-vs-native scenarios on the main source (a pgbench
+ * database): everything is dropped and recreated first, so rounds are
+ * independent. The engines take turns in every phase, kvsz first in odd
+ * rounds and native first in even ones.
+ *
+ *   initial → stream-small (one backlog, each engine catches up in turn; the
+ *   history-mode kvsz replays the same backlog) → stream-live → latency →
+ *   stream-large
+ */
+import { type BenchContext, SOURCE_DB } from "../context.ts";
+import { dropSlotsAndPublications, type Engine, KvszEngine, NativeEngine } from "../engines.ts";
+import { pgbenchInit } from "../pgbench.ts";
+import { say } from "../util.ts";
+import {
+  destinationDdl,
+  EXTRA_SOURCE_DDL,
+  largeTable,
+  PGBENCH_TABLES,
+  pgbenchRowCount,
+  replicatedTables,
+  resetSourceTables,
+  type TargetForm,
+} from "../workload.ts";
+import { runInitial } from "./initial.ts";
+import { type CatchUpRun, runCatchUp, runLive } from "./stream_small.ts";
+import { runLarge } from "./stream_large.ts";
+import { measureMaxTps, runLatency } from "./latency.ts";
+
+const NATIVE = "bench_native";
+
+/** Creates the main source database: pgbench tables at the configured scale plus the bench tables. */
+export async function setupMainSource(ctx: BenchContext): Promise<number> {
+  await ctx.source.recreateDatabase(SOURCE_DB);
+  say(`setup: pgbench -i -s ${ctx.opts.scale} on the source`);
+  await pgbenchInit(ctx.pgbench, ctx.source.url(SOURCE_DB), ctx.opts.scale);
+  const src = ctx.source.sql(SOURCE_DB);
+  for (const ddl of EXTRA_SOURCE_DDL) await src.unsafe(ddl);
+  return await pgbenchRowCount(src);
+}
+
+/** Rate of the latency load: the flag, or half of pgbench's measured maximum. */
+export async function latencyRate(ctx: BenchContext): Promise<number> {
+  if (ctx.opts.latencyRate > 0) return ctx.opts.latencyRate;
+  say("setup: measuring pgbench's maximum rate on this machine (5 s, no engine running)");
+  const max = await measureMaxTps(ctx);
+  say(`setup: pgbench maximum ${Math.round(max)} tps; the latency load runs at half of it`);
+  return max / 2;
+}
+
+/** Runs one round of the main-source scenarios. */
+export async function mainRound(
+  ctx: BenchContext,
+  round: number,
+  sourceRows: number,
+  rate: number,
+): Promise<void> {
+  const wants = (s: string) => ctx.opts.scenarios.has(s as never);
+  const { source, dest } = ctx;
+  const src = source.sql(SOURCE_DB);
+
+  say(`round ${round}: resetting source slots and destination databases`);
+  await dropSlotsAndPublications(source, [SOURCE_DB]);
+  await resetSourceTables(src, true);
+  await src.unsafe(
+    `CREATE PUBLICATION ${NATIVE} FOR TABLE ${replicatedTables(largeTable("native")).join(", ")}`,
+  );
+  const makeDest = async (db: string, form: TargetForm, large: string | null) => {
+    await dest.recreateDatabase(db);
+    for (const ddl of destinationDdl(form, large)) await dest.sql(db).unsafe(ddl);
+  };
+  await makeDest("kvsz_dst", "clone", largeTable("kvsz"));
+  await makeDest("native_dst", "clone", largeTable("native"));
+  if (wants("history")) await makeDest("history_dst", "history", null);
+  await source.sql().unsafe("CHECKPOINT");
+  await dest.sql().unsafe("CHECKPOINT");
+
+  const kvsz = new KvszEngine({
+    label: "kvsz",
+    source,
+    dest,
+    destDb: "kvsz_dst",
+    sources: [{
+      database: SOURCE_DB,
+      url: source.url(SOURCE_DB),
+      sid: "1",
+      tables: Object.fromEntries(replicatedTables(largeTable("kvsz")).map((t) => [t, "clone"])),
+    }],
+    workDir: ctx.workDir,
+    apply: ctx.opts.apply,
+    cpuProfDir: ctx.opts.cpuProfDir,
+    logFile: ctx.kvszLog,
+  });
+  const native = new NativeEngine({
+    source,
+    sourceDb: SOURCE_DB,
+    dest,
+    destDb: "native_dst",
+    name: NATIVE,
+    streaming: ctx.opts.nativeStreaming,
+  });
+  const history = wants("history")
+    ? new KvszEngine({
+      label: "kvsz-history",
+      source,
+      dest,
+      destDb: "history_dst",
+      sources: [{
+        database: SOURCE_DB,
+        url: source.url(SOURCE_DB),
+        sid: "h",
+        tables: {
+          ...Object.fromEntries(PGBENCH_TABLES.map((t) => [t.name, "history" as const])),
+          bench_marker: "clone",
+        },
+      }],
+      workDir: ctx.workDir,
+      apply: ctx.opts.apply,
+      cpuProfDir: ctx.opts.cpuProfDir,
+      logFile: ctx.kvszLog,
+    })
+    : null;
+  const order: Engine[] = round % 2 === 1 ? [kvsz, native] : [native, kvsz];
+  say(`round ${round}: order ${order.map((e) => e.label).join(", ")}`);
+  try {
+    await runInitial(ctx, order, sourceRows, wants("initial"));
+    if (history) await runInitial(ctx, [history], sourceRows, false, "history (initial copy)");
+
+    if (wants("stream-small") || history) {
+      const runs: CatchUpRun[] = [];
+      if (wants("stream-small")) {
+        for (const e of order) {
+          runs.push({ engine: e, scenario: "stream-small", reportAs: e.label, form: "clone" });
+        }
+      }
+      if (history) {
+        runs.push({ engine: history, scenario: "history", reportAs: "kvsz", form: "history" });
+      }
+      await runCatchUp(ctx, runs);
+    }
+    if (history) await history.dispose();
+    if (wants("stream-live")) await runLive(ctx, order);
+    if (wants("latency")) await runLatency(ctx, order, rate);
+    if (wants("stream-large")) await runLarge(ctx, order);
+  } finally {
+    for (const e of [kvsz, native, history]) {
+      await e?.dispose().catch((err) => say(`warning: ${e.label} cleanup: ${err.message}`));
+    }
+  }
+}

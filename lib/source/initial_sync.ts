@@ -60,10 +60,11 @@ export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<vo
         for (let job = queue.shift(); job; job = queue.shift()) {
           await copyOne(source, job, opts, limiter);
         }
-        await source.unsafe("COMMIT");
         log("sync").debug("copy worker done");
       } finally {
-        await source.end({ timeout: 1 });
+        // The read-only snapshot transaction ends with the connection: no COMMIT,
+        // whose promise npm:postgres sometimes never resolves after a COPY.
+        await source.end({ timeout: 0 });
       }
     },
   );
@@ -141,6 +142,8 @@ async function copyOne(
       rows,
     );
   });
+  // Fresh statistics, or the first set-based statements plan against an empty table.
+  await opts.dest.unsafe(`ANALYZE ${qualify(target.schema, target.name)}`);
   opts.progress.finish(label, rows);
 }
 

@@ -148,6 +148,12 @@ export class Applier {
     }
   }
 
+  /** The reader has nothing more queued: commit grouped transactions now (low latency). */
+  drained(): void | Promise<void> {
+    if (this.#txn !== null || !this.#pending || this.#timedCommit) return;
+    return this.#serialized(() => this.#txn === null ? this.#commitDest() : Promise.resolve());
+  }
+
   /** Acknowledges idle WAL: with nothing pending, a keepalive position is safe to confirm. */
   noteIdlePosition(walEnd: bigint): void {
     if (!this.busy && walEnd > this.#safeLsn) this.#safeLsn = walEnd;

@@ -26,6 +26,8 @@ export interface ReaderSink {
   noteIdlePosition(walEnd: bigint): void;
   /** True between a transaction's Begin and Commit (a clean stop waits for the Commit). */
   readonly inTransaction: boolean;
+  /** Called when every received message is handled; may commit what is pending. */
+  drained?(): void | Promise<void>;
   /** Rejects when the sink fails on its own (e.g. a timed commit): streaming stops with that error. */
   readonly failed: Promise<never>;
 }
@@ -131,6 +133,11 @@ export async function streamChanges(
           paused = false;
           stream.resume();
         }
+        // Nothing more to read right now: commit instead of waiting for the timer.
+        const flushing = sink.drained?.();
+        if (flushing) await flushing;
+        if (lastSent !== sink.safeLsn) sendStatus(false);
+        if (queue.length > 0 || failure || stopping) continue;
         await new Promise<void>((resolve) => (wake = resolve));
         continue;
       }

@@ -9,7 +9,17 @@ import type { Sql } from "../pg/connect.ts";
 import type { Tuple } from "../source/messages.ts";
 import { boolArray, textArray } from "./text_array.ts";
 import { type CloneEntry, firstOpAnomaly, type FoldAnomaly, type KeyValues } from "./fold.ts";
-import { and, keyMatch, Params, q, type RouteShape, run, sidMatch } from "./sql_common.ts";
+import {
+  addValueArrays,
+  and,
+  keyMatch,
+  Params,
+  q,
+  type RouteShape,
+  run,
+  sidMatch,
+  stagedKeyMatch,
+} from "./sql_common.ts";
 
 /** What applying part of a batch did. */
 export interface StepResult {
@@ -39,20 +49,9 @@ export function cloneChunkSql(shape: RouteShape, keepCols: readonly boolean[]): 
     args.push(`${p.add(null)}::text[]`);
     names.push(`k${j}`);
   });
-  shape.values.forEach((_, j) => {
-    args.push(`${p.add(null)}::text[]`);
-    names.push(`c${j}`);
-  });
-  shape.values.forEach((_, j) => {
-    if (!keepCols[j]) return;
-    args.push(`${p.add(null)}::bool[]`);
-    names.push(`p${j}`);
-  });
+  addValueArrays(shape, p, keepCols, args, names);
   const T = shape.table;
-  const match = and(
-    sidMatch(shape, sid),
-    ...shape.key.map((k, j) => `t.${q(k.name)} = s.k${j}::${k.type}`),
-  );
+  const match = stagedKeyMatch(shape, sid);
   const sets = shape.values.map((c, j) =>
     keepCols[j]
       ? `${q(c.name)} = CASE WHEN s.p${j} THEN t.${q(c.name)} ELSE s.c${j}::${c.type} END`

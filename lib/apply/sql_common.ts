@@ -85,6 +85,36 @@ export function sidMatch(shape: RouteShape, sidParam: string | null, alias = "t"
   return sidParam ? `${alias}.${q("sid")} = ${sidParam}::${shape.sidType}` : "";
 }
 
+/** `t.sid = … AND t.k1 = s.k0::type …`: a target row matched against the staged key columns. */
+export function stagedKeyMatch(shape: RouteShape, sidParam: string | null): string {
+  return and(
+    sidMatch(shape, sidParam),
+    ...shape.key.map((k, j) => `t.${q(k.name)} = s.k${j}::${k.type}`),
+  );
+}
+
+/**
+ * Adds one `text[]` parameter per value column (named c0…) and one `bool[]`
+ * per flagged column (named p0…) to an unnest argument list.
+ */
+export function addValueArrays(
+  shape: RouteShape,
+  p: Params,
+  flagged: readonly boolean[],
+  args: string[],
+  names: string[],
+): void {
+  shape.values.forEach((_, j) => {
+    args.push(`${p.add(null)}::text[]`);
+    names.push(`c${j}`);
+  });
+  shape.values.forEach((_, j) => {
+    if (!flagged[j]) return;
+    args.push(`${p.add(null)}::bool[]`);
+    names.push(`p${j}`);
+  });
+}
+
 /** `t.sid = $n AND t.k1 = $m::type …`: the target row of one key, with its values as parameters. */
 export function keyMatch(
   shape: RouteShape,

@@ -11,6 +11,7 @@ import type { Tuple } from "../source/messages.ts";
 import { boolArray, textArray } from "./text_array.ts";
 import { firstOpAnomaly, type FoldAnomaly, type HistoryEntry, type KeyValues } from "./fold.ts";
 import {
+  addValueArrays,
   and,
   FIRST_START,
   keyMatch,
@@ -20,6 +21,7 @@ import {
   type RouteShape,
   run,
   sidMatch,
+  stagedKeyMatch,
 } from "./sql_common.ts";
 import type { StepResult } from "./sql_clone.ts";
 
@@ -52,20 +54,9 @@ export function historyChunkSql(shape: RouteShape, carryCols: readonly boolean[]
     `${p.add(null)}::bool[]`,
   ];
   const vNames = ["i", "st", "fs", "en", "dl"];
-  shape.values.forEach((_, j) => {
-    vArgs.push(`${p.add(null)}::text[]`);
-    vNames.push(`c${j}`);
-  });
-  shape.values.forEach((_, j) => {
-    if (!carryCols[j]) return;
-    vArgs.push(`${p.add(null)}::bool[]`);
-    vNames.push(`p${j}`);
-  });
+  addValueArrays(shape, p, carryCols, vArgs, vNames);
   const T = shape.table;
-  const match = and(
-    sidMatch(shape, sid),
-    ...shape.key.map((k, j) => `t.${q(k.name)} = s.k${j}::${k.type}`),
-  );
+  const match = stagedKeyMatch(shape, sid);
   const carried = shape.values.flatMap((c, j) => carryCols[j] ? [`t.${q(c.name)} AS c${j}`] : []);
   const anyCarry = carried.length > 0;
   const insCols = [

@@ -18,8 +18,6 @@ export interface SyncProgress {
   start(table: string, estimatedRows: number): void;
   update(table: string, rows: number, bytes: number): void;
   finish(table: string, rows: number): void;
-  /** Called with every table's row count after it finished (for metrics). */
-  onRows?: (table: string, rows: number, bytes: number) => void;
 }
 
 /** Progress as log lines (and a live bar when stderr is a terminal). */
@@ -33,6 +31,7 @@ export class SyncProgressDisplay implements SyncProgress {
   constructor(
     readonly source: { database: string; sid: string },
     tty = Deno.stderr.isTerminal(),
+    /** Receives the rows and bytes copied since the last update (for metrics). */
     readonly onRows?: (table: string, rows: number, bytes: number) => void,
   ) {
     this.#log = log("sync").with(source);

@@ -19,7 +19,6 @@ import type { ResolvedTable } from "./tables.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import { Rechunker } from "./rechunk.ts";
 import type { SyncProgress } from "../observe/sync_progress.ts";
-import { log } from "../observe/log.ts";
 
 /** One table to copy. */
 export interface SyncJob {
@@ -60,7 +59,6 @@ export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<vo
         for (let job = queue.shift(); job; job = queue.shift()) {
           await copyOne(source, job, opts, limiter);
         }
-        log("sync").debug("copy worker done");
       } finally {
         // The read-only snapshot transaction ends with the connection: no COMMIT,
         // whose promise npm:postgres sometimes never resolves after a COPY.
@@ -70,7 +68,6 @@ export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<vo
   );
   // All workers import the snapshot before the first copy ends; fail fast on any error.
   await Promise.all(workers);
-  log("sync").debug("all copy workers done");
 }
 
 async function copyOne(

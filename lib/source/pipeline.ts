@@ -118,7 +118,7 @@ export class SourcePipeline {
       }
       await ensureKvszSchema(dest);
       const targets = await readTargets(dest, cfg.destination.schema, tables);
-      const slot = await readSlot(src, this.name);
+      const slot = await readSlot(src, this.name, major);
       if (slot?.active) {
         throw new SourceError(
           `replication slot ${this.name} is in use by process ${slot.activePid}; ` +
@@ -154,7 +154,6 @@ export class SourcePipeline {
           resync: synced.has(t.mapping.source),
         }));
         await this.#copy(jobs, created.snapshotName, created.consistentPoint);
-        this.#log.debug("initial copy committed");
         await resetProgress(
           dest,
           this.db.database,
@@ -174,7 +173,6 @@ export class SourcePipeline {
         if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, major);
         startLsn = progress?.endLsn ?? slot.confirmedFlushLsn ?? 0n;
       }
-      this.#log.debug("preparing the stream");
       const routes = new RouteTable(
         dest,
         cfg.destination.schema,

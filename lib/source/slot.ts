@@ -15,10 +15,11 @@ export interface SlotInfo {
 }
 
 /** Reads a slot by name, or null when it does not exist. */
-export async function readSlot(sql: Sql, name: string): Promise<SlotInfo | null> {
-  const major = Math.floor(
-    Number((await sql.unsafe(`SHOW server_version_num`))[0].server_version_num) / 10000,
-  );
+export async function readSlot(
+  sql: Sql,
+  name: string,
+  major: number,
+): Promise<SlotInfo | null> {
   const walStatus = major >= 13 ? "wal_status" : "NULL::text AS wal_status";
   const rows = await sql.unsafe(
     `SELECT slot_name, active, active_pid, confirmed_flush_lsn::text AS confirmed, ${walStatus},

@@ -68,13 +68,6 @@ export class KvszProcess implements AsyncDisposable {
     return status.code;
   }
 
-  /** Waits for the process to exit by itself. */
-  async exitCode(): Promise<number> {
-    const status = await this.#status;
-    await this.#done;
-    return status.code;
-  }
-
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop("SIGKILL");
   }

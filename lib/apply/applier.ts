@@ -3,6 +3,12 @@
  * whole source transactions into one destination transaction, writes them
  * set-based per table, records progress in that same transaction, and tells
  * the reader what it may acknowledge.
+ *
+ * Destination work runs as jobs in a queue, one at a time and in order, on the
+ * applier's own connection. A job takes the buffered changes with it when it
+ * is queued, so the reader goes on decoding and folding the next batch while
+ * the destination writes the previous one; it waits only when a job is
+ * already waiting behind the running one (memory stays bounded).
  */
 import type { Sql } from "../pg/connect.ts";
 import { formatLsn } from "../pg/lsn.ts";
@@ -46,7 +52,7 @@ interface SourceCommit {
   commitTimeIso: string;
 }
 
-/** Applies one source's stream; not safe for concurrent `handle` calls (the reader awaits each). */
+/** Applies one source's stream; `handle` is called by one reader, in order. */
 export class Applier {
   readonly #log;
   #inDestTx = false;
@@ -54,7 +60,7 @@ export class Applier {
   #buffered = 0;
   /** Current source transaction, from Begin to Commit. */
   #txn: { finalLsn: bigint; commitTimeIso: string; skip: boolean } | null = null;
-  /** Last source commit folded into the open destination transaction. */
+  /** Last source commit folded into the destination transaction being built. */
   #pending: SourceCommit | null = null;
   #pendingTxns = 0;
   #pendingChanges = 0;
@@ -64,12 +70,16 @@ export class Applier {
   /** Highest end LSN whose effects are committed in the destination (or need none). */
   #safeLsn: bigint;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #lock: Promise<unknown> = Promise.resolve();
+  /** The last queued job; the next one starts when it settles. */
+  #tail: Promise<void> = Promise.resolve();
+  /** Jobs queued and not finished (the running one included). */
+  #jobs = 0;
+  /** True while the reader has nothing queued (set by `drained`, cleared by `handle`). */
+  #idle = false;
   #failure: unknown = null;
-  /** The commit started by the timer, while it runs. */
-  #timedCommit: Promise<void> | null = null;
+  #wake: () => void = () => {};
   #reportFailure: (e: unknown) => void = () => {};
-  /** Rejects when background work (the commit timer) fails; the reader races it. */
+  /** Rejects when a destination job fails; the reader races it. */
   readonly failed: Promise<never> = new Promise((_, reject) => {
     this.#reportFailure = reject;
   });
@@ -97,16 +107,20 @@ export class Applier {
     return this.#txn !== null;
   }
 
-  /** True between a Begin and its Commit, or while committed work awaits its destination commit. */
+  /** True while anything received is not yet committed in the destination. */
   get busy(): boolean {
-    return this.#txn !== null || this.#pending !== null;
+    return this.#txn !== null || this.#pending !== null || this.#jobs > 0;
   }
 
-  /** Handles one message; returns a promise only when it has to wait for the destination. */
+  /** The reader's wake-up: called when a commit moved {@link safeLsn}. */
+  setWake(wake: () => void): void {
+    this.#wake = wake;
+  }
+
+  /** Handles one message; returns a promise only when the reader has to wait. */
   handle(msg: PgoutputMessage): void | Promise<void> {
     if (this.#failure) throw this.#failure;
-    // A timed commit is writing the batch: the next message waits (the reader awaits us).
-    if (this.#timedCommit) return this.#timedCommit.then(() => this.handle(msg));
+    this.#idle = false;
     switch (msg.tag) {
       case "begin":
         this.#txn = {
@@ -116,7 +130,7 @@ export class Applier {
         };
         return;
       case "relation":
-        return this.#serialized(() => this.#relation(msg.relationId, msg));
+        return this.#relation(msg.relationId, msg);
       case "insert":
         return this.#change(msg.relationId, (route) => ({
           kind: "insert",
@@ -149,9 +163,10 @@ export class Applier {
   }
 
   /** The reader has nothing more queued: commit grouped transactions now (low latency). */
-  drained(): void | Promise<void> {
-    if (this.#txn !== null || !this.#pending || this.#timedCommit) return;
-    return this.#serialized(() => this.#txn === null ? this.#commitDest() : Promise.resolve());
+  drained(): void {
+    this.#idle = true;
+    // With a job running, its end commits what gathered meanwhile (one commit, not many).
+    if (this.#txn === null && this.#pending && this.#jobs === 0) this.#queueCommit();
   }
 
   /** Acknowledges idle WAL: with nothing pending, a keepalive position is safe to confirm. */
@@ -159,13 +174,16 @@ export class Applier {
     if (!this.busy && walEnd > this.#safeLsn) this.#safeLsn = walEnd;
   }
 
-  /** Commits what is pending (at a transaction boundary) and releases the connection. */
+  /** Waits for queued jobs, commits what is pending (at a transaction boundary), ends cleanly. */
   async close(): Promise<void> {
     clearTimeout(this.#timer);
-    await this.#serialized(async () => {
-      if (this.#txn === null && this.#pending) await this.#commitDest();
-      if (this.#inDestTx) await this.#rollback();
-    });
+    if (this.#txn === null && this.#pending) this.#queueCommit();
+    await this.#tail;
+    if (this.#failure) throw this.#failure;
+    if (this.#inDestTx) {
+      this.#inDestTx = false;
+      await this.dest.unsafe("ROLLBACK");
+    }
   }
 
   /**
@@ -179,11 +197,11 @@ export class Applier {
     this.#inDestTx = false;
   }
 
-  async #relation(relationId: number, msg: PgoutputMessage & { tag: "relation" }): Promise<void> {
+  #relation(relationId: number, msg: PgoutputMessage & { tag: "relation" }): Promise<void> {
     const old = this.routes.get(relationId);
-    // Changes buffered with the old column layout must be written first.
-    if (old && this.#batches.get(old)?.size) await this.#flushTables();
-    await this.routes.update(msg);
+    // Changes buffered with the old column layout are written with the old route.
+    const wait = old && this.#batches.get(old)?.size ? this.#queueFlush() : undefined;
+    return Promise.all([wait, this.routes.update(msg)]).then(() => {});
   }
 
   async #truncate(relationIds: number[]): Promise<void> {
@@ -207,20 +225,16 @@ export class Applier {
     batch.add(make(route), txn.commitTimeIso);
     this.#buffered++;
     this.#pendingChanges++;
-    if (this.#buffered >= this.opts.batchSize) return this.#serialized(() => this.#flushTables());
+    if (this.#buffered >= this.opts.batchSize) return this.#queueFlush();
   }
 
   #commit(commitLsn: bigint, endLsn: bigint): void | Promise<void> {
     const txn = this.#txn;
     this.#txn = null;
     if (!txn) return;
-    if (txn.skip) {
-      if (!this.#pending && endLsn > this.#safeLsn) this.#safeLsn = endLsn;
-      return;
-    }
-    if (this.#pendingChanges === 0 && !this.#pending) {
-      // Nothing of ours in it: nothing to write, safe to acknowledge.
-      if (endLsn > this.#safeLsn) this.#safeLsn = endLsn;
+    if (txn.skip || (this.#pendingChanges === 0 && !this.#pending)) {
+      // Nothing of ours in it: safe to acknowledge once everything before it is.
+      if (!this.busy && endLsn > this.#safeLsn) this.#safeLsn = endLsn;
       return;
     }
     if (!this.#pending) this.#firstPendingAt = performance.now();
@@ -228,7 +242,7 @@ export class Applier {
     this.#pendingTxns++;
     const due = this.#pendingChanges >= this.opts.batchSize ||
       performance.now() - this.#firstPendingAt >= this.opts.commitIntervalMs;
-    if (due) return this.#serialized(() => this.#commitDest());
+    if (due) return this.#queueCommit();
     if (this.#timer === undefined) {
       this.#timer = setTimeout(() => this.#onTimer(), this.opts.commitIntervalMs);
     }
@@ -236,29 +250,110 @@ export class Applier {
 
   #onTimer(): void {
     this.#timer = undefined;
+    if (!this.#pending) return;
     // Inside a source transaction we must wait for its Commit (never split it).
-    if (this.#txn !== null || !this.#pending) {
-      if (this.#pending) {
-        this.#timer = setTimeout(() => this.#onTimer(), this.opts.commitIntervalMs);
-      }
+    if (this.#txn !== null) {
+      this.#timer = setTimeout(() => this.#onTimer(), this.opts.commitIntervalMs);
       return;
     }
-    const commit = this.#serialized(async () => {
-      if (this.#txn === null && this.#pending) await this.#commitDest();
-    }).catch((e) => {
-      this.#failure = e;
-      this.#reportFailure(e);
-    }).finally(() => {
-      this.#timedCommit = null;
-    });
-    this.#timedCommit = commit;
+    this.#queueCommit()?.catch(() => {}); // a failure reaches the reader through `failed`
   }
 
-  /** Runs destination work one piece at a time (the commit timer and the reader share it). */
-  #serialized(work: () => Promise<void>): Promise<void> {
-    const next = this.#lock.then(work);
-    this.#lock = next.catch(() => {});
-    return next;
+  /**
+   * Queues a job. Returns a promise when the reader should wait: while an
+   * earlier job is still queued behind the running one.
+   */
+  #queue(work: () => Promise<void>): Promise<void> | undefined {
+    const before = this.#tail;
+    const mustWait = this.#jobs > 0;
+    this.#jobs++;
+    const job = before.then(async () => {
+      if (this.#failure) throw this.#failure;
+      await work();
+    });
+    this.#tail = job.then(
+      () => {
+        this.#jobs--;
+        this.#afterJob();
+      },
+      (e) => {
+        this.#jobs--;
+        if (!this.#failure) {
+          this.#failure = e;
+          this.#reportFailure(e);
+        }
+      },
+    );
+    return mustWait ? before : undefined;
+  }
+
+  /** After a job: commit what gathered while it ran if the reader is idle, and wake the reader. */
+  #afterJob(): void {
+    if (this.#jobs === 0 && this.#idle && this.#txn === null && this.#pending) {
+      this.#queueCommit();
+    }
+    this.#wake();
+  }
+
+  /** Hands the buffered changes to a job that writes them into the destination transaction. */
+  #queueFlush(): Promise<void> | undefined {
+    const batches = this.#takeBatches();
+    const counts = this.#counts; // committed with the pending source transactions
+    return this.#queue(() => this.#write(batches, counts));
+  }
+
+  /** Hands the buffered changes and the pending source commits to a job that commits them. */
+  #queueCommit(): Promise<void> | undefined {
+    const pending = this.#pending;
+    if (!pending) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const batches = this.#takeBatches();
+    const info = {
+      endLsn: pending.endLsn,
+      commitTimeIso: pending.commitTimeIso,
+      transactions: this.#pendingTxns,
+      changes: this.#pendingChanges,
+      counts: this.#counts,
+      seconds: 0,
+    };
+    this.#pending = null;
+    this.#pendingTxns = 0;
+    this.#pendingChanges = 0;
+    this.#counts = { clone: 0, append: 0, history: 0, anomalies: 0 };
+    return this.#queue(async () => {
+      const started = performance.now();
+      await this.#write(batches, info.counts);
+      const tx = await this.#ensureDestTx();
+      await writeProgress(
+        tx,
+        this.opts.database,
+        this.opts.sid,
+        formatLsn(pending.commitLsn),
+        formatLsn(pending.endLsn),
+        pending.commitTimeIso,
+        info.counts,
+      );
+      const result = await tx.unsafe("COMMIT");
+      this.#inDestTx = false;
+      if (result.command === "ROLLBACK") throw new Error("destination rolled back the batch");
+      info.seconds = (performance.now() - started) / 1000;
+      this.#safeLsn = pending.endLsn;
+      this.#skipUpTo = pending.commitLsn;
+      this.#log.debug("committed {transactions} transaction(s), {changes} change(s) up to {lsn}", {
+        transactions: info.transactions,
+        changes: info.changes,
+        lsn: formatLsn(info.endLsn),
+      });
+      this.opts.onCommit?.(info);
+    });
+  }
+
+  #takeBatches(): Map<TableRoute, TableBatch> {
+    const batches = this.#batches;
+    this.#batches = new Map();
+    this.#buffered = 0;
+    return batches;
   }
 
   async #ensureDestTx(): Promise<Sql> {
@@ -271,10 +366,11 @@ export class Applier {
     return this.dest;
   }
 
-  async #flushTables(): Promise<void> {
-    if (this.#buffered === 0) return;
+  /** Writes taken batches into the open destination transaction; counts rows into `counts`. */
+  async #write(batches: Map<TableRoute, TableBatch>, counts: BatchCounts): Promise<void> {
+    if (batches.size === 0) return;
     const tx = await this.#ensureDestTx();
-    for (const [route, batch] of this.#batches) {
+    for (const [route, batch] of batches) {
       if (batch.size === 0) continue;
       const started = performance.now();
       const result = await batch.flush(tx);
@@ -282,8 +378,8 @@ export class Applier {
       for (const [op, count] of Object.entries(result.ops) as [keyof OpCounts, number][]) {
         if (count > 0) this.opts.onOperations?.(route.source, op, count, seconds);
       }
-      this.#counts[route.mode] += result.rowsWritten;
-      this.#counts.anomalies += result.anomalies.length;
+      counts[route.mode] += result.rowsWritten;
+      counts.anomalies += result.anomalies.length;
       for (const a of result.anomalies) {
         this.#log.warn("anomaly {kind} on {table}: key ({key}) — converged", {
           kind: a.kind,
@@ -293,58 +389,5 @@ export class Applier {
         this.opts.onAnomaly?.(a);
       }
     }
-    this.#batches.clear();
-    this.#buffered = 0;
-  }
-
-  async #commitDest(): Promise<void> {
-    const pending = this.#pending;
-    if (!pending) return;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    const started = performance.now();
-    await this.#flushTables();
-    const tx = await this.#ensureDestTx();
-    await writeProgress(
-      tx,
-      this.opts.database,
-      this.opts.sid,
-      formatLsn(pending.commitLsn),
-      formatLsn(pending.endLsn),
-      pending.commitTimeIso,
-      this.#counts,
-    );
-    const result = await tx.unsafe("COMMIT");
-    this.#inDestTx = false;
-    if (result.command === "ROLLBACK") throw new Error("destination rolled back the batch");
-    const info: CommitInfo = {
-      endLsn: pending.endLsn,
-      commitTimeIso: pending.commitTimeIso,
-      transactions: this.#pendingTxns,
-      changes: this.#pendingChanges,
-      counts: this.#counts,
-      seconds: (performance.now() - started) / 1000,
-    };
-    this.#safeLsn = pending.endLsn;
-    this.#skipUpTo = pending.commitLsn;
-    this.#pending = null;
-    this.#pendingTxns = 0;
-    this.#pendingChanges = 0;
-    this.#counts = { clone: 0, append: 0, history: 0, anomalies: 0 };
-    this.#log.debug("committed {transactions} transaction(s), {changes} change(s) up to {lsn}", {
-      transactions: info.transactions,
-      changes: info.changes,
-      lsn: formatLsn(info.endLsn),
-    });
-    this.opts.onCommit?.(info);
-  }
-
-  async #rollback(): Promise<void> {
-    if (this.#inDestTx) {
-      this.#inDestTx = false;
-      await this.dest.unsafe("ROLLBACK");
-    }
-    this.#batches.clear();
-    this.#buffered = 0;
   }
 }

@@ -6,6 +6,7 @@
  * was not the one their first operation expected (the anomalies).
  */
 import type { Sql } from "../pg/connect.ts";
+import { insertRows } from "./sql_keyless.ts";
 import type { Tuple } from "../source/messages.ts";
 import { boolArray, textArray } from "./text_array.ts";
 import { type CloneEntry, firstOpAnomaly, type FoldAnomaly, type KeyValues } from "./fold.ts";
@@ -153,6 +154,46 @@ export async function applyCloneChunk(
     else if ((entries[r].first === "I") === (anomalous[r] === 1)) written++;
   }
   return { rows: written, anomalies };
+}
+
+/** Savepoint around the plain INSERT of new keys. */
+const NEW_KEYS = "kvsz_new_keys";
+
+/**
+ * Applies clone entries whose first operation is an INSERT and whose key ends
+ * present: one plain multi-row INSERT, the cheapest statement there is. It
+ * needs a unique index covering the key (see {@link coversKey}) so that a key
+ * the destination already holds fails the INSERT; then the savepoint is
+ * rolled back and the entries take the general statement, which converges
+ * them and reports insert_existing.
+ */
+export async function applyCloneNewKeys(
+  tx: Sql,
+  shape: RouteShape,
+  entries: readonly CloneEntry[],
+): Promise<StepResult> {
+  await tx.unsafe(`SAVEPOINT ${NEW_KEYS}`);
+  try {
+    const result = await insertRows(tx, shape, entries.map((e) => e.row!), false);
+    await tx.unsafe(`RELEASE SAVEPOINT ${NEW_KEYS}`);
+    return result;
+  } catch (e) {
+    if ((e as { code?: string })?.code !== "23505") throw e; // not unique_violation
+  }
+  await tx.unsafe(`ROLLBACK TO SAVEPOINT ${NEW_KEYS}`);
+  await tx.unsafe(`RELEASE SAVEPOINT ${NEW_KEYS}`);
+  return await applyCloneChunk(tx, shape, entries);
+}
+
+/**
+ * True when one of the target's unique indexes has only key columns (and
+ * sid): then inserting a key the target already holds is an error.
+ */
+export function coversKey(shape: RouteShape): boolean {
+  const keyCols = new Set(shape.key.map((k) => k.name));
+  if (shape.route.target.hasSid) keyCols.add("sid");
+  return shape.key.length > 0 &&
+    shape.route.target.uniqueKeys.some((cols) => cols.every((c) => keyCols.has(c)));
 }
 
 /**

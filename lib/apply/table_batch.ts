@@ -8,12 +8,14 @@
  */
 import type { Sql } from "../pg/connect.ts";
 import type { Tuple } from "../source/messages.ts";
-import { CloneFold, HistoryFold, keyOf, keyText, type KeyValues } from "./fold.ts";
+import { type CloneEntry, CloneFold, HistoryFold, keyOf, keyText, type KeyValues } from "./fold.ts";
 import { type RouteShape, routeShape } from "./sql_common.ts";
 import {
   applyCloneChunk,
   applyCloneKeyChange,
+  applyCloneNewKeys,
   applyCloneTruncate,
+  coversKey,
   type StepResult,
 } from "./sql_clone.ts";
 import { applyHistoryChunk, applyHistoryKeyChange, applyHistoryTruncate } from "./sql_history.ts";
@@ -70,6 +72,8 @@ export class TableBatch {
   readonly #history: boolean;
   readonly #append: boolean;
   readonly #keyless: boolean;
+  /** New keys may take a plain INSERT (a unique index covers the key). */
+  readonly #plainInserts: boolean;
   readonly #limits: ChunkLimits;
   #segments: Segment[] = [];
   #size = 0;
@@ -81,6 +85,7 @@ export class TableBatch {
     this.#history = route.mode === "history";
     this.#append = route.mode === "append";
     this.#keyless = route.keyless || route.key.length === 0;
+    this.#plainInserts = !this.#keyless && !this.#history && coversKey(this.#shape);
     this.#limits = limits;
   }
 
@@ -157,12 +162,18 @@ export class TableBatch {
     const shape = this.#shape;
     for (const seg of segments) {
       switch (seg.t) {
-        case "clone":
+        case "clone": {
           collect({ rows: 0, anomalies: seg.fold.anomalies });
-          for (const chunk of this.#chunks(seg.fold.entries.values(), (e) => e.row, () => 1)) {
+          const [general, newKeys] = this.#splitNewKeys(seg.fold);
+          // Deletes and updates first: a unique value they free may be taken by a new key.
+          for (const chunk of this.#chunks(general, (e) => e.row, () => 1)) {
             collect(await applyCloneChunk(tx, shape, chunk));
           }
+          for (const chunk of this.#chunks(newKeys, (e) => e.row, () => 1)) {
+            collect(await applyCloneNewKeys(tx, shape, chunk));
+          }
           break;
+        }
         case "history":
           collect({ rows: 0, anomalies: seg.fold.anomalies });
           for (
@@ -211,6 +222,16 @@ export class TableBatch {
       }
     }
     return result;
+  }
+
+  /** Splits folded entries into those for the general statement and new keys for a plain INSERT. */
+  #splitNewKeys(fold: CloneFold): [CloneEntry[], CloneEntry[]] {
+    const all = [...fold.entries.values()];
+    if (!this.#plainInserts) return [all, []];
+    const general: CloneEntry[] = [];
+    const newKeys: CloneEntry[] = [];
+    for (const e of all) (e.first === "I" && e.row !== null ? newKeys : general).push(e);
+    return [general, newKeys];
   }
 
   #addInsert(row: Tuple, at: string): void {

@@ -23,6 +23,8 @@ export interface TargetTable {
   columns: Map<string, TargetColumn>;
   /** Primary key columns in key order (empty when there is none). */
   primaryKey: string[];
+  /** Column sets of the unique indexes that reject a duplicate at once (see catalog.ts). */
+  uniqueKeys: string[][];
   /** True when the table has a `sid` column (source id). */
   hasSid: boolean;
   /** True when the table has kvsz_start, kvsz_end and kvsz_deleted. */

@@ -28,6 +28,8 @@ export interface ReaderSink {
   readonly inTransaction: boolean;
   /** Called when every received message is handled; may commit what is pending. */
   drained?(): void | Promise<void>;
+  /** Gives the sink the reader's wake-up, to call when {@link safeLsn} moved. */
+  setWake?(wake: () => void): void;
   /** Rejects when the sink fails on its own (e.g. a timed commit): streaming stops with that error. */
   readonly failed: Promise<never>;
 }
@@ -95,6 +97,7 @@ export async function streamChanges(
     ended = true;
     notify();
   });
+  sink.setWake?.(notify);
   sink.failed.catch((e) => {
     failure = e;
     notify();

@@ -34,6 +34,8 @@ interface RouteSpec {
   sid?: string;
   hasSid?: boolean;
   keyless?: boolean;
+  /** Unique indexes of the target as the catalog reports them (none by default). */
+  uniqueKeys?: string[][];
 }
 
 /** A route as the catalog would build it: source columns in `cols` order, all mapped. */
@@ -64,6 +66,7 @@ function route(spec: RouteSpec): TableRoute {
       primaryKey: spec.key ?? [],
       hasSid,
       hasHistoryColumns: mode === "history",
+      uniqueKeys: spec.uniqueKeys ?? [],
     },
     columns: mapped,
     key,
@@ -638,6 +641,50 @@ clusterSuite("set-based table writer", {
     );
     await dst.end();
   },
+
+  "new keys take one plain INSERT under a unique key; a key already there falls back and converges":
+    async (c) => {
+      const dst = await fresh(
+        c,
+        `CREATE TABLE t (sid text, id int, v text, PRIMARY KEY (sid, id));
+         INSERT INTO t VALUES ('1', 5, 'old'), ('1', 7, 'seven')`,
+      );
+      const r0 = route({
+        table: "t",
+        cols: [["id", "integer"], ["v", "text"]],
+        key: ["id"],
+        uniqueKeys: [["sid", "id"]],
+      });
+      const b = new TableBatch(r0);
+      // Key 7 takes the general statement (an update); 1 and 2 the plain INSERT, in a savepoint.
+      let r = await apply(dst, b, [
+        ins(r0, "1", "one"),
+        upd(r0, ["7", "SEVEN"]),
+        ins(r0, "2", "two"),
+      ]);
+      assertEquals(anomalies(r), []);
+      assertEquals(r.rowsWritten, 3);
+      const [{ n }] = await dst.unsafe(
+        `SELECT count(DISTINCT xmin::text)::int AS n FROM t WHERE id IN (1, 7)`,
+      );
+      assertEquals(n, 2, "new keys are written by their own (sub)transaction");
+      // 5 exists: the INSERT fails, the savepoint is rolled back, the general statement converges.
+      r = await apply(dst, b, [
+        ins(r0, "3", "three"),
+        ins(r0, "5", "five"),
+        ins(r0, "6", "six"),
+        del(r0, { key: ["6", null] }),
+      ]);
+      assertEquals(anomalies(r), ["insert_existing:5"]);
+      assertEquals(await rows(dst, `SELECT id, v FROM t ORDER BY id`), [
+        ["1", "one"],
+        ["2", "two"],
+        ["3", "three"],
+        ["5", "five"],
+        ["7", "SEVEN"],
+      ]);
+      await dst.end();
+    },
 
   "key change: clone updates in place, clashes and missing rows converge": async (c) => {
     const dst = await fresh(c, `CREATE TABLE t (sid text, id int, v text, PRIMARY KEY (sid, id))`);

@@ -29,6 +29,7 @@ function route(mode: "clone" | "history", hasSid: boolean): TableRoute {
       primaryKey: ["id"],
       hasSid,
       hasHistoryColumns: mode === "history",
+      uniqueKeys: [],
     },
     columns: mapped,
     key: [mapped[0]],

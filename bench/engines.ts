@@ -7,6 +7,7 @@
 import { stringify } from "yaml";
 import { onCleanup } from "./cleanup.ts";
 import type { Server } from "./servers.ts";
+import { dropSlotAtCleanup, type WalsenderCpu, walsenderCpu } from "./slots.ts";
 import { now, processCpuSeconds, processMemoryMb, say, sleep, waitUntil } from "./util.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -33,6 +34,8 @@ export interface Engine {
   checkAlive(): void;
   /** CPU seconds of the engine's own process(es) since start (native: apply workers). */
   cpuSeconds(): Promise<number | null>;
+  /** CPU seconds and lifetime of the source walsender(s) streaming the engine's slots. */
+  walsenderCpu(): Promise<WalsenderCpu | null>;
   /** Removes what the engine left on the servers (subscription; slots are dropped by the round). */
   dispose(): Promise<void>;
 }
@@ -92,6 +95,7 @@ export class KvszEngine implements Engine {
     this.label = opts.label;
     this.destDb = opts.destDb;
     this.slots = opts.sources.map((s) => kvszSlotName(s.database, s.sid));
+    for (const slot of this.slots) dropSlotAtCleanup(opts.source, slot);
     this.#configPath = `${opts.workDir}/${opts.label.replace(/\W+/g, "_")}-${opts.destDb}.yaml`;
     const config = {
       destination: { url: opts.dest.url(opts.destDb), schema: "public" },
@@ -139,7 +143,11 @@ export class KvszEngine implements Engine {
     }).spawn();
     this.#child = child;
     this.#status = child.status.then((s) => (this.#exited = s));
-    this.#unregister = onCleanup(`kvsz process ${child.pid}`, () => this.#kill());
+    this.#unregister = onCleanup(`kvsz process ${child.pid}`, () => this.#kill(), () => {
+      try {
+        child.kill("SIGTERM"); // abrupt exit: no waiting, the slot is dropped with the server
+      } catch { /* gone */ }
+    });
     this.#readers = Promise.all([this.#read(child.stdout), this.#read(child.stderr)]).then(
       () => {},
     );
@@ -229,6 +237,10 @@ export class KvszEngine implements Engine {
     return Promise.resolve(this.#child ? processCpuSeconds(this.#child.pid) : null);
   }
 
+  walsenderCpu(): Promise<WalsenderCpu | null> {
+    return walsenderCpu(this.opts.source, this.slots);
+  }
+
   /** Peak resident memory of the running kvsz process (VmHWM), MiB. */
   peakRssMb(): number | null {
     return this.#child && !this.#exited ? processMemoryMb(this.#child.pid, "VmHWM") : null;
@@ -301,12 +313,14 @@ export class NativeEngine implements Engine {
   readonly destDb: string;
   readonly slots: string[];
   #created = false;
+  #unregister: () => void = () => {};
   startedAt = 0;
   copiedAt: number | null = null;
 
   constructor(readonly opts: NativeOptions) {
     this.destDb = opts.destDb;
     this.slots = [opts.name];
+    dropSlotAtCleanup(opts.source, opts.name);
   }
 
   async start(): Promise<void> {
@@ -320,6 +334,8 @@ export class NativeEngine implements Engine {
            WITH (copy_data = true, streaming = ${this.opts.streaming})`,
       );
       this.#created = true;
+      // On a failed run: stop the apply worker first, so it does not hold the slot on the source.
+      this.#unregister = onCleanup(`subscription ${this.opts.name}`, () => this.#drop());
     } else {
       await sql.unsafe(`ALTER SUBSCRIPTION ${this.opts.name} ENABLE`);
     }
@@ -371,13 +387,25 @@ export class NativeEngine implements Engine {
     await waitSlotsReleased(this.opts.source, this.slots);
   }
 
+  walsenderCpu(): Promise<WalsenderCpu | null> {
+    return walsenderCpu(this.opts.source, this.slots);
+  }
+
   async dispose(): Promise<void> {
     if (!this.#created) return;
-    const sql = this.opts.dest.sql(this.destDb);
     await this.stop();
+    await this.#drop();
+  }
+
+  /** Drops the subscription, keeping its slot (the round or the cleanup drops slots). */
+  async #drop(): Promise<void> {
+    if (!this.#created) return;
+    const sql = this.opts.dest.sql(this.destDb);
+    await sql.unsafe(`ALTER SUBSCRIPTION ${this.opts.name} DISABLE`);
     await sql.unsafe(`ALTER SUBSCRIPTION ${this.opts.name} SET (slot_name = NONE)`);
     await sql.unsafe(`DROP SUBSCRIPTION ${this.opts.name}`);
     this.#created = false;
+    this.#unregister();
   }
 }
 

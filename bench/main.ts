@@ -3,9 +3,9 @@
  * the same two throwaway servers, in the same run. See bench/README.md.
  */
 import { parseArgs } from "node:util";
-import { cleanupAll, installSignalHandlers } from "./cleanup.ts";
+import { cleanupAll, installSignalHandlers, onCleanup } from "./cleanup.ts";
 import { type BenchContext, type BenchOptions, type Scenario, SCENARIOS } from "./context.ts";
-import { findPgbench, pgbenchVersion, startServers } from "./servers.ts";
+import { findPgbench, pgbenchVersion, type Server, startServers } from "./servers.ts";
 import { machineInfo, markdownTable, Recorder } from "./report.ts";
 import { elapsedSeconds, say } from "./util.ts";
 import { latencyRate, mainRound, setupMainSource } from "./scenarios/round.ts";
@@ -151,7 +151,12 @@ async function main(): Promise<number> {
     say(`pgbench: ${pgbench} (${pgbenchV})`);
     const revision = await kvszRevision();
     say(`kvsz: ${revision}`);
+    // Registered before the servers, so released after them: on an abrupt exit
+    // (second signal, Deno.exit) before they are stopped, pg_ctl stops them here.
+    const started: Server[] = [];
+    onCleanup("servers (fallback)", () => {}, () => started.forEach(stopServerSync));
     const { source, dest } = await startServers(opts.major);
+    started.push(source, dest);
     const ctx: BenchContext = { opts, source, dest, pgbench, workDir, rec, kvszLog };
     const main = ["initial", "stream-small", "stream-live", "stream-large", "history", "latency"]
       .some((s) => opts.scenarios.has(s as Scenario));
@@ -181,12 +186,15 @@ async function main(): Promise<number> {
       titles: rec.titles,
       notes: rec.mergedNotes(),
       kvsz_restarts_after_hang: rec.incidents,
+      headlines: rec.headlines(),
       summary: rec.summary(),
       raw: rec.raw,
     };
     await Deno.mkdir(new URL(".", `file://${opts.json}`).pathname, { recursive: true });
     await Deno.writeTextFile(opts.json, JSON.stringify(result, null, 2) + "\n");
     console.log(`\nkvsz ${revision}, PostgreSQL ${opts.major}, ${pgbenchV}\n\n${table}\n`);
+    for (const h of rec.headlines()) console.log(h);
+    if (rec.hasFloor()) console.log("");
     for (const n of rec.mergedNotes()) console.log(`- ${n}`);
     if (opts.keep) say(`kept ${workDir} (kvsz configs, kvsz.log)`);
     else await Deno.remove(workDir, { recursive: true }).catch(() => {});
@@ -203,6 +211,20 @@ async function main(): Promise<number> {
   } finally {
     await cleanupAll();
   }
+}
+
+/** Stops a server synchronously (pg_ctl stop -m immediate) and removes its directory. */
+function stopServerSync(server: Server): void {
+  const c = server.cluster;
+  try {
+    Deno.statSync(`${c.dir}/data/postmaster.pid`);
+  } catch {
+    return; // already stopped
+  }
+  const pgCtl = [`${c.binDir}/pg_ctl`, "-D", `${c.dir}/data`, "stop", "-m", "immediate", "-w"];
+  const [program, ...args] = c.runAs ? ["runuser", "-u", c.runAs, "--", ...pgCtl] : pgCtl;
+  new Deno.Command(program, { args, stdout: "null", stderr: "null", cwd: "/tmp" }).outputSync();
+  Deno.removeSync(c.dir, { recursive: true });
 }
 
 function describeScenarios(ctx: BenchContext, sourceRows: number, rate: number): void {

@@ -25,7 +25,7 @@ export const METRICS: MetricSpec[] = [
   m(
     "stream-small",
     "engine_cpu_per_m",
-    "engine process CPU s per 1M changes (kvsz process / native apply worker)",
+    "engine process CPU s per 1M changes (kvsz process / native apply worker / floor: the bench's reader)",
     "s",
     1,
     false,
@@ -37,6 +37,46 @@ export const METRICS: MetricSpec[] = [
     "s",
     1,
     false,
+  ),
+  m(
+    "stream-small",
+    "walsender_cpu_seconds",
+    "source walsender CPU s (connect → sent)",
+    "s",
+    2,
+    null,
+  ),
+  m(
+    "stream-small",
+    "walsender_system_cpu_seconds",
+    "… of which system (kernel: sends to the consumer)",
+    "s",
+    2,
+    null,
+  ),
+  m(
+    "stream-small",
+    "walsender_busy_pct",
+    "source walsender busy (CPU / its lifetime; 100 % = one core)",
+    "%",
+    0,
+    null,
+  ),
+  m(
+    "stream-small",
+    "decode_only_changes_per_s",
+    "decode only, in the server, no network (peek of the floor slot): changed rows/s",
+    "rows/s",
+    0,
+    true,
+  ),
+  m(
+    "stream-small",
+    "decode_only_cpu_seconds",
+    "decode only: backend CPU s",
+    "s",
+    2,
+    null,
   ),
   m("stream-live", "lag_seconds", "lag when the load ends", "s", 2, false),
   m("stream-live", "tps", "pgbench tps during the live load", "tps", 0, null),
@@ -68,6 +108,12 @@ function m(
 
 /** The engines in column order. */
 export const ENGINES = ["kvsz", "native"] as const;
+
+/**
+ * Column of the walsender floor (stream-small only): a decode-and-discard
+ * consumer of a slot of its own, the fastest any consumer of one slot can go.
+ */
+export const FLOOR_COLUMN = "floor";
 
 /** Raw values: scenario → metric → engine → one value per round. */
 export type RawResults = Record<string, Record<string, Record<string, (number | null)[]>>>;
@@ -107,17 +153,71 @@ export class Recorder {
       if (!per) continue;
       const k = this.spread(spec.scenario, spec.metric, "kvsz");
       const n = this.spread(spec.scenario, spec.metric, "native");
-      if (!k && !n) continue;
+      const f = this.spread(spec.scenario, spec.metric, FLOOR_COLUMN);
+      if (!k && !n && !f) continue;
+      const ratio = (a: Spread | null, b: Spread | null) =>
+        spec.higherIsBetter !== null && a && b && b.median !== 0 ? a.median / b.median : null;
       rows.push({
         ...spec,
         kvsz: k,
         native: n,
-        ratio: spec.higherIsBetter !== null && k && n && n.median !== 0
-          ? k.median / n.median
-          : null,
+        floor: f,
+        ratio: ratio(k, n),
+        kvsz_over_floor: ratio(k, f),
+        native_over_floor: ratio(n, f),
       });
     }
     return rows;
+  }
+
+  /** Whether a walsender floor was measured (the table then has its columns). */
+  hasFloor(): boolean {
+    return Object.values(this.raw).some((metrics) =>
+      Object.values(metrics).some((engines) => FLOOR_COLUMN in engines)
+    );
+  }
+
+  /**
+   * One line per scenario with a floor, e.g. "stream-small catch-up: kvsz X
+   * rows/s, native Y rows/s, walsender floor Z rows/s; kvsz/native …".
+   */
+  headlines(): string[] {
+    const out: string[] = [];
+    const rows = this.summary();
+    const pct = (s: Spread | null | undefined) => (s ? `${fmt(s.median, 0)} %` : "–");
+    const x = (q: number | null) => (q === null ? "–" : `${q.toFixed(2)}×`);
+    const over = (a: Spread | null, b: Spread | null) =>
+      a && b && b.median !== 0 ? a.median / b.median : null;
+    for (const r of rows) {
+      if (!r.floor || r.metric !== "changes_per_s") continue;
+      const v = (s: Spread | null) => `${cell(s, r.digits)} ${r.unit}`;
+      const find = (metric: string) =>
+        rows.find((b) => b.scenario === r.scenario && b.metric === metric);
+      const busy = find("walsender_busy_pct");
+      const decode = find("decode_only_changes_per_s")?.floor ?? null;
+      const parts = [
+        `kvsz ${v(r.kvsz)}, native ${v(r.native)}, walsender floor ${v(r.floor)}`,
+        `kvsz/native ${x(r.ratio)}, kvsz/floor ${x(r.kvsz_over_floor)}, native/floor ${
+          x(r.native_over_floor)
+        }`,
+      ];
+      if (busy) {
+        parts.push(
+          `source walsender busy: kvsz ${pct(busy.kvsz)}, native ${pct(busy.native)}, floor ${
+            pct(busy.floor)
+          }`,
+        );
+      }
+      if (decode) {
+        parts.push(
+          `decode only in the server (no network) ${v(decode)}: kvsz/decode-only ${
+            x(over(r.kvsz, decode))
+          }, native/decode-only ${x(over(r.native, decode))}`,
+        );
+      }
+      out.push(`${this.titles[r.scenario] ?? r.scenario}: ${parts.join("; ")}`);
+    }
+    return out;
   }
 }
 
@@ -125,8 +225,14 @@ export class Recorder {
 export interface SummaryRow extends MetricSpec {
   kvsz: Spread | null;
   native: Spread | null;
+  /** The walsender floor (stream-small catch-up only). */
+  floor: Spread | null;
   /** kvsz median / native median. */
   ratio: number | null;
+  /** kvsz median / floor median (1 would be the walsender's decoding speed). */
+  kvsz_over_floor: number | null;
+  /** native median / floor median. */
+  native_over_floor: number | null;
 }
 
 function cell(s: Spread | null, digits: number): string {
@@ -141,20 +247,38 @@ function ratioCell(r: SummaryRow): string {
   return `${r.ratio.toFixed(2)}×${better ? "" : " ⚠"}`;
 }
 
-/** The markdown table: per metric, medians with (min–max) and the kvsz/native ratio. */
+/** A ratio against the floor: informational, the floor is a ceiling, not a competitor. */
+function floorRatioCell(ratio: number | null): string {
+  return ratio === null ? "" : `${ratio.toFixed(2)}×`;
+}
+
+/**
+ * The markdown table: per metric, medians with (min–max) and the kvsz/native
+ * ratio; when a walsender floor was measured, its column and the kvsz/floor
+ * and native/floor ratios too.
+ */
 export function markdownTable(rec: Recorder): string {
-  const lines = [
-    "| scenario | metric | kvsz median (min–max) | native median (min–max) | kvsz/native |",
-    "| --- | --- | --: | --: | --: |",
-  ];
+  const floor = rec.hasFloor();
+  const lines = floor
+    ? [
+      "| scenario | metric | kvsz median (min–max) | native median (min–max) | walsender floor median (min–max) | kvsz/native | kvsz/floor | native/floor |",
+      "| --- | --- | --: | --: | --: | --: | --: | --: |",
+    ]
+    : [
+      "| scenario | metric | kvsz median (min–max) | native median (min–max) | kvsz/native |",
+      "| --- | --- | --: | --: | --: |",
+    ];
   let last = "";
   for (const r of rec.summary()) {
     const title = r.scenario === last ? "" : (rec.titles[r.scenario] ?? r.scenario);
     last = r.scenario;
+    const engines = `${cell(r.kvsz, r.digits)} | ${cell(r.native, r.digits)}`;
     lines.push(
-      `| ${title} | ${r.label} | ${cell(r.kvsz, r.digits)} | ${cell(r.native, r.digits)} | ${
-        ratioCell(r)
-      } |`,
+      floor
+        ? `| ${title} | ${r.label} | ${engines} | ${r.floor ? cell(r.floor, r.digits) : ""} | ${
+          ratioCell(r)
+        } | ${floorRatioCell(r.kvsz_over_floor)} | ${floorRatioCell(r.native_over_floor)} |`
+        : `| ${title} | ${r.label} | ${engines} | ${ratioCell(r)} |`,
     );
   }
   return lines.join("\n");

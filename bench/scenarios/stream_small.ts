@@ -4,14 +4,26 @@
  * transactions pile up in the slots; then each engine in turn is started and
  * timed until the destination has everything (the marker inserted after the
  * load is there, the rows are equal) and until its slot confirms the source's
- * LSN at load end. `stream-live`: the same load with the engine running; the
- * figure is the lag when the load ends.
+ * LSN at load end. `stream-small` also drains the same backlog from a slot of
+ * its own with a consumer that decodes and discards (the walsender floor, see
+ * bench/floor.ts): the speed no consumer of one slot can beat. `stream-live`:
+ * the same load with the engine running; the figure is the lag when the load
+ * ends.
  */
 import { type BenchContext, SOURCE_DB } from "../context.ts";
 import { type Engine, KvszEngine, waitConfirmed } from "../engines.ts";
+import { FLOOR_NAME, FloorSlot } from "../floor.ts";
 import { pgbenchLoad } from "../pgbench.ts";
+import { FLOOR_COLUMN as FLOOR } from "../report.ts";
+import type { WalsenderCpu } from "../slots.ts";
 import { machineCpuSeconds, now, say } from "../util.ts";
-import { insertMarker, pgbenchRowCount, type TargetForm } from "../workload.ts";
+import {
+  insertMarker,
+  largeTable,
+  pgbenchRowCount,
+  replicatedTables,
+  type TargetForm,
+} from "../workload.ts";
 import { catchUp, verify, waitMarker } from "./common.ts";
 
 /** One engine of the catch-up phase and where its result goes. */
@@ -23,8 +35,27 @@ export interface CatchUpRun {
   form: TargetForm;
 }
 
-/** Loads the backlog once, then times each engine's catch-up from it. */
+/**
+ * Loads the backlog once, then times each engine's catch-up from it; with a
+ * `stream-small` run, first the walsender floor from a slot of its own.
+ */
 export async function runCatchUp(ctx: BenchContext, runs: CatchUpRun[]): Promise<void> {
+  // Created before the backlog, so the backlog is in it; the same tables as native's publication.
+  const floor = runs.some((r) => r.scenario === "stream-small")
+    ? await FloorSlot.create(ctx.source, SOURCE_DB, replicatedTables(largeTable("native")))
+    : null;
+  try {
+    await catchUpRuns(ctx, runs, floor);
+  } finally {
+    await floor?.drop();
+  }
+}
+
+async function catchUpRuns(
+  ctx: BenchContext,
+  runs: CatchUpRun[],
+  floor: FloorSlot | null,
+): Promise<void> {
   const src = ctx.source.sql(SOURCE_DB);
   const txns = ctx.opts.transactions;
   say(
@@ -36,12 +67,17 @@ export async function runCatchUp(ctx: BenchContext, runs: CatchUpRun[]): Promise
   const transactions = load.transactions ?? txns;
   const changes = transactions * 4;
   const marker = await insertMarker(src, "end of backlog");
-  const lsnEnd = await ctx.source.currentLsn();
+  // The insert position, not pg_current_wal_lsn() (the write position, which with
+  // synchronous_commit = off can be short of the marker's commit record).
+  const [{ lsn: lsnEnd }] = await ctx.source.sql().unsafe(
+    `SELECT pg_current_wal_insert_lsn()::text AS lsn`,
+  );
   say(
     `  stream-small: backlog ready (${load.seconds.toFixed(1)} s, ${fmtTps(load.tps)} tps; ${
       changes.toLocaleString("en-US")
     } changed rows up to ${lsnEnd})`,
   );
+  if (floor) await runFloor(ctx, floor, lsnEnd, changes);
   for (const run of runs) {
     const e = run.engine;
     const dest = ctx.dest.sql(e.destDb);
@@ -52,6 +88,8 @@ export async function runCatchUp(ctx: BenchContext, runs: CatchUpRun[]): Promise
     await waitMarker(ctx, e, marker);
     const seconds = (now() - t0) / 1000;
     const machineCpu = machineCpuSeconds() - cpu0;
+    // Everything is sent by now: the walsender's CPU over its life is that of the catch-up.
+    const walsender = await e.walsenderCpu();
     let engineCpu = await e.cpuSeconds();
     let startup: number | null = null;
     if (e instanceof KvszEngine && e.streamingAt) {
@@ -75,6 +113,7 @@ export async function runCatchUp(ctx: BenchContext, runs: CatchUpRun[]): Promise
         run.reportAs,
         engineCpu === null ? null : (engineCpu / changes) * 1e6,
       );
+      recordWalsender(ctx, run.reportAs, walsender);
     } else {
       rec.add(
         run.scenario,
@@ -90,10 +129,89 @@ export async function runCatchUp(ctx: BenchContext, runs: CatchUpRun[]): Promise
         startup !== null ? ` (streaming after ${startup.toFixed(2)} s)` : ""
       }, slot confirmed at ${confirm.toFixed(2)} s, engine CPU ${
         engineCpu?.toFixed(2) ?? "?"
-      } s, machine CPU ${machineCpu.toFixed(2)} s; rows equal`,
+      } s, walsender CPU ${walsender?.cpu.toFixed(2) ?? "?"} s, machine CPU ${
+        machineCpu.toFixed(2)
+      } s; rows equal`,
     );
     await e.stop();
   }
+}
+
+/** Drains the floor slot with a decode-and-discard consumer and records it as column "floor". */
+async function runFloor(
+  ctx: BenchContext,
+  floor: FloorSlot,
+  lsnEnd: string,
+  changes: number,
+): Promise<void> {
+  const d = await floor.decodeOnly(lsnEnd);
+  const r = await floor.drain(lsnEnd);
+  await floor.drop(); // before the engines run: nothing but their own slots on the source
+  // The backlog's changes plus the end-of-backlog marker.
+  if (r.changes < changes) {
+    throw new Error(
+      `walsender floor: decoded ${r.changes} changes in ${r.transactions} transactions from ${FLOOR_NAME}, expected at least ${changes} (end LSN ${lsnEnd}, reached by ${r.reachedBy})`,
+    );
+  }
+  const rec = ctx.rec;
+  rec.add("stream-small", "seconds", FLOOR, r.seconds);
+  rec.add("stream-small", "changes_per_s", FLOOR, changes / r.seconds);
+  rec.add("stream-small", "machine_cpu_per_m", FLOOR, (r.machineCpu / changes) * 1e6);
+  rec.add("stream-small", "engine_cpu_per_m", FLOOR, (r.consumerCpu / changes) * 1e6);
+  rec.add("stream-small", "consumer_cpu_seconds", FLOOR, r.consumerCpu);
+  rec.add("stream-small", "decode_only_changes_per_s", FLOOR, changes / d.seconds);
+  rec.add("stream-small", "decode_only_cpu_seconds", FLOOR, d.backendCpu);
+  recordWalsender(
+    ctx,
+    FLOOR,
+    r.walsenderCpu === null ? null : {
+      cpu: r.walsenderCpu,
+      system: r.walsenderSystemCpu ?? 0,
+      lifetime: r.walsenderLifetime ?? 0,
+    },
+  );
+  say(
+    `  stream-small: walsender floor (own slot, kvsz's reader, null sink) decoded ${
+      r.changes.toLocaleString("en-US")
+    } changes in ${r.transactions.toLocaleString("en-US")} transactions in ${
+      r.seconds.toFixed(2)
+    } s = ${Math.round(changes / r.seconds).toLocaleString("en-US")} rows/s, walsender CPU ${
+      r.walsenderCpu?.toFixed(2) ?? "?"
+    } s (${busy(r.walsenderCpu, r.walsenderLifetime)}), consumer CPU ${
+      r.consumerCpu.toFixed(2)
+    } s, machine CPU ${r.machineCpu.toFixed(2)} s`,
+  );
+  say(
+    `  stream-small: decode only (pg_logical_slot_peek_binary_changes, no network): ${
+      d.messages.toLocaleString("en-US")
+    } pgoutput messages in ${d.seconds.toFixed(2)} s = ${
+      Math.round(changes / d.seconds).toLocaleString("en-US")
+    } rows/s, backend CPU ${d.backendCpu?.toFixed(2) ?? "?"} s (system ${
+      d.backendSystemCpu?.toFixed(2) ?? "?"
+    } s); walsender system CPU while streaming to the floor ${
+      r.walsenderSystemCpu?.toFixed(2) ?? "?"
+    } s`,
+  );
+}
+
+/** Records the CPU of the source walsender that streamed to `column`, and how busy it was. */
+function recordWalsender(
+  ctx: BenchContext,
+  column: string,
+  ws: WalsenderCpu | null,
+): void {
+  ctx.rec.add("stream-small", "walsender_cpu_seconds", column, ws?.cpu ?? null);
+  ctx.rec.add("stream-small", "walsender_system_cpu_seconds", column, ws?.system ?? null);
+  ctx.rec.add(
+    "stream-small",
+    "walsender_busy_pct",
+    column,
+    ws && ws.lifetime > 0 ? (100 * ws.cpu) / ws.lifetime : null,
+  );
+}
+
+function busy(cpu: number | null, lifetime: number | null): string {
+  return cpu !== null && lifetime ? `${Math.round((100 * cpu) / lifetime)} % of its life` : "?";
 }
 
 /** Runs the load with each engine running and records the lag at load end. */

@@ -95,12 +95,16 @@ function cached(shape: RouteShape, tag: string, build: () => string): string {
   return text;
 }
 
-/** Applies folded clone entries (distinct keys) in one statement. */
-export async function applyCloneChunk(
-  tx: Sql,
+/**
+ * The parameters of a clone statement for `entries`: sid, then (with
+ * `withFlags`) `d` and `e`, the key arrays, the value arrays, and a keep
+ * array for each value column holding an unchanged TOAST value somewhere.
+ */
+function entryParams(
   shape: RouteShape,
   entries: readonly CloneEntry[],
-): Promise<StepResult> {
+  withFlags: boolean,
+): { params: (string | null)[]; keepCols: boolean[] } {
   const n = entries.length;
   const nk = shape.key.length;
   const nv = shape.values.length;
@@ -128,7 +132,7 @@ export async function applyCloneChunk(
   }
   const params: (string | null)[] = [];
   if (shape.route.target.hasSid) params.push(shape.route.sid);
-  params.push(boolArray(d), boolArray(e));
+  if (withFlags) params.push(boolArray(d), boolArray(e));
   for (let j = 0; j < nk; j++) params.push(textArray(keys[j]));
   for (let j = 0; j < nv; j++) params.push(textArray(vals[j])); // undefined -> NULL
   for (let j = 0; j < nv; j++) {
@@ -138,6 +142,17 @@ export async function applyCloneChunk(
     for (let r = 0; r < n; r++) keep[r] = col[r] === undefined;
     params.push(boolArray(keep));
   }
+  return { params, keepCols };
+}
+
+/** Applies folded clone entries (distinct keys) in one statement. */
+export async function applyCloneChunk(
+  tx: Sql,
+  shape: RouteShape,
+  entries: readonly CloneEntry[],
+): Promise<StepResult> {
+  const n = entries.length;
+  const { params, keepCols } = entryParams(shape, entries, true);
   const tag = keepCols.map((k) => (k ? "1" : "0")).join("");
   const text = cached(shape, `chunk:${tag}`, () => cloneChunkSql(shape, keepCols));
   const { rows } = await run(tx, text, params);
@@ -154,6 +169,55 @@ export async function applyCloneChunk(
     else if ((entries[r].first === "I") === (anomalous[r] === 1)) written++;
   }
   return { rows: written, anomalies };
+}
+
+/**
+ * The plain set-based UPDATE of keys expected present: parameters as in
+ * {@link cloneChunkSql} without `d` and `e`. No RETURNING: the row count
+ * tells whether every key was found.
+ */
+export function cloneUpdateSql(shape: RouteShape, keepCols: readonly boolean[]): string {
+  const p = new Params();
+  const sid = shape.route.target.hasSid ? p.text(null) : null;
+  const args: string[] = [];
+  const names: string[] = [];
+  shape.key.forEach((_, j) => {
+    args.push(`${p.add(null)}::text[]`);
+    names.push(`k${j}`);
+  });
+  addValueArrays(shape, p, keepCols, args, names);
+  const sets = shape.values.map((c, j) =>
+    keepCols[j]
+      ? `${q(c.name)} = CASE WHEN s.p${j} THEN t.${q(c.name)} ELSE s.c${j}::${c.type} END`
+      : `${q(c.name)} = s.c${j}::${c.type}`
+  );
+  if (sets.length === 0) sets.push(`${q(shape.key[0].name)} = t.${q(shape.key[0].name)}`);
+  return `UPDATE ${shape.table} t SET ${sets.join(", ")} FROM unnest(${args.join(", ")}) AS s(${
+    names.join(", ")
+  }) WHERE ${stagedKeyMatch(shape, sid)}`;
+}
+
+/**
+ * Applies clone entries whose first operation is an UPDATE and whose key ends
+ * present, with one plain UPDATE (needs {@link coversKey}: one row per key).
+ * When fewer rows than keys were updated, the general statement runs for the
+ * same entries: it finds every key present now except the missing ones, which
+ * it inserts and reports as update_missing.
+ */
+export async function applyCloneUpdates(
+  tx: Sql,
+  shape: RouteShape,
+  entries: readonly CloneEntry[],
+): Promise<StepResult> {
+  const { params, keepCols } = entryParams(shape, entries, false);
+  const text = cached(
+    shape,
+    `update:${keepCols.map((k) => (k ? "1" : "0")).join("")}`,
+    () => cloneUpdateSql(shape, keepCols),
+  );
+  const { count } = await run(tx, text, params);
+  if (count === entries.length) return { rows: count, anomalies: [] };
+  return await applyCloneChunk(tx, shape, entries);
 }
 
 /** Savepoint around the plain INSERT of new keys. */

@@ -15,6 +15,7 @@ import {
   applyCloneKeyChange,
   applyCloneNewKeys,
   applyCloneTruncate,
+  applyCloneUpdates,
   coversKey,
   type StepResult,
 } from "./sql_clone.ts";
@@ -72,8 +73,8 @@ export class TableBatch {
   readonly #history: boolean;
   readonly #append: boolean;
   readonly #keyless: boolean;
-  /** New keys may take a plain INSERT (a unique index covers the key). */
-  readonly #plainInserts: boolean;
+  /** A unique index covers the key: new keys take a plain INSERT, present ones a plain UPDATE. */
+  readonly #plain: boolean;
   readonly #limits: ChunkLimits;
   #segments: Segment[] = [];
   #size = 0;
@@ -85,7 +86,7 @@ export class TableBatch {
     this.#history = route.mode === "history";
     this.#append = route.mode === "append";
     this.#keyless = route.keyless || route.key.length === 0;
-    this.#plainInserts = !this.#keyless && !this.#history && coversKey(this.#shape);
+    this.#plain = !this.#keyless && !this.#history && coversKey(this.#shape);
     this.#limits = limits;
   }
 
@@ -164,10 +165,13 @@ export class TableBatch {
       switch (seg.t) {
         case "clone": {
           collect({ rows: 0, anomalies: seg.fold.anomalies });
-          const [general, newKeys] = this.#splitNewKeys(seg.fold);
-          // Deletes and updates first: a unique value they free may be taken by a new key.
+          const { general, updates, newKeys } = this.#splitPlain(seg.fold);
+          // Deletes first: a unique value they free may be taken by an update or a new key.
           for (const chunk of this.#chunks(general, (e) => e.row, () => 1)) {
             collect(await applyCloneChunk(tx, shape, chunk));
+          }
+          for (const chunk of this.#chunks(updates, (e) => e.row, () => 1)) {
+            collect(await applyCloneUpdates(tx, shape, chunk));
           }
           for (const chunk of this.#chunks(newKeys, (e) => e.row, () => 1)) {
             collect(await applyCloneNewKeys(tx, shape, chunk));
@@ -224,14 +228,25 @@ export class TableBatch {
     return result;
   }
 
-  /** Splits folded entries into those for the general statement and new keys for a plain INSERT. */
-  #splitNewKeys(fold: CloneFold): [CloneEntry[], CloneEntry[]] {
-    const all = [...fold.entries.values()];
-    if (!this.#plainInserts) return [all, []];
+  /**
+   * Splits folded entries: keys first updated and present at the end, keys
+   * first inserted and present at the end (each group takes a plain
+   * statement), and the rest for the general one.
+   */
+  #splitPlain(fold: CloneFold): {
+    general: CloneEntry[];
+    updates: CloneEntry[];
+    newKeys: CloneEntry[];
+  } {
     const general: CloneEntry[] = [];
+    const updates: CloneEntry[] = [];
     const newKeys: CloneEntry[] = [];
-    for (const e of all) (e.first === "I" && e.row !== null ? newKeys : general).push(e);
-    return [general, newKeys];
+    for (const e of fold.entries.values()) {
+      if (!this.#plain || e.row === null || e.first === "D") general.push(e);
+      else if (e.first === "U") updates.push(e);
+      else newKeys.push(e);
+    }
+    return { general, updates, newKeys };
   }
 
   #addInsert(row: Tuple, at: string): void {

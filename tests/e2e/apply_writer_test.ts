@@ -670,18 +670,20 @@ clusterSuite("set-based table writer", {
       assertEquals(n, 2, "new keys are written by their own (sub)transaction");
       // 5 exists: the INSERT fails, the savepoint is rolled back, the general statement converges.
       r = await apply(dst, b, [
+        upd(r0, ["8", "eight"]), // missing: the plain UPDATE finds 0 of 1, the fallback inserts it
         ins(r0, "3", "three"),
         ins(r0, "5", "five"),
         ins(r0, "6", "six"),
         del(r0, { key: ["6", null] }),
       ]);
-      assertEquals(anomalies(r), ["insert_existing:5"]);
+      assertEquals(anomalies(r), ["insert_existing:5", "update_missing:8"]);
       assertEquals(await rows(dst, `SELECT id, v FROM t ORDER BY id`), [
         ["1", "one"],
         ["2", "two"],
         ["3", "three"],
         ["5", "five"],
         ["7", "SEVEN"],
+        ["8", "eight"],
       ]);
       await dst.end();
     },
@@ -990,7 +992,9 @@ clusterSuite("set-based table writer", {
       // KVSZ_APPLY_ROUNDS=50 for a longer soak.
       const rounds = Number(Deno.env.get("KVSZ_APPLY_ROUNDS") ?? 3);
       for (let round = 0; round < rounds; round++) {
-        await randomizedRound(c, mode, 1000 * round + 7);
+        await randomizedRound(c, mode, 1000 * round + 7, false);
+        // With a primary key, the plain UPDATE and INSERT paths (and their fallbacks) run.
+        if (mode !== "history") await randomizedRound(c, mode, 1000 * round + 9, true);
         if (mode !== "append") await randomizedKeyless(c, mode, 1000 * round + 11);
       }
     }
@@ -1103,17 +1107,25 @@ interface ModelRow {
  * flushes inside one transaction with tiny chunks, checked against a
  * row-by-row model of the documented semantics.
  */
-async function randomizedRound(c: TestCluster, mode: TableMode, seed: number): Promise<void> {
+async function randomizedRound(
+  c: TestCluster,
+  mode: TableMode,
+  seed: number,
+  primaryKey: boolean,
+): Promise<void> {
   const history = mode === "history";
   const dst = await fresh(
     c,
-    `CREATE TABLE t (sid text, id int, a text, b int${history ? `, ${HIST_COLS}` : ""})`,
+    `CREATE TABLE t (sid text, id int, a text, b int${history ? `, ${HIST_COLS}` : ""}${
+      primaryKey ? ", PRIMARY KEY (sid, id)" : ""
+    })`,
   );
   const r0 = route({
     table: "t",
     cols: [["id", "integer"], ["a", "text"], ["b", "integer"]],
     key: ["id"],
     mode,
+    uniqueKeys: primaryKey ? [["sid", "id"]] : [],
   });
   const rnd = random(seed);
   const model: ModelRow[] = [];

@@ -12,6 +12,12 @@ import { now, processCpuSeconds, processMemoryMb, say, sleep, waitUntil } from "
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
+/** The V8 flags `deno task kvsz` runs with (heap cap), or $KVSZ_BENCH_V8_FLAGS. */
+const V8_FLAGS = Deno.env.get("KVSZ_BENCH_V8_FLAGS") ??
+  JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url))).tasks.kvsz
+    .match(/--v8-flags=\S+/)?.[0] ??
+  "";
+
 /** One replication engine writing into one destination database. */
 export interface Engine {
   /** Label in the report: "kvsz" or "native". */
@@ -135,7 +141,16 @@ export class KvszEngine implements Engine {
     this.startedAt = now();
     this.#lastOutputAt = now();
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", ...prof, MAIN, "run", "--config", this.#configPath],
+      args: [
+        "run",
+        "-A",
+        ...(V8_FLAGS ? [V8_FLAGS] : []),
+        ...prof,
+        MAIN,
+        "run",
+        "--config",
+        this.#configPath,
+      ],
       env: { NO_COLOR: "1" },
       stdout: "piped",
       stderr: "piped",

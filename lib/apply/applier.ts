@@ -20,6 +20,13 @@ import { type OpCounts, TableBatch } from "./table_batch.ts";
 import type { Anomaly, Change, TableRoute } from "./types.ts";
 import { type BatchCounts, type SourceProgress, writeProgress } from "./progress.ts";
 
+/**
+ * Bytes of changes (as received) buffered before they are written, whatever
+ * their count: with one batch filling, one queued and one being written,
+ * memory stays bounded when rows are large.
+ */
+const MAX_BATCH_BYTES = 16 << 20;
+
 /** Batching knobs of the applier. */
 export interface ApplierOptions {
   database: string;
@@ -58,6 +65,7 @@ export class Applier {
   #inDestTx = false;
   #batches = new Map<TableRoute, TableBatch>();
   #buffered = 0;
+  #bufferedBytes = 0;
   /** Current source transaction, from Begin to Commit. */
   #txn: { finalLsn: bigint; commitTimeIso: string; skip: boolean } | null = null;
   /** Last source commit folded into the destination transaction being built. */
@@ -117,8 +125,8 @@ export class Applier {
     this.#wake = wake;
   }
 
-  /** Handles one message; returns a promise only when the reader has to wait. */
-  handle(msg: PgoutputMessage): void | Promise<void> {
+  /** Handles one message (`bytes` long on the wire); returns a promise only when the reader has to wait. */
+  handle(msg: PgoutputMessage, bytes = 0): void | Promise<void> {
     if (this.#failure) throw this.#failure;
     this.#idle = false;
     switch (msg.tag) {
@@ -132,13 +140,13 @@ export class Applier {
       case "relation":
         return this.#relation(msg.relationId, msg);
       case "insert":
-        return this.#change(msg.relationId, (route) => ({
+        return this.#change(msg.relationId, bytes, (route) => ({
           kind: "insert",
           route,
           newTuple: msg.newTuple,
         }));
       case "update":
-        return this.#change(msg.relationId, (route) => ({
+        return this.#change(msg.relationId, bytes, (route) => ({
           kind: "update",
           route,
           keyTuple: msg.keyTuple,
@@ -146,7 +154,7 @@ export class Applier {
           newTuple: msg.newTuple,
         }));
       case "delete":
-        return this.#change(msg.relationId, (route) => ({
+        return this.#change(msg.relationId, bytes, (route) => ({
           kind: "delete",
           route,
           keyTuple: msg.keyTuple,
@@ -192,8 +200,7 @@ export class Applier {
    */
   abort(): void {
     clearTimeout(this.#timer);
-    this.#batches.clear();
-    this.#buffered = 0;
+    this.#takeBatches();
     this.#inDestTx = false;
   }
 
@@ -206,12 +213,16 @@ export class Applier {
 
   async #truncate(relationIds: number[]): Promise<void> {
     for (const id of relationIds) {
-      const wait = this.#change(id, (route) => ({ kind: "truncate", route }));
+      const wait = this.#change(id, 0, (route) => ({ kind: "truncate", route }));
       if (wait) await wait;
     }
   }
 
-  #change(relationId: number, make: (route: TableRoute) => Change): void | Promise<void> {
+  #change(
+    relationId: number,
+    bytes: number,
+    make: (route: TableRoute) => Change,
+  ): void | Promise<void> {
     const txn = this.#txn;
     if (!txn || txn.skip) return;
     const route = this.routes.get(relationId);
@@ -224,8 +235,11 @@ export class Applier {
     }
     batch.add(make(route), txn.commitTimeIso);
     this.#buffered++;
+    this.#bufferedBytes += bytes;
     this.#pendingChanges++;
-    if (this.#buffered >= this.opts.batchSize) return this.#queueFlush();
+    if (this.#buffered >= this.opts.batchSize || this.#bufferedBytes >= MAX_BATCH_BYTES) {
+      return this.#queueFlush();
+    }
   }
 
   #commit(commitLsn: bigint, endLsn: bigint): void | Promise<void> {
@@ -353,6 +367,7 @@ export class Applier {
     const batches = this.#batches;
     this.#batches = new Map();
     this.#buffered = 0;
+    this.#bufferedBytes = 0;
     return batches;
   }
 

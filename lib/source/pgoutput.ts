@@ -134,8 +134,9 @@ export class PgoutputDecoder {
   /**
    * Decodes one pgoutput message. The result does not reference `buf` (strings
    * and logical-message contents are copies), so `buf` may be reused afterwards.
+   * The message starts `offset` bytes into `buf` (e.g. 25 for an XLogData frame).
    */
-  decode(buf: Uint8Array): PgoutputMessage {
+  decode(buf: Uint8Array, offset = 0): PgoutputMessage {
     if (buf.buffer !== this.ab) {
       // One DataView per underlying buffer: socket reads put many messages in one.
       this.ab = buf.buffer;
@@ -144,9 +145,9 @@ export class PgoutputDecoder {
       this.u8 = whole ? buf : new Uint8Array(buf.buffer);
       this.view = new DataView(buf.buffer);
     }
-    const start = buf.byteOffset;
-    const end = start + buf.byteLength;
-    if (end === start) throw new Error("empty pgoutput message");
+    const start = buf.byteOffset + offset;
+    const end = buf.byteOffset + buf.byteLength;
+    if (end <= start) throw new Error("empty pgoutput message");
     const tag = this.u8[start];
     this.pos = start + 1;
     let msg: PgoutputMessage;

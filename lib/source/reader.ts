@@ -16,10 +16,16 @@ import {
   startReplicationCommand,
 } from "./replication_protocol.ts";
 
+/** CopyData kind 'w' and the length of its header (kind, start, end, time). */
+const XLOG_DATA = 0x77;
+const XLOG_HEADER = 25;
+/** Bytes of undecoded messages held before the socket is paused, whatever their count. */
+const MAX_QUEUED_BYTES = 32 << 20;
+
 /** What the reader feeds and asks. */
 export interface ReaderSink {
-  /** Handles one message; a returned promise pauses reading until it settles. */
-  handle(msg: PgoutputMessage): void | Promise<void>;
+  /** Handles one message (`bytes` long on the wire); a returned promise pauses reading until it settles. */
+  handle(msg: PgoutputMessage, bytes: number): void | Promise<void>;
   /** Everything below this LSN is committed in the destination. */
   readonly safeLsn: bigint;
   /** A keepalive says the server has sent everything up to `walEnd`. */
@@ -81,9 +87,11 @@ export async function streamChanges(
     w?.();
   };
   let paused = false;
+  let queuedBytes = 0;
   stream.on("data", (chunk: Uint8Array) => {
     queue.push(chunk);
-    if (!paused && queue.length >= opts.maxQueued) {
+    queuedBytes += chunk.byteLength;
+    if (!paused && (queue.length >= opts.maxQueued || queuedBytes >= MAX_QUEUED_BYTES)) {
       paused = true;
       stream.pause();
     }
@@ -146,15 +154,24 @@ export async function streamChanges(
       }
       const batch = queue;
       queue = [];
+      queuedBytes = 0;
       for (let i = 0; i < batch.length; i++) {
-        const frame = parseCopyData(batch[i]);
-        if (frame.kind === "keepalive") {
-          opts.onWalEnd?.(frame.walEnd);
-          sink.noteIdlePosition(frame.walEnd);
-          if (frame.replyRequested) sendStatus(true);
-          continue;
+        const chunk = batch[i];
+        let msg;
+        if (chunk[0] === XLOG_DATA && chunk.byteLength > XLOG_HEADER) {
+          // The hot path: the header's positions are not needed, skip parsing them.
+          msg = decoder.decode(chunk, XLOG_HEADER);
+        } else {
+          const frame = parseCopyData(chunk);
+          if (frame.kind === "keepalive") {
+            opts.onWalEnd?.(frame.walEnd);
+            sink.noteIdlePosition(frame.walEnd);
+            if (frame.replyRequested) sendStatus(true);
+            continue;
+          }
+          msg = decoder.decode(frame.payload);
         }
-        const wait = sink.handle(decoder.decode(frame.payload));
+        const wait = sink.handle(msg, chunk.byteLength);
         if (wait) await wait;
         if (failure) throw failure;
         if ((stopping && !sink.inTransaction) || mustStop) {

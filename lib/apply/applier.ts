@@ -23,9 +23,10 @@ import { type BatchCounts, type SourceProgress, writeProgress } from "./progress
 /**
  * Bytes of changes (as received) buffered before they are written, whatever
  * their count: with one batch filling, one queued and one being written,
- * memory stays bounded when rows are large.
+ * memory stays bounded when rows are large (decoded and folded, a change
+ * takes about ten times its wire size in the heap).
  */
-const MAX_BATCH_BYTES = 16 << 20;
+const MAX_BATCH_BYTES = 4 << 20;
 
 /** Batching knobs of the applier. */
 export interface ApplierOptions {

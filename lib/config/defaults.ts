@@ -12,7 +12,7 @@ export const DEFAULT_TABLE_MODE: TableMode = "clone";
 /** `apply:` defaults. */
 export const DEFAULT_APPLY = { batchSize: 10_000, commitIntervalMs: 200, queueSize: 20_000 };
 /** `sync:` defaults; `burst` defaults to the configured `rate`. */
-export const DEFAULT_SYNC = { parallelism: 2, rate: 0 };
+export const DEFAULT_SYNC = { parallelism: 2, rate: 0, splitMb: 64 };
 /** `metrics:` defaults. */
 export const DEFAULT_METRICS = { listen: "127.0.0.1:9187", readyMaxLagSeconds: 60 };
 /** `log:` defaults. */

@@ -49,7 +49,7 @@ const DATABASE_KEYS = ["database", "urls", "tables"];
 const URL_KEYS = ["url", "sid"];
 const TABLE_KEYS = ["target", "type", "partitions_regex"];
 const APPLY_KEYS = ["batch_size", "commit_interval_ms", "queue_size"];
-const SYNC_KEYS = ["parallelism", "rate", "burst"];
+const SYNC_KEYS = ["parallelism", "rate", "burst", "split_mb"];
 const METRICS_KEYS = ["listen", "ready_max_lag_seconds"];
 const LOG_KEYS = ["level", "format"];
 const STATUS_KEYS = ["retained_wal_warn_mb"];
@@ -152,6 +152,7 @@ function sync(check: Checker, map: Map<string, unknown>): SyncConfig {
     parallelism: check.integer(map, "parallelism", path, 1) ?? DEFAULT_SYNC.parallelism,
     rate,
     burst: check.integer(map, "burst", path, 0) ?? rate,
+    splitMb: check.integer(map, "split_mb", path, 0) ?? DEFAULT_SYNC.splitMb,
   };
 }
 

@@ -15,7 +15,8 @@ interface TableState {
 
 /** Receives progress of the tables being copied. */
 export interface SyncProgress {
-  start(table: string, estimatedRows: number): void;
+  /** `ranges` > 1: the table is copied as that many page ranges in parallel. */
+  start(table: string, estimatedRows: number, ranges?: number): void;
   update(table: string, rows: number, bytes: number): void;
   finish(table: string, rows: number): void;
 }
@@ -38,7 +39,7 @@ export class SyncProgressDisplay implements SyncProgress {
     this.#tty = tty;
   }
 
-  start(table: string, estimatedRows: number): void {
+  start(table: string, estimatedRows: number, ranges = 1): void {
     const now = performance.now();
     this.#tables.set(table, {
       label: table,
@@ -48,10 +49,12 @@ export class SyncProgressDisplay implements SyncProgress {
       started: now,
       lastLogged: now,
     });
-    this.#log.info("copying {table} (about {estimate} rows)", {
-      table,
-      estimate: estimatedRows,
-    });
+    this.#log.info(
+      ranges > 1
+        ? "copying {table} (about {estimate} rows, {ranges} page ranges in parallel)"
+        : "copying {table} (about {estimate} rows)",
+      { table, estimate: estimatedRows, ranges },
+    );
     this.#draw(true);
   }
 

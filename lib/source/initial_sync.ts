@@ -1,24 +1,34 @@
 /**
  * Initial sync: copies mapped tables from a source snapshot into their targets
  * as a byte pipe (`COPY (SELECT …) TO STDOUT` → `COPY … FROM STDIN`), several
- * tables in parallel, all in the same exported snapshot, optionally rate
- * limited. Each table's copy commits together with the record of the snapshot
- * LSN it came from, so a crash never leaves a half-copied table marked synced.
+ * at a time, all in the same exported snapshot, optionally rate limited.
+ *
+ * A table copied whole commits together with its `kvsz.synced_tables` record.
+ * A large table (PostgreSQL 14+, a key, not a re-sync) is copied as ranges of
+ * heap pages in parallel, each range in its own destination transaction that
+ * also records its transaction id in `kvsz.sync_ranges`. A record with LSN
+ * 0/0 ("not synced") is committed before the first range; the snapshot LSN
+ * replaces it, and the range records go, in one transaction after the last
+ * range. After a crash in between, the next start deletes the rows those
+ * transactions wrote (by `xmin`) and copies the table again from scratch. So
+ * a crash never leaves a half-copied table marked synced.
  */
 import type { Sql } from "../pg/connect.ts";
 import { connect } from "../pg/connect.ts";
-import { qualify, quoteIdent, quoteLiteral } from "../pg/identifiers.ts";
+import { qualify } from "../pg/identifiers.ts";
 import { formatLsn } from "../pg/lsn.ts";
 import type { TargetTable } from "../apply/types.ts";
 import { markTableSynced } from "../apply/progress.ts";
-import { KVSZ_COLUMNS } from "../apply/routes.ts";
 import { prepareResync } from "../apply/resync.ts";
-import { type QualifiedName, readSourceTable } from "./catalog.ts";
+import { textArray } from "../apply/text_array.ts";
 import { importSnapshot } from "./slot.ts";
 import type { ResolvedTable } from "./tables.ts";
 import { RateLimiter } from "./rate_limiter.ts";
-import { Rechunker } from "./rechunk.ts";
 import type { SyncProgress } from "../observe/sync_progress.ts";
+import { type CopyPart, copyStatements, type PageRange, planParts } from "./copy_plan.ts";
+import { type ChunkHook, pipeCopy } from "./copy_pipe.ts";
+import { ensureRangeLog, forgetRanges, recordRange, undoInterruptedCopies } from "./range_log.ts";
+import { log } from "../observe/log.ts";
 
 /** One table to copy. */
 export interface SyncJob {
@@ -31,6 +41,8 @@ export interface SyncJob {
 /** Options for {@link copyTables}. */
 export interface CopyOptions {
   sourceUrl: string;
+  /** Source server major version (page ranges need 14+ for TID range scans). */
+  sourceMajor: number;
   snapshotName: string;
   /** LSN of the snapshot: changes committed at or below it are in the copy. */
   snapshotLsn: bigint;
@@ -39,188 +51,253 @@ export interface CopyOptions {
   database: string;
   sid: string;
   parallelism: number;
+  /** Tables of at least this many bytes are copied as page ranges in parallel (0 = never). */
+  splitBytes: number;
   /** Rows per second for this source (0 = unlimited) and burst size. */
   rate: number;
   burst: number;
   progress: SyncProgress;
+  /** Called when a target's copy is committed (kvsz analyzes it, off the copy's path). */
+  onCopied?: (target: TargetTable) => void;
 }
 
-/** Copies every job, `parallelism` at a time, in the exported snapshot. */
+/** One table's copy, shared by the tasks that copy its ranges. */
+interface TableCopy {
+  job: SyncJob;
+  label: string;
+  /** Catalog plan, read by the first task that runs. */
+  parts: Promise<CopyPart[]> | null;
+  /** Tasks of the table (1, or its page ranges). */
+  tasks: number;
+  /** Tasks not yet committed; the table is synced when it reaches 0. */
+  remaining: number;
+  rows: number;
+  copied: number;
+  bytes: number;
+  started: boolean;
+  /** The 0/0 record committed before the first range (split tables only). */
+  begun: Promise<void> | null;
+}
+
+/** A unit of work for one worker: a whole table, or one page range of it. */
+interface Task {
+  table: TableCopy;
+  range: PageRange | null;
+  bytes: number;
+}
+
+/** Copies every job, `parallelism` tasks at a time, in the exported snapshot. */
 export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<void> {
-  const queue = [...jobs];
+  if (jobs.length === 0) return;
+  jobs = await undoInterrupted(jobs, opts);
   const limiter = opts.rate > 0 ? new RateLimiter(opts.rate, opts.burst || opts.rate) : null;
-  const workers = Array.from(
-    { length: Math.max(1, Math.min(opts.parallelism, jobs.length)) },
-    async () => {
-      // One connection per worker (max 1): every statement runs in the snapshot transaction.
-      const source = connect(opts.sourceUrl, { max: 1 });
-      try {
-        await importSnapshot(source, opts.snapshotName);
-        for (let job = queue.shift(); job; job = queue.shift()) {
-          await copyOne(source, job, opts, limiter);
-        }
-      } finally {
-        // The read-only snapshot transaction ends with the connection: no COMMIT,
-        // whose promise npm:postgres sometimes never resolves after a COPY.
-        await source.end({ timeout: 0 });
-      }
-    },
+  // One connection per worker (max 1): every statement runs in the snapshot transaction.
+  const sources = Array.from(
+    { length: Math.max(1, opts.parallelism) },
+    () => connect(opts.sourceUrl, { max: 1 }),
   );
-  // All workers import the snapshot before the first copy ends; fail fast on any error.
-  await Promise.all(workers);
+  try {
+    // Every worker imports the snapshot before any copy starts.
+    await Promise.all(sources.map((s) => importSnapshot(s, opts.snapshotName)));
+    const queue = await planTasks(sources[0], jobs, opts);
+    const run = async (source: Sql) => {
+      for (let task = queue.shift(); task; task = queue.shift()) {
+        await runTask(source, task, opts, limiter);
+      }
+    };
+    // Fail fast on any error.
+    await Promise.all(sources.slice(0, queue.length).map(run));
+  } finally {
+    // The read-only snapshot transactions end with the connections: no COMMIT,
+    // whose promise npm:postgres sometimes never resolves after a COPY.
+    await Promise.all(sources.map((s) => s.end({ timeout: 0 })));
+  }
 }
 
-async function copyOne(
-  source: Sql,
+/** Undoes the split copies a crash interrupted: those tables are copied again from scratch. */
+async function undoInterrupted(jobs: SyncJob[], opts: CopyOptions): Promise<SyncJob[]> {
+  const candidates = new Map(
+    jobs.map((j) => [
+      j.table.mapping.source,
+      qualify(j.target.schema, j.target.name),
+    ]),
+  );
+  if (candidates.size === 0) return jobs;
+  const undone = await undoInterruptedCopies(opts.dest, opts.database, opts.sid, candidates);
+  for (const table of undone) {
+    log("sync").with({ database: opts.database, sid: opts.sid }).info(
+      "removed the rows of the interrupted copy of {table}; copying it again",
+      { table },
+    );
+  }
+  return jobs.map((j) => undone.has(j.table.mapping.source) ? { ...j, resync: false } : j);
+}
+
+/** A source relation's size in bytes and pages, and whether it has a key to merge by. */
+interface RelSize {
+  bytes: number;
+  block: number;
+  keyed: boolean;
+}
+
+/** Sizes every job (one query) and turns them into tasks, largest first. */
+async function planTasks(source: Sql, jobs: SyncJob[], opts: CopyOptions): Promise<Task[]> {
+  const names = jobs.flatMap((j) => j.table.copied.map((r) => qualify(r.schema, r.name)));
+  const rows = await source.unsafe(
+    `SELECT x.name, pg_relation_size(c.oid)::int8 AS bytes,
+            current_setting('block_size')::int AS block,
+            EXISTS (SELECT 1 FROM pg_index i
+                     WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)) AS keyed
+       FROM unnest($1::text[]) AS x(name) JOIN pg_class c ON c.oid = to_regclass(x.name)`,
+    [textArray(names)],
+  );
+  const size = new Map<string, RelSize>(
+    rows.map((r) => [String(r.name), { bytes: Number(r.bytes), block: r.block, keyed: r.keyed }]),
+  );
+  const tasks: Task[] = [];
+  for (const job of jobs) {
+    const table: TableCopy = {
+      job,
+      label: job.table.mapping.source,
+      parts: null,
+      tasks: 0,
+      remaining: 0,
+      rows: 0,
+      copied: 0,
+      bytes: 0,
+      started: false,
+      begun: null,
+    };
+    const rels = job.table.copied.map((r) => size.get(qualify(r.schema, r.name)));
+    const bytes = rels.reduce((n, r) => n + (r?.bytes ?? 0), 0);
+    const ranges = splitRanges(job, rels[0], bytes, opts) ?? [null];
+    table.tasks = table.remaining = ranges.length;
+    for (const range of ranges) tasks.push({ table, range, bytes: bytes / ranges.length });
+  }
+  if (tasks.some((t) => t.range)) await ensureRangeLog(opts.dest);
+  // Largest first, so the long copies start at once and small tables fill the gaps.
+  return tasks.sort((a, b) => b.bytes - a.bytes);
+}
+
+/** Page ranges for a table worth splitting, or null to copy it whole. */
+function splitRanges(
   job: SyncJob,
+  rel: RelSize | undefined,
+  bytes: number,
+  opts: CopyOptions,
+): PageRange[] | null {
+  const count = opts.parallelism;
+  if (
+    count < 2 || opts.splitBytes <= 0 || bytes < opts.splitBytes || opts.sourceMajor < 14 ||
+    job.resync || job.table.copied.length !== 1 || !rel?.keyed
+  ) return null;
+  const pages = Math.ceil(rel.bytes / rel.block);
+  const out: PageRange[] = [];
+  for (let i = 0; i < count; i++) {
+    out.push({
+      from: Math.floor((pages * i) / count),
+      to: i === count - 1 ? null : Math.floor((pages * (i + 1)) / count),
+    });
+  }
+  return out;
+}
+
+async function runTask(
+  source: Sql,
+  task: Task,
   opts: CopyOptions,
   limiter: RateLimiter | null,
 ): Promise<void> {
-  const { mapping } = job.table;
-  const label = mapping.source;
-  const target = job.target;
-  const parts: {
-    rel: QualifiedName;
-    columns: string[];
-    kind: string;
-    estimate: number;
-    key: string[];
-  }[] = [];
-  for (const rel of job.table.copied) {
-    const table = await readSourceTable(source, rel.schema, rel.name);
-    if (!table) throw new Error(`source table ${rel.schema}.${rel.name} vanished during sync`);
-    const columns = table.columns.map((c) => c.name).filter((c) =>
-      target.columns.has(c) && !KVSZ_COLUMNS.has(c)
-    );
-    const [est] = await source.unsafe(
-      `SELECT GREATEST(reltuples, 0)::int8 AS n FROM pg_class WHERE oid = $1::int8::oid`,
-      [table.oid],
-    );
-    const key = table.identityColumns.length ? table.identityColumns : table.primaryKey;
-    parts.push({ rel, columns, kind: table.kind, estimate: Number(est?.n ?? 0), key });
+  const t = task.table;
+  t.parts ??= planParts(source, t.job.table.copied, t.job.target);
+  const parts = await t.parts;
+  if (!t.started) {
+    t.started = true;
+    opts.progress.start(t.label, parts.reduce((n, p) => n + p.estimate, 0), t.tasks);
   }
-  const extra = extraColumns(target, mapping.mode, opts.sid);
-  opts.progress.start(label, parts.reduce((n, p) => n + p.estimate, 0));
-  let rows = 0;
-  let limited = 0;
-  await opts.dest.begin(async (tx) => {
+  const onChunk: ChunkHook = (rows, bytes) => {
+    t.copied += rows;
+    t.bytes += bytes;
+    opts.progress.update(t.label, t.copied, t.bytes);
+    return limiter?.take(rows);
+  };
+  if (task.range) {
+    await copyRange(source, t, parts[0], task.range, opts, onChunk);
+    // Exactly one range sees 0 here: it records the table as synced.
+    if (--t.remaining > 0) return;
+    await opts.dest.begin(async (tx) => {
+      await markSynced(tx as unknown as Sql, t, opts, formatLsn(opts.snapshotLsn));
+      await forgetRanges(tx as unknown as Sql, opts.database, opts.sid, t.label);
+    });
+  } else {
+    await copyWhole(source, t, parts, opts, onChunk);
+    t.remaining--;
+  }
+  opts.progress.finish(t.label, t.rows);
+  opts.onCopied?.(t.job.target);
+}
+
+/** Copies every part of a table in one destination transaction with its synced record. */
+async function copyWhole(
+  source: Sql,
+  t: TableCopy,
+  parts: CopyPart[],
+  opts: CopyOptions,
+  onChunk: ChunkHook,
+): Promise<void> {
+  const { job } = t;
+  await opts.dest.begin(async (sql) => {
+    const tx = sql as unknown as Sql;
     const columns = parts[0]?.columns.filter((c) => parts.every((p) => p.columns.includes(c)));
-    const sink = await prepareResync(tx as unknown as Sql, {
-      target,
-      mode: mapping.mode,
+    const sink = await prepareResync(tx, {
+      target: job.target,
+      mode: job.table.mapping.mode,
       resync: job.resync,
       columns: columns ?? [],
       sourceKey: parts[0]?.key ?? [],
     }, opts.sid);
     for (const part of parts) {
-      const select = [...part.columns.map(quoteIdent), ...extra.map((e) => e.expr)].join(", ");
-      const only = part.kind === "table" ? "ONLY " : "";
-      const copyOut = `COPY (SELECT ${select || "NULL"} FROM ${only}${
-        qualify(part.rel.schema, part.rel.name)
-      }) TO STDOUT`;
-      const into = [...part.columns, ...extra.map((e) => e.name)].map(quoteIdent).join(", ");
-      const copyIn = `COPY ${sink.table} (${into}) FROM STDIN`;
-      const before = rows;
-      rows += await pipeCopy(source, tx as unknown as Sql, copyOut, copyIn, (r, b) => {
-        opts.progress.update(label, before + r, b);
-        const units = before + r - limited;
-        limited = before + r;
-        return limiter?.take(units);
-      });
+      const copy = copyStatements(
+        part,
+        job.target,
+        job.table.mapping.mode,
+        opts.sid,
+        sink.table,
+        null,
+      );
+      const rows = await pipeCopy(source, tx, copy.copyOut, copy.copyIn, copy.binary, onChunk);
+      t.rows += rows;
     }
     await sink.finish();
-    await markTableSynced(
-      tx as unknown as Sql,
-      opts.database,
-      opts.sid,
-      mapping.source,
-      mapping.target,
-      formatLsn(opts.snapshotLsn),
-      rows,
-    );
+    await markSynced(tx, t, opts, formatLsn(opts.snapshotLsn));
   });
-  // Fresh statistics, or the first set-based statements plan against an empty table.
-  await opts.dest.unsafe(`ANALYZE ${qualify(target.schema, target.name)}`);
-  opts.progress.finish(label, rows);
 }
 
-/** Columns the source SELECT produces itself: the sid and the history bounds. */
-function extraColumns(
-  target: TargetTable,
-  mode: string,
-  sid: string,
-): { name: string; expr: string }[] {
-  const out = [];
-  if (target.hasSid) out.push({ name: "sid", expr: `${quoteLiteral(sid)}::text` });
-  if (mode === "history" && target.hasHistoryColumns) {
-    out.push(
-      { name: "kvsz_start", expr: `'1900-01-01'::timestamptz` },
-      { name: "kvsz_end", expr: `'9999-01-01'::timestamptz` },
-      { name: "kvsz_deleted", expr: `false` },
-    );
-  }
-  return out;
-}
-
-/**
- * Pipes one COPY out of the source into one COPY into the destination,
- * re-chunked into ~64 KiB writes; returns the number of rows.
- */
-async function pipeCopy(
+/** Copies one page range of a split table in its own destination transaction, after its 0/0 record. */
+async function copyRange(
   source: Sql,
-  dest: Sql,
-  copyOut: string,
-  copyIn: string,
-  onChunk: (rowsSoFar: number, bytesSoFar: number) => void | Promise<void>,
-): Promise<number> {
-  // deno-lint-ignore no-explicit-any
-  const reader: any = await source.unsafe(copyOut).readable();
-  // deno-lint-ignore no-explicit-any
-  const writer: any = await dest.unsafe(copyIn).writable();
-  const chunker = new Rechunker(64 * 1024);
+  t: TableCopy,
+  part: CopyPart,
+  range: PageRange,
+  opts: CopyOptions,
+  onChunk: ChunkHook,
+): Promise<void> {
+  const { job } = t;
+  t.begun ??= markSynced(opts.dest, t, opts, "0/0");
+  await t.begun;
+  const into = qualify(job.target.schema, job.target.name);
+  const copy = copyStatements(part, job.target, job.table.mapping.mode, opts.sid, into, range);
   let rows = 0;
-  let bytes = 0;
-  // Flowing mode with pause/resume on backpressure: async iteration over
-  // porsager's COPY stream sometimes leaves the connection stuck after the last row.
-  await new Promise<void>((resolve, reject) => {
-    let failed = false;
-    const fail = (e: unknown) => {
-      if (failed) return;
-      failed = true;
-      reader.destroy?.();
-      reject(e);
-    };
-    let waits = 0; // reasons the reader is paused: destination backpressure, rate limit
-    const hold = () => {
-      if (waits++ === 0) reader.pause();
-    };
-    const release = () => {
-      if (--waits === 0) reader.resume();
-    };
-    writer.once("error", fail);
-    reader.once("error", fail);
-    reader.on("data", (chunk: Uint8Array) => {
-      rows++; // the server sends each row of COPY TO STDOUT as one CopyData message
-      bytes += chunk.byteLength;
-      const full = chunker.push(chunk);
-      if (!full) return;
-      if (!writer.write(full)) {
-        hold();
-        writer.once("drain", release);
-      }
-      const wait = onChunk(rows, bytes);
-      if (wait) {
-        hold();
-        wait.then(release, fail);
-      }
-    });
-    reader.once("end", () => {
-      const rest = chunker.flush();
-      if (rest) writer.write(rest);
-      writer.once("finish", resolve);
-      writer.end();
-    });
+  await opts.dest.begin(async (sql) => {
+    const tx = sql as unknown as Sql;
+    rows = await pipeCopy(source, tx, copy.copyOut, copy.copyIn, copy.binary, onChunk);
+    // With the rows: a crash after this commit lets the next start remove exactly them.
+    await recordRange(tx, opts.database, opts.sid, t.label, rows);
   });
-  await onChunk(rows, bytes);
-  return rows;
+  t.rows += rows;
+}
+
+function markSynced(sql: Sql, t: TableCopy, opts: CopyOptions, lsn: string): Promise<void> {
+  const { mapping } = t.job.table;
+  return markTableSynced(sql, opts.database, opts.sid, mapping.source, mapping.target, lsn, t.rows);
 }

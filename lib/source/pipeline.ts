@@ -7,7 +7,7 @@
  */
 import type { Config, DatabaseMapping, SourceUrl } from "../config/types.ts";
 import { connect, serverMajor, type Sql } from "../pg/connect.ts";
-import { kvszObjectName } from "../pg/identifiers.ts";
+import { kvszObjectName, qualify } from "../pg/identifiers.ts";
 import { formatLsn } from "../pg/lsn.ts";
 import { redactUrl } from "../pg/redact.ts";
 import { log } from "../observe/log.ts";
@@ -153,7 +153,7 @@ export class SourcePipeline {
           target: targets.get(t.mapping.target)!,
           resync: synced.has(t.mapping.source),
         }));
-        await this.#copy(jobs, created.snapshotName, created.consistentPoint);
+        await this.#copy(jobs, created.snapshotName, created.consistentPoint, major, dest);
         await resetProgress(
           dest,
           this.db.database,
@@ -170,7 +170,7 @@ export class SourcePipeline {
             target: targets.get(t.mapping.target)!,
             resync: synced.has(t.mapping.source),
           }));
-        if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, major);
+        if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, major, dest);
         startLsn = progress?.endLsn ?? slot.confirmedFlushLsn ?? 0n;
       }
       const routes = new RouteTable(
@@ -243,12 +243,25 @@ export class SourcePipeline {
     }
   }
 
-  async #copy(jobs: SyncJob[], snapshotName: string, snapshotLsn: bigint): Promise<void> {
+  /**
+   * Copies `jobs` in the snapshot; each target is analyzed on `analyzeOn` once
+   * copied, in the background (fresh statistics, or the first set-based
+   * statements plan against an empty table; a plan made before is replanned
+   * when the statistics change), so streaming need not wait for it.
+   */
+  async #copy(
+    jobs: SyncJob[],
+    snapshotName: string,
+    snapshotLsn: bigint,
+    major: number,
+    analyzeOn: Sql,
+  ): Promise<void> {
     if (jobs.length === 0) return;
     const dest = connect(this.config.destination.url, { max: this.config.sync.parallelism });
     try {
       await copyTables(jobs, {
         sourceUrl: this.source.url,
+        sourceMajor: major,
         snapshotName,
         snapshotLsn,
         dest,
@@ -256,6 +269,7 @@ export class SourcePipeline {
         database: this.db.database,
         sid: this.source.sid,
         parallelism: this.config.sync.parallelism,
+        splitBytes: this.config.sync.splitMb * 1024 * 1024,
         rate: this.config.sync.rate,
         burst: this.config.sync.burst,
         progress: new SyncProgressDisplay(
@@ -263,6 +277,12 @@ export class SourcePipeline {
           undefined,
           this.events.onSyncRows,
         ),
+        onCopied: (target) => {
+          const table = qualify(target.schema, target.name);
+          analyzeOn.unsafe(`ANALYZE ${table}`).catch((e) =>
+            this.#log.warn("ANALYZE {table} failed: {error}", { table, error: describeError(e) })
+          );
+        },
       });
     } finally {
       await dest.end({ timeout: 5 });
@@ -274,7 +294,7 @@ export class SourcePipeline {
    * exports a snapshot whose LSN is recorded per table, and the stream applies
    * their changes only above it.
    */
-  async #copyWithTemporarySlot(jobs: SyncJob[], major: number): Promise<void> {
+  async #copyWithTemporarySlot(jobs: SyncJob[], major: number, analyzeOn: Sql): Promise<void> {
     const replication = connect(this.source.url, { replication: true });
     try {
       const temp = await createSlotWithSnapshot(
@@ -287,7 +307,7 @@ export class SourcePipeline {
         count: jobs.length,
         lsn: formatLsn(temp.consistentPoint),
       });
-      await this.#copy(jobs, temp.snapshotName, temp.consistentPoint);
+      await this.#copy(jobs, temp.snapshotName, temp.consistentPoint, major, analyzeOn);
     } finally {
       await replication.end({ timeout: 2 });
     }

@@ -101,7 +101,7 @@ Deno.test("defaults are applied to everything left out", () => {
   const cfg = parseConfig(config(), "kvsz.yaml", {});
   assert.equal(cfg.destination.schema, "public");
   assert.deepEqual(cfg.apply, { batchSize: 10000, commitIntervalMs: 200, queueSize: 20000 });
-  assert.deepEqual(cfg.sync, { parallelism: 2, rate: 0, burst: 0 });
+  assert.deepEqual(cfg.sync, { parallelism: 2, rate: 0, burst: 0, splitMb: 64 });
   assert.deepEqual(cfg.metrics, { listen: "127.0.0.1:9187", readyMaxLagSeconds: 60 });
   assert.deepEqual(cfg.log, { level: "info", format: "auto" });
   assert.equal(cfg.retainedWalWarnBytes, 1024 * 1024 * 1024);
@@ -122,7 +122,11 @@ status: { retained_wal_warn_mb: 2 }
     {},
   );
   assert.deepEqual(cfg.apply, { batchSize: 5, commitIntervalMs: 0, queueSize: 50 });
-  assert.deepEqual(cfg.sync, { parallelism: 4, rate: 1000, burst: 1000 }, "burst defaults to rate");
+  assert.deepEqual(
+    cfg.sync,
+    { parallelism: 4, rate: 1000, burst: 1000, splitMb: 64 },
+    "burst defaults to rate",
+  );
   assert.deepEqual(cfg.metrics, { listen: "", readyMaxLagSeconds: 5 });
   assert.deepEqual(cfg.log, { level: "warning", format: "json" });
   assert.equal(cfg.retainedWalWarnBytes, 2 * 1024 * 1024);

@@ -1,0 +1,191 @@
+/**
+ * Initial sync end to end: a large table copied as page ranges in parallel
+ * (binary COPY where the types allow, text otherwise), `kill -9` in the middle
+ * of such a copy (never marked synced; the restart merges without doubling),
+ * and the `sync.rate` limit measured over a real copy.
+ */
+import assert from "node:assert/strict";
+import { clusterSuite, type TestCluster } from "../support/cluster.ts";
+import { KvszProcess, tableRows, waitFor, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
+
+const SID = "7";
+
+function config(
+  c: TestCluster,
+  srcDb: string,
+  dstDb: string,
+  tables: Record<string, unknown>,
+  sync: Record<string, number>,
+) {
+  return {
+    destination: { url: c.url(dstDb) },
+    databases: [{ database: srcDb, urls: [{ url: c.url(srcDb), sid: SID }], tables }],
+    apply: { commit_interval_ms: 50 },
+    sync,
+    metrics: { listen: "" },
+    log: { level: "info", format: "json" },
+  };
+}
+
+async function databases(c: TestCluster) {
+  const srcDb = await c.createDatabase("src");
+  const dstDb = await c.createDatabase("dst");
+  return { srcDb, dstDb, src: c.sql(srcDb), dst: c.sql(dstDb) };
+}
+
+/** Log lines of kvsz's JSON output whose message starts with `prefix`. */
+function logLines(output: string, prefix: string): { time: number; message: string }[] {
+  return output.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+    .filter((e) => e.message.startsWith(prefix))
+    .map((e) => ({ time: Date.parse(e.time), message: e.message }));
+}
+
+/** Rows of every type the binary path handles, plus NULLs; ~120 bytes each. */
+const WIDE_COLUMNS = `id int PRIMARY KEY, n numeric(12,3), t text, ts timestamptz, d date,
+  j jsonb, b bytea, a int[], f float8, u uuid, c char(20)`;
+const WIDE_ROWS = (from: number, to: number) =>
+  `INSERT INTO wide SELECT g, g * 1.5, 'row ' || g || repeat('x', g % 40),
+     '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 minute', DATE '2020-01-01' + g % 1000,
+     jsonb_build_object('g', g, 'odd', g % 2 = 1), decode(lpad(to_hex(g), 8, '0'), 'hex'),
+     ARRAY[g, g + 1], g / 7.0, md5(g::text)::uuid, 'c' || g % 10
+   FROM generate_series(${from}, ${to}) g`;
+
+clusterSuite("kvsz run: initial sync", {
+  "a table above split_mb is copied as page ranges in parallel, exactly (binary and text)": async (
+    c,
+  ) => {
+    const { srcDb, dstDb, src, dst } = await databases(c);
+    await src.unsafe(`CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')`);
+    await dst.unsafe(`CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')`);
+    await src.unsafe(`CREATE TABLE wide (${WIDE_COLUMNS})`);
+    await src.unsafe(WIDE_ROWS(1, 30_000));
+    await src.unsafe(`UPDATE wide SET t = NULL, j = NULL, a = NULL WHERE id % 13 = 0`);
+    // An enum column (user type): this table is copied in text format.
+    await src.unsafe(`CREATE TABLE moods (id int PRIMARY KEY, m mood, note text)`);
+    await src.unsafe(
+      `INSERT INTO moods SELECT g, (ARRAY['sad','ok','happy']::mood[])[g % 3 + 1], repeat('n', 200)
+         FROM generate_series(1, 12000) g`,
+    );
+    await dst.unsafe(`CREATE TABLE wide (${WIDE_COLUMNS})`);
+    await dst.unsafe(`CREATE TABLE moods (id int PRIMARY KEY, m mood, note text)`);
+    // History with sid: the copy adds sid and the kvsz_* bounds itself.
+    await dst.unsafe(
+      `CREATE TABLE wide_h (sid text, ${
+        WIDE_COLUMNS.replace(" PRIMARY KEY", "")
+      }, kvsz_start timestamptz NOT NULL, kvsz_end timestamptz NOT NULL, kvsz_deleted boolean NOT NULL,
+       PRIMARY KEY (sid, id, kvsz_start))`,
+    );
+    // A copy of `wide` for the history target (one source table maps to one target).
+    await src.unsafe(`CREATE TABLE wide_src AS SELECT * FROM wide`);
+    await src.unsafe(`ALTER TABLE wide_src ADD PRIMARY KEY (id)`);
+    const path = await writeConfig(config(c, srcDb, dstDb, {
+      wide: null,
+      moods: null,
+      wide_src: { target: "wide_h", type: "history" },
+    }, { split_mb: 1 }));
+    await using kvsz = KvszProcess.start(["run", "--config", path]);
+    await kvsz.waitForOutput(/streaming from/, 120_000);
+    for (const table of ["wide", "moods", "wide_src"]) {
+      assert.match(
+        kvsz.output,
+        new RegExp(`copying ${table} \\(about \\d+ rows, 2 page ranges in parallel\\)`),
+        `${table} is split`,
+      );
+    }
+    assert.deepEqual(await tableRows(dst, "wide"), await tableRows(src, "wide"));
+    assert.deepEqual(await tableRows(dst, "moods"), await tableRows(src, "moods"));
+    const cols = "id, n, t, ts, d, j, b, a, f, u, c";
+    assert.deepEqual(
+      await tableRows(dst, "wide_h", cols, `sid = '${SID}' AND kvsz_end = '9999-01-01'`),
+      await tableRows(src, "wide_src", cols),
+    );
+    const synced = await dst.unsafe(
+      `SELECT source_table, rows, synced_lsn::text AS lsn FROM kvsz.synced_tables ORDER BY 1`,
+    );
+    assert.deepEqual(
+      synced.map((r) => [r.source_table, Number(r.rows), r.lsn !== "0/0"]),
+      [["moods", 12000, true], ["wide", 30000, true], [
+        "wide_src",
+        30000,
+        true,
+      ]],
+    );
+    // And it streams afterwards.
+    await src.unsafe(`UPDATE wide SET t = 'changed' WHERE id = 17`);
+    await waitForEqualRows(() => tableRows(src, "wide"), () => tableRows(dst, "wide"), { kvsz });
+    assert.equal(await kvsz.stop(), 0);
+  },
+
+  "kill -9 in the middle of a split copy: never marked synced, the restart removes its rows and copies again":
+    async (c) => {
+      const { srcDb, dstDb, src, dst } = await databases(c);
+      await src.unsafe(`CREATE TABLE wide (${WIDE_COLUMNS})`);
+      await dst.unsafe(`CREATE TABLE wide (${WIDE_COLUMNS})`);
+      await src.unsafe(WIDE_ROWS(1, 40_000));
+      // Thin out the second half of the pages: its range commits at once while the
+      // rate limit holds the first one back.
+      await src.unsafe(`DELETE FROM wide WHERE id > 20000 AND id % 50 <> 0`);
+      const path = await writeConfig(
+        config(c, srcDb, dstDb, { wide: null }, { split_mb: 1, rate: 2000, burst: 100 }),
+      );
+      const first = KvszProcess.start(["run", "--config", path]);
+      try {
+        await waitFor(async () => {
+          const [r] = await dst.unsafe(`SELECT count(*)::int AS n FROM wide`);
+          return r.n > 0;
+        }, { timeoutMs: 60_000, what: "the short range committed", context: () => first.output });
+        const [mark] = await dst.unsafe(
+          `SELECT synced_lsn::text AS lsn FROM kvsz.synced_tables WHERE source_table = 'wide'`,
+        );
+        assert.equal(mark?.lsn, "0/0", "a half-copied table is recorded as not synced");
+      } finally {
+        await first.stop("SIGKILL");
+      }
+      const [partial] = await dst.unsafe(`SELECT count(*)::int AS n FROM wide`);
+      assert.ok(partial.n > 0 && partial.n < 20_400, `partial copy: ${partial.n} rows`);
+      // Changes while kvsz is down, on rows of both ranges.
+      await src.unsafe(`UPDATE wide SET t = 'later' WHERE id IN (5, 30000)`);
+      await src.unsafe(`DELETE FROM wide WHERE id IN (6, 30050)`);
+      await src.unsafe(WIDE_ROWS(50_001, 50_010));
+      const path2 = await writeConfig(config(c, srcDb, dstDb, { wide: null }, { split_mb: 1 }));
+      await using kvsz = KvszProcess.start(["run", "--config", path2]);
+      await kvsz.waitForOutput(/streaming from/, 120_000);
+      assert.match(kvsz.output, /removed the rows of the interrupted copy of wide/);
+      await waitForEqualRows(() => tableRows(src, "wide"), () => tableRows(dst, "wide"), { kvsz });
+      const [ranges] = await dst.unsafe(`SELECT count(*)::int AS n FROM kvsz.sync_ranges`);
+      assert.equal(ranges.n, 0, "no range records left");
+      const [synced] = await dst.unsafe(
+        `SELECT synced_lsn::text AS lsn FROM kvsz.synced_tables WHERE source_table = 'wide'`,
+      );
+      assert.notEqual(synced.lsn, "0/0");
+      assert.equal(await kvsz.stop(), 0);
+    },
+
+  "sync.rate holds within 10 % over two tables copied in parallel": async (c) => {
+    const { srcDb, dstDb, src, dst } = await databases(c);
+    for (const t of ["r1", "r2"]) {
+      await src.unsafe(`CREATE TABLE ${t} (id int PRIMARY KEY, pad text)`);
+      await src.unsafe(
+        `INSERT INTO ${t} SELECT g, repeat('p', 90) FROM generate_series(1, 25000) g`,
+      );
+      await dst.unsafe(`CREATE TABLE ${t} (id int PRIMARY KEY, pad text)`);
+    }
+    const rate = 10_000;
+    const burst = 1_000;
+    const path = await writeConfig(
+      config(c, srcDb, dstDb, { r1: null, r2: null }, { rate, burst, parallelism: 2 }),
+    );
+    await using kvsz = KvszProcess.start(["run", "--config", path]);
+    await kvsz.waitForOutput(/streaming from/, 60_000);
+    const start = Math.min(...logLines(kvsz.output, "copying ").map((l) => l.time));
+    const end = Math.max(...logLines(kvsz.output, "copied ").map((l) => l.time));
+    // A token bucket lets `burst` rows through at once, then `rate` per second.
+    const measured = (50_000 - burst) / ((end - start) / 1000);
+    assert.ok(
+      Math.abs(measured - rate) / rate <= 0.1,
+      `copied at ${Math.round(measured)} rows/s with sync.rate ${rate} (${end - start} ms)`,
+    );
+    console.log(`sync.rate ${rate}: measured ${Math.round(measured)} rows/s`);
+    assert.equal(await kvsz.stop(), 0);
+  },
+});

@@ -34,7 +34,8 @@ export type Sql = postgres.Sql<Record<string, never>>;
  * are parsed.
  */
 export function connect(url: string, opts: ConnectOptions = {}): Sql {
-  return postgres(url, {
+  const sockets: net.Socket[] = [];
+  const sql = postgres(url, {
     max: opts.max ?? 1,
     connect_timeout: opts.connectTimeout ?? 10,
     idle_timeout: 0,
@@ -43,7 +44,7 @@ export function connect(url: string, opts: ConnectOptions = {}): Sql {
     prepare: !opts.replication,
     fetch_types: false,
     // Not in the driver's type definitions, but a documented option.
-    ...({ socket: noDelaySocket() } as Record<string, unknown>),
+    ...({ socket: noDelaySocket(sockets) } as Record<string, unknown>),
     connection: {
       ...SESSION_SETTINGS,
       ...(opts.replication ? { replication: "database" } : {}),
@@ -60,6 +61,30 @@ export function connect(url: string, opts: ConnectOptions = {}): Sql {
     },
     transform: { undefined: null },
   }) as unknown as Sql;
+  // Plain TCP only: under TLS the driver reads a TLS socket layered on this one.
+  if ((opts.max ?? 1) === 1 && plainTcp(url)) SOCKETS.set(sql, sockets);
+  return sql;
+}
+
+const SOCKETS = new WeakMap<Sql, net.Socket[]>();
+
+function plainTcp(url: string): boolean {
+  try {
+    const sslmode = new URL(url).searchParams.get("sslmode");
+    return !sslmode || sslmode === "disable";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The TCP socket of a one-connection client over plain TCP, for a caller that
+ * must read or write protocol bytes itself (`lib/source/copy_relay.ts`); null
+ * for pools, TLS, or before the first connection.
+ */
+export function socketOf(sql: Sql): net.Socket | null {
+  const socket = SOCKETS.get(sql)?.at(-1);
+  return socket && !socket.destroyed ? socket : null;
 }
 
 /**
@@ -68,7 +93,7 @@ export function connect(url: string, opts: ConnectOptions = {}): Sql {
  * CopyDone, a COMMIT after a COPY) otherwise wait for the server's delayed
  * ACK, 40 ms each. Rotates over the hosts of a multi-host URL, as the driver does.
  */
-function noDelaySocket(): (
+function noDelaySocket(created: net.Socket[]): (
   o: { host: string[]; port: number[]; path?: string | false },
 ) => net.Socket {
   let next = 0;
@@ -78,6 +103,7 @@ function noDelaySocket(): (
       ? net.connect({ path: o.path })
       : net.connect({ host: o.host[i], port: o.port[i] ?? o.port[0] });
     socket.setNoDelay(true);
+    created.splice(0, created.length, socket);
     // The driver names the host in TLS (SNI) from these, as for its own sockets.
     Object.assign(socket, { host: o.host[i], port: o.port[i] ?? o.port[0] });
     return socket;

@@ -14,7 +14,7 @@
  * a crash never leaves a half-copied table marked synced.
  */
 import type { Sql } from "../pg/connect.ts";
-import { connect } from "../pg/connect.ts";
+import { connect, socketOf } from "../pg/connect.ts";
 import { qualify } from "../pg/identifiers.ts";
 import { formatLsn } from "../pg/lsn.ts";
 import type { TargetTable } from "../apply/types.ts";
@@ -27,6 +27,7 @@ import { RateLimiter } from "./rate_limiter.ts";
 import type { SyncProgress } from "../observe/sync_progress.ts";
 import { type CopyPart, copyStatements, type PageRange, planParts } from "./copy_plan.ts";
 import { type ChunkHook, pipeCopy } from "./copy_pipe.ts";
+import { relayCopy } from "./copy_relay.ts";
 import { ensureRangeLog, forgetRanges, recordRange, undoInterruptedCopies } from "./range_log.ts";
 import { log } from "../observe/log.ts";
 
@@ -46,7 +47,9 @@ export interface CopyOptions {
   snapshotName: string;
   /** LSN of the snapshot: changes committed at or below it are in the copy. */
   snapshotLsn: bigint;
+  /** Destination pool for kvsz's records; each worker opens its own connection for copies. */
   dest: Sql;
+  destUrl: string;
   destSchema: string;
   database: string;
   sid: string;
@@ -79,6 +82,12 @@ interface TableCopy {
   begun: Promise<void> | null;
 }
 
+/** A worker's two connections: the source in the snapshot, the destination for its copies. */
+interface Worker {
+  source: Sql;
+  dest: Sql;
+}
+
 /** A unit of work for one worker: a whole table, or one page range of it. */
 interface Task {
   table: TableCopy;
@@ -91,26 +100,29 @@ export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<vo
   if (jobs.length === 0) return;
   jobs = await undoInterrupted(jobs, opts);
   const limiter = opts.rate > 0 ? new RateLimiter(opts.rate, opts.burst || opts.rate) : null;
-  // One connection per worker (max 1): every statement runs in the snapshot transaction.
-  const sources = Array.from(
-    { length: Math.max(1, opts.parallelism) },
-    () => connect(opts.sourceUrl, { max: 1 }),
-  );
+  // One connection per worker and side (max 1): every source statement runs in the
+  // snapshot transaction, and the relay writes to the destination's own socket.
+  const workers: Worker[] = Array.from({ length: Math.max(1, opts.parallelism) }, () => ({
+    source: connect(opts.sourceUrl, { max: 1 }),
+    dest: connect(opts.destUrl, { max: 1 }),
+  }));
   try {
     // Every worker imports the snapshot before any copy starts.
-    await Promise.all(sources.map((s) => importSnapshot(s, opts.snapshotName)));
-    const queue = await planTasks(sources[0], jobs, opts);
-    const run = async (source: Sql) => {
+    await Promise.all(workers.map((w) => importSnapshot(w.source, opts.snapshotName)));
+    const queue = await planTasks(workers[0].source, jobs, opts);
+    const run = async (worker: Worker) => {
       for (let task = queue.shift(); task; task = queue.shift()) {
-        await runTask(source, task, opts, limiter);
+        await runTask(worker, task, opts, limiter);
       }
     };
     // Fail fast on any error.
-    await Promise.all(sources.slice(0, queue.length).map(run));
+    await Promise.all(workers.slice(0, queue.length).map(run));
   } finally {
     // The read-only snapshot transactions end with the connections: no COMMIT,
     // whose promise npm:postgres sometimes never resolves after a COPY.
-    await Promise.all(sources.map((s) => s.end({ timeout: 0 })));
+    await Promise.all(
+      workers.flatMap((w) => [w.source.end({ timeout: 0 }), w.dest.end({ timeout: 5 })]),
+    );
   }
 }
 
@@ -203,13 +215,13 @@ function splitRanges(
 }
 
 async function runTask(
-  source: Sql,
+  worker: Worker,
   task: Task,
   opts: CopyOptions,
   limiter: RateLimiter | null,
 ): Promise<void> {
   const t = task.table;
-  t.parts ??= planParts(source, t.job.table.copied, t.job.target);
+  t.parts ??= planParts(worker.source, t.job.table.copied, t.job.target);
   const parts = await t.parts;
   if (!t.started) {
     t.started = true;
@@ -222,7 +234,7 @@ async function runTask(
     return limiter?.take(rows);
   };
   if (task.range) {
-    await copyRange(source, t, parts[0], task.range, opts, onChunk);
+    await copyRange(worker, t, parts[0], task.range, opts, onChunk);
     // Exactly one range sees 0 here: it records the table as synced.
     if (--t.remaining > 0) return;
     await opts.dest.begin(async (tx) => {
@@ -230,7 +242,7 @@ async function runTask(
       await forgetRanges(tx as unknown as Sql, opts.database, opts.sid, t.label);
     });
   } else {
-    await copyWhole(source, t, parts, opts, onChunk);
+    await copyWhole(worker, t, parts, opts, onChunk);
     t.remaining--;
   }
   opts.progress.finish(t.label, t.rows);
@@ -239,14 +251,14 @@ async function runTask(
 
 /** Copies every part of a table in one destination transaction with its synced record. */
 async function copyWhole(
-  source: Sql,
+  worker: Worker,
   t: TableCopy,
   parts: CopyPart[],
   opts: CopyOptions,
   onChunk: ChunkHook,
 ): Promise<void> {
   const { job } = t;
-  await opts.dest.begin(async (sql) => {
+  await worker.dest.begin(async (sql) => {
     const tx = sql as unknown as Sql;
     const columns = parts[0]?.columns.filter((c) => parts.every((p) => p.columns.includes(c)));
     const sink = await prepareResync(tx, {
@@ -265,7 +277,7 @@ async function copyWhole(
         sink.table,
         null,
       );
-      const rows = await pipeCopy(source, tx, copy.copyOut, copy.copyIn, copy.binary, onChunk);
+      const rows = await copyPart(worker, tx, copy, onChunk);
       t.rows += rows;
     }
     await sink.finish();
@@ -275,7 +287,7 @@ async function copyWhole(
 
 /** Copies one page range of a split table in its own destination transaction, after its 0/0 record. */
 async function copyRange(
-  source: Sql,
+  worker: Worker,
   t: TableCopy,
   part: CopyPart,
   range: PageRange,
@@ -288,13 +300,27 @@ async function copyRange(
   const into = qualify(job.target.schema, job.target.name);
   const copy = copyStatements(part, job.target, job.table.mapping.mode, opts.sid, into, range);
   let rows = 0;
-  await opts.dest.begin(async (sql) => {
+  await worker.dest.begin(async (sql) => {
     const tx = sql as unknown as Sql;
-    rows = await pipeCopy(source, tx, copy.copyOut, copy.copyIn, copy.binary, onChunk);
+    rows = await copyPart(worker, tx, copy, onChunk);
     // With the rows: a crash after this commit lets the next start remove exactly them.
     await recordRange(tx, opts.database, opts.sid, t.label, rows);
   });
   t.rows += rows;
+}
+
+/** One COPY into `tx` (on the worker's destination connection): relayed, or piped under TLS. */
+async function copyPart(
+  worker: Worker,
+  tx: Sql,
+  copy: { copyOut: string; copyIn: string; binary: boolean },
+  onChunk: ChunkHook,
+): Promise<number> {
+  const { copyOut, copyIn, binary } = copy;
+  const relayed = await relayCopy(worker.source, tx, copyOut, copyIn, binary, onChunk, {
+    destSocket: socketOf(worker.dest),
+  });
+  return relayed ?? await pipeCopy(worker.source, tx, copyOut, copyIn, binary, onChunk);
 }
 
 function markSynced(sql: Sql, t: TableCopy, opts: CopyOptions, lsn: string): Promise<void> {

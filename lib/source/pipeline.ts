@@ -265,6 +265,7 @@ export class SourcePipeline {
         snapshotName,
         snapshotLsn,
         dest,
+        destUrl: this.config.destination.url,
         destSchema: this.config.destination.schema,
         database: this.db.database,
         sid: this.source.sid,

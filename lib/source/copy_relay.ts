@@ -1,0 +1,243 @@
+/**
+ * A COPY relayed between two servers without touching its rows: during
+ * `COPY … TO STDOUT` the source sends each row as a CopyData frame ('d',
+ * length, row), exactly the frame the destination takes during `COPY … FROM
+ * STDIN`. So the bytes of runs of 'd' frames go from the source socket's
+ * buffers straight into the destination socket, parsed only for their
+ * lengths. The driver still sends both statements and reads every other frame
+ * (CopyOutResponse, CopyDone, CommandComplete, errors), so its state stays right.
+ */
+import type net from "node:net";
+import { socketOf, type Sql } from "../pg/connect.ts";
+import type { ChunkHook } from "./copy_pipe.ts";
+
+const COPY_DATA = 0x64; // 'd'
+const COPY_OUT_RESPONSE = 0x48; // 'H'
+const ERROR_RESPONSE = 0x45; // 'E'
+
+/**
+ * Relays `copyOut` (run on `source`) into `copyIn` (run on `dest`) and returns
+ * the number of rows, or null when either has no plain TCP socket of its own
+ * (then use `pipeCopy`).
+ */
+export async function relayCopy(
+  source: Sql,
+  dest: Sql,
+  copyOut: string,
+  copyIn: string,
+  binary: boolean,
+  onChunk: ChunkHook,
+  /** The socket under `dest` when it is a transaction of a one-connection client. */
+  opts: { destSocket?: net.Socket | null } = {},
+): Promise<number | null> {
+  const from = socketOf(source);
+  const to = opts.destSocket ?? socketOf(dest);
+  if (!from || !to || from.listenerCount("data") !== 1) return null;
+  // The destination is in COPY FROM STDIN before the first source row can arrive.
+  // deno-lint-ignore no-explicit-any
+  const writer: any = await dest.unsafe(copyIn).writable();
+  const relay = new FrameRelay(from, to);
+  const watch = new DestinationErrors(to);
+  try {
+    // deno-lint-ignore no-explicit-any
+    const reader: any = await source.unsafe(copyOut).readable();
+    await new Promise<void>((resolve, reject) => {
+      let failed = false;
+      const fail = (e: unknown) => {
+        if (failed) return;
+        failed = true;
+        reader.destroy?.();
+        reject(e);
+      };
+      relay.onChunk = () => {
+        const wait = relay.report(onChunk);
+        if (wait) {
+          relay.hold();
+          wait.then(() => relay.release(), fail);
+        }
+      };
+      writer.once("error", fail);
+      watch.onError = fail;
+      reader.once("error", fail);
+      // Rows the driver reads itself (after an unexpected frame handed the copy back).
+      reader.on("data", (row: Uint8Array) => {
+        relay.rows++;
+        if (!writer.write(row)) {
+          reader.pause();
+          writer.once("drain", () => reader.resume());
+        }
+      });
+      reader.once("end", () => {
+        writer.once("finish", resolve);
+        writer.end();
+      });
+    });
+  } finally {
+    relay.stop();
+    watch.stop();
+  }
+  // Binary: the header rides on the first frame, the trailer is a frame of its own.
+  if (binary && relay.rows > 0) relay.rows--;
+  await relay.report(onChunk);
+  return relay.rows;
+}
+
+/**
+ * Reads along on the destination socket during the COPY: an ErrorResponse
+ * after the writable's end() is lost by the driver (its `finish` never comes),
+ * so the relay fails with the server's message itself.
+ */
+class DestinationErrors {
+  onError: (e: Error) => void = () => {};
+  #pending: Uint8Array = new Uint8Array(0);
+  readonly #listener = (chunk: Uint8Array) => this.#read(chunk);
+
+  constructor(readonly socket: net.Socket) {
+    socket.on("data", this.#listener);
+  }
+
+  stop(): void {
+    this.socket.removeListener("data", this.#listener);
+  }
+
+  #read(chunk: Uint8Array): void {
+    const buf = new Uint8Array(this.#pending.length + chunk.length);
+    buf.set(this.#pending);
+    buf.set(chunk, this.#pending.length);
+    let i = 0;
+    while (buf.length - i >= 5) {
+      const length = (buf[i + 1] << 24) | (buf[i + 2] << 16) | (buf[i + 3] << 8) | buf[i + 4];
+      if (buf.length - i < length + 1) break;
+      if (buf[i] === ERROR_RESPONSE) {
+        this.onError(new Error(errorMessage(buf.subarray(i + 5, i + 1 + length))));
+      }
+      i += length + 1;
+    }
+    this.#pending = buf.slice(i);
+  }
+}
+
+/** The severity, message and detail fields of an ErrorResponse body. */
+function errorMessage(body: Uint8Array): string {
+  const fields = new Map<string, string>();
+  const text = new TextDecoder();
+  let i = 0;
+  while (i < body.length && body[i] !== 0) {
+    const end = body.indexOf(0, i + 1);
+    fields.set(String.fromCharCode(body[i]), text.decode(body.subarray(i + 1, end)));
+    i = end + 1;
+  }
+  const detail = fields.get("D");
+  return `${fields.get("M") ?? "COPY failed"}${detail ? ` (${detail})` : ""}`;
+}
+
+/**
+ * Sits between the source socket and the driver: frames go to the driver
+ * until its CopyOutResponse, then CopyData frames go to the destination
+ * socket, and from the first other frame on everything goes to the driver again.
+ */
+class FrameRelay {
+  rows = 0;
+  bytes = 0;
+  onChunk: () => void = () => {};
+  #reportedRows = 0;
+  #reportedBytes = 0;
+  #phase: "before" | "copy" | "after" = "before";
+  readonly #driver: (chunk: Uint8Array) => void;
+  readonly #listener = (chunk: Uint8Array) => this.#relay(chunk);
+  /** Header bytes of the current frame seen so far (type and length, 5 in all). */
+  #header = new Uint8Array(5);
+  #headerLength = 0;
+  /** Body bytes of the current frame still to come. */
+  #left = 0;
+  #toDest = false;
+  #holds = 0;
+
+  constructor(readonly from: net.Socket, readonly to: net.Socket) {
+    this.#driver = from.listeners("data")[0] as (chunk: Uint8Array) => void;
+    from.removeListener("data", this.#driver);
+    from.on("data", this.#listener);
+  }
+
+  /** Pauses the source (destination backpressure, rate limit); counted. */
+  hold(): void {
+    if (this.#holds++ === 0) this.from.pause();
+  }
+
+  release(): void {
+    if (--this.#holds === 0) this.from.resume();
+  }
+
+  /** Hands the socket back to the driver (idempotent). */
+  stop(): void {
+    if (this.#phase === "after") return;
+    this.#phase = "after";
+    this.from.removeListener("data", this.#listener);
+    this.from.on("data", this.#driver);
+  }
+
+  /** Tells `hook` the rows and bytes (without frame headers) since the last report. */
+  report(hook: ChunkHook): void | Promise<void> {
+    const bytes = this.bytes - 5 * this.rows;
+    const wait = hook(this.rows - this.#reportedRows, bytes - this.#reportedBytes);
+    this.#reportedRows = this.rows;
+    this.#reportedBytes = bytes;
+    return wait;
+  }
+
+  #relay(chunk: Uint8Array): void {
+    let start = 0; // first byte not yet handed on
+    let i = 0;
+    const handOn = (end: number) => {
+      if (end > start) this.#emit(chunk.subarray(start, end));
+      start = end;
+    };
+    while (i < chunk.length) {
+      if (this.#headerLength === 0 && this.#left === 0) {
+        // A frame starts: decide where its bytes go.
+        const type = chunk[i];
+        if (this.#phase === "copy" && type !== COPY_DATA) {
+          handOn(i);
+          this.stop();
+          this.#driver(chunk.subarray(i));
+          this.onChunk();
+          return;
+        }
+        const toDest = this.#phase === "copy";
+        if (toDest !== this.#toDest) {
+          handOn(i);
+          this.#toDest = toDest;
+        }
+        if (toDest) this.rows++;
+        else if (type === COPY_OUT_RESPONSE) this.#phase = "copy"; // from its next frame on
+      }
+      if (this.#headerLength < 5) {
+        const take = Math.min(5 - this.#headerLength, chunk.length - i);
+        this.#header.set(chunk.subarray(i, i + take), this.#headerLength);
+        this.#headerLength += take;
+        i += take;
+        if (this.#headerLength < 5) break;
+        const h = this.#header;
+        this.#left = ((h[1] << 24) | (h[2] << 16) | (h[3] << 8) | h[4]) - 4;
+      }
+      const take = Math.min(this.#left, chunk.length - i);
+      i += take;
+      this.#left -= take;
+      if (this.#left === 0) this.#headerLength = 0;
+    }
+    handOn(chunk.length);
+    this.onChunk();
+  }
+
+  #emit(bytes: Uint8Array): void {
+    if (!this.#toDest) {
+      this.#driver(bytes);
+      return;
+    }
+    this.bytes += bytes.byteLength;
+    if (!this.to.write(bytes)) {
+      this.hold();
+      this.to.once("drain", () => this.release());
+    }
+  }
+}

@@ -59,7 +59,7 @@ export interface SyncConfig {
   rate: number;
   /** Rows allowed above the rate in a burst. */
   burst: number;
-  /** Tables of at least this many MiB are copied as `parallelism` page ranges at once (0 = never). */
+  /** Tables of at least this many MiB are copied as page ranges, `parallelism` at once (0 = never). */
   splitMb: number;
 }
 

@@ -88,7 +88,7 @@ clusterSuite("kvsz run: initial sync", {
     for (const table of ["wide", "moods", "wide_src"]) {
       assert.match(
         kvsz.output,
-        new RegExp(`copying ${table} \\(about \\d+ rows, 2 page ranges in parallel\\)`),
+        new RegExp(`copying ${table} \\(about \\d+ rows, 4 page ranges in parallel\\)`),
         `${table} is split`,
       );
     }

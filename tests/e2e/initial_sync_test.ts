@@ -86,11 +86,10 @@ clusterSuite("kvsz run: initial sync", {
     await using kvsz = KvszProcess.start(["run", "--config", path]);
     await kvsz.waitForOutput(/streaming from/, 120_000);
     for (const table of ["wide", "moods", "wide_src"]) {
-      assert.match(
-        kvsz.output,
-        new RegExp(`copying ${table} \\(about \\d+ rows, 4 page ranges in parallel\\)`),
-        `${table} is split`,
-      );
+      // TID range scans exist from PostgreSQL 14 on; older sources copy each table whole.
+      const split = new RegExp(`copying ${table} \\(about \\d+ rows, 4 page ranges in parallel\\)`);
+      if (c.major >= 14) assert.match(kvsz.output, split, `${table} is split`);
+      else assert.doesNotMatch(kvsz.output, split, `${table} is copied whole`);
     }
     assert.deepEqual(await tableRows(dst, "wide"), await tableRows(src, "wide"));
     assert.deepEqual(await tableRows(dst, "moods"), await tableRows(src, "moods"));
@@ -118,6 +117,7 @@ clusterSuite("kvsz run: initial sync", {
 
   "kill -9 in the middle of a split copy: never marked synced, the restart removes its rows and copies again":
     async (c) => {
+      if (c.major < 14) return; // no page ranges before PostgreSQL 14
       const { srcDb, dstDb, src, dst } = await databases(c);
       await src.unsafe(`CREATE TABLE wide (${WIDE_COLUMNS})`);
       await dst.unsafe(`CREATE TABLE wide (${WIDE_COLUMNS})`);

@@ -260,8 +260,7 @@ async function copyWhole(
   onChunk: ChunkHook,
 ): Promise<void> {
   const { job } = t;
-  await worker.dest.begin(async (sql) => {
-    const tx = sql as unknown as Sql;
+  await inTransaction(worker.dest, async (tx) => {
     const columns = parts[0]?.columns.filter((c) => parts.every((p) => p.columns.includes(c)));
     const sink = await prepareResync(tx, {
       target: job.target,
@@ -302,13 +301,32 @@ async function copyRange(
   const into = qualify(job.target.schema, job.target.name);
   const copy = copyStatements(part, job.target, job.table.mapping.mode, opts.sid, into, range);
   let rows = 0;
-  await worker.dest.begin(async (sql) => {
-    const tx = sql as unknown as Sql;
+  await inTransaction(worker.dest, async (tx) => {
     rows = await copyPart(worker, tx, copy, onChunk);
     // With the rows: a crash after this commit lets the next start remove exactly them.
     await recordRange(tx, opts.database, opts.sid, t.label, rows);
   });
   t.rows += rows;
+}
+
+/**
+ * Runs `fn` in a destination transaction. When it fails, its own error is
+ * thrown, not the ROLLBACK's: a failed COPY may leave the connection unusable.
+ */
+async function inTransaction(dest: Sql, fn: (tx: Sql) => Promise<void>): Promise<void> {
+  let failure: unknown = null;
+  try {
+    await dest.begin(async (tx) => {
+      try {
+        await fn(tx as unknown as Sql);
+      } catch (e) {
+        failure = e;
+        throw e;
+      }
+    });
+  } catch (e) {
+    throw failure ?? e;
+  }
 }
 
 /** One COPY into `tx` (on the worker's destination connection): relayed, or piped under TLS. */

@@ -7,6 +7,8 @@
 import assert from "node:assert/strict";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
 import { KvszProcess, tableRows, waitFor, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
+import { connect } from "../../lib/pg/connect.ts";
+import { pipeCopy } from "../../lib/source/copy_pipe.ts";
 
 const SID = "7";
 
@@ -160,6 +162,52 @@ clusterSuite("kvsz run: initial sync", {
       assert.notEqual(synced.lsn, "0/0");
       assert.equal(await kvsz.stop(), 0);
     },
+
+  "a row the destination rejects fails the copy with the server's message; the retry succeeds":
+    async (c) => {
+      const { srcDb, dstDb, src, dst } = await databases(c);
+      await src.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
+      await src.unsafe(
+        `INSERT INTO t SELECT g, CASE WHEN g = 29990 THEN 'bad' ELSE repeat('v', 60) END
+           FROM generate_series(1, 30000) g`,
+      );
+      await dst.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text CHECK (v <> 'bad'))`);
+      const path = await writeConfig(config(c, srcDb, dstDb, { t: null }, {}));
+      await using kvsz = KvszProcess.start(["run", "--config", path]);
+      await kvsz.waitForOutput(/violates check constraint .*t_v_check/, 60_000);
+      await src.unsafe(`UPDATE t SET v = 'fixed' WHERE id = 29990`);
+      await kvsz.waitForOutput(/streaming from/, 60_000);
+      assert.deepEqual(await tableRows(dst, "t"), await tableRows(src, "t"));
+      assert.equal(await kvsz.stop(), 0);
+    },
+
+  "the driver-stream pipe (kept for TLS connections) copies exactly, text and binary": async (
+    c,
+  ) => {
+    const { srcDb, dstDb, src, dst } = await databases(c);
+    await src.unsafe(`CREATE TABLE wide (${WIDE_COLUMNS})`);
+    await src.unsafe(WIDE_ROWS(1, 20_000));
+    await dst.unsafe(`CREATE TABLE wide (${WIDE_COLUMNS})`);
+    const from = connect(c.url(srcDb));
+    const to = connect(c.url(dstDb));
+    try {
+      for (const format of ["", " WITH (FORMAT binary)"]) {
+        await to.unsafe(`TRUNCATE wide`);
+        const rows = await pipeCopy(
+          from,
+          to,
+          `COPY (SELECT * FROM wide) TO STDOUT${format}`,
+          `COPY wide FROM STDIN${format}`,
+          format !== "",
+          () => {},
+        );
+        assert.equal(rows, 20_000, `rows counted${format}`);
+        assert.deepEqual(await tableRows(dst, "wide"), await tableRows(src, "wide"));
+      }
+    } finally {
+      await Promise.all([from.end(), to.end()]);
+    }
+  },
 
   "sync.rate holds within 10 % over two tables copied in parallel": async (c) => {
     const { srcDb, dstDb, src, dst } = await databases(c);

@@ -244,50 +244,46 @@ export class SourcePipeline {
   }
 
   /**
-   * Copies `jobs` in the snapshot; each target is analyzed on `analyzeOn` once
-   * copied, in the background (fresh statistics, or the first set-based
-   * statements plan against an empty table; a plan made before is replanned
-   * when the statistics change), so streaming need not wait for it.
+   * Copies `jobs` in the snapshot, keeping kvsz's records on the pipeline's
+   * destination pool `dest`. Each target is analyzed on that pool once copied,
+   * in the background (fresh statistics, or the first set-based statements
+   * plan against an empty table; a plan made before is replanned when the
+   * statistics change), so streaming need not wait for it.
    */
   async #copy(
     jobs: SyncJob[],
     snapshotName: string,
     snapshotLsn: bigint,
     major: number,
-    analyzeOn: Sql,
+    dest: Sql,
   ): Promise<void> {
     if (jobs.length === 0) return;
-    const dest = connect(this.config.destination.url, { max: this.config.sync.parallelism });
-    try {
-      await copyTables(jobs, {
-        sourceUrl: this.source.url,
-        sourceMajor: major,
-        snapshotName,
-        snapshotLsn,
-        dest,
-        destUrl: this.config.destination.url,
-        destSchema: this.config.destination.schema,
-        database: this.db.database,
-        sid: this.source.sid,
-        parallelism: this.config.sync.parallelism,
-        splitBytes: this.config.sync.splitMb * 1024 * 1024,
-        rate: this.config.sync.rate,
-        burst: this.config.sync.burst,
-        progress: new SyncProgressDisplay(
-          { database: this.db.database, sid: this.source.sid },
-          undefined,
-          this.events.onSyncRows,
-        ),
-        onCopied: (target) => {
-          const table = qualify(target.schema, target.name);
-          analyzeOn.unsafe(`ANALYZE ${table}`).catch((e) =>
-            this.#log.warn("ANALYZE {table} failed: {error}", { table, error: describeError(e) })
-          );
-        },
-      });
-    } finally {
-      await dest.end({ timeout: 5 });
-    }
+    await copyTables(jobs, {
+      sourceUrl: this.source.url,
+      sourceMajor: major,
+      snapshotName,
+      snapshotLsn,
+      dest,
+      destUrl: this.config.destination.url,
+      destSchema: this.config.destination.schema,
+      database: this.db.database,
+      sid: this.source.sid,
+      parallelism: this.config.sync.parallelism,
+      splitBytes: this.config.sync.splitMb * 1024 * 1024,
+      rate: this.config.sync.rate,
+      burst: this.config.sync.burst,
+      progress: new SyncProgressDisplay(
+        { database: this.db.database, sid: this.source.sid },
+        undefined,
+        this.events.onSyncRows,
+      ),
+      onCopied: (target) => {
+        const table = qualify(target.schema, target.name);
+        dest.unsafe(`ANALYZE ${table}`).catch((e) =>
+          this.#log.warn("ANALYZE {table} failed: {error}", { table, error: describeError(e) })
+        );
+      },
+    });
   }
 
   /**
@@ -295,7 +291,7 @@ export class SourcePipeline {
    * exports a snapshot whose LSN is recorded per table, and the stream applies
    * their changes only above it.
    */
-  async #copyWithTemporarySlot(jobs: SyncJob[], major: number, analyzeOn: Sql): Promise<void> {
+  async #copyWithTemporarySlot(jobs: SyncJob[], major: number, dest: Sql): Promise<void> {
     const replication = connect(this.source.url, { replication: true });
     try {
       const temp = await createSlotWithSnapshot(
@@ -308,7 +304,7 @@ export class SourcePipeline {
         count: jobs.length,
         lsn: formatLsn(temp.consistentPoint),
       });
-      await this.#copy(jobs, temp.snapshotName, temp.consistentPoint, major, analyzeOn);
+      await this.#copy(jobs, temp.snapshotName, temp.consistentPoint, major, dest);
     } finally {
       await replication.end({ timeout: 2 });
     }

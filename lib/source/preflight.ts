@@ -209,17 +209,23 @@ export async function preflightSource(
     // Count slots and WAL senders before our own replication connection takes one.
     const slotName = kvszObjectName(db.database, source.sid);
     const slots = await slotChecks(sql, label, slotName, facts, db);
-    if (mayReplicate) {
-      checks.push(await replicationConnectionCheck(label, source.url, facts, timeout));
-    }
+    // The replication connection and the table reads run at once (the table
+    // queries pipelined on one connection); the checks keep their order.
+    const replication = mayReplicate
+      ? replicationConnectionCheck(label, source.url, facts, timeout)
+      : null;
+    const perTable = await Promise.all(db.tables.map(async (mapping) => {
+      const m = await readMapping(sql, mapping, facts.major);
+      return { m, checks: await tableChecks(sql, label, facts, m) };
+    }));
+    if (replication) checks.push(await replication);
     checks.push(...slots);
 
     const mapped: MappedTables[] = [];
-    for (const mapping of db.tables) {
-      const m = await readMapping(sql, mapping, facts.major);
+    for (const { m, checks: tableResults } of perTable) {
       mapped.push(m);
-      tables.set(mapping.source, m.representative);
-      checks.push(...await tableChecks(sql, label, facts, m));
+      tables.set(m.mapping.source, m.representative);
+      checks.push(...tableResults);
     }
     checks.push(await publicationCheck(sql, label, slotName, facts, mapped));
     return { checks, reachable: true, tables };

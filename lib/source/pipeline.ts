@@ -5,7 +5,7 @@
  * applier until asked to stop. Failures are retried with capped exponential
  * backoff, resuming from the progress stored in the destination.
  */
-import type { Config, DatabaseMapping, SourceUrl } from "../config/types.ts";
+import type { Config, DatabaseMapping, SourceUrl, TableMapping } from "../config/types.ts";
 import { connect, serverMajor, type Sql } from "../pg/connect.ts";
 import { kvszObjectName, qualify } from "../pg/identifiers.ts";
 import { formatLsn } from "../pg/lsn.ts";
@@ -25,7 +25,7 @@ import {
 } from "../apply/progress.ts";
 import { syncPublication } from "./publication.ts";
 import { createSlotWithSnapshot, readSlot } from "./slot.ts";
-import { mappingsByRelation, type ResolvedTable, resolveTables } from "./tables.ts";
+import { mappingsByRelation, resolveTables } from "./tables.ts";
 import { copyTables, type SyncJob } from "./initial_sync.ts";
 import { streamChanges } from "./reader.ts";
 
@@ -103,6 +103,12 @@ export class SourcePipeline {
     const applyConn = connect(cfg.destination.url, { max: 1 });
     let applier: Applier | null = null;
     try {
+      // The destination's side (kvsz schema, target tables) is read while the source's is prepared.
+      const destReady = (async () => {
+        await ensureKvszSchema(dest);
+        return await readTargets(dest, cfg.destination.schema, this.db.tables);
+      })();
+      destReady.catch(() => {}); // awaited below, after the source's errors
       const major = await serverMajor(src);
       await checkWalLevel(src);
       const tables = await resolveTables(src, this.db.tables, major);
@@ -116,8 +122,7 @@ export class SourcePipeline {
           dropped: change.dropped.join(", ") || "-",
         });
       }
-      await ensureKvszSchema(dest);
-      const targets = await readTargets(dest, cfg.destination.schema, tables);
+      const targets = await destReady;
       const slot = await readSlot(src, this.name, major);
       if (slot?.active) {
         throw new SourceError(
@@ -323,16 +328,17 @@ async function checkWalLevel(src: Sql): Promise<void> {
 async function readTargets(
   dest: Sql,
   schema: string,
-  tables: ResolvedTable[],
+  mappings: TableMapping[],
 ): Promise<Map<string, TargetTable>> {
+  const names = [...new Set(mappings.map((m) => m.target))];
+  const found = await Promise.all(names.map((n) => readTargetTable(dest, schema, n)));
   const out = new Map<string, TargetTable>();
   const missing: string[] = [];
-  for (const t of tables) {
-    if (out.has(t.mapping.target)) continue;
-    const target = await readTargetTable(dest, schema, t.mapping.target);
-    if (target) out.set(t.mapping.target, target);
-    else missing.push(`${schema}.${t.mapping.target}`);
-  }
+  names.forEach((name, i) => {
+    const target = found[i];
+    if (target) out.set(name, target);
+    else missing.push(`${schema}.${name}`);
+  });
   if (missing.length > 0) {
     throw new SourceError(
       `destination table(s) ${

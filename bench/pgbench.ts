@@ -64,6 +64,15 @@ export async function pgbenchLoad(
 ): Promise<PgbenchResult> {
   const perClient = Math.max(1, Math.round(transactions / clients));
   return await pgbench(binary, url, [
+    ...tpcbArgs(clients),
+    "-t",
+    String(perClient),
+  ]);
+}
+
+/** pgbench's built-in tpcb-like script, prepared, with `clients` clients on up to 2 threads. */
+export function tpcbArgs(clients: number): string[] {
+  return [
     "-n",
     "-b",
     "tpcb-like",
@@ -73,9 +82,7 @@ export async function pgbenchLoad(
     String(clients),
     "-j",
     String(Math.min(clients, 2)),
-    "-t",
-    String(perClient),
-  ]);
+  ];
 }
 
 /** A steady tpcb-like load at `rate` transactions per second for `seconds`. */
@@ -87,15 +94,7 @@ export async function pgbenchRate(
   clients = 4,
 ): Promise<PgbenchResult> {
   return await pgbench(binary, url, [
-    "-n",
-    "-b",
-    "tpcb-like",
-    "-M",
-    "prepared",
-    "-c",
-    String(clients),
-    "-j",
-    String(Math.min(clients, 2)),
+    ...tpcbArgs(clients),
     "-R",
     String(Math.round(rate)),
     "-T",

@@ -10,7 +10,7 @@
 import postgres from "postgres";
 import { type BenchContext, SOURCE_DB } from "../context.ts";
 import type { Engine } from "../engines.ts";
-import { pgbench, pgbenchRate } from "../pgbench.ts";
+import { pgbench, pgbenchRate, tpcbArgs } from "../pgbench.ts";
 import { quantile, say, sleep, waitUntil } from "../util.ts";
 import { catchUp } from "./common.ts";
 
@@ -19,15 +19,7 @@ let tickSeq = 0;
 /** Measures pgbench's maximum tpcb-like rate on this machine (no engine running). */
 export async function measureMaxTps(ctx: BenchContext, seconds = 5): Promise<number> {
   const r = await pgbench(ctx.pgbench, ctx.source.url(SOURCE_DB), [
-    "-n",
-    "-b",
-    "tpcb-like",
-    "-M",
-    "prepared",
-    "-c",
-    String(ctx.opts.clients),
-    "-j",
-    "2",
+    ...tpcbArgs(ctx.opts.clients),
     "-T",
     String(seconds),
   ]);

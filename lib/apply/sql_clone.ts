@@ -13,6 +13,7 @@ import { type CloneEntry, firstOpAnomaly, type FoldAnomaly, type KeyValues } fro
 import {
   addValueArrays,
   and,
+  insertColumns,
   keyMatch,
   Params,
   q,
@@ -59,11 +60,7 @@ export function cloneChunkSql(shape: RouteShape, keepCols: readonly boolean[]): 
       : `${q(c.name)} = s.c${j}::${c.type}`
   );
   if (sets.length === 0) sets.push(`${q(shape.key[0].name)} = t.${q(shape.key[0].name)}`);
-  const insCols = [
-    ...(sid ? [q("sid")] : []),
-    ...shape.key.map((k) => q(k.name)),
-    ...shape.values.map((c) => q(c.name)),
-  ];
+  const insCols = insertColumns(sid, shape.keyThenValues);
   const insVals = [
     ...(sid ? [`${sid}::${shape.sidType}`] : []),
     ...shape.key.map((k, j) => `s.k${j}::${k.type}`),
@@ -76,7 +73,7 @@ del AS (DELETE FROM ${T} t USING s WHERE s.d AND ${match} RETURNING s.i),
 upd AS (UPDATE ${T} t SET ${
     sets.join(", ")
   } FROM s WHERE NOT s.d AND ${match} AND (SELECT count(*) FROM del) >= 0 RETURNING s.i),
-ins AS (INSERT INTO ${T} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${
+ins AS (INSERT INTO ${T} (${insCols}) OVERRIDING SYSTEM VALUE SELECT ${
     insVals.join(", ")
   } FROM s WHERE NOT s.d AND NOT EXISTS (SELECT FROM upd WHERE upd.i = s.i)),
 f AS (SELECT i FROM del UNION ALL SELECT i FROM upd)
@@ -108,8 +105,8 @@ function entryParams(
   const n = entries.length;
   const nk = shape.key.length;
   const nv = shape.values.length;
-  const d: boolean[] = new Array(n);
-  const e: boolean[] = new Array(n);
+  const d: boolean[] = withFlags ? new Array(n) : [];
+  const e: boolean[] = withFlags ? new Array(n) : [];
   const keys: (string | null)[][] = Array.from({ length: nk }, () => new Array(n));
   const vals: (string | null | undefined)[][] = Array.from({ length: nv }, () => new Array(n));
   const keepCols: boolean[] = new Array(nv).fill(false);
@@ -117,8 +114,10 @@ function entryParams(
   for (let r = 0; r < n; r++) {
     const en = entries[r];
     const row = en.row;
-    d[r] = row === null;
-    e[r] = en.first !== "I";
+    if (withFlags) {
+      d[r] = row === null;
+      e[r] = en.first !== "I";
+    }
     for (let j = 0; j < nk; j++) keys[j][r] = en.key[j];
     if (row === null) {
       for (let j = 0; j < nv; j++) vals[j][r] = null;
@@ -301,18 +300,14 @@ export async function applyCloneKeyChange(
     ...shape.key.map((k, j) => `${q(k.name)} = ${newK[j]}`),
     ...shape.values.flatMap((c, j) => newV[j] === null ? [] : [`${q(c.name)} = ${newV[j]}`]),
   ];
-  const insCols = [
-    ...(sid ? [q("sid")] : []),
-    ...shape.key.map((k) => q(k.name)),
-    ...shape.values.map((c) => q(c.name)),
-  ];
+  const insCols = insertColumns(sid, shape.keyThenValues);
   const insVals = [
     ...(sid ? [`${sid}::${shape.sidType}`] : []),
     ...newK,
     ...newV.map((v) => v ?? "NULL"),
   ];
   const text = `WITH u AS (UPDATE ${T} t SET ${sets.join(", ")} WHERE ${oldMatch} RETURNING 1)
-INSERT INTO ${T} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${
+INSERT INTO ${T} (${insCols}) OVERRIDING SYSTEM VALUE SELECT ${
     insVals.join(", ")
   } WHERE NOT EXISTS (SELECT FROM u) RETURNING 1`;
   const { count } = await run(tx, text, p.values);

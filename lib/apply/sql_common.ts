@@ -35,6 +35,8 @@ export interface RouteShape {
   key: MappedColumn[];
   /** Mapped columns that are not key columns. */
   values: MappedColumn[];
+  /** The key columns, then the value columns. */
+  keyThenValues: MappedColumn[];
   /** Source indexes of every mapped column. */
   allIdx: number[];
   /** Source indexes of the non-key mapped columns. */
@@ -58,6 +60,7 @@ export function routeShape(route: TableRoute): RouteShape {
     table: qualify(t.schema, t.name),
     key: route.key,
     values: route.columns.filter((c) => !keyNames.has(c.name)),
+    keyThenValues: [...route.key, ...route.columns.filter((c) => !keyNames.has(c.name))],
     allIdx: route.columns.map((c) => c.sourceIndex),
     valueIdx: route.columns.filter((c) => !keyNames.has(c.name)).map((c) => c.sourceIndex),
     keyIdx: route.key.map((c) => c.sourceIndex),
@@ -69,6 +72,23 @@ export function routeShape(route: TableRoute): RouteShape {
 
 /** `"name"` quoted. */
 export const q = quoteIdent;
+
+/** The history columns, quoted. */
+export const START = q("kvsz_start");
+export const END = q("kvsz_end");
+export const DELETED = q("kvsz_deleted");
+
+/**
+ * The column list of an INSERT into a route's target: `sid` (when `sidParam`
+ * is set), then `cols`, then `extra` (already quoted).
+ */
+export function insertColumns(
+  sidParam: string | null,
+  cols: readonly MappedColumn[],
+  extra: readonly string[] = [],
+): string {
+  return [...(sidParam ? [q("sid")] : []), ...cols.map((c) => q(c.name)), ...extra].join(", ");
+}
 
 /** Runs a prepared statement and returns its rows. */
 export async function run(

@@ -13,7 +13,10 @@ import { firstOpAnomaly, type FoldAnomaly, type HistoryEntry, type KeyValues } f
 import {
   addValueArrays,
   and,
+  DELETED,
+  END,
   FIRST_START,
+  insertColumns,
   keyMatch,
   OPEN_END,
   Params,
@@ -22,12 +25,9 @@ import {
   run,
   sidMatch,
   stagedKeyMatch,
+  START,
 } from "./sql_common.ts";
 import type { StepResult } from "./sql_clone.ts";
-
-const END = q("kvsz_end");
-const START = q("kvsz_start");
-const DELETED = q("kvsz_deleted");
 
 /**
  * The set-based history statement. Parameters: sid (when the target has it);
@@ -59,14 +59,7 @@ export function historyChunkSql(shape: RouteShape, carryCols: readonly boolean[]
   const match = stagedKeyMatch(shape, sid);
   const carried = shape.values.flatMap((c, j) => carryCols[j] ? [`t.${q(c.name)} AS c${j}`] : []);
   const anyCarry = carried.length > 0;
-  const insCols = [
-    ...(sid ? [q("sid")] : []),
-    ...shape.key.map((k) => q(k.name)),
-    ...shape.values.map((c) => q(c.name)),
-    START,
-    END,
-    DELETED,
-  ];
+  const insCols = insertColumns(sid, shape.keyThenValues, [START, END, DELETED]);
   const insVals = [
     ...(sid ? [`${sid}::${shape.sidType}`] : []),
     ...shape.key.map((k, j) => `s.k${j}::${k.type}`),
@@ -93,9 +86,7 @@ closed AS (UPDATE ${T} t SET ${END} = s.t1::${shape.endType}, ${DELETED} = (s.f 
   }),
 cl AS (${cl}),
 seen AS (SELECT DISTINCT s.i FROM s JOIN ${T} t ON ${match} WHERE s.f <> 'U'),
-ins AS (INSERT INTO ${T} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${
-    insVals.join(", ")
-  }
+ins AS (INSERT INTO ${T} (${insCols}) OVERRIDING SYSTEM VALUE SELECT ${insVals.join(", ")}
   FROM v JOIN s ON s.i = v.i LEFT JOIN cl ON cl.i = v.i LEFT JOIN seen ON seen.i = v.i)
 SELECT s.i::int4 AS i FROM s WHERE s.f = 'I' AND EXISTS (SELECT FROM cl WHERE cl.i = s.i)
 UNION ALL
@@ -218,14 +209,7 @@ export async function applyHistoryKeyChange(
     carried.push(`t.${q(c.name)} AS c${j}`);
     return `c1.c${j}`;
   });
-  const insCols = [
-    ...(sid ? [q("sid")] : []),
-    ...shape.key.map((k) => q(k.name)),
-    ...shape.values.map((c) => q(c.name)),
-    START,
-    END,
-    DELETED,
-  ];
+  const insCols = insertColumns(sid, shape.keyThenValues, [START, END, DELETED]);
   const insVals = [
     ...(sid ? [`${sid}::${shape.sidType}`] : []),
     ...shape.key.map((k, j) => `${p.text(newKey[j])}::${k.type}`),
@@ -239,7 +223,7 @@ export async function applyHistoryKeyChange(
       carried.join(", ")
     }),
 c1 AS (SELECT * FROM c LIMIT 1)
-INSERT INTO ${T} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${insVals.join(", ")}
+INSERT INTO ${T} (${insCols}) OVERRIDING SYSTEM VALUE SELECT ${insVals.join(", ")}
 FROM (SELECT) x LEFT JOIN c1 ON true
 RETURNING (SELECT count(*) FROM c)::int4 AS n`;
   const { rows } = await run(tx, text, p.values);

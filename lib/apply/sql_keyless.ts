@@ -11,19 +11,19 @@ import { textArray } from "./text_array.ts";
 import type { FoldAnomaly } from "./fold.ts";
 import {
   and,
+  DELETED,
+  END,
   FIRST_START,
+  insertColumns,
   OPEN_END,
   Params,
   q,
   type RouteShape,
   run,
   sidMatch,
+  START,
 } from "./sql_common.ts";
 import type { StepResult } from "./sql_clone.ts";
-
-const END = q("kvsz_end");
-const START = q("kvsz_start");
-const DELETED = q("kvsz_deleted");
 
 /** The multi-row insert: one `text[]` parameter per mapped column (plus sid first). */
 export function insertRowsSql(shape: RouteShape, history: boolean): string {
@@ -32,11 +32,7 @@ export function insertRowsSql(shape: RouteShape, history: boolean): string {
   const cols = shape.route.columns;
   const args = cols.map(() => `${p.add(null)}::text[]`);
   const names = cols.map((_, j) => `c${j}`);
-  const insCols = [
-    ...(sid ? [q("sid")] : []),
-    ...cols.map((c) => q(c.name)),
-    ...(history ? [START, END, DELETED] : []),
-  ];
+  const insCols = insertColumns(sid, cols, history ? [START, END, DELETED] : []);
   const insVals = [
     ...(sid ? [`${sid}::${shape.sidType}`] : []),
     ...cols.map((c, j) => `s.c${j}::${c.type}`),
@@ -49,7 +45,7 @@ export function insertRowsSql(shape: RouteShape, history: boolean): string {
     args.push(`${p.add(null)}::text[]`);
     names.push("x");
   }
-  return `INSERT INTO ${shape.table} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${
+  return `INSERT INTO ${shape.table} (${insCols}) OVERRIDING SYSTEM VALUE SELECT ${
     insVals.join(", ")
   } FROM unnest(${args.join(", ")}) AS s(${names.join(", ")})`;
 }
@@ -118,11 +114,11 @@ export async function keylessUpdate(
   const sets = cols.flatMap((c, j) => vals[j] === null ? [] : [`${q(c.name)} = ${vals[j]}`]);
   if (sets.length === 0 && cols.length > 0) sets.push(`${q(cols[0].name)} = t.${q(cols[0].name)}`);
   const sid = shape.route.target.hasSid ? p.text(shape.route.sid) : null;
-  const insCols = [...(sid ? [q("sid")] : []), ...cols.map((c) => q(c.name))];
+  const insCols = insertColumns(sid, cols);
   const insVals = [...(sid ? [`${sid}::${shape.sidType}`] : []), ...vals.map((v) => v ?? "NULL")];
   const text = sets.length === 0 ? `WITH ${m} SELECT count(*)::int4 AS n FROM m` : `WITH ${m},
 u AS (UPDATE ${shape.table} t SET ${sets.join(", ")} FROM m WHERE ${ONE_ROW} RETURNING 1),
-ins AS (INSERT INTO ${shape.table} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${
+ins AS (INSERT INTO ${shape.table} (${insCols}) OVERRIDING SYSTEM VALUE SELECT ${
     insVals.join(", ")
   } WHERE NOT EXISTS (SELECT FROM u))
 SELECT count(*)::int4 AS n FROM u`;
@@ -164,13 +160,7 @@ export async function keylessHistoryUpdate(
     return `c.c${j}`;
   });
   const sid = shape.route.target.hasSid ? p.text(shape.route.sid) : null;
-  const insCols = [
-    ...(sid ? [q("sid")] : []),
-    ...cols.map((c) => q(c.name)),
-    START,
-    END,
-    DELETED,
-  ];
+  const insCols = insertColumns(sid, cols, [START, END, DELETED]);
   const insVals = [
     ...(sid ? [`${sid}::${shape.sidType}`] : []),
     ...vals,
@@ -182,9 +172,7 @@ export async function keylessHistoryUpdate(
 c AS (UPDATE ${shape.table} t SET ${END} = ${atP}::${shape.endType} FROM m WHERE ${ONE_ROW} RETURNING ${
     carried.join(", ")
   })
-INSERT INTO ${shape.table} (${insCols.join(", ")}) OVERRIDING SYSTEM VALUE SELECT ${
-    insVals.join(", ")
-  }
+INSERT INTO ${shape.table} (${insCols}) OVERRIDING SYSTEM VALUE SELECT ${insVals.join(", ")}
 FROM (SELECT) x LEFT JOIN c ON true
 RETURNING (SELECT count(*) FROM c)::int4 AS n`;
   const { rows } = await run(tx, text, p.values);

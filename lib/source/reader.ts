@@ -33,7 +33,7 @@ export interface ReaderSink {
   /** True between a transaction's Begin and Commit (a clean stop waits for the Commit). */
   readonly inTransaction: boolean;
   /** Called when every received message is handled; may commit what is pending. */
-  drained?(): void | Promise<void>;
+  drained?(): void;
   /** Gives the sink the reader's wake-up, to call when {@link safeLsn} moved. */
   setWake?(wake: () => void): void;
   /** Rejects when the sink fails on its own (e.g. a timed commit): streaming stops with that error. */
@@ -145,8 +145,7 @@ export async function streamChanges(
           stream.resume();
         }
         // Nothing more to read right now: commit instead of waiting for the timer.
-        const flushing = sink.drained?.();
-        if (flushing) await flushing;
+        sink.drained?.();
         if (lastSent !== sink.safeLsn) sendStatus(false);
         if (queue.length > 0 || failure || stopping) continue;
         await new Promise<void>((resolve) => (wake = resolve));

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
-import { type CliResult, REPO_ROOT, runCli, tempConfig } from "../support/run_cli.ts";
+import { type CliResult, kvszArgs, runCli, tempConfig } from "../support/run_cli.ts";
 import { waitFor } from "../support/kvsz.ts";
 import { connect } from "../../lib/pg/connect.ts";
 import { kvszObjectName } from "../../lib/pg/identifiers.ts";
@@ -69,18 +69,9 @@ async function setup(c: TestCluster): Promise<Setup> {
     },
     async dropOnTerminal(answer) {
       await using file = await tempConfig(stringify(config));
-      const command = [
-        Deno.execPath(),
-        "run",
-        "-A",
-        "--quiet",
-        "--config",
-        `${REPO_ROOT}deno.json`,
-        `${REPO_ROOT}main.ts`,
-        "drop",
-        "--config",
-        file.path,
-      ].map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+      const command = [Deno.execPath(), ...kvszArgs(["drop", "--config", file.path])].map((a) =>
+        `'${a.replaceAll("'", `'\\''`)}'`
+      ).join(" ");
       const child = new Deno.Command("script", {
         args: ["-qec", command, "/dev/null"],
         env: { NO_COLOR: "1" },

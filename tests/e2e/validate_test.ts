@@ -464,6 +464,19 @@ clusterSuite("kvsz validate", {
         "k",
       ]]);
       assert.deepStrictEqual(await readTargetTable(sql, "s", "missing"), null);
+
+      // Only unique indexes that reject a duplicate at once count: a plain INSERT of
+      // new keys relies on them (partial, deferrable and expression indexes do not).
+      await sql.unsafe(`CREATE TABLE s.u (id int PRIMARY KEY, a int, b text, c int, d int,
+        UNIQUE (b, a), UNIQUE (c) DEFERRABLE INITIALLY IMMEDIATE);
+        CREATE UNIQUE INDEX u_partial ON s.u (d) WHERE d > 0;
+        CREATE UNIQUE INDEX u_expr ON s.u (lower(b));
+        CREATE UNIQUE INDEX u_include ON s.u (a) INCLUDE (c)`);
+      assert.deepStrictEqual((await readTargetTable(sql, "s", "u"))?.uniqueKeys, [
+        ["id"],
+        ["b", "a"],
+        ["a"],
+      ]);
     } finally {
       await sql.end();
     }

@@ -36,15 +36,7 @@ export async function runCli(
     if (v !== undefined) env[k] = v;
   }
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--quiet",
-      "--config",
-      `${REPO_ROOT}deno.json`,
-      `${REPO_ROOT}main.ts`,
-      ...args,
-    ],
+    args: kvszArgs(args),
     cwd: opts.cwd ?? REPO_ROOT,
     env: { ...env, ...opts.env },
     clearEnv: true,
@@ -83,4 +75,17 @@ export async function tempConfig(text: string): Promise<TempConfig> {
     path,
     [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }).catch(() => {}),
   };
+}
+
+/** The arguments after `deno` that run the kvsz CLI from this checkout with `args`. */
+export function kvszArgs(args: string[]): string[] {
+  return [
+    "run",
+    "-A",
+    "--quiet",
+    "--config",
+    `${REPO_ROOT}deno.json`,
+    `${REPO_ROOT}main.ts`,
+    ...args,
+  ];
 }

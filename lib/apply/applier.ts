@@ -64,6 +64,8 @@ interface SourceCommit {
 export class Applier {
   readonly #log;
   #inDestTx = false;
+  /** The open destination transaction's BEGIN (sent, not awaited). */
+  #begin: Promise<unknown> = Promise.resolve();
   #batches = new Map<TableRoute, TableBatch>();
   #buffered = 0;
   #bufferedBytes = 0;
@@ -339,7 +341,7 @@ export class Applier {
     return this.#queue(async () => {
       const started = performance.now();
       await this.#write(batches, info.counts);
-      const tx = await this.#ensureDestTx();
+      const tx = this.#ensureDestTx();
       await writeProgress(
         tx,
         this.opts.database,
@@ -349,6 +351,7 @@ export class Applier {
         pending.commitTimeIso,
         info.counts,
       );
+      await this.#begin;
       const result = await tx.unsafe("COMMIT");
       this.#inDestTx = false;
       if (result.command === "ROLLBACK") throw new Error("destination rolled back the batch");
@@ -372,11 +375,13 @@ export class Applier {
     return batches;
   }
 
-  async #ensureDestTx(): Promise<Sql> {
+  #ensureDestTx(): Sql {
     // A single-connection client: statements run in order on one session. If the
     // connection dies the statement fails, and the applier is dropped (never reused).
     if (!this.#inDestTx) {
-      await this.dest.unsafe("BEGIN");
+      // Not awaited: BEGIN goes out with the first statement (one round trip less).
+      this.#begin = this.dest.unsafe("BEGIN").execute();
+      this.#begin.catch(() => {}); // awaited before COMMIT
       this.#inDestTx = true;
     }
     return this.dest;
@@ -385,7 +390,7 @@ export class Applier {
   /** Writes taken batches into the open destination transaction; counts rows into `counts`. */
   async #write(batches: Map<TableRoute, TableBatch>, counts: BatchCounts): Promise<void> {
     if (batches.size === 0) return;
-    const tx = await this.#ensureDestTx();
+    const tx = this.#ensureDestTx();
     for (const [route, batch] of batches) {
       if (batch.size === 0) continue;
       const started = performance.now();

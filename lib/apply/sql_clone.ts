@@ -6,7 +6,7 @@
  * was not the one their first operation expected (the anomalies).
  */
 import type { Sql } from "../pg/connect.ts";
-import { insertRows } from "./sql_keyless.ts";
+import { insertRowsQuery } from "./sql_keyless.ts";
 import type { Tuple } from "../source/messages.ts";
 import { boolArray, textArray } from "./text_array.ts";
 import { type CloneEntry, firstOpAnomaly, type FoldAnomaly, type KeyValues } from "./fold.ts";
@@ -235,14 +235,19 @@ export async function applyCloneNewKeys(
   shape: RouteShape,
   entries: readonly CloneEntry[],
 ): Promise<StepResult> {
-  await tx.unsafe(`SAVEPOINT ${NEW_KEYS}`);
-  try {
-    const result = await insertRows(tx, shape, entries.map((e) => e.row!), false);
-    await tx.unsafe(`RELEASE SAVEPOINT ${NEW_KEYS}`);
-    return result;
-  } catch (e) {
-    if ((e as { code?: string })?.code !== "23505") throw e; // not unique_violation
+  // One round trip: the three statements are sent together, in this order.
+  const [savepoint, insert, release] = await Promise.allSettled([
+    tx.unsafe(`SAVEPOINT ${NEW_KEYS}`).execute(),
+    insertRowsQuery(tx, shape, entries.map((e) => e.row!), false).execute(),
+    tx.unsafe(`RELEASE SAVEPOINT ${NEW_KEYS}`).execute(),
+  ]);
+  if (savepoint.status === "rejected") throw savepoint.reason;
+  if (insert.status === "fulfilled") {
+    if (release.status === "rejected") throw release.reason;
+    return { rows: insert.value.count ?? 0, anomalies: [] };
   }
+  if ((insert.reason as { code?: string })?.code !== "23505") throw insert.reason; // not unique_violation
+  // The RELEASE failed too (the transaction was aborted): undo the INSERT.
   await tx.unsafe(`ROLLBACK TO SAVEPOINT ${NEW_KEYS}`);
   await tx.unsafe(`RELEASE SAVEPOINT ${NEW_KEYS}`);
   return await applyCloneChunk(tx, shape, entries);

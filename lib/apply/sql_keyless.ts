@@ -17,6 +17,7 @@ import {
   insertColumns,
   OPEN_END,
   Params,
+  PREPARED,
   q,
   type RouteShape,
   run,
@@ -57,6 +58,17 @@ export async function insertRows(
   rows: readonly Tuple[],
   history: boolean,
 ): Promise<StepResult> {
+  const { count } = await insertRowsQuery(tx, shape, rows, history).execute();
+  return { rows: count ?? 0, anomalies: [] };
+}
+
+/** The statement of {@link insertRows}, not yet sent (to pipeline it with others). */
+export function insertRowsQuery(
+  tx: Sql,
+  shape: RouteShape,
+  rows: readonly Tuple[],
+  history: boolean,
+) {
   const params: (string | null)[] = [];
   if (shape.route.target.hasSid) params.push(shape.route.sid);
   const idx = shape.allIdx;
@@ -68,8 +80,7 @@ export async function insertRows(
     params.push(textArray(col));
   }
   if (idx.length === 0) params.push(textArray(new Array(n).fill(null)));
-  const { count } = await run(tx, insertRowsSql(shape, history), params);
-  return { rows: count, anomalies: [] };
+  return tx.unsafe(insertRowsSql(shape, history), params as never[], PREPARED);
 }
 
 /** The anomaly key of a keyless row: every mapped column (unchanged TOAST as NULL). */

@@ -87,6 +87,13 @@ export function socketOf(sql: Sql): net.Socket | null {
   return socket && !socket.destroyed ? socket : null;
 }
 
+/** Like {@link socketOf}, but connects first when the client has no connection yet. */
+export async function connectedSocketOf(sql: Sql): Promise<net.Socket | null> {
+  if (!SOCKETS.has(sql)) return null;
+  if (!socketOf(sql)) await sql.unsafe("SELECT 1");
+  return socketOf(sql);
+}
+
 /**
  * A socket factory for npm:postgres that turns Nagle's algorithm off: the
  * client's small messages sent back to back (a COPY's last data and its

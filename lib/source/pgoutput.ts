@@ -137,6 +137,11 @@ export class PgoutputDecoder {
    * The message starts `offset` bytes into `buf` (e.g. 25 for an XLogData frame).
    */
   decode(buf: Uint8Array, offset = 0): PgoutputMessage {
+    return this.decodeAt(buf, offset, buf.byteLength);
+  }
+
+  /** Decodes the message in bytes `from` to `to` of `buf` (one frame of a larger socket read). */
+  decodeAt(buf: Uint8Array, from: number, to: number): PgoutputMessage {
     if (buf.buffer !== this.ab) {
       // One DataView per underlying buffer: socket reads put many messages in one.
       this.ab = buf.buffer;
@@ -145,8 +150,8 @@ export class PgoutputDecoder {
       this.u8 = whole ? buf : new Uint8Array(buf.buffer);
       this.view = new DataView(buf.buffer);
     }
-    const start = buf.byteOffset + offset;
-    const end = buf.byteOffset + buf.byteLength;
+    const start = buf.byteOffset + from;
+    const end = buf.byteOffset + to;
     if (end <= start) throw new Error("empty pgoutput message");
     const tag = this.u8[start];
     this.pos = start + 1;

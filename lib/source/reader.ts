@@ -5,7 +5,8 @@
  * the applier falls behind, it stops reading the socket (backpressure) while
  * status updates keep the connection alive.
  */
-import type { Sql } from "../pg/connect.ts";
+import { connectedSocketOf, type Sql } from "../pg/connect.ts";
+import { CopyBothTap, CopyDataFrames } from "./copy_both_tap.ts";
 import { PgoutputDecoder } from "./pgoutput.ts";
 import type { PgoutputMessage } from "./messages.ts";
 import {
@@ -21,6 +22,12 @@ const XLOG_DATA = 0x77;
 const XLOG_HEADER = 25;
 /** Bytes of undecoded messages held before the socket is paused, whatever their count. */
 const MAX_QUEUED_BYTES = 32 << 20;
+/**
+ * Bytes of socket reads queued before the tapped socket is paused: small, so
+ * that decoding what piled up while the destination was busy does not keep
+ * the destination's replies waiting long (one thread does both).
+ */
+const TAP_QUEUED_BYTES = 256 << 10;
 
 /** What the reader feeds and asks. */
 export interface ReaderSink {
@@ -74,8 +81,18 @@ export async function streamChanges(
     origin: originOptionSupported(opts.serverMajor) ? "none" : undefined,
   });
   const decoder = new PgoutputDecoder({ protoVersion });
+  // On plain TCP the frames are read off the socket (see copy_both_tap.ts);
+  // otherwise (TLS) through the driver's stream, one message per event.
+  const socket = await connectedSocketOf(replication);
+  const tap = CopyBothTap.fits(socket) ? new CopyBothTap(socket, TAP_QUEUED_BYTES) : null;
   // deno-lint-ignore no-explicit-any
-  const stream: any = await replication.unsafe(command).writable();
+  let stream: any;
+  try {
+    stream = await replication.unsafe(command).writable();
+  } catch (e) {
+    tap?.handBack();
+    throw e;
+  }
 
   let queue: Uint8Array[] = [];
   let failure: unknown = null;
@@ -88,6 +105,7 @@ export async function streamChanges(
   };
   let paused = false;
   let queuedBytes = 0;
+  if (tap) tap.onChunk = notify;
   stream.on("data", (chunk: Uint8Array) => {
     queue.push(chunk);
     queuedBytes += chunk.byteLength;
@@ -134,11 +152,39 @@ export async function streamChanges(
   const interval = Math.min(opts.statusIntervalSeconds ?? 10, 10) * 1000;
   const timer = setInterval(() => sendStatus(true), interval);
 
+  /** True once the loop must end (a clean stop outside a transaction, or its deadline). */
+  const mustEnd = () => (stopping && !sink.inTransaction) || mustStop;
+  /** Handles one CopyData body (bytes `start` to `end` of `buf`). */
+  const onCopyData = (buf: Uint8Array, start: number, end: number): void | Promise<void> => {
+    let msg;
+    if (buf[start] === XLOG_DATA && end - start > XLOG_HEADER) {
+      // The hot path: the header's positions are not needed, skip parsing them.
+      msg = decoder.decodeAt(buf, start + XLOG_HEADER, end);
+    } else {
+      const frame = parseCopyData(buf.subarray(start, end));
+      if (frame.kind === "keepalive") {
+        opts.onWalEnd?.(frame.walEnd);
+        sink.noteIdlePosition(frame.walEnd);
+        if (frame.replyRequested) sendStatus(true);
+        return;
+      }
+      msg = decoder.decode(frame.payload);
+    }
+    return sink.handle(msg, end - start);
+  };
+  /** After each message: stop on a failure or a due stop (what is left streams again after a restart). */
+  const check = () => {
+    if (failure) throw failure;
+    if (mustEnd()) frames.halt();
+  };
+  const frames = new CopyDataFrames();
+
   try {
     while (true) {
       if (failure) throw failure;
-      if ((stopping && !sink.inTransaction) || mustStop) break;
-      if (queue.length === 0) {
+      if (mustEnd()) break;
+      const chunks = tap ? tap.take() : [];
+      if (queue.length === 0 && chunks.length === 0) {
         if (ended) throw new Error("replication stream ended by the server");
         if (paused) {
           paused = false;
@@ -147,38 +193,27 @@ export async function streamChanges(
         // Nothing more to read right now: commit instead of waiting for the timer.
         sink.drained?.();
         if (lastSent !== sink.safeLsn) sendStatus(false);
-        if (queue.length > 0 || failure || stopping) continue;
+        if (queue.length > 0 || failure || stopping || tap?.queued) continue;
         await new Promise<void>((resolve) => (wake = resolve));
         continue;
+      }
+      for (let c = 0; c < chunks.length && !frames.halted; c++) {
+        const rest = await frames.each(chunks[c], onCopyData, check);
+        if (rest) {
+          // Not CopyData (an error, the end of the copy): the driver's stream reports it.
+          tap!.handBack([rest, ...chunks.slice(c + 1)]);
+          break;
+        }
       }
       const batch = queue;
       queue = [];
       queuedBytes = 0;
-      for (let i = 0; i < batch.length; i++) {
-        const chunk = batch[i];
-        let msg;
-        if (chunk[0] === XLOG_DATA && chunk.byteLength > XLOG_HEADER) {
-          // The hot path: the header's positions are not needed, skip parsing them.
-          msg = decoder.decode(chunk, XLOG_HEADER);
-        } else {
-          const frame = parseCopyData(chunk);
-          if (frame.kind === "keepalive") {
-            opts.onWalEnd?.(frame.walEnd);
-            sink.noteIdlePosition(frame.walEnd);
-            if (frame.replyRequested) sendStatus(true);
-            continue;
-          }
-          msg = decoder.decode(frame.payload);
-        }
-        const wait = sink.handle(msg, chunk.byteLength);
+      for (let i = 0; i < batch.length && !frames.halted; i++) {
+        const wait = onCopyData(batch[i], 0, batch[i].byteLength);
         if (wait) await wait;
-        if (failure) throw failure;
-        if ((stopping && !sink.inTransaction) || mustStop) {
-          // What is left unprocessed is streamed again after a restart.
-          queue = [];
-          break;
-        }
+        check();
       }
+      if (frames.halted) break;
       if (lastSent !== sink.safeLsn) sendStatus(false);
     }
   } finally {
@@ -189,6 +224,7 @@ export async function streamChanges(
         sendStatus(true);
       } catch { /* connection already gone */ }
     }
+    tap?.discard();
     stream.destroy?.();
   }
 }

@@ -31,6 +31,20 @@ Deno.test("keyText: distinct for distinct key values, NULL apart from the string
   assert.equal(keyText([undefined]), keyText([null]));
 });
 
+Deno.test("keyText: integer-looking values stay distinct from every other spelling", () => {
+  // Canonical integers become numbers; every other spelling keeps its text.
+  const values = ["0", "-0", "00", "1", "01", "-1", "+1", "1.0", "1e3", "1000", " 1", "", "-"];
+  const ids = values.map((v) => keyText([v]));
+  assert.equal(new Set(ids).size, values.length);
+  assert.equal(keyText(["1000"]), 1000);
+  assert.equal(keyText(["-42"]), -42);
+  assert.equal(keyText(["999999999999999"]), 999999999999999); // 15 digits: exact
+  // 16 digits and more would round as doubles: kept as text.
+  assert.equal(keyText(["9007199254740993"]), "9007199254740993");
+  assert.notEqual(keyText(["9007199254740993"]), keyText(["9007199254740992"]));
+  assert.equal(keyText(["-1000000000000000"]), "-1000000000000000");
+});
+
 Deno.test("keyOf picks key columns by source index", () => {
   assert.deepEqual(keyOf(["1", "x", "2"], [2, 0]), ["2", "1"]);
   assert.deepEqual(keyOf(["1", undefined], [1]), [undefined]);

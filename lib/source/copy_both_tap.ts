@@ -1,0 +1,219 @@
+/**
+ * Takes the replication stream's bytes straight off the socket. The driver
+ * would make a Buffer and a stream event of every CopyData message (most of
+ * the reader's time on a large transaction) and buffers without bound once
+ * its stream is paused. The tap hands the driver every frame up to and
+ * including its CopyBothResponse (so START_REPLICATION resolves as usual),
+ * then queues the socket's chunks as they are for the reader, which parses
+ * the frames in place ({@link CopyDataFrames}). A frame that is not CopyData
+ * (an error, the end of the copy) goes back to the driver with everything
+ * after it, so the driver's stream reports it as before. Writes (standby
+ * status updates) still go through the driver.
+ */
+import type net from "node:net";
+
+const COPY_BOTH_RESPONSE = 0x57; // 'W'
+const COPY_DATA = 0x64; // 'd'
+
+/** Sits between the replication socket and the driver; see the module comment. */
+export class CopyBothTap {
+  /** Chunks received after the CopyBothResponse, not yet taken. */
+  #chunks: Uint8Array[] = [];
+  #bytes = 0;
+  /** Called when a chunk was queued. */
+  onChunk: () => void = () => {};
+  #phase: "before" | "copy" | "after" = "before";
+  readonly #driver: (chunk: Uint8Array) => void;
+  readonly #listener = (chunk: Uint8Array) => this.#receive(chunk);
+  /** Before the copy: header bytes of the current frame seen so far, and body bytes still to come. */
+  #header = new Uint8Array(5);
+  #headerLength = 0;
+  #left = 0;
+  #lastType = 0;
+  #paused = false;
+
+  /** Installs the tap; `socket` must have exactly the driver's data listener. */
+  constructor(readonly socket: net.Socket, private readonly maxQueuedBytes: number) {
+    this.#driver = socket.listeners("data")[0] as (chunk: Uint8Array) => void;
+    socket.removeListener("data", this.#driver);
+    socket.on("data", this.#listener);
+  }
+
+  /** True when the socket is a plain one the driver reads itself (not TLS, not shared). */
+  static fits(socket: net.Socket | null): socket is net.Socket {
+    return socket !== null && socket.listenerCount("data") === 1;
+  }
+
+  /** Takes the queued chunks, resuming the socket if the queue had paused it. */
+  take(): Uint8Array[] {
+    const chunks = this.#chunks;
+    this.#chunks = [];
+    this.#bytes = 0;
+    if (this.#paused && this.#phase === "copy") {
+      this.#paused = false;
+      this.socket.resume();
+    }
+    return chunks;
+  }
+
+  /** True while chunks are queued. */
+  get queued(): boolean {
+    return this.#chunks.length > 0;
+  }
+
+  /** From now on drops what arrives (the stream is over; the connection is being closed). */
+  discard(): void {
+    if (this.#phase === "before") return this.handBack(); // frames still line up for the driver
+    this.#phase = "after";
+    this.socket.removeListener("data", this.#listener);
+    this.socket.on("data", () => {});
+    this.#chunks = [];
+    if (this.#paused) this.socket.resume();
+  }
+
+  /** Gives the socket back to the driver, `rest` (a frame that is not CopyData, and what follows) first. */
+  handBack(rest: Uint8Array[] = []): void {
+    if (this.#phase === "after") return;
+    this.#phase = "after";
+    this.socket.removeListener("data", this.#listener);
+    this.socket.on("data", this.#driver);
+    if (this.#paused) {
+      this.#paused = false;
+      this.socket.resume();
+    }
+    for (const chunk of [...rest, ...this.take()]) this.#driver(chunk);
+  }
+
+  #receive(chunk: Uint8Array): void {
+    if (this.#phase === "copy") return this.#queue(chunk);
+    if (this.#phase === "after") return this.#driver(chunk);
+    // Before the copy: find where the CopyBothResponse frame ends.
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.#headerLength < 5) {
+        const take = Math.min(5 - this.#headerLength, chunk.length - i);
+        this.#header.set(chunk.subarray(i, i + take), this.#headerLength);
+        this.#headerLength += take;
+        i += take;
+        if (this.#headerLength < 5) break;
+        const h = this.#header;
+        this.#lastType = h[0];
+        this.#left = ((h[1] << 24) | (h[2] << 16) | (h[3] << 8) | h[4]) - 4;
+      }
+      const take = Math.min(this.#left, chunk.length - i);
+      i += take;
+      this.#left -= take;
+      if (this.#left > 0) break;
+      this.#headerLength = 0;
+      if (this.#lastType === COPY_BOTH_RESPONSE) {
+        this.#phase = "copy";
+        this.#driver(chunk.subarray(0, i));
+        if (i < chunk.length) this.#queue(chunk.subarray(i));
+        return;
+      }
+    }
+    this.#driver(chunk);
+  }
+
+  #queue(chunk: Uint8Array): void {
+    this.#chunks.push(chunk);
+    this.#bytes += chunk.byteLength;
+    if (!this.#paused && this.#bytes >= this.maxQueuedBytes) {
+      this.#paused = true;
+      this.socket.pause();
+    }
+    this.onChunk();
+  }
+}
+
+/**
+ * Splits socket chunks into CopyData frame bodies, across chunk boundaries.
+ * A frame split between chunks is gathered into a buffer of its own size.
+ */
+export class CopyDataFrames {
+  #header = new Uint8Array(5);
+  #headerLength = 0;
+  /** The frame being gathered (body only) and how much of it is filled. */
+  #frame: Uint8Array | null = null;
+  #filled = 0;
+  #halted = false;
+
+  /** Makes {@link each} stop after the current frame, for good. */
+  halt(): void {
+    this.#halted = true;
+  }
+
+  get halted(): boolean {
+    return this.#halted;
+  }
+
+  /**
+   * Calls `frame(buf, start, end)` for each whole CopyData body in `chunk`
+   * (after the bytes carried over from earlier chunks). Stops at the first
+   * frame of another type and returns the bytes from there on; returns null
+   * when the chunk was consumed (or {@link halt} was called). `frame` may
+   * return a promise to wait for; `after` runs after each frame.
+   */
+  async each(
+    chunk: Uint8Array,
+    frame: (buf: Uint8Array, start: number, end: number) => void | Promise<void>,
+    after: () => void,
+  ): Promise<Uint8Array | null> {
+    let i = 0;
+    const n = chunk.length;
+    if (this.#headerLength > 0 || this.#frame) {
+      // Finish the frame carried over.
+      if (this.#headerLength < 5) {
+        const take = Math.min(5 - this.#headerLength, n);
+        this.#header.set(chunk.subarray(0, take), this.#headerLength);
+        this.#headerLength += take;
+        i = take;
+        if (this.#headerLength < 5) return null;
+        const h = this.#header;
+        if (h[0] !== COPY_DATA) {
+          const rest = new Uint8Array(5 + n - i);
+          rest.set(h);
+          rest.set(chunk.subarray(i), 5);
+          this.#headerLength = 0;
+          return rest;
+        }
+        this.#frame = new Uint8Array(((h[1] << 24) | (h[2] << 16) | (h[3] << 8) | h[4]) - 4);
+        this.#filled = 0;
+      }
+      const f = this.#frame!;
+      const take = Math.min(f.length - this.#filled, n - i);
+      f.set(chunk.subarray(i, i + take), this.#filled);
+      this.#filled += take;
+      i += take;
+      if (this.#filled < f.length) return null;
+      this.#frame = null;
+      this.#headerLength = 0;
+      const wait = frame(f, 0, f.length);
+      if (wait) await wait;
+      after();
+    }
+    while (i < n && !this.#halted) {
+      if (n - i < 5) {
+        this.#header.set(chunk.subarray(i), 0);
+        this.#headerLength = n - i;
+        return null;
+      }
+      if (chunk[i] !== COPY_DATA) return chunk.subarray(i);
+      const end = i + 1 +
+        ((chunk[i + 1] << 24) | (chunk[i + 2] << 16) | (chunk[i + 3] << 8) | chunk[i + 4]);
+      if (end > n) {
+        this.#header.set(chunk.subarray(i, i + 5), 0);
+        this.#headerLength = 5;
+        this.#frame = new Uint8Array(end - i - 5);
+        this.#frame.set(chunk.subarray(i + 5), 0);
+        this.#filled = n - i - 5;
+        return null;
+      }
+      const wait = frame(chunk, i + 5, end);
+      if (wait) await wait;
+      after();
+      i = end;
+    }
+    return null;
+  }
+}

@@ -6,11 +6,12 @@
  * including its CopyBothResponse (so START_REPLICATION resolves as usual),
  * then queues the socket's chunks as they are for the reader, which parses
  * the frames in place ({@link CopyDataFrames}). A frame that is not CopyData
- * (an error, the end of the copy) goes back to the driver with everything
- * after it, so the driver's stream reports it as before. Writes (standby
- * status updates) still go through the driver.
+ * (an error, the end of the copy) goes back to the driver at once with
+ * everything after it, so the driver's stream reports it as before. Writes
+ * (standby status updates) still go through the driver.
  */
 import type net from "node:net";
+import { ERROR_RESPONSE, parseErrorResponse } from "../pg/error_response.ts";
 
 const COPY_BOTH_RESPONSE = 0x57; // 'W'
 const COPY_DATA = 0x64; // 'd'
@@ -22,6 +23,8 @@ export class CopyBothTap {
   #bytes = 0;
   /** Called when a chunk was queued. */
   onChunk: () => void = () => {};
+  /** Called with the server's error when it ends the stream with one. */
+  onError: (e: Error) => void = () => {};
   #phase: "before" | "copy" | "after" = "before";
   readonly #driver: (chunk: Uint8Array) => void;
   readonly #listener = (chunk: Uint8Array) => this.#receive(chunk);
@@ -29,7 +32,6 @@ export class CopyBothTap {
   #header = new Uint8Array(5);
   #headerLength = 0;
   #left = 0;
-  #lastType = 0;
   #paused = false;
 
   /** Installs the tap; `socket` must have exactly the driver's data listener. */
@@ -63,6 +65,7 @@ export class CopyBothTap {
 
   /** From now on drops what arrives (the stream is over; the connection is being closed). */
   discard(): void {
+    if (this.#phase === "after") return;
     if (this.#phase === "before") return this.handBack(); // frames still line up for the driver
     this.#phase = "after";
     this.socket.removeListener("data", this.#listener);
@@ -71,8 +74,12 @@ export class CopyBothTap {
     if (this.#paused) this.socket.resume();
   }
 
-  /** Gives the socket back to the driver, `rest` (a frame that is not CopyData, and what follows) first. */
-  handBack(rest: Uint8Array[] = []): void {
+  /**
+   * Gives the socket back to the driver, `rest` first (a frame that is not
+   * CopyData and what follows it). Chunks already queued stay for the reader:
+   * they end on a frame boundary.
+   */
+  handBack(rest?: Uint8Array): void {
     if (this.#phase === "after") return;
     this.#phase = "after";
     this.socket.removeListener("data", this.#listener);
@@ -81,15 +88,32 @@ export class CopyBothTap {
       this.#paused = false;
       this.socket.resume();
     }
-    for (const chunk of [...rest, ...this.take()]) this.#driver(chunk);
+    if (rest) this.#driver(rest);
   }
 
+  /**
+   * Walks the frame headers of each chunk (bodies are skipped, not read):
+   * before the copy to find where the CopyBothResponse ends, during it to
+   * find a frame that is not CopyData, which goes back to the driver at once
+   * (an error is reported even when the server closes the connection next).
+   */
   #receive(chunk: Uint8Array): void {
-    if (this.#phase === "copy") return this.#queue(chunk);
     if (this.#phase === "after") return this.#driver(chunk);
-    // Before the copy: find where the CopyBothResponse frame ends.
+    let from = 0; // bytes before it are handed on
     let i = 0;
     while (i < chunk.length) {
+      if (this.#headerLength === 0 && this.#phase === "copy" && chunk[i] !== COPY_DATA) {
+        if (i > from) this.#queue(chunk.subarray(from, i));
+        // The driver reports an error sent just before the server closes the
+        // connection as "CONNECTION_CLOSED": report the server's own words.
+        const end = i + 1 +
+          ((chunk[i + 1] << 24) | (chunk[i + 2] << 16) | (chunk[i + 3] << 8) | chunk[i + 4]);
+        if (chunk[i] === ERROR_RESPONSE && i + 5 <= chunk.length && end <= chunk.length) {
+          this.onError(parseErrorResponse(chunk.subarray(i + 5, end)));
+        }
+        this.handBack(chunk.subarray(i));
+        return;
+      }
       if (this.#headerLength < 5) {
         const take = Math.min(5 - this.#headerLength, chunk.length - i);
         this.#header.set(chunk.subarray(i, i + take), this.#headerLength);
@@ -97,7 +121,6 @@ export class CopyBothTap {
         i += take;
         if (this.#headerLength < 5) break;
         const h = this.#header;
-        this.#lastType = h[0];
         this.#left = ((h[1] << 24) | (h[2] << 16) | (h[3] << 8) | h[4]) - 4;
       }
       const take = Math.min(this.#left, chunk.length - i);
@@ -105,14 +128,16 @@ export class CopyBothTap {
       this.#left -= take;
       if (this.#left > 0) break;
       this.#headerLength = 0;
-      if (this.#lastType === COPY_BOTH_RESPONSE) {
+      if (this.#phase === "before" && this.#header[0] === COPY_BOTH_RESPONSE) {
+        this.#driver(chunk.subarray(from, i));
+        from = i;
         this.#phase = "copy";
-        this.#driver(chunk.subarray(0, i));
-        if (i < chunk.length) this.#queue(chunk.subarray(i));
-        return;
       }
     }
-    this.#driver(chunk);
+    if (i > from) {
+      if (this.#phase === "copy") this.#queue(chunk.subarray(from, i));
+      else this.#driver(chunk.subarray(from, i));
+    }
   }
 
   #queue(chunk: Uint8Array): void {
@@ -149,16 +174,15 @@ export class CopyDataFrames {
 
   /**
    * Calls `frame(buf, start, end)` for each whole CopyData body in `chunk`
-   * (after the bytes carried over from earlier chunks). Stops at the first
-   * frame of another type and returns the bytes from there on; returns null
-   * when the chunk was consumed (or {@link halt} was called). `frame` may
-   * return a promise to wait for; `after` runs after each frame.
+   * (after the bytes carried over from earlier chunks), until the chunk is
+   * consumed or {@link halt} is called. `frame` may return a promise to wait
+   * for; `after` runs after each frame.
    */
   async each(
     chunk: Uint8Array,
     frame: (buf: Uint8Array, start: number, end: number) => void | Promise<void>,
     after: () => void,
-  ): Promise<Uint8Array | null> {
+  ): Promise<void> {
     let i = 0;
     const n = chunk.length;
     if (this.#headerLength > 0 || this.#frame) {
@@ -168,15 +192,9 @@ export class CopyDataFrames {
         this.#header.set(chunk.subarray(0, take), this.#headerLength);
         this.#headerLength += take;
         i = take;
-        if (this.#headerLength < 5) return null;
+        if (this.#headerLength < 5) return;
         const h = this.#header;
-        if (h[0] !== COPY_DATA) {
-          const rest = new Uint8Array(5 + n - i);
-          rest.set(h);
-          rest.set(chunk.subarray(i), 5);
-          this.#headerLength = 0;
-          return rest;
-        }
+        if (h[0] !== COPY_DATA) notCopyData(h[0]);
         this.#frame = new Uint8Array(((h[1] << 24) | (h[2] << 16) | (h[3] << 8) | h[4]) - 4);
         this.#filled = 0;
       }
@@ -185,7 +203,7 @@ export class CopyDataFrames {
       f.set(chunk.subarray(i, i + take), this.#filled);
       this.#filled += take;
       i += take;
-      if (this.#filled < f.length) return null;
+      if (this.#filled < f.length) return;
       this.#frame = null;
       this.#headerLength = 0;
       const wait = frame(f, 0, f.length);
@@ -196,9 +214,9 @@ export class CopyDataFrames {
       if (n - i < 5) {
         this.#header.set(chunk.subarray(i), 0);
         this.#headerLength = n - i;
-        return null;
+        return;
       }
-      if (chunk[i] !== COPY_DATA) return chunk.subarray(i);
+      if (chunk[i] !== COPY_DATA) notCopyData(chunk[i]);
       const end = i + 1 +
         ((chunk[i + 1] << 24) | (chunk[i + 2] << 16) | (chunk[i + 3] << 8) | chunk[i + 4]);
       if (end > n) {
@@ -207,13 +225,19 @@ export class CopyDataFrames {
         this.#frame = new Uint8Array(end - i - 5);
         this.#frame.set(chunk.subarray(i + 5), 0);
         this.#filled = n - i - 5;
-        return null;
+        return;
       }
       const wait = frame(chunk, i + 5, end);
       if (wait) await wait;
       after();
       i = end;
     }
-    return null;
   }
+}
+
+/** The tap hands every other frame to the driver; meeting one here is a bug. */
+function notCopyData(type: number): never {
+  throw new Error(
+    `replication stream: unexpected protocol message 0x${type.toString(16)} among CopyData`,
+  );
 }

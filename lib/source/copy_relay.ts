@@ -10,10 +10,10 @@
 import type net from "node:net";
 import { socketOf, type Sql } from "../pg/connect.ts";
 import type { ChunkHook } from "./copy_pipe.ts";
+import { ERROR_RESPONSE, parseErrorResponse } from "../pg/error_response.ts";
 
 const COPY_DATA = 0x64; // 'd'
 const COPY_OUT_RESPONSE = 0x48; // 'H'
-const ERROR_RESPONSE = 0x45; // 'E'
 
 /**
  * Relays `copyOut` (run on `source`) into `copyIn` (run on `dest`) and returns
@@ -109,26 +109,12 @@ class DestinationErrors {
       const length = (buf[i + 1] << 24) | (buf[i + 2] << 16) | (buf[i + 3] << 8) | buf[i + 4];
       if (buf.length - i < length + 1) break;
       if (buf[i] === ERROR_RESPONSE) {
-        this.onError(new Error(errorMessage(buf.subarray(i + 5, i + 1 + length))));
+        this.onError(parseErrorResponse(buf.subarray(i + 5, i + 1 + length)));
       }
       i += length + 1;
     }
     this.#pending = buf.slice(i);
   }
-}
-
-/** The severity, message and detail fields of an ErrorResponse body. */
-function errorMessage(body: Uint8Array): string {
-  const fields = new Map<string, string>();
-  const text = new TextDecoder();
-  let i = 0;
-  while (i < body.length && body[i] !== 0) {
-    const end = body.indexOf(0, i + 1);
-    fields.set(String.fromCharCode(body[i]), text.decode(body.subarray(i + 1, end)));
-    i = end + 1;
-  }
-  const detail = fields.get("D");
-  return `${fields.get("M") ?? "COPY failed"}${detail ? ` (${detail})` : ""}`;
 }
 
 /**

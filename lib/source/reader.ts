@@ -105,7 +105,13 @@ export async function streamChanges(
   };
   let paused = false;
   let queuedBytes = 0;
-  if (tap) tap.onChunk = notify;
+  if (tap) {
+    tap.onChunk = notify;
+    tap.onError = (e) => {
+      failure ??= e;
+      notify();
+    };
+  }
   stream.on("data", (chunk: Uint8Array) => {
     queue.push(chunk);
     queuedBytes += chunk.byteLength;
@@ -116,7 +122,7 @@ export async function streamChanges(
     notify();
   });
   stream.on("error", (e: unknown) => {
-    failure = e;
+    failure ??= e;
     notify();
   });
   stream.on("close", () => {
@@ -198,12 +204,7 @@ export async function streamChanges(
         continue;
       }
       for (let c = 0; c < chunks.length && !frames.halted; c++) {
-        const rest = await frames.each(chunks[c], onCopyData, check);
-        if (rest) {
-          // Not CopyData (an error, the end of the copy): the driver's stream reports it.
-          tap!.handBack([rest, ...chunks.slice(c + 1)]);
-          break;
-        }
+        await frames.each(chunks[c], onCopyData, check);
       }
       const batch = queue;
       queue = [];

@@ -81,11 +81,31 @@ for (const major of testVersions()) {
         const rows = () => tableRows(src, "r");
         await waitForEqualRows(rows, () => tableRows(dst, "r"), { kvsz });
 
+        // The walsender ends the stream with an ErrorResponse: the reader (which reads
+        // the socket itself) hands it to the driver, and the server's message is logged.
+        let mark = kvsz.output.length;
+        await waitFor(
+          async () =>
+            (await src.unsafe(`SELECT 1 FROM pg_stat_replication WHERE state = 'streaming'`))
+              .length > 0,
+          { what: "kvsz's walsender streaming" },
+        );
+        await src.unsafe(
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE state = 'streaming'`,
+        );
+        await kvsz.waitForOutput(
+          /terminating connection due to administrator command/,
+          30_000,
+          mark,
+        );
+        await src.unsafe(`INSERT INTO r VALUES (4, 'after the walsender was terminated')`);
+        await waitForEqualRows(rows, () => tableRows(dst, "r"), { kvsz });
+
         await source.server.restart();
         await src.unsafe(`INSERT INTO r VALUES (2, 'after source restart')`);
         await waitForEqualRows(rows, () => tableRows(dst, "r"), { kvsz });
 
-        const mark = kvsz.output.length;
+        mark = kvsz.output.length;
         await dest.server.stop();
         await src.unsafe(`INSERT INTO r VALUES (3, 'while destination down')`);
         await src.unsafe(`UPDATE r SET v = 'changed while down' WHERE id = 1`);

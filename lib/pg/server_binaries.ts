@@ -95,7 +95,8 @@ async function hydrateSymlinks(pkg: string): Promise<void> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
+/** True when `path` exists (file or directory). */
+export async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
     return true;

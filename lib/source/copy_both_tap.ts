@@ -12,6 +12,7 @@
  */
 import type net from "node:net";
 import { ERROR_RESPONSE, parseErrorResponse } from "../pg/error_response.ts";
+import { FrameBoundaries } from "../pg/frame_boundaries.ts";
 
 const COPY_BOTH_RESPONSE = 0x57; // 'W'
 const COPY_DATA = 0x64; // 'd'
@@ -28,10 +29,7 @@ export class CopyBothTap {
   #phase: "before" | "copy" | "after" = "before";
   readonly #driver: (chunk: Uint8Array) => void;
   readonly #listener = (chunk: Uint8Array) => this.#receive(chunk);
-  /** Before the copy: header bytes of the current frame seen so far, and body bytes still to come. */
-  #header = new Uint8Array(5);
-  #headerLength = 0;
-  #left = 0;
+  readonly #frames = new FrameBoundaries();
   #paused = false;
 
   /** Installs the tap; `socket` must have exactly the driver's data listener. */
@@ -101,8 +99,9 @@ export class CopyBothTap {
     if (this.#phase === "after") return this.#driver(chunk);
     let from = 0; // bytes before it are handed on
     let i = 0;
+    const frames = this.#frames;
     while (i < chunk.length) {
-      if (this.#headerLength === 0 && this.#phase === "copy" && chunk[i] !== COPY_DATA) {
+      if (frames.atStart && this.#phase === "copy" && chunk[i] !== COPY_DATA) {
         if (i > from) this.#queue(chunk.subarray(from, i));
         // The driver reports an error sent just before the server closes the
         // connection as "CONNECTION_CLOSED": report the server's own words.
@@ -114,21 +113,8 @@ export class CopyBothTap {
         this.handBack(chunk.subarray(i));
         return;
       }
-      if (this.#headerLength < 5) {
-        const take = Math.min(5 - this.#headerLength, chunk.length - i);
-        this.#header.set(chunk.subarray(i, i + take), this.#headerLength);
-        this.#headerLength += take;
-        i += take;
-        if (this.#headerLength < 5) break;
-        const h = this.#header;
-        this.#left = ((h[1] << 24) | (h[2] << 16) | (h[3] << 8) | h[4]) - 4;
-      }
-      const take = Math.min(this.#left, chunk.length - i);
-      i += take;
-      this.#left -= take;
-      if (this.#left > 0) break;
-      this.#headerLength = 0;
-      if (this.#phase === "before" && this.#header[0] === COPY_BOTH_RESPONSE) {
+      i = frames.skip(chunk, i);
+      if (this.#phase === "before" && frames.atStart && frames.type === COPY_BOTH_RESPONSE) {
         this.#driver(chunk.subarray(from, i));
         from = i;
         this.#phase = "copy";

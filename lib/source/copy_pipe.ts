@@ -9,6 +9,20 @@ import { Rechunker } from "./rechunk.ts";
 /** Called about every 64 KiB: rows and bytes since the last call; may return a wait (rate limit). */
 export type ChunkHook = (rows: number, bytes: number) => void | Promise<void>;
 
+/** A failure handler that rejects once and stops the COPY-out stream `reader`. */
+export function failOnce(
+  reader: { destroy?: () => void },
+  reject: (e: unknown) => void,
+): (e: unknown) => void {
+  let failed = false;
+  return (e) => {
+    if (failed) return;
+    failed = true;
+    reader.destroy?.();
+    reject(e);
+  };
+}
+
 /**
  * Pipes `copyOut` (a `COPY … TO STDOUT`) into `copyIn` (a `COPY … FROM
  * STDIN`) and returns the number of rows. `binary` says both use
@@ -40,13 +54,7 @@ export async function pipeCopy(
   // Flowing mode with pause/resume on backpressure: async iteration over
   // porsager's COPY stream sometimes leaves the connection stuck after the last row.
   await new Promise<void>((resolve, reject) => {
-    let failed = false;
-    const fail = (e: unknown) => {
-      if (failed) return;
-      failed = true;
-      reader.destroy?.();
-      reject(e);
-    };
+    const fail = failOnce(reader, reject);
     let waits = 0; // reasons the reader is paused: destination backpressure, rate limit
     const hold = () => {
       if (waits++ === 0) reader.pause();

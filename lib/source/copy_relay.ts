@@ -9,8 +9,9 @@
  */
 import type net from "node:net";
 import { socketOf, type Sql } from "../pg/connect.ts";
-import type { ChunkHook } from "./copy_pipe.ts";
+import { type ChunkHook, failOnce } from "./copy_pipe.ts";
 import { ERROR_RESPONSE, parseErrorResponse } from "../pg/error_response.ts";
+import { FrameBoundaries } from "../pg/frame_boundaries.ts";
 
 const COPY_DATA = 0x64; // 'd'
 const COPY_OUT_RESPONSE = 0x48; // 'H'
@@ -42,13 +43,7 @@ export async function relayCopy(
     // deno-lint-ignore no-explicit-any
     const reader: any = await source.unsafe(copyOut).readable();
     await new Promise<void>((resolve, reject) => {
-      let failed = false;
-      const fail = (e: unknown) => {
-        if (failed) return;
-        failed = true;
-        reader.destroy?.();
-        reject(e);
-      };
+      const fail = failOnce(reader, reject);
       relay.onChunk = () => {
         const wait = relay.report(onChunk);
         if (wait) {
@@ -131,11 +126,7 @@ class FrameRelay {
   #phase: "before" | "copy" | "after" = "before";
   readonly #driver: (chunk: Uint8Array) => void;
   readonly #listener = (chunk: Uint8Array) => this.#relay(chunk);
-  /** Header bytes of the current frame seen so far (type and length, 5 in all). */
-  #header = new Uint8Array(5);
-  #headerLength = 0;
-  /** Body bytes of the current frame still to come. */
-  #left = 0;
+  readonly #frames = new FrameBoundaries();
   #toDest = false;
   #holds = 0;
 
@@ -179,7 +170,7 @@ class FrameRelay {
       start = end;
     };
     while (i < chunk.length) {
-      if (this.#headerLength === 0 && this.#left === 0) {
+      if (this.#frames.atStart) {
         // A frame starts: decide where its bytes go.
         const type = chunk[i];
         if (this.#phase === "copy" && type !== COPY_DATA) {
@@ -197,19 +188,7 @@ class FrameRelay {
         if (toDest) this.rows++;
         else if (type === COPY_OUT_RESPONSE) this.#phase = "copy"; // from its next frame on
       }
-      if (this.#headerLength < 5) {
-        const take = Math.min(5 - this.#headerLength, chunk.length - i);
-        this.#header.set(chunk.subarray(i, i + take), this.#headerLength);
-        this.#headerLength += take;
-        i += take;
-        if (this.#headerLength < 5) break;
-        const h = this.#header;
-        this.#left = ((h[1] << 24) | (h[2] << 16) | (h[3] << 8) | h[4]) - 4;
-      }
-      const take = Math.min(this.#left, chunk.length - i);
-      i += take;
-      this.#left -= take;
-      if (this.#left === 0) this.#headerLength = 0;
+      i = this.#frames.skip(chunk, i);
     }
     handOn(chunk.length);
     this.onChunk();

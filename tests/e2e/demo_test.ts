@@ -9,6 +9,7 @@ import postgres from "postgres";
 import { runCli } from "../support/run_cli.ts";
 import { testVersions } from "../support/cluster.ts";
 import { loadConfig } from "../../lib/config/load.ts";
+import { exists } from "../../lib/pg/server_binaries.ts";
 
 const MAJOR = testVersions()[0];
 
@@ -59,15 +60,6 @@ function servers(output: string): { dirs: string[]; ports: number[] } {
   assert.equal(dirs.length, 2, `two data directories expected in:\n${output}`);
   assert.equal(ports.length, 2, `two ports expected in:\n${output}`);
   return { dirs, ports };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function accepts(port: number): Promise<boolean> {

@@ -25,38 +25,43 @@ async function databases(c: TestCluster) {
 }
 
 clusterSuite("kvsz run: tables", {
-  "TOAST: a 20 kB value survives an update of another column (clone and history)": async (c) => {
-    const { srcDb, dstDb, src, dst } = await databases(c);
-    await src.unsafe(`CREATE TABLE doc (id int PRIMARY KEY, n int, body text)`);
-    await src.unsafe(`ALTER TABLE doc ALTER body SET STORAGE EXTERNAL`); // stored out of line
-    await src.unsafe(`CREATE TABLE doc_h (id int PRIMARY KEY, n int, body text)`);
-    await src.unsafe(`ALTER TABLE doc_h ALTER body SET STORAGE EXTERNAL`);
-    await dst.unsafe(`CREATE TABLE doc (id int PRIMARY KEY, n int, body text)`);
-    await dst.unsafe(
-      `CREATE TABLE doc_h (id int, n int, body text, kvsz_start timestamptz, kvsz_end timestamptz, kvsz_deleted boolean)`,
-    );
-    await using kvsz = KvszProcess.start([
-      "run",
-      "--config",
-      await writeConfig(config(c, srcDb, dstDb, { doc: null, doc_h: { type: "history" } })),
-    ]);
-    await kvsz.waitForOutput(/streaming from/);
-    const big = "x".repeat(20_000) + "end";
-    for (const t of ["doc", "doc_h"]) {
-      await src.unsafe(`INSERT INTO ${t} VALUES (1, 1, $1)`, [big]);
-      await src.unsafe(`UPDATE ${t} SET n = 2 WHERE id = 1`);
-      await src.unsafe(`UPDATE ${t} SET n = 3 WHERE id = 1`);
-    }
-    const cols = "id, n, md5(body) AS body";
-    await waitForEqualRows(() => tableRows(src, "doc", cols), () => tableRows(dst, "doc", cols), {
-      kvsz,
-    });
-    await waitFor(async () => {
-      const rows = await dst.unsafe(`SELECT n, length(body) AS len FROM doc_h ORDER BY n`);
-      return rows.length === 3 && rows.every((r) => r.len === big.length);
-    }, { what: "three history versions each carrying the 20 kB value" });
-    assert.equal(await kvsz.stop(), 0);
-  },
+  "TOAST: a 20 kB value survives an update of another column (clone and history); a 1 MB value arrives whole":
+    async (c) => {
+      const { srcDb, dstDb, src, dst } = await databases(c);
+      await src.unsafe(`CREATE TABLE doc (id int PRIMARY KEY, n int, body text)`);
+      await src.unsafe(`ALTER TABLE doc ALTER body SET STORAGE EXTERNAL`); // stored out of line
+      await src.unsafe(`CREATE TABLE doc_h (id int PRIMARY KEY, n int, body text)`);
+      await src.unsafe(`ALTER TABLE doc_h ALTER body SET STORAGE EXTERNAL`);
+      await dst.unsafe(`CREATE TABLE doc (id int PRIMARY KEY, n int, body text)`);
+      await dst.unsafe(
+        `CREATE TABLE doc_h (id int, n int, body text, kvsz_start timestamptz, kvsz_end timestamptz, kvsz_deleted boolean)`,
+      );
+      await using kvsz = KvszProcess.start([
+        "run",
+        "--config",
+        await writeConfig(config(c, srcDb, dstDb, { doc: null, doc_h: { type: "history" } })),
+      ]);
+      await kvsz.waitForOutput(/streaming from/);
+      const big = "x".repeat(20_000) + "end";
+      for (const t of ["doc", "doc_h"]) {
+        await src.unsafe(`INSERT INTO ${t} VALUES (1, 1, $1)`, [big]);
+        await src.unsafe(`UPDATE ${t} SET n = 2 WHERE id = 1`);
+        await src.unsafe(`UPDATE ${t} SET n = 3 WHERE id = 1`);
+      }
+      // About 1 MB of UTF-8 in one message: longer than any socket read and than the
+      // reader's 256 KiB queue, so the frame is gathered from many reads.
+      const huge = "é€ñ".repeat(140_000) + "end";
+      await src.unsafe(`INSERT INTO doc VALUES (2, 1, $1)`, [huge]);
+      const cols = "id, n, md5(body) AS body";
+      await waitForEqualRows(() => tableRows(src, "doc", cols), () => tableRows(dst, "doc", cols), {
+        kvsz,
+      });
+      await waitFor(async () => {
+        const rows = await dst.unsafe(`SELECT n, length(body) AS len FROM doc_h ORDER BY n`);
+        return rows.length === 3 && rows.every((r) => r.len === big.length);
+      }, { what: "three history versions each carrying the 20 kB value" });
+      assert.equal(await kvsz.stop(), 0);
+    },
 
   "partitioned source through the root, and leaves by partitions_regex": async (c) => {
     const { srcDb, dstDb, src, dst } = await databases(c);

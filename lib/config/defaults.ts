@@ -10,7 +10,12 @@ export const DEFAULT_SOURCE_SCHEMA = "public";
 export const DEFAULT_TABLE_MODE: TableMode = "clone";
 
 /** `apply:` defaults. */
-export const DEFAULT_APPLY = { batchSize: 10_000, commitIntervalMs: 200, queueSize: 20_000 };
+export const DEFAULT_APPLY = {
+  batchSize: 10_000,
+  commitIntervalMs: 200,
+  queueSize: 20_000,
+  streamInProgress: true,
+};
 /** `sync:` defaults; `burst` defaults to the configured `rate`. */
 export const DEFAULT_SYNC = { parallelism: 2, rate: 0, splitMb: 64 };
 /** `metrics:` defaults. */

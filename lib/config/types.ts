@@ -49,6 +49,10 @@ export interface ApplyConfig {
   commitIntervalMs: number;
   /** Max changes buffered between reader and applier before the source is paused. */
   queueSize: number;
+  /** Receive large transactions while they run (PostgreSQL 14+ sources), spooled until commit. */
+  streamInProgress: boolean;
+  /** Directory of those spools (default: the system's temporary directory). */
+  spoolDir?: string;
 }
 
 /** Initial sync knobs. */

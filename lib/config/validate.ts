@@ -48,7 +48,13 @@ const DESTINATION_KEYS = ["url", "schema"];
 const DATABASE_KEYS = ["database", "urls", "tables"];
 const URL_KEYS = ["url", "sid"];
 const TABLE_KEYS = ["target", "type", "partitions_regex"];
-const APPLY_KEYS = ["batch_size", "commit_interval_ms", "queue_size"];
+const APPLY_KEYS = [
+  "batch_size",
+  "commit_interval_ms",
+  "queue_size",
+  "stream_in_progress",
+  "spool_dir",
+];
 const SYNC_KEYS = ["parallelism", "rate", "burst", "split_mb"];
 const METRICS_KEYS = ["listen", "ready_max_lag_seconds"];
 const LOG_KEYS = ["level", "format"];
@@ -142,6 +148,9 @@ function apply(check: Checker, map: Map<string, unknown>): ApplyConfig {
     commitIntervalMs: check.integer(map, "commit_interval_ms", path, 0) ??
       DEFAULT_APPLY.commitIntervalMs,
     queueSize: check.integer(map, "queue_size", path, 1) ?? DEFAULT_APPLY.queueSize,
+    streamInProgress: check.boolean(map, "stream_in_progress", path) ??
+      DEFAULT_APPLY.streamInProgress,
+    spoolDir: check.string(map, "spool_dir", path),
   };
 }
 
@@ -457,6 +466,16 @@ class Checker {
       return undefined;
     }
     return value;
+  }
+
+  /** true or false; undefined when absent or invalid. */
+  boolean(map: Map<string, unknown>, key: string, parent: Path): boolean | undefined {
+    if (!this.#has(map, key, parent)) return undefined;
+    const value = map.get(key);
+    if (typeof value === "boolean") return value;
+    const hint = value === "true" || value === "false" ? " (remove the quotes)" : "";
+    this.report([...parent, key], `must be true or false, not ${describe(value)}${hint}`);
+    return undefined;
   }
 
   /** One of `options`, exactly; undefined when absent or invalid. */

@@ -125,6 +125,12 @@ export class PgoutputDecoder {
     return this.streaming ? this.topXid : undefined;
   }
 
+  /** Decodes what follows as messages of a stream block of top-level transaction `xid` (a spool's replay). */
+  enterStreamBlock(xid: number): void {
+    this.streaming = true;
+    this.topXid = xid;
+  }
+
   /** Forgets the stream-block state (call when a new replication stream starts). */
   reset(): void {
     this.streaming = false;

@@ -209,6 +209,8 @@ export class SourcePipeline {
         startLsn,
         serverMajor: major,
         maxQueued: cfg.apply.queueSize,
+        streamInProgress: cfg.apply.streamInProgress,
+        spoolDir: cfg.apply.spoolDir,
         stop: this.#stop,
         onWalEnd: this.events.onWalEnd,
       });

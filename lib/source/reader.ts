@@ -8,7 +8,8 @@
 import { connectedSocketOf, type Sql } from "../pg/connect.ts";
 import { CopyBothTap, CopyDataFrames } from "./copy_both_tap.ts";
 import { PgoutputDecoder } from "./pgoutput.ts";
-import type { PgoutputMessage } from "./messages.ts";
+import type { PgoutputMessage, StreamCommitMessage } from "./messages.ts";
+import { isSpooled, StreamedTransactions } from "./stream_spool.ts";
 import {
   encodeStandbyStatus,
   originOptionSupported,
@@ -63,6 +64,13 @@ export interface ReaderOptions {
   stopTimeoutSeconds?: number;
   /** Called with the source's current WAL end from each keepalive / data frame. */
   onWalEnd?: (walEnd: bigint) => void;
+  /**
+   * Have the server stream large transactions while they run (PostgreSQL 14+),
+   * spooled to disk and applied at their commit (see stream_spool.ts).
+   */
+  streamInProgress?: boolean;
+  /** Where spools go (default: the system's temporary directory). */
+  spoolDir?: string;
 }
 
 /**
@@ -75,12 +83,15 @@ export async function streamChanges(
   opts: ReaderOptions,
 ): Promise<void> {
   const protoVersion = protoVersionFor(opts.serverMajor);
+  const streaming = opts.streamInProgress && protoVersion >= 2 ? "on" : false;
   const command = startReplicationCommand(opts.slot, opts.startLsn, {
     protoVersion,
     publication: opts.publication,
     origin: originOptionSupported(opts.serverMajor) ? "none" : undefined,
+    streaming,
   });
-  const decoder = new PgoutputDecoder({ protoVersion });
+  const decoder = new PgoutputDecoder({ protoVersion, streaming });
+  const streamed = new StreamedTransactions(opts.spoolDir);
   // On plain TCP the frames are read off the socket (see copy_both_tap.ts);
   // otherwise (TLS) through the driver's stream, one message per event.
   const socket = await connectedSocketOf(replication);
@@ -165,7 +176,9 @@ export async function streamChanges(
     let msg;
     if (buf[start] === XLOG_DATA && end - start > XLOG_HEADER) {
       // The hot path: the header's positions are not needed, skip parsing them.
-      msg = decoder.decodeAt(buf, start + XLOG_HEADER, end);
+      const at = start + XLOG_HEADER;
+      if (decoder.inStreamBlock && isSpooled(buf, at)) return streamed.append(buf, at, end);
+      msg = decoder.decodeAt(buf, at, end);
     } else {
       const frame = parseCopyData(buf.subarray(start, end));
       if (frame.kind === "keepalive") {
@@ -176,7 +189,39 @@ export async function streamChanges(
       }
       msg = decoder.decode(frame.payload);
     }
+    switch (msg.tag) {
+      case "stream_start":
+        return streamed.start(msg.xid, msg.first);
+      case "stream_stop":
+        return streamed.stop();
+      case "stream_abort":
+        return streamed.abort(msg.xid, msg.subXid);
+      case "stream_commit":
+        return applyStreamed(msg);
+    }
     return sink.handle(msg, end - start);
+  };
+  /** Hands a streamed transaction to the sink as one transaction, as if it had just arrived whole. */
+  const applyStreamed = async (commit: StreamCommitMessage): Promise<void> => {
+    await sink.handle({
+      tag: "begin",
+      finalLsn: commit.commitLsn,
+      commitTime: commit.commitTime,
+      xid: commit.xid,
+    }, 0);
+    const replayed = new PgoutputDecoder({ protoVersion, streaming });
+    replayed.enterStreamBlock(commit.xid);
+    await streamed.commit(commit.xid, (b, s, e) => {
+      if (failure) throw failure;
+      return sink.handle(replayed.decodeAt(b, s, e), e - s);
+    });
+    return sink.handle({
+      tag: "commit",
+      flags: commit.flags,
+      commitLsn: commit.commitLsn,
+      endLsn: commit.endLsn,
+      commitTime: commit.commitTime,
+    }, 0);
   };
   /** After each message: stop on a failure or a due stop (what is left streams again after a restart). */
   const check = () => {
@@ -226,6 +271,7 @@ export async function streamChanges(
       } catch { /* connection already gone */ }
     }
     tap?.discard();
+    streamed.discard();
     stream.destroy?.();
   }
 }

@@ -100,7 +100,13 @@ databases:
 Deno.test("defaults are applied to everything left out", () => {
   const cfg = parseConfig(config(), "kvsz.yaml", {});
   assert.equal(cfg.destination.schema, "public");
-  assert.deepEqual(cfg.apply, { batchSize: 10000, commitIntervalMs: 200, queueSize: 20000 });
+  assert.deepEqual(cfg.apply, {
+    batchSize: 10000,
+    commitIntervalMs: 200,
+    queueSize: 20000,
+    streamInProgress: true,
+    spoolDir: undefined,
+  });
   assert.deepEqual(cfg.sync, { parallelism: 2, rate: 0, burst: 0, splitMb: 64 });
   assert.deepEqual(cfg.metrics, { listen: "127.0.0.1:9187", readyMaxLagSeconds: 60 });
   assert.deepEqual(cfg.log, { level: "info", format: "auto" });
@@ -111,7 +117,7 @@ Deno.test("every setting is read", () => {
   const cfg = parseConfig(
     config(
       "      t1:\n",
-      `apply: { batch_size: 5, commit_interval_ms: 0, queue_size: 50 }
+      `apply: { batch_size: 5, commit_interval_ms: 0, queue_size: 50, stream_in_progress: false, spool_dir: /var/tmp }
 sync: { parallelism: 4, rate: 1000 }
 metrics: { listen: "", ready_max_lag_seconds: 5 }
 log: { level: warning, format: json }
@@ -121,7 +127,13 @@ status: { retained_wal_warn_mb: 2 }
     "kvsz.yaml",
     {},
   );
-  assert.deepEqual(cfg.apply, { batchSize: 5, commitIntervalMs: 0, queueSize: 50 });
+  assert.deepEqual(cfg.apply, {
+    batchSize: 5,
+    commitIntervalMs: 0,
+    queueSize: 50,
+    streamInProgress: false,
+    spoolDir: "/var/tmp",
+  });
   assert.deepEqual(
     cfg.sync,
     { parallelism: 4, rate: 1000, burst: 1000, splitMb: 64 },
@@ -195,7 +207,7 @@ Deno.test("error: unknown key far from any known key lists the known keys", () =
   assertOneProblem(
     config("      t1:\n", "apply: { colour: blue }\n"),
     "apply.colour",
-    "unknown key (expected one of batch_size, commit_interval_ms, queue_size)",
+    "unknown key (expected one of batch_size, commit_interval_ms, queue_size, stream_in_progress, spool_dir)",
   );
 });
 
@@ -389,6 +401,19 @@ Deno.test("error: numbers must be positive integers", () => {
     config("      t1:\n", 'apply: { queue_size: "100" }\n'),
     "apply.queue_size",
     'must be a positive integer, not "100" (remove the quotes)',
+  );
+});
+
+Deno.test("error: switches must be true or false", () => {
+  assertOneProblem(
+    config("      t1:\n", 'apply: { stream_in_progress: "true" }\n'),
+    "apply.stream_in_progress",
+    'must be true or false, not "true" (remove the quotes)',
+  );
+  assertOneProblem(
+    config("      t1:\n", "apply: { stream_in_progress: 1 }\n"),
+    "apply.stream_in_progress",
+    "must be true or false, not 1",
   );
 });
 

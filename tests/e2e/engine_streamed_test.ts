@@ -1,0 +1,154 @@
+/**
+ * Transactions larger than `logical_decoding_work_mem` (64 kB here), which
+ * the server streams while they run (`apply.stream_in_progress`, PostgreSQL
+ * 14+): spooled on disk, applied at their commit, dropped at their abort,
+ * savepoints rolled back inside them left out, and nothing of them visible in
+ * the destination before their commit.
+ */
+import assert from "node:assert/strict";
+import { clusterSuite, type TestCluster } from "../support/cluster.ts";
+import { KvszProcess, tableRows, waitFor, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
+import type { Sql } from "../../lib/pg/connect.ts";
+
+async function setup(c: TestCluster, spoolDir: string) {
+  const srcDb = await c.createDatabase("src");
+  const dstDb = await c.createDatabase("dst");
+  const src = c.sql(srcDb), dst = c.sql(dstDb);
+  for (const db of [src, dst]) {
+    await db.unsafe(`CREATE TABLE big (id int PRIMARY KEY, v text, n int)`);
+    await db.unsafe(`CREATE TABLE small (id int PRIMARY KEY, v text)`);
+  }
+  const config = await writeConfig({
+    destination: { url: c.url(dstDb) },
+    databases: [{
+      database: srcDb,
+      urls: [{ url: c.url(srcDb), sid: 1 }],
+      tables: { big: null, small: null },
+    }],
+    apply: { commit_interval_ms: 50, spool_dir: spoolDir },
+    metrics: { listen: "" },
+    log: { level: "info", format: "text" },
+  });
+  return { src, dst, config };
+}
+
+/** Transactions the slot streamed while they ran (pg_stat_replication_slots). */
+async function streamedTransactions(src: Sql): Promise<number> {
+  const [row] = await src.unsafe(
+    `SELECT coalesce(sum(stream_txns), 0)::int AS n FROM pg_stat_replication_slots`,
+  );
+  return row.n;
+}
+
+/** Spool files in `dir` and its kvsz-stream-* directories. */
+async function spoolFiles(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const d of Deno.readDir(dir)) {
+    if (!d.isDirectory) continue;
+    for await (const f of Deno.readDir(`${dir}/${d.name}`)) found.push(`${d.name}/${f.name}`);
+  }
+  return found;
+}
+
+const bigRows = (src: Sql) => tableRows(src, "big");
+
+clusterSuite("kvsz run: transactions streamed while they run", {
+  "a large transaction with savepoints arrives whole at its commit, and not before; an aborted one never":
+    async (c) => {
+      const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
+      const { src, dst, config } = await setup(c, spoolDir);
+      await using kvsz = KvszProcess.start(["run", "--config", config]);
+      await kvsz.waitForOutput(/streaming from/);
+      const before = await streamedTransactions(src);
+
+      await src.begin(async (tx) => {
+        await tx.unsafe(
+          `INSERT INTO big SELECT i, repeat('v', 50) || i, 0 FROM generate_series(1, 20000) i`,
+        );
+        await tx.unsafe(`UPDATE big SET n = 1 WHERE id % 3 = 0`);
+        await tx.unsafe(`DELETE FROM big WHERE id % 7 = 0`);
+        // Rolled back: rows and an update that must not arrive.
+        await tx.unsafe(`SAVEPOINT a`);
+        await tx.unsafe(`INSERT INTO big SELECT i, 'gone', 0 FROM generate_series(20001, 23000) i`);
+        await tx.unsafe(`SAVEPOINT b`);
+        await tx.unsafe(`UPDATE big SET v = 'gone' WHERE id <= 2000`);
+        await tx.unsafe(`ROLLBACK TO SAVEPOINT a`);
+        // Released: rows that must arrive.
+        await tx.unsafe(`SAVEPOINT c`);
+        await tx.unsafe(`INSERT INTO big SELECT i, 'kept', 2 FROM generate_series(30001, 31000) i`);
+        await tx.unsafe(`RELEASE SAVEPOINT c`);
+        await tx.unsafe(`UPDATE big SET n = n + 10 WHERE id % 5 = 0`);
+
+        // Meanwhile another transaction commits: it arrives first, alone.
+        await src.unsafe(`INSERT INTO small VALUES (1, 'during')`);
+        await waitFor(
+          async () => (await dst.unsafe(`SELECT 1 FROM small WHERE id = 1`)).length > 0,
+          {
+            what: "the small transaction committed during the large one",
+            context: () => kvsz.output.slice(-2000),
+          },
+        );
+        await waitFor(async () => (await spoolFiles(spoolDir)).length > 0, {
+          what: "a spool file of the open transaction",
+        });
+        const [early] = await dst.unsafe(`SELECT count(*)::int AS n FROM big`);
+        assert.equal(early.n, 0, "nothing of an uncommitted transaction reaches the destination");
+      });
+      await waitForEqualRows(() => bigRows(src), () => bigRows(dst), { kvsz });
+      assert.ok(
+        (await streamedTransactions(src)) > before,
+        "the server streamed the transaction while it ran",
+      );
+      await waitFor(async () => (await spoolFiles(spoolDir)).length === 0, {
+        what: "the spool deleted after the commit",
+      });
+
+      // Aborted after being streamed: its spool goes, nothing arrives.
+      const streamed = await streamedTransactions(src);
+      await src.begin(async (tx) => {
+        await tx.unsafe(
+          `INSERT INTO big SELECT i, 'aborted', 0 FROM generate_series(40001, 60000) i`,
+        );
+        await waitFor(async () => (await streamedTransactions(src)) > streamed, {
+          what: "the doomed transaction streamed",
+        });
+        throw new Error("roll back");
+      }).catch((e) => assert.equal(e.message, "roll back"));
+      await src.unsafe(`INSERT INTO small VALUES (2, 'after')`);
+      await waitForEqualRows(() => tableRows(src, "small"), () => tableRows(dst, "small"), {
+        kvsz,
+      });
+      assert.deepEqual(await bigRows(dst), await bigRows(src));
+      await waitFor(async () => (await spoolFiles(spoolDir)).length === 0, {
+        what: "the aborted transaction's spool deleted",
+      });
+      assert.equal(await kvsz.stop(), 0);
+      await Deno.remove(spoolDir, { recursive: true });
+    },
+
+  "killed while a large transaction streams: after a restart it arrives whole": async (c) => {
+    const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
+    const { src, dst, config } = await setup(c, spoolDir);
+    let kvsz = KvszProcess.start(["run", "--config", config]);
+    try {
+      await kvsz.waitForOutput(/streaming from/);
+      await src.begin(async (tx) => {
+        await tx.unsafe(
+          `INSERT INTO big SELECT i, repeat('k', 50) || i, 0 FROM generate_series(1, 20000) i`,
+        );
+        await waitFor(async () => (await spoolFiles(spoolDir)).length > 0, {
+          what: "a spool file of the open transaction",
+        });
+        await kvsz.stop("SIGKILL");
+        kvsz = KvszProcess.start(["run", "--config", config]);
+        await kvsz.waitForOutput(/streaming from/);
+        await tx.unsafe(`UPDATE big SET n = 1 WHERE id % 2 = 0`);
+      });
+      await waitForEqualRows(() => bigRows(src), () => bigRows(dst), { kvsz });
+      assert.equal(await kvsz.stop(), 0);
+    } finally {
+      await kvsz.stop("SIGKILL");
+      await Deno.remove(spoolDir, { recursive: true });
+    }
+  },
+}, { minMajor: 14, settings: { logical_decoding_work_mem: "64kB" } });

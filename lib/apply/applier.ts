@@ -12,8 +12,9 @@
  */
 import type { Sql } from "../pg/connect.ts";
 import { formatLsn } from "../pg/lsn.ts";
-import type { PgoutputMessage } from "../source/messages.ts";
+import type { PgoutputMessage, StreamCommitMessage } from "../source/messages.ts";
 import { pgTimestampToIso } from "../source/messages.ts";
+import { StreamRestart } from "../source/stream_restart.ts";
 import { log } from "../observe/log.ts";
 import type { RouteTable } from "./routes.ts";
 import { type OpCounts, TableBatch } from "./table_batch.ts";
@@ -40,6 +41,14 @@ export interface ApplierOptions {
   onCommit?: (info: CommitInfo) => void;
   /** Called for every anomaly met (after it converged). */
   onAnomaly?: (a: Anomaly) => void;
+  /**
+   * How long a transaction committed while a streamed one is being applied may
+   * wait for it (they share its destination transaction) before the streamed
+   * one is spooled instead.
+   */
+  streamWaitMs?: number;
+  /** LSN the stream starts from: every transaction it brings commits after it. */
+  startLsn?: bigint;
   /** Called after each table flush with the changes applied per operation. */
   onOperations?: (table: string, operation: keyof OpCounts, count: number, seconds: number) => void;
 }
@@ -69,8 +78,16 @@ export class Applier {
   #batches = new Map<TableRoute, TableBatch>();
   #buffered = 0;
   #bufferedBytes = 0;
-  /** Current source transaction, from Begin to Commit. */
-  #txn: { finalLsn: bigint; commitTimeIso: string; skip: boolean } | null = null;
+  /** Current source transaction, from Begin to Commit (or a streamed one's block). */
+  #txn: { finalLsn: bigint; commitTimeIso: string; skip: boolean; streamed?: true } | null = null;
+  /**
+   * The transaction applied while it streams: its changes, and those of the
+   * transactions committed meanwhile, go into one destination transaction
+   * that commits at its Stream Commit.
+   */
+  #streamed: { xid: number; heldSince: number | null } | null = null;
+  /** Commit LSN of the last source transaction seen, or the start: a streamed one commits after it. */
+  #lastCommitLsn = 0n;
   /** Last source commit folded into the destination transaction being built. */
   #pending: SourceCommit | null = null;
   #pendingTxns = 0;
@@ -106,6 +123,9 @@ export class Applier {
     this.failed.catch(() => {}); // observed by the reader
     this.#skipUpTo = progress?.commitLsn ?? 0n;
     this.#safeLsn = progress?.endLsn ?? 0n;
+    this.#lastCommitLsn = opts.startLsn && opts.startLsn > this.#skipUpTo
+      ? opts.startLsn
+      : this.#skipUpTo;
   }
 
   /** LSN the reader may acknowledge to the source: everything below it is safely applied. */
@@ -120,7 +140,8 @@ export class Applier {
 
   /** True while anything received is not yet committed in the destination. */
   get busy(): boolean {
-    return this.#txn !== null || this.#pending !== null || this.#jobs > 0;
+    return this.#txn !== null || this.#pending !== null || this.#jobs > 0 ||
+      this.#streamed !== null;
   }
 
   /** The reader's wake-up: called when a commit moved {@link safeLsn}. */
@@ -188,7 +209,8 @@ export class Applier {
   /** Waits for queued jobs, commits what is pending (at a transaction boundary), ends cleanly. */
   async close(): Promise<void> {
     clearTimeout(this.#timer);
-    if (this.#txn === null && this.#pending) this.#queueCommit();
+    // An open streamed transaction is rolled back with what waited for it (all streamed again).
+    if (this.#txn === null && this.#pending && !this.#streamed) this.#queueCommit();
     await this.#tail;
     if (this.#failure) throw this.#failure;
     if (this.#inDestTx) {
@@ -205,6 +227,109 @@ export class Applier {
     clearTimeout(this.#timer);
     this.#takeBatches();
     this.#inDestTx = false;
+  }
+
+  /**
+   * A transaction starts streaming while it runs: applies it as it arrives
+   * (returns false when it cannot: another one is being applied that way, or
+   * a source transaction is open). What is pending commits first, so the
+   * destination transaction it opens holds it alone until another commits.
+   */
+  beginStreamed(xid: number): boolean {
+    if (this.#streamed || this.#txn || this.#failure) return false;
+    this.#queueCommit();
+    this.#streamed = { xid, heldSince: null };
+    this.resumeStreamed();
+    return true;
+  }
+
+  /** A block of the streamed transaction begins: its changes follow. */
+  resumeStreamed(): void {
+    this.#idle = false;
+    this.#txn = {
+      finalLsn: this.#lastCommitLsn,
+      commitTimeIso: "",
+      skip: false,
+      streamed: true,
+    };
+  }
+
+  /** A block of the streamed transaction ends: other transactions may follow. */
+  pauseStreamed(): void {
+    this.#txn = null;
+  }
+
+  /**
+   * The streamed transaction was rolled back at the source. Returns false when
+   * its destination transaction also holds others (then the stream restarts).
+   */
+  abortStreamed(): boolean {
+    if (!this.#streamed || this.#pending) return false;
+    this.#streamed = null;
+    this.#txn = null;
+    this.#takeBatches();
+    this.#pendingChanges = 0;
+    this.#counts = { clone: 0, append: 0, history: 0, anomalies: 0 };
+    this.#queueRollback();
+    return true;
+  }
+
+  /** The streamed transaction committed at the source: commits its destination transaction. */
+  commitStreamed(m: StreamCommitMessage): void | Promise<void> {
+    const streamed = this.#streamed;
+    this.#streamed = null;
+    this.#txn = {
+      finalLsn: m.commitLsn,
+      commitTimeIso: pgTimestampToIso(m.commitTime),
+      skip: false,
+    };
+    if (m.commitLsn <= this.#skipUpTo && streamed) {
+      // Applied and committed before a restart: what was written again is rolled back.
+      this.#txn = null;
+      this.#pending = null;
+      this.#pendingTxns = 0;
+      this.#pendingChanges = 0;
+      this.#takeBatches();
+      return this.#queueRollback();
+    }
+    return this.#commit(m.commitLsn, m.endLsn);
+  }
+
+  /** Rolls the open destination transaction back (after the jobs before it). */
+  #queueRollback(): Promise<void> | undefined {
+    return this.#queue(async () => {
+      if (!this.#inDestTx) return;
+      this.#inDestTx = false;
+      await this.#begin;
+      await this.dest.unsafe("ROLLBACK");
+    });
+  }
+
+  /** Changes before their commit time is known go only to clone targets synced before them. */
+  #checkStreamedRoute(route: TableRoute): void {
+    const xid = this.#streamed?.xid ?? 0;
+    if (route.mode !== "clone") {
+      throw new StreamRestart(xid, `it changes ${route.source}, a ${route.mode} table`);
+    }
+    if (route.syncedLsn > this.#lastCommitLsn) {
+      throw new StreamRestart(xid, `${route.source} was copied after it began`);
+    }
+  }
+
+  /** A transaction committed while the streamed one is open waits for it, but not too long. */
+  #holdForStreamed(): void {
+    const streamed = this.#streamed!;
+    if (streamed.heldSince !== null) return;
+    streamed.heldSince = performance.now();
+    const waitMs = this.opts.streamWaitMs ?? 5000;
+    setTimeout(() => {
+      if (this.#streamed !== streamed || this.#failure) return;
+      this.#failure = new StreamRestart(
+        streamed.xid,
+        `transactions committed meanwhile waited ${waitMs} ms for it`,
+      );
+      this.#reportFailure(this.#failure);
+    }, waitMs);
   }
 
   #relation(relationId: number, msg: PgoutputMessage & { tag: "relation" }): Promise<void> {
@@ -229,6 +354,7 @@ export class Applier {
     const txn = this.#txn;
     if (!txn || txn.skip) return;
     const route = this.routes.get(relationId);
+    if (txn.streamed && route) this.#checkStreamedRoute(route);
     // The table's initial copy already holds commits before its snapshot LSN.
     if (!route || txn.finalLsn < route.syncedLsn) return;
     let batch = this.#batches.get(route);
@@ -249,6 +375,7 @@ export class Applier {
     const txn = this.#txn;
     this.#txn = null;
     if (!txn) return;
+    this.#lastCommitLsn = commitLsn;
     if (txn.skip || (this.#pendingChanges === 0 && !this.#pending)) {
       // Nothing of ours in it: safe to acknowledge once everything before it is.
       if (!this.busy && endLsn > this.#safeLsn) this.#safeLsn = endLsn;
@@ -257,6 +384,7 @@ export class Applier {
     if (!this.#pending) this.#firstPendingAt = performance.now();
     this.#pending = { commitLsn, endLsn, commitTimeIso: txn.commitTimeIso };
     this.#pendingTxns++;
+    if (this.#streamed) return this.#holdForStreamed();
     const due = this.#pendingChanges >= this.opts.batchSize ||
       performance.now() - this.#firstPendingAt >= this.opts.commitIntervalMs;
     if (due) return this.#queueCommit();
@@ -322,7 +450,7 @@ export class Applier {
   /** Hands the buffered changes and the pending source commits to a job that commits them. */
   #queueCommit(): Promise<void> | undefined {
     const pending = this.#pending;
-    if (!pending) return;
+    if (!pending || this.#streamed) return;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     const batches = this.#takeBatches();

@@ -15,6 +15,7 @@ export const DEFAULT_APPLY = {
   commitIntervalMs: 200,
   queueSize: 20_000,
   streamInProgress: true,
+  streamWaitMs: 5000,
 };
 /** `sync:` defaults; `burst` defaults to the configured `rate`. */
 export const DEFAULT_SYNC = { parallelism: 2, rate: 0, splitMb: 64 };

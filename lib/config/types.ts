@@ -51,6 +51,12 @@ export interface ApplyConfig {
   queueSize: number;
   /** Receive large transactions while they run (PostgreSQL 14+ sources), spooled until commit. */
   streamInProgress: boolean;
+  /**
+   * A large transaction is applied as it streams, and transactions that commit
+   * meanwhile are committed with it: after this many milliseconds of such a
+   * wait, it is spooled and applied at its commit instead.
+   */
+  streamWaitMs: number;
   /** Directory of those spools (default: the system's temporary directory). */
   spoolDir?: string;
 }

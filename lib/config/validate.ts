@@ -53,6 +53,7 @@ const APPLY_KEYS = [
   "commit_interval_ms",
   "queue_size",
   "stream_in_progress",
+  "stream_wait_ms",
   "spool_dir",
 ];
 const SYNC_KEYS = ["parallelism", "rate", "burst", "split_mb"];
@@ -150,6 +151,7 @@ function apply(check: Checker, map: Map<string, unknown>): ApplyConfig {
     queueSize: check.integer(map, "queue_size", path, 1) ?? DEFAULT_APPLY.queueSize,
     streamInProgress: check.boolean(map, "stream_in_progress", path) ??
       DEFAULT_APPLY.streamInProgress,
+    streamWaitMs: check.integer(map, "stream_wait_ms", path, 0) ?? DEFAULT_APPLY.streamWaitMs,
     spoolDir: check.string(map, "spool_dir", path),
   };
 }

@@ -56,6 +56,11 @@ export class CopyBothTap {
     return chunks;
   }
 
+  /** Bytes queued. */
+  get queuedBytes(): number {
+    return this.#bytes;
+  }
+
   /** True while chunks are queued. */
   get queued(): boolean {
     return this.#chunks.length > 0;

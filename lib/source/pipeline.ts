@@ -9,6 +9,7 @@ import type { Config, DatabaseMapping, SourceUrl, TableMapping } from "../config
 import { connect, serverMajor, type Sql } from "../pg/connect.ts";
 import { kvszObjectName, qualify } from "../pg/identifiers.ts";
 import { formatLsn } from "../pg/lsn.ts";
+import { StreamRestart } from "./stream_restart.ts";
 import { redactUrl } from "../pg/redact.ts";
 import { log } from "../observe/log.ts";
 import { SyncProgressDisplay } from "../observe/sync_progress.ts";
@@ -54,6 +55,10 @@ export class SourcePipeline {
   #stopRequested: () => void = () => {};
   readonly #stop: Promise<void>;
   #stopping = false;
+  /** Streamed transactions to spool rather than apply as they arrive (see StreamRestart). */
+  readonly #spoolOnly = new Set<number>();
+  /** True right after a StreamRestart: the slot may still be held by the old walsender. */
+  #restarting = false;
 
   constructor(
     readonly config: Config,
@@ -83,6 +88,12 @@ export class SourcePipeline {
       } catch (e) {
         this.events.onConnected?.(false);
         if (this.#stopping) return;
+        if (e instanceof StreamRestart) {
+          this.#spoolOnly.add(e.xid);
+          this.#restarting = true;
+          this.#log.info("{message}", { message: e.message });
+          continue;
+        }
         if (performance.now() - started > 60_000) delay = 1000;
         this.#log.error("{error}; retrying in {seconds} s", {
           error: describeError(e),
@@ -123,7 +134,12 @@ export class SourcePipeline {
         });
       }
       const targets = await destReady;
-      const slot = await readSlot(src, this.name, major);
+      let slot = await readSlot(src, this.name, major);
+      for (let i = 0; slot?.active && this.#restarting && i < 50; i++) {
+        await new Promise((r) => setTimeout(r, 100)); // our previous walsender is exiting
+        slot = await readSlot(src, this.name, major);
+      }
+      this.#restarting = false;
       if (slot?.active) {
         throw new SourceError(
           `replication slot ${this.name} is in use by process ${slot.activePid}; ` +
@@ -195,6 +211,8 @@ export class SourcePipeline {
           sid: this.source.sid,
           batchSize: cfg.apply.batchSize,
           commitIntervalMs: cfg.apply.commitIntervalMs,
+          streamWaitMs: cfg.apply.streamWaitMs,
+          startLsn,
           onCommit: this.events.onCommit,
           onAnomaly: this.events.onAnomaly,
           onOperations: this.events.onOperations,
@@ -211,6 +229,8 @@ export class SourcePipeline {
         maxQueued: cfg.apply.queueSize,
         streamInProgress: cfg.apply.streamInProgress,
         spoolDir: cfg.apply.spoolDir,
+        spoolOnly: this.#spoolOnly,
+        log: this.#log,
         stop: this.#stop,
         onWalEnd: this.events.onWalEnd,
       });

@@ -5,11 +5,13 @@
  * the applier falls behind, it stops reading the socket (backpressure) while
  * status updates keep the connection alive.
  */
+import type { Logger } from "@logtape/logtape";
 import { connectedSocketOf, type Sql } from "../pg/connect.ts";
 import { CopyBothTap, CopyDataFrames } from "./copy_both_tap.ts";
 import { PgoutputDecoder } from "./pgoutput.ts";
 import type { PgoutputMessage, StreamCommitMessage } from "./messages.ts";
 import { isSpooled, StreamedTransactions } from "./stream_spool.ts";
+import { StreamRestart } from "./stream_restart.ts";
 import {
   encodeStandbyStatus,
   originOptionSupported,
@@ -46,6 +48,17 @@ export interface ReaderSink {
   setWake?(wake: () => void): void;
   /** Rejects when the sink fails on its own (e.g. a timed commit): streaming stops with that error. */
   readonly failed: Promise<never>;
+  /**
+   * A transaction starts streaming while it runs: true when the sink applies
+   * it as it arrives (its changes are then handed over between
+   * {@link resumeStreamed} and {@link pauseStreamed}); otherwise it is spooled.
+   */
+  beginStreamed?(xid: number): boolean;
+  resumeStreamed?(): void;
+  pauseStreamed?(): void;
+  /** The streamed transaction was rolled back: false when the sink cannot undo it alone. */
+  abortStreamed?(): boolean;
+  commitStreamed?(msg: StreamCommitMessage): void | Promise<void>;
 }
 
 /** Options for {@link streamChanges}. */
@@ -71,6 +84,10 @@ export interface ReaderOptions {
   streamInProgress?: boolean;
   /** Where spools go (default: the system's temporary directory). */
   spoolDir?: string;
+  /** Where the replay of a streamed transaction is reported. */
+  log?: Logger;
+  /** Streamed transactions to spool even when the sink could apply them as they arrive. */
+  spoolOnly?: ReadonlySet<number>;
 }
 
 /**
@@ -92,6 +109,9 @@ export async function streamChanges(
   });
   const decoder = new PgoutputDecoder({ protoVersion, streaming });
   const streamed = new StreamedTransactions(opts.spoolDir);
+  /** The streamed transaction the sink applies as it arrives, and whether its block is open. */
+  let applying: number | null = null;
+  let applyingBlock = false;
   // On plain TCP the frames are read off the socket (see copy_both_tap.ts);
   // otherwise (TLS) through the driver's stream, one message per event.
   const socket = await connectedSocketOf(replication);
@@ -177,7 +197,9 @@ export async function streamChanges(
     if (buf[start] === XLOG_DATA && end - start > XLOG_HEADER) {
       // The hot path: the header's positions are not needed, skip parsing them.
       const at = start + XLOG_HEADER;
-      if (decoder.inStreamBlock && isSpooled(buf, at)) return streamed.append(buf, at, end);
+      if (decoder.inStreamBlock && !applyingBlock && isSpooled(buf, at)) {
+        return streamed.append(buf, at, end);
+      }
       msg = decoder.decodeAt(buf, at, end);
     } else {
       const frame = parseCopyData(buf.subarray(start, end));
@@ -191,12 +213,44 @@ export async function streamChanges(
     }
     switch (msg.tag) {
       case "stream_start":
+        if (msg.xid === applying) {
+          applyingBlock = true;
+          return sink.resumeStreamed!();
+        }
+        if (
+          applying === null && msg.first && !opts.spoolOnly?.has(msg.xid) &&
+          sink.beginStreamed?.(msg.xid)
+        ) {
+          applying = msg.xid;
+          applyingBlock = true;
+          return;
+        }
         return streamed.start(msg.xid, msg.first);
       case "stream_stop":
+        if (applyingBlock) {
+          applyingBlock = false;
+          return sink.pauseStreamed!();
+        }
         return streamed.stop();
       case "stream_abort":
+        if (msg.xid === applying) {
+          if (msg.subXid === msg.xid && sink.abortStreamed!()) {
+            applying = null;
+            return;
+          }
+          throw new StreamRestart(
+            msg.xid,
+            msg.subXid === msg.xid
+              ? "it was rolled back after transactions committed meanwhile were written with it"
+              : "a savepoint of it was rolled back after its changes were written",
+          );
+        }
         return streamed.abort(msg.xid, msg.subXid);
       case "stream_commit":
+        if (msg.xid === applying) {
+          applying = null;
+          return sink.commitStreamed!(msg);
+        }
         return applyStreamed(msg);
     }
     return sink.handle(msg, end - start);
@@ -211,10 +265,20 @@ export async function streamChanges(
     }, 0);
     const replayed = new PgoutputDecoder({ protoVersion, streaming });
     replayed.enterStreamBlock(commit.xid);
-    await streamed.commit(commit.xid, (b, s, e) => {
+    const started = performance.now();
+    const spooled = await streamed.commit(commit.xid, (b, s, e) => {
       if (failure) throw failure;
       return sink.handle(replayed.decodeAt(b, s, e), e - s);
     });
+    opts.log?.info(
+      "transaction {xid} streamed while it ran: {messages} message(s), {mb} MB spooled, replayed in {seconds} s",
+      {
+        xid: commit.xid,
+        messages: spooled.messages,
+        mb: (spooled.bytes / 1048576).toFixed(1),
+        seconds: ((performance.now() - started) / 1000).toFixed(2),
+      },
+    );
     return sink.handle({
       tag: "commit",
       flags: commit.flags,

@@ -43,7 +43,7 @@ class TransactionSpool {
   #used = 0;
   /** Offset of the first message of each (sub)transaction: a subtransaction's abort cuts there. */
   #firstOffset = new Map<number, number>();
-  /** Messages spooled (for progress reporting and tests). */
+  /** Messages spooled. */
   messages = 0;
 
   constructor(dir: string, xid: number) {
@@ -214,12 +214,13 @@ export class StreamedTransactions {
   async commit(
     xid: number,
     each: (buf: Uint8Array, start: number, end: number) => void | Promise<void>,
-  ): Promise<void> {
+  ): Promise<{ messages: number; bytes: number }> {
     const spool = this.#spools.get(xid);
-    if (!spool) return;
+    if (!spool) return { messages: 0, bytes: 0 };
     this.#spools.delete(xid);
     try {
       await spool.replay(each);
+      return { messages: spool.messages, bytes: spool.length };
     } finally {
       spool.remove();
     }

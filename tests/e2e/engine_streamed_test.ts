@@ -1,16 +1,17 @@
 /**
  * Transactions larger than `logical_decoding_work_mem` (64 kB here), which
  * the server streams while they run (`apply.stream_in_progress`, PostgreSQL
- * 14+): spooled on disk, applied at their commit, dropped at their abort,
- * savepoints rolled back inside them left out, and nothing of them visible in
- * the destination before their commit.
+ * 14+): written into a destination transaction as they arrive and committed
+ * with their commit, or (after a savepoint rollback, or when others waited
+ * too long) spooled on disk and applied at their commit; dropped at their
+ * abort; nothing of them visible in the destination before their commit.
  */
 import assert from "node:assert/strict";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
 import { KvszProcess, tableRows, waitFor, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
 import type { Sql } from "../../lib/pg/connect.ts";
 
-async function setup(c: TestCluster, spoolDir: string) {
+async function setup(c: TestCluster, spoolDir: string, apply: Record<string, unknown> = {}) {
   const srcDb = await c.createDatabase("src");
   const dstDb = await c.createDatabase("dst");
   const src = c.sql(srcDb), dst = c.sql(dstDb);
@@ -25,11 +26,20 @@ async function setup(c: TestCluster, spoolDir: string) {
       urls: [{ url: c.url(srcDb), sid: 1 }],
       tables: { big: null, small: null },
     }],
-    apply: { commit_interval_ms: 50, spool_dir: spoolDir },
+    apply: { commit_interval_ms: 50, spool_dir: spoolDir, ...apply },
     metrics: { listen: "" },
     log: { level: "info", format: "text" },
   });
-  return { src, dst, config };
+  return { src, dst, dstDb, config };
+}
+
+/** Sessions on `db` with an open, idle transaction (kvsz applying a transaction as it streams). */
+async function openDestinationTransactions(c: TestCluster, db: string): Promise<number> {
+  const [row] = await c.sql().unsafe(
+    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state = 'idle in transaction'`,
+    [db],
+  );
+  return row.n;
 }
 
 /** Transactions the slot streamed while they ran (pg_stat_replication_slots). */
@@ -53,7 +63,7 @@ async function spoolFiles(dir: string): Promise<string[]> {
 const bigRows = (src: Sql) => tableRows(src, "big");
 
 clusterSuite("kvsz run: transactions streamed while they run", {
-  "a large transaction with savepoints arrives whole at its commit, and not before; an aborted one never":
+  "a savepoint rolled back inside a large transaction: spooled instead, arrives whole at its commit; an aborted one never":
     async (c) => {
       const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
       const { src, dst, config } = await setup(c, spoolDir);
@@ -99,6 +109,7 @@ clusterSuite("kvsz run: transactions streamed while they run", {
         (await streamedTransactions(src)) > before,
         "the server streamed the transaction while it ran",
       );
+      assert.match(kvsz.output, /a savepoint of it was rolled back after its changes were written/);
       await waitFor(async () => (await spoolFiles(spoolDir)).length === 0, {
         what: "the spool deleted after the commit",
       });
@@ -126,29 +137,71 @@ clusterSuite("kvsz run: transactions streamed while they run", {
       await Deno.remove(spoolDir, { recursive: true });
     },
 
-  "killed while a large transaction streams: after a restart it arrives whole": async (c) => {
-    const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
-    const { src, dst, config } = await setup(c, spoolDir);
-    let kvsz = KvszProcess.start(["run", "--config", config]);
-    try {
-      await kvsz.waitForOutput(/streaming from/);
-      await src.begin(async (tx) => {
-        await tx.unsafe(
-          `INSERT INTO big SELECT i, repeat('k', 50) || i, 0 FROM generate_series(1, 20000) i`,
-        );
-        await waitFor(async () => (await spoolFiles(spoolDir)).length > 0, {
-          what: "a spool file of the open transaction",
-        });
-        await kvsz.stop("SIGKILL");
-        kvsz = KvszProcess.start(["run", "--config", config]);
+  "applied as it streams: a transaction committed meanwhile commits with it, nothing is visible before; killed meanwhile, nothing is lost":
+    async (c) => {
+      const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
+      const { src, dst, dstDb, config } = await setup(c, spoolDir, { stream_wait_ms: 600_000 });
+      let kvsz = KvszProcess.start(["run", "--config", config]);
+      try {
         await kvsz.waitForOutput(/streaming from/);
-        await tx.unsafe(`UPDATE big SET n = 1 WHERE id % 2 = 0`);
+        const before = await streamedTransactions(src);
+        await src.begin(async (tx) => {
+          await tx.unsafe(
+            `INSERT INTO big SELECT i, repeat('k', 50) || i, 0 FROM generate_series(1, 20000) i`,
+          );
+          await waitFor(async () => (await openDestinationTransactions(c, dstDb)) > 0, {
+            what: "kvsz writing the open transaction into a destination transaction",
+            context: () => kvsz.output.slice(-2000),
+          });
+          await kvsz.stop("SIGKILL");
+          kvsz = KvszProcess.start(["run", "--config", config]);
+          await kvsz.waitForOutput(/streaming from/);
+          await tx.unsafe(`UPDATE big SET n = 1 WHERE id % 2 = 0`);
+          await tx.unsafe(`DELETE FROM big WHERE id % 9 = 0`);
+          await src.unsafe(`INSERT INTO small VALUES (1, 'during')`);
+          await waitFor(async () => (await openDestinationTransactions(c, dstDb)) > 0, {
+            what: "the open transaction written again after the restart",
+          });
+          await tx.unsafe(
+            `INSERT INTO big SELECT i, 'late', 3 FROM generate_series(20001, 30000) i`,
+          );
+          await new Promise((r) => setTimeout(r, 1000));
+          const [early] = await dst.unsafe(
+            `SELECT (SELECT count(*) FROM big)::int AS big, (SELECT count(*) FROM small)::int AS small`,
+          );
+          assert.deepEqual(early, { big: 0, small: 0 }, "nothing visible before the commit");
+        });
+        await waitForEqualRows(() => bigRows(src), () => bigRows(dst), { kvsz });
+        assert.deepEqual(await tableRows(dst, "small"), await tableRows(src, "small"));
+        assert.ok((await streamedTransactions(src)) > before, "the server streamed it");
+        assert.doesNotMatch(kvsz.output, /spooled|instead/, "applied as it streamed");
+        assert.deepEqual(await spoolFiles(spoolDir), []);
+        assert.equal(await kvsz.stop(), 0);
+      } finally {
+        await kvsz.stop("SIGKILL");
+        await Deno.remove(spoolDir, { recursive: true });
+      }
+    },
+
+  "transactions committed meanwhile wait at most apply.stream_wait_ms": async (c) => {
+    const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
+    const { src, dst, config } = await setup(c, spoolDir, { stream_wait_ms: 300 });
+    await using kvsz = KvszProcess.start(["run", "--config", config]);
+    await kvsz.waitForOutput(/streaming from/);
+    await src.begin(async (tx) => {
+      await tx.unsafe(
+        `INSERT INTO big SELECT i, repeat('w', 50) || i, 0 FROM generate_series(1, 20000) i`,
+      );
+      await src.unsafe(`INSERT INTO small VALUES (1, 'during')`);
+      await waitForEqualRows(() => tableRows(src, "small"), () => tableRows(dst, "small"), {
+        kvsz,
+        what: "the small transaction while the large one is still open",
       });
-      await waitForEqualRows(() => bigRows(src), () => bigRows(dst), { kvsz });
-      assert.equal(await kvsz.stop(), 0);
-    } finally {
-      await kvsz.stop("SIGKILL");
-      await Deno.remove(spoolDir, { recursive: true });
-    }
+      await tx.unsafe(`UPDATE big SET n = 5 WHERE id < 100`);
+    });
+    await waitForEqualRows(() => bigRows(src), () => bigRows(dst), { kvsz });
+    assert.match(kvsz.output, /transactions committed meanwhile waited 300 ms for it/);
+    assert.equal(await kvsz.stop(), 0);
+    await Deno.remove(spoolDir, { recursive: true });
   },
 }, { minMajor: 14, settings: { logical_decoding_work_mem: "64kB" } });

@@ -105,6 +105,7 @@ Deno.test("defaults are applied to everything left out", () => {
     commitIntervalMs: 200,
     queueSize: 20000,
     streamInProgress: true,
+    streamWaitMs: 5000,
     spoolDir: undefined,
   });
   assert.deepEqual(cfg.sync, { parallelism: 2, rate: 0, burst: 0, splitMb: 64 });
@@ -117,7 +118,7 @@ Deno.test("every setting is read", () => {
   const cfg = parseConfig(
     config(
       "      t1:\n",
-      `apply: { batch_size: 5, commit_interval_ms: 0, queue_size: 50, stream_in_progress: false, spool_dir: /var/tmp }
+      `apply: { batch_size: 5, commit_interval_ms: 0, queue_size: 50, stream_in_progress: false, stream_wait_ms: 100, spool_dir: /var/tmp }
 sync: { parallelism: 4, rate: 1000 }
 metrics: { listen: "", ready_max_lag_seconds: 5 }
 log: { level: warning, format: json }
@@ -132,6 +133,7 @@ status: { retained_wal_warn_mb: 2 }
     commitIntervalMs: 0,
     queueSize: 50,
     streamInProgress: false,
+    streamWaitMs: 100,
     spoolDir: "/var/tmp",
   });
   assert.deepEqual(
@@ -207,7 +209,7 @@ Deno.test("error: unknown key far from any known key lists the known keys", () =
   assertOneProblem(
     config("      t1:\n", "apply: { colour: blue }\n"),
     "apply.colour",
-    "unknown key (expected one of batch_size, commit_interval_ms, queue_size, stream_in_progress, spool_dir)",
+    "unknown key (expected one of batch_size, commit_interval_ms, queue_size, stream_in_progress, stream_wait_ms, spool_dir)",
   );
 });
 

@@ -85,7 +85,7 @@ export class Applier {
    * transactions committed meanwhile, go into one destination transaction
    * that commits at its Stream Commit.
    */
-  #streamed: { xid: number; heldSince: number | null } | null = null;
+  #streamed: { xid: number; holding: boolean } | null = null;
   /** Commit LSN of the last source transaction seen, or the start: a streamed one commits after it. */
   #lastCommitLsn = 0n;
   /** Last source commit folded into the destination transaction being built. */
@@ -238,7 +238,7 @@ export class Applier {
   beginStreamed(xid: number): boolean {
     if (this.#streamed || this.#txn || this.#failure) return false;
     this.#queueCommit();
-    this.#streamed = { xid, heldSince: null };
+    this.#streamed = { xid, holding: false };
     this.resumeStreamed();
     return true;
   }
@@ -319,8 +319,8 @@ export class Applier {
   /** A transaction committed while the streamed one is open waits for it, but not too long. */
   #holdForStreamed(): void {
     const streamed = this.#streamed!;
-    if (streamed.heldSince !== null) return;
-    streamed.heldSince = performance.now();
+    if (streamed.holding) return;
+    streamed.holding = true;
     const waitMs = this.opts.streamWaitMs ?? 5000;
     setTimeout(() => {
       if (this.#streamed !== streamed || this.#failure) return;

@@ -78,8 +78,9 @@ export interface ReaderOptions {
   /** Called with the source's current WAL end from each keepalive / data frame. */
   onWalEnd?: (walEnd: bigint) => void;
   /**
-   * Have the server stream large transactions while they run (PostgreSQL 14+),
-   * spooled to disk and applied at their commit (see stream_spool.ts).
+   * Have the server stream large transactions while they run (PostgreSQL 14+):
+   * applied as they arrive when the sink can (`beginStreamed`), otherwise
+   * spooled to disk and handed over at their commit (stream_spool.ts).
    */
   streamInProgress?: boolean;
   /** Where spools go (default: the system's temporary directory). */

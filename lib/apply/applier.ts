@@ -266,37 +266,32 @@ export class Applier {
   abortStreamed(): boolean {
     if (!this.#streamed || this.#pending) return false;
     this.#streamed = null;
-    this.#txn = null;
-    this.#takeBatches();
-    this.#pendingChanges = 0;
-    this.#counts = { clone: 0, append: 0, history: 0, anomalies: 0 };
-    this.#queueRollback();
+    this.#rollBack();
     return true;
   }
 
   /** The streamed transaction committed at the source: commits its destination transaction. */
   commitStreamed(m: StreamCommitMessage): void | Promise<void> {
-    const streamed = this.#streamed;
     this.#streamed = null;
+    // Applied and committed before a restart (so were the transactions that
+    // joined it): what was written again is rolled back.
+    if (m.commitLsn <= this.#skipUpTo) return this.#rollBack();
     this.#txn = {
       finalLsn: m.commitLsn,
       commitTimeIso: pgTimestampToIso(m.commitTime),
       skip: false,
     };
-    if (m.commitLsn <= this.#skipUpTo && streamed) {
-      // Applied and committed before a restart: what was written again is rolled back.
-      this.#txn = null;
-      this.#pending = null;
-      this.#pendingTxns = 0;
-      this.#pendingChanges = 0;
-      this.#takeBatches();
-      return this.#queueRollback();
-    }
     return this.#commit(m.commitLsn, m.endLsn);
   }
 
-  /** Rolls the open destination transaction back (after the jobs before it). */
-  #queueRollback(): Promise<void> | undefined {
+  /** Forgets everything not committed and rolls the open destination transaction back. */
+  #rollBack(): Promise<void> | undefined {
+    this.#txn = null;
+    this.#pending = null;
+    this.#pendingTxns = 0;
+    this.#pendingChanges = 0;
+    this.#counts = { clone: 0, append: 0, history: 0, anomalies: 0 };
+    this.#takeBatches();
     return this.#queue(async () => {
       if (!this.#inDestTx) return;
       this.#inDestTx = false;

@@ -3,6 +3,11 @@
  * the bodies, for code that routes a connection's bytes itself
  * (`lib/source/copy_relay.ts`, `lib/source/copy_both_tap.ts`).
  */
+/** The unsigned big-endian Int32 at `p` (message lengths, xids). */
+export function int32At(b: Uint8Array, p: number): number {
+  return ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
+}
+
 export class FrameBoundaries {
   /** Type byte and Int32 length of the current message, as far as seen. */
   #header = new Uint8Array(5);
@@ -33,7 +38,7 @@ export class FrameBoundaries {
       i += take;
       if (this.#headerLength < 5) return i;
       const h = this.#header;
-      this.#left = ((h[1] << 24) | (h[2] << 16) | (h[3] << 8) | h[4]) - 4;
+      this.#left = int32At(h, 1) - 4;
     }
     const take = Math.min(this.#left, chunk.length - i);
     this.#left -= take;

@@ -12,7 +12,7 @@
  */
 import type net from "node:net";
 import { ERROR_RESPONSE, parseErrorResponse } from "../pg/error_response.ts";
-import { FrameBoundaries } from "../pg/frame_boundaries.ts";
+import { FrameBoundaries, int32At } from "../pg/frame_boundaries.ts";
 
 const COPY_BOTH_RESPONSE = 0x57; // 'W'
 const COPY_DATA = 0x64; // 'd'
@@ -54,11 +54,6 @@ export class CopyBothTap {
       this.socket.resume();
     }
     return chunks;
-  }
-
-  /** Bytes queued. */
-  get queuedBytes(): number {
-    return this.#bytes;
   }
 
   /** True while chunks are queued. */
@@ -110,8 +105,7 @@ export class CopyBothTap {
         if (i > from) this.#queue(chunk.subarray(from, i));
         // The driver reports an error sent just before the server closes the
         // connection as "CONNECTION_CLOSED": report the server's own words.
-        const end = i + 1 +
-          ((chunk[i + 1] << 24) | (chunk[i + 2] << 16) | (chunk[i + 3] << 8) | chunk[i + 4]);
+        const end = i + 1 + int32At(chunk, i + 1);
         if (chunk[i] === ERROR_RESPONSE && i + 5 <= chunk.length && end <= chunk.length) {
           this.onError(parseErrorResponse(chunk.subarray(i + 5, end)));
         }
@@ -186,7 +180,7 @@ export class CopyDataFrames {
         if (this.#headerLength < 5) return;
         const h = this.#header;
         if (h[0] !== COPY_DATA) notCopyData(h[0]);
-        this.#frame = new Uint8Array(((h[1] << 24) | (h[2] << 16) | (h[3] << 8) | h[4]) - 4);
+        this.#frame = new Uint8Array(int32At(h, 1) - 4);
         this.#filled = 0;
       }
       const f = this.#frame!;
@@ -208,8 +202,7 @@ export class CopyDataFrames {
         return;
       }
       if (chunk[i] !== COPY_DATA) notCopyData(chunk[i]);
-      const end = i + 1 +
-        ((chunk[i + 1] << 24) | (chunk[i + 2] << 16) | (chunk[i + 3] << 8) | chunk[i + 4]);
+      const end = i + 1 + int32At(chunk, i + 1);
       if (end > n) {
         this.#header.set(chunk.subarray(i, i + 5), 0);
         this.#headerLength = 5;

@@ -11,7 +11,7 @@ import type net from "node:net";
 import { socketOf, type Sql } from "../pg/connect.ts";
 import { type ChunkHook, failOnce } from "./copy_pipe.ts";
 import { ERROR_RESPONSE, parseErrorResponse } from "../pg/error_response.ts";
-import { FrameBoundaries } from "../pg/frame_boundaries.ts";
+import { FrameBoundaries, int32At } from "../pg/frame_boundaries.ts";
 
 const COPY_DATA = 0x64; // 'd'
 const COPY_OUT_RESPONSE = 0x48; // 'H'
@@ -101,7 +101,7 @@ class DestinationErrors {
     buf.set(chunk, this.#pending.length);
     let i = 0;
     while (buf.length - i >= 5) {
-      const length = (buf[i + 1] << 24) | (buf[i + 2] << 16) | (buf[i + 3] << 8) | buf[i + 4];
+      const length = int32At(buf, i + 1);
       if (buf.length - i < length + 1) break;
       if (buf[i] === ERROR_RESPONSE) {
         this.onError(parseErrorResponse(buf.subarray(i + 5, i + 1 + length)));

@@ -226,7 +226,7 @@ export async function streamChanges(
           applyingBlock = true;
           return;
         }
-        return streamed.start(msg.xid, msg.first);
+        return streamed.start(msg.xid);
       case "stream_stop":
         if (applyingBlock) {
           applyingBlock = false;

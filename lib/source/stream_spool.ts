@@ -11,6 +11,8 @@
  * 1 MiB blocks.
  */
 
+import { int32At } from "../pg/frame_boundaries.ts";
+
 /** Data messages of a stream block, all with the (sub)transaction's xid after the tag. */
 const SPOOLED_TAGS = new Set([
   0x49, // I insert
@@ -22,11 +24,6 @@ const SPOOLED_TAGS = new Set([
 ]);
 
 const BLOCK = 1 << 20;
-
-/** Reads a big-endian unsigned 32-bit integer. */
-function u32(b: Uint8Array, p: number): number {
-  return ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
-}
 
 /** True for a message of a stream block that belongs in the spool (the others are decoded at once). */
 export function isSpooled(buf: Uint8Array, at: number): boolean {
@@ -107,7 +104,7 @@ class TransactionSpool {
     let buf = new Uint8Array(0), p = 0, filled = 0, left = this.#flushed;
     while (true) {
       while (p + 4 <= filled) {
-        const size = u32(buf, p);
+        const size = int32At(buf, p);
         if (p + 4 + size > filled) break;
         const wait = each(buf, p + 4, p + 4 + size);
         if (wait) await wait;
@@ -118,7 +115,7 @@ class TransactionSpool {
         return;
       }
       // A fresh block (messages may keep views of the old one), sized for the next message.
-      const next = new Uint8Array(Math.max(BLOCK, p + 4 <= filled ? 4 + u32(buf, p) : 4));
+      const next = new Uint8Array(Math.max(BLOCK, p + 4 <= filled ? 4 + int32At(buf, p) : 4));
       next.set(buf.subarray(p, filled));
       buf = next;
       filled -= p;
@@ -163,18 +160,9 @@ export class StreamedTransactions {
     private readonly parentDir?: string,
   ) {}
 
-  /** Transactions spooled and not yet committed or aborted. */
-  get open(): number {
-    return this.#spools.size;
-  }
-
   /** A Stream Start: the block's messages belong to top-level transaction `xid`. */
-  start(xid: number, first: boolean): void {
+  start(xid: number): void {
     let spool = this.#spools.get(xid);
-    if (spool && first) {
-      spool.remove(); // streamed anew from its beginning (cannot happen on one connection)
-      spool = undefined;
-    }
     if (!spool) {
       this.#dir ??= Deno.makeTempDirSync({ dir: this.parentDir, prefix: "kvsz-stream-" });
       spool = new TransactionSpool(this.#dir, xid);
@@ -192,7 +180,7 @@ export class StreamedTransactions {
   append(buf: Uint8Array, start: number, end: number): void {
     const spool = this.#current;
     if (!spool) throw new Error("pgoutput data message outside a stream block");
-    spool.append(buf, start, end, u32(buf, start + 1));
+    spool.append(buf, start, end, int32At(buf, start + 1));
   }
 
   /** A Stream Abort: drops the whole transaction, or the subtransaction's part of it. */

@@ -19,12 +19,16 @@ async function setup(c: TestCluster, spoolDir: string, apply: Record<string, unk
     await db.unsafe(`CREATE TABLE big (id int PRIMARY KEY, v text, n int)`);
     await db.unsafe(`CREATE TABLE small (id int PRIMARY KEY, v text)`);
   }
+  await src.unsafe(`CREATE TABLE hist (id int PRIMARY KEY, v text)`);
+  await dst.unsafe(
+    `CREATE TABLE hist (id int, v text, kvsz_start timestamptz, kvsz_end timestamptz, kvsz_deleted boolean)`,
+  );
   const config = await writeConfig({
     destination: { url: c.url(dstDb) },
     databases: [{
       database: srcDb,
       urls: [{ url: c.url(srcDb), sid: 1 }],
-      tables: { big: null, small: null },
+      tables: { big: null, small: null, hist: { type: "history" } },
     }],
     apply: { commit_interval_ms: 50, spool_dir: spoolDir, ...apply },
     metrics: { listen: "" },
@@ -34,8 +38,8 @@ async function setup(c: TestCluster, spoolDir: string, apply: Record<string, unk
 }
 
 /** Sessions on `db` with an open, idle transaction (kvsz applying a transaction as it streams). */
-async function openDestinationTransactions(c: TestCluster, db: string): Promise<number> {
-  const [row] = await c.sql().unsafe(
+async function openDestinationTransactions(admin: Sql, db: string): Promise<number> {
+  const [row] = await admin.unsafe(
     `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state = 'idle in transaction'`,
     [db],
   );
@@ -141,6 +145,7 @@ clusterSuite("kvsz run: transactions streamed while they run", {
     async (c) => {
       const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
       const { src, dst, dstDb, config } = await setup(c, spoolDir, { stream_wait_ms: 600_000 });
+      const admin = c.sql();
       let kvsz = KvszProcess.start(["run", "--config", config]);
       try {
         await kvsz.waitForOutput(/streaming from/);
@@ -149,7 +154,7 @@ clusterSuite("kvsz run: transactions streamed while they run", {
           await tx.unsafe(
             `INSERT INTO big SELECT i, repeat('k', 50) || i, 0 FROM generate_series(1, 20000) i`,
           );
-          await waitFor(async () => (await openDestinationTransactions(c, dstDb)) > 0, {
+          await waitFor(async () => (await openDestinationTransactions(admin, dstDb)) > 0, {
             what: "kvsz writing the open transaction into a destination transaction",
             context: () => kvsz.output.slice(-2000),
           });
@@ -159,7 +164,7 @@ clusterSuite("kvsz run: transactions streamed while they run", {
           await tx.unsafe(`UPDATE big SET n = 1 WHERE id % 2 = 0`);
           await tx.unsafe(`DELETE FROM big WHERE id % 9 = 0`);
           await src.unsafe(`INSERT INTO small VALUES (1, 'during')`);
-          await waitFor(async () => (await openDestinationTransactions(c, dstDb)) > 0, {
+          await waitFor(async () => (await openDestinationTransactions(admin, dstDb)) > 0, {
             what: "the open transaction written again after the restart",
           });
           await tx.unsafe(
@@ -201,6 +206,36 @@ clusterSuite("kvsz run: transactions streamed while they run", {
     });
     await waitForEqualRows(() => bigRows(src), () => bigRows(dst), { kvsz });
     assert.match(kvsz.output, /transactions committed meanwhile waited 300 ms for it/);
+    assert.equal(await kvsz.stop(), 0);
+    await Deno.remove(spoolDir, { recursive: true });
+  },
+
+  "a large transaction into a history table is spooled and keeps every version": async (c) => {
+    const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
+    const { src, dst, config } = await setup(c, spoolDir);
+    await using kvsz = KvszProcess.start(["run", "--config", config]);
+    await kvsz.waitForOutput(/streaming from/);
+    await src.begin(async (tx) => {
+      await tx.unsafe(
+        `INSERT INTO hist SELECT i, repeat('h', 50) || i FROM generate_series(1, 20000) i`,
+      );
+      await tx.unsafe(`UPDATE hist SET v = 'second' WHERE id <= 10`);
+    });
+    const current = (db: Sql) =>
+      tableRows(
+        db,
+        "hist",
+        "id, v",
+        db === dst ? "kvsz_end = '9999-01-01' AND NOT kvsz_deleted" : "true",
+      );
+    await waitForEqualRows(() => current(src), () => current(dst), { kvsz });
+    // The rows updated in the same transaction keep their first version too.
+    const [{ n }] = await dst.unsafe(`SELECT count(*)::int AS n FROM hist`);
+    assert.equal(n, 20010);
+    assert.match(
+      kvsz.output,
+      /it changes public\.hist, a history table; applying it at its commit/,
+    );
     assert.equal(await kvsz.stop(), 0);
     await Deno.remove(spoolDir, { recursive: true });
   },

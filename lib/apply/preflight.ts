@@ -41,10 +41,14 @@ export function destinationLabel(url: string): string {
   return `destination (${describeUrl(url)})`;
 }
 
-/** Runs every read-only check of the destination; never throws. */
+/**
+ * Runs every read-only check of the destination; never throws. Its own reads
+ * (one connection, pipelined) run while `sources` is still being read; only
+ * the comparisons with the source tables wait for it.
+ */
 export async function preflightDestination(
   config: Config,
-  sources: SourceTables,
+  sources: SourceTables | Promise<SourceTables>,
   opts: PreflightOptions = {},
 ): Promise<Check[]> {
   const url = config.destination.url;
@@ -65,33 +69,33 @@ export async function preflightDestination(
       }];
     }
     checks.push({ status: "ok", check: `${label} reachable` });
-    checks.push(await kvszSchemaCheck(sql, label, user));
-    checks.push(await targetSchemaCheck(sql, label, config.destination.schema, user));
-    const targets = new Map<string, TargetTable | null>();
-    for (const db of config.databases) {
-      for (const mapping of db.tables) {
-        if (!targets.has(mapping.target)) {
-          targets.set(
-            mapping.target,
-            await readTargetTable(sql, config.destination.schema, mapping.target),
-          );
-        }
-        const target = targets.get(mapping.target) ?? null;
-        const source = sources.get(db.database)?.get(mapping.source) ?? null;
-        checks.push(
-          ...await targetChecks(
+    const schema = config.destination.schema;
+    const names = [...new Set(config.databases.flatMap((db) => db.tables.map((m) => m.target)))];
+    const [kvszSchema, targetSchema, targetList] = await Promise.all([
+      kvszSchemaCheck(sql, label, user),
+      targetSchemaCheck(sql, label, schema, user),
+      Promise.all(names.map((name) => readTargetTable(sql, schema, name))),
+    ]);
+    checks.push(kvszSchema, targetSchema);
+    const targets = new Map(names.map((name, i) => [name, targetList[i]]));
+    const sourceTables = await sources;
+    const perMapping = await Promise.all(
+      config.databases.flatMap((db) =>
+        db.tables.map((mapping) =>
+          targetChecks(
             sql,
             label,
-            config.destination.schema,
+            schema,
             user,
             db,
             mapping,
-            target,
-            source,
-          ),
-        );
-      }
-    }
+            targets.get(mapping.target) ?? null,
+            sourceTables.get(db.database)?.get(mapping.source) ?? null,
+          )
+        )
+      ),
+    );
+    checks.push(...perMapping.flat());
     return checks;
   } catch (e) {
     checks.push({

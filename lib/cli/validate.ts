@@ -2,25 +2,36 @@
 import { type Command, CONFIG_HELP, CONFIG_OPTION, EXIT_FAILURE, EXIT_OK } from "./command.ts";
 import { findAndLoadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
-import { type Check, preflightSource, type SourcePreflight } from "../source/preflight.ts";
+import { type Check, preflightSource } from "../source/preflight.ts";
 import { preflightDestination, type SourceTables } from "../apply/preflight.ts";
 import { formatCheck, printJson } from "./output.ts";
 
-/** Runs every check of `config` (sources in parallel, then the destination), in a stable order. */
+/**
+ * Runs every check of `config` (the sources in parallel, the destination's
+ * reads alongside them), in a stable order.
+ */
 export async function validateConfig(
   config: Config,
   opts: { connectTimeout?: number } = {},
 ): Promise<Check[]> {
-  const jobs = config.databases.flatMap((db) =>
-    db.urls.map(async (url) => ({ db, result: await preflightSource(db, url, opts) }))
+  const sourceResults = Promise.all(
+    config.databases.flatMap((db) =>
+      db.urls.map(async (url) => ({ db, result: await preflightSource(db, url, opts) }))
+    ),
   );
-  const results: { db: Config["databases"][number]; result: SourcePreflight }[] = await Promise
-    .all(jobs);
-  const tables: SourceTables = new Map();
-  for (const { db, result } of results) {
-    if (result.reachable && !tables.has(db.database)) tables.set(db.database, result.tables);
-  }
-  const destination = await preflightDestination(config, tables, opts);
+  const tables = sourceResults.then((results) => {
+    const byDatabase: SourceTables = new Map();
+    for (const { db, result } of results) {
+      if (result.reachable && !byDatabase.has(db.database)) {
+        byDatabase.set(db.database, result.tables);
+      }
+    }
+    return byDatabase;
+  });
+  const [results, destination] = await Promise.all([
+    sourceResults,
+    preflightDestination(config, tables, opts),
+  ]);
   return [...results.flatMap((r) => r.result.checks), ...destination];
 }
 

@@ -114,17 +114,23 @@ export class SourcePipeline {
     const applyConn = connect(cfg.destination.url, { max: 1 });
     let applier: Applier | null = null;
     try {
-      // The destination's side (kvsz schema, target tables) is read while the source's is prepared.
+      // The destination's side (kvsz schema, target tables) is read while the source's is
+      // prepared; the replication and apply connections open meanwhile (each costs a round
+      // of authentication), the apply one tagging its writes.
       const destReady = (async () => {
         await ensureKvszSchema(dest);
         return await readTargets(dest, cfg.destination.schema, this.db.tables);
       })();
       destReady.catch(() => {}); // awaited below, after the source's errors
-      const major = await serverMajor(src);
-      await checkWalLevel(src);
+      replication.unsafe("IDENTIFY_SYSTEM").catch(() => {}); // fails again where it is used
+      const writesMarked = this.#markWrites(applyConn);
+      const [major] = await Promise.all([serverMajor(src), checkWalLevel(src)]);
       const tables = await resolveTables(src, this.db.tables, major);
       const published = tables.flatMap((t) => t.published);
-      const change = await syncPublication(src, this.name, published, major);
+      const [change, slotBefore] = await Promise.all([
+        syncPublication(src, this.name, published, major),
+        readSlot(src, this.name, major),
+      ]);
       if (change.created) this.#log.info("created publication {name}", { name: this.name });
       if (change.added.length || change.dropped.length) {
         this.#log.info("publication {name}: added {added}, dropped {dropped}", {
@@ -134,7 +140,7 @@ export class SourcePipeline {
         });
       }
       const targets = await destReady;
-      let slot = await readSlot(src, this.name, major);
+      let slot = slotBefore;
       for (let i = 0; slot?.active && this.#restarting && i < 50; i++) {
         await new Promise((r) => setTimeout(r, 100)); // our previous walsender is exiting
         slot = await readSlot(src, this.name, major);
@@ -159,8 +165,10 @@ export class SourcePipeline {
         this.source.sid,
         tables.map((t) => t.mapping.source),
       );
-      const synced = await readSyncedTables(dest, this.db.database, this.source.sid);
-      const progress = await readProgress(dest, this.db.database, this.source.sid);
+      const [synced, progress] = await Promise.all([
+        readSyncedTables(dest, this.db.database, this.source.sid),
+        readProgress(dest, this.db.database, this.source.sid),
+      ]);
       let startLsn: bigint;
       if (!slot) {
         // New slot: every table is copied in the snapshot the slot exported.
@@ -194,18 +202,23 @@ export class SourcePipeline {
         if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, major, dest);
         startLsn = progress?.endLsn ?? slot.confirmedFlushLsn ?? 0n;
       }
+      // Read again: a copy above changed both.
+      const [syncedNow, progressNow] = await Promise.all([
+        readSyncedTables(dest, this.db.database, this.source.sid),
+        readProgress(dest, this.db.database, this.source.sid),
+      ]);
       const routes = new RouteTable(
         dest,
         cfg.destination.schema,
         mappingsByRelation(tables),
         this.db.database,
         this.source.sid,
-        await readSyncedTables(dest, this.db.database, this.source.sid),
+        syncedNow,
       );
       applier = new Applier(
         applyConn,
         routes,
-        await readProgress(dest, this.db.database, this.source.sid),
+        progressNow,
         {
           database: this.db.database,
           sid: this.source.sid,
@@ -218,7 +231,7 @@ export class SourcePipeline {
           onOperations: this.events.onOperations,
         },
       );
-      await this.#markWrites(applyConn);
+      await writesMarked;
       this.#log.info("streaming from {lsn}", { lsn: formatLsn(startLsn) });
       this.events.onConnected?.(true);
       await streamChanges(replication, applier, {

@@ -66,7 +66,19 @@ export interface CommitInfo {
 interface SourceCommit {
   commitLsn: bigint;
   endLsn: bigint;
-  commitTimeIso: string;
+  /** Commit time, µs since 2000-01-01 (formatted only when written). */
+  commitTime: bigint;
+}
+
+/** A source transaction from its Begin to its Commit (or a streamed one's block). */
+interface OpenTransaction {
+  finalLsn: bigint;
+  /** Commit time, µs since 2000-01-01; unknown (0n) while a streamed transaction runs. */
+  commitTime: bigint;
+  /** The commit time as written into history rows, formatted on first use. */
+  commitTimeIso?: string;
+  skip: boolean;
+  streamed?: true;
 }
 
 /** Applies one source's stream; `handle` is called by one reader, in order. */
@@ -79,7 +91,7 @@ export class Applier {
   #buffered = 0;
   #bufferedBytes = 0;
   /** Current source transaction, from Begin to Commit (or a streamed one's block). */
-  #txn: { finalLsn: bigint; commitTimeIso: string; skip: boolean; streamed?: true } | null = null;
+  #txn: OpenTransaction | null = null;
   /**
    * The transaction applied while it streams: its changes, and those of the
    * transactions committed meanwhile, go into one destination transaction
@@ -157,7 +169,7 @@ export class Applier {
       case "begin":
         this.#txn = {
           finalLsn: msg.finalLsn,
-          commitTimeIso: pgTimestampToIso(msg.commitTime),
+          commitTime: msg.commitTime,
           skip: msg.finalLsn <= this.#skipUpTo,
         };
         return;
@@ -248,7 +260,7 @@ export class Applier {
     this.#idle = false;
     this.#txn = {
       finalLsn: this.#lastCommitLsn,
-      commitTimeIso: "",
+      commitTime: 0n,
       skip: false,
       streamed: true,
     };
@@ -278,7 +290,7 @@ export class Applier {
     if (m.commitLsn <= this.#skipUpTo) return this.#rollBack();
     this.#txn = {
       finalLsn: m.commitLsn,
-      commitTimeIso: pgTimestampToIso(m.commitTime),
+      commitTime: m.commitTime,
       skip: false,
     };
     return this.#commit(m.commitLsn, m.endLsn);
@@ -357,7 +369,11 @@ export class Applier {
       batch = new TableBatch(route);
       this.#batches.set(route, batch);
     }
-    batch.add(make(route), txn.commitTimeIso);
+    // Only history rows carry the commit time.
+    const at = route.mode === "history"
+      ? (txn.commitTimeIso ??= pgTimestampToIso(txn.commitTime))
+      : "";
+    batch.add(make(route), at);
     this.#buffered++;
     this.#bufferedBytes += bytes;
     this.#pendingChanges++;
@@ -377,7 +393,7 @@ export class Applier {
       return;
     }
     if (!this.#pending) this.#firstPendingAt = performance.now();
-    this.#pending = { commitLsn, endLsn, commitTimeIso: txn.commitTimeIso };
+    this.#pending = { commitLsn, endLsn, commitTime: txn.commitTime };
     this.#pendingTxns++;
     if (this.#streamed) return this.#holdForStreamed();
     const due = this.#pendingChanges >= this.opts.batchSize ||
@@ -451,7 +467,7 @@ export class Applier {
     const batches = this.#takeBatches();
     const info = {
       endLsn: pending.endLsn,
-      commitTimeIso: pending.commitTimeIso,
+      commitTimeIso: pgTimestampToIso(pending.commitTime),
       transactions: this.#pendingTxns,
       changes: this.#pendingChanges,
       counts: this.#counts,
@@ -471,7 +487,7 @@ export class Applier {
         this.opts.sid,
         formatLsn(pending.commitLsn),
         formatLsn(pending.endLsn),
-        pending.commitTimeIso,
+        info.commitTimeIso,
         info.counts,
       );
       await this.#begin;

@@ -8,7 +8,15 @@
  */
 import type { Sql } from "../pg/connect.ts";
 import type { Tuple } from "../source/messages.ts";
-import { type CloneEntry, CloneFold, HistoryFold, keyOf, keyText, type KeyValues } from "./fold.ts";
+import {
+  type CloneEntry,
+  CloneFold,
+  HistoryFold,
+  type KeyId,
+  keyOf,
+  keyText,
+  type KeyValues,
+} from "./fold.ts";
 import { type RouteShape, routeShape } from "./sql_common.ts";
 import {
   applyCloneChunk,
@@ -95,7 +103,7 @@ export class TableBatch {
     return this.#size;
   }
 
-  /** Buffers one change of a source transaction committed at `commitTimeIso`. */
+  /** Buffers one change of a source transaction committed at `commitTimeIso` (read by history routes only). */
   add(change: Change, commitTimeIso: string): void {
     switch (change.kind) {
       case "insert":
@@ -231,7 +239,9 @@ export class TableBatch {
   /**
    * Splits folded entries: keys first updated and present at the end, keys
    * first inserted and present at the end (each group takes a plain
-   * statement), and the rest for the general one.
+   * statement, in key order when the key is one integer: the destination
+   * then walks its index and heap pages in order), and the rest for the
+   * general one.
    */
   #splitPlain(fold: CloneFold): {
     general: CloneEntry[];
@@ -239,14 +249,22 @@ export class TableBatch {
     newKeys: CloneEntry[];
   } {
     const general: CloneEntry[] = [];
-    const updates: CloneEntry[] = [];
-    const newKeys: CloneEntry[] = [];
-    for (const e of fold.entries.values()) {
+    const updates: [KeyId, CloneEntry][] = [];
+    const newKeys: [KeyId, CloneEntry][] = [];
+    let numeric = true;
+    for (const entry of fold.entries) {
+      const e = entry[1];
       if (!this.#plain || e.row === null || e.first === "D") general.push(e);
-      else if (e.first === "U") updates.push(e);
-      else newKeys.push(e);
+      else {
+        (e.first === "U" ? updates : newKeys).push(entry);
+        numeric &&= typeof entry[0] === "number";
+      }
     }
-    return { general, updates, newKeys };
+    return {
+      general,
+      updates: inKeyOrder(updates, numeric),
+      newKeys: inKeyOrder(newKeys, numeric),
+    };
   }
 
   #addInsert(row: Tuple, at: string): void {
@@ -342,4 +360,10 @@ export class TableBatch {
     }
     if (chunk.length > 0) yield chunk;
   }
+}
+
+/** The entries, sorted by key when every key is a number (see {@link keyText}). */
+function inKeyOrder(entries: [KeyId, CloneEntry][], numeric: boolean): CloneEntry[] {
+  if (numeric && entries.length > 1) entries.sort((a, b) => (a[0] as number) - (b[0] as number));
+  return entries.map((e) => e[1]);
 }

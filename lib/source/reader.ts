@@ -10,7 +10,7 @@ import { connectedSocketOf, type Sql } from "../pg/connect.ts";
 import { CopyBothTap, CopyDataFrames } from "./copy_both_tap.ts";
 import { PgoutputDecoder } from "./pgoutput.ts";
 import type { PgoutputMessage, StreamCommitMessage } from "./messages.ts";
-import { isSpooled, StreamedTransactions } from "./stream_spool.ts";
+import { isSpooled, removeStaleSpools, StreamedTransactions } from "./stream_spool.ts";
 import { StreamRestart } from "./stream_restart.ts";
 import {
   encodeStandbyStatus,
@@ -109,6 +109,19 @@ export async function streamChanges(
     streaming,
   });
   const decoder = new PgoutputDecoder({ protoVersion, streaming });
+  if (streaming) {
+    const stale = removeStaleSpools(opts.spoolDir);
+    if (stale.dirs.length > 0) {
+      opts.log?.info(
+        "removed {count} spool directory(ies) left by killed kvsz processes ({mb} MB): {dirs}",
+        {
+          count: stale.dirs.length,
+          mb: (stale.bytes / 1048576).toFixed(1),
+          dirs: stale.dirs.join(", "),
+        },
+      );
+    }
+  }
   const streamed = new StreamedTransactions(opts.spoolDir);
   /** The streamed transaction the sink applies as it arrives, and whether its block is open. */
   let applying: number | null = null;

@@ -11,6 +11,7 @@
  * 1 MiB blocks.
  */
 
+import { tmpdir } from "node:os";
 import { int32At } from "../pg/frame_boundaries.ts";
 
 /** Data messages of a stream block, all with the (sub)transaction's xid after the tag. */
@@ -24,6 +25,66 @@ const SPOOLED_TAGS = new Set([
 ]);
 
 const BLOCK = 1 << 20;
+
+/**
+ * Spool directories are named after their process, `kvsz-stream-<host>-<pid>-<random>`,
+ * so that one left behind by a killed process can be recognised and removed.
+ */
+function spoolDirPrefix(): string {
+  return `kvsz-stream-${Deno.hostname()}-${Deno.pid}-`;
+}
+
+/** Parent directories already swept by this process. */
+const swept = new Set<string>();
+
+/**
+ * Removes the spool directories in `parentDir` (default: the system's
+ * temporary directory) that processes of this host left when they were
+ * killed: their pid no longer runs (`/proc`; without it nothing is removed).
+ * Their transactions were never acknowledged, so the server streams them
+ * again. Runs once per directory per process; returns what it removed and
+ * how many bytes that freed.
+ */
+export function removeStaleSpools(parentDir?: string): { dirs: string[]; bytes: number } {
+  const removed = { dirs: [] as string[], bytes: 0 };
+  const parent = parentDir ?? tmpdir();
+  if (swept.has(parent)) return removed;
+  swept.add(parent);
+  if (!exists("/proc/self")) return removed;
+  const pattern = new RegExp(`^kvsz-stream-${escapeRegExp(Deno.hostname())}-(\\d+)-`);
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(parent)];
+  } catch {
+    return removed;
+  }
+  for (const e of entries) {
+    const pid = e.isDirectory ? e.name.match(pattern)?.[1] : undefined;
+    if (!pid || exists(`/proc/${pid}`)) continue;
+    const path = `${parent}/${e.name}`;
+    try {
+      for (const f of Deno.readDirSync(path)) {
+        if (f.isFile) removed.bytes += Deno.statSync(`${path}/${f.name}`).size;
+      }
+      Deno.removeSync(path, { recursive: true });
+      removed.dirs.push(path);
+    } catch { /* another process swept it, or not ours to remove */ }
+  }
+  return removed;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
 
 /** True for a message of a stream block that belongs in the spool (the others are decoded at once). */
 export function isSpooled(buf: Uint8Array, at: number): boolean {
@@ -164,7 +225,7 @@ export class StreamedTransactions {
   start(xid: number): void {
     let spool = this.#spools.get(xid);
     if (!spool) {
-      this.#dir ??= Deno.makeTempDirSync({ dir: this.parentDir, prefix: "kvsz-stream-" });
+      this.#dir ??= Deno.makeTempDirSync({ dir: this.parentDir, prefix: spoolDirPrefix() });
       spool = new TransactionSpool(this.#dir, xid);
       this.#spools.set(xid, spool);
     }

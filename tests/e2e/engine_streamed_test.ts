@@ -66,13 +66,44 @@ async function spoolFiles(dir: string): Promise<string[]> {
 
 const bigRows = (src: Sql) => tableRows(src, "big");
 
+/**
+ * Spool directories as kvsz processes leave them when killed: one of this
+ * host's by a process that has exited (`stale`), one of a running process (this
+ * test) and one of another host (`kept`, as `dir/file`).
+ */
+async function leftSpools(dir: string): Promise<{ stale: string; kept: string[] }> {
+  const exited = new Deno.Command("true").spawn();
+  await exited.status;
+  const host = Deno.hostname();
+  const make = async (name: string) => {
+    await Deno.mkdir(`${dir}/${name}`);
+    await Deno.writeFile(`${dir}/${name}/123.spool`, new Uint8Array(4096));
+    return `${name}/123.spool`;
+  };
+  const stale = `kvsz-stream-${host}-${exited.pid}-abc`;
+  await make(stale);
+  const kept = [
+    await make(`kvsz-stream-${host}-${Deno.pid}-def`),
+    await make(`kvsz-stream-elsewhere.example-${exited.pid}-ghi`),
+  ];
+  return { stale, kept };
+}
+
 clusterSuite("kvsz run: transactions streamed while they run", {
   "a savepoint rolled back inside a large transaction: spooled instead, arrives whole at its commit; an aborted one never":
     async (c) => {
       const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
       const { src, dst, config } = await setup(c, spoolDir);
+      const left = await leftSpools(spoolDir);
       await using kvsz = KvszProcess.start(["run", "--config", config]);
       await kvsz.waitForOutput(/streaming from/);
+      // A spool left by a killed kvsz of this host goes; a running process's and another host's stay.
+      await kvsz.waitForOutput(/removed 1 spool directory\(ies\) left by killed kvsz processes/);
+      assert.match(kvsz.output, new RegExp(left.stale));
+      assert.deepEqual((await spoolFiles(spoolDir)).sort(), left.kept.sort());
+      for (const kept of left.kept) {
+        await Deno.remove(`${spoolDir}/${kept.split("/")[0]}`, { recursive: true });
+      }
       const before = await streamedTransactions(src);
 
       await src.begin(async (tx) => {

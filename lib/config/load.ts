@@ -7,6 +7,7 @@ import { ConfigError, type Problem } from "./errors.ts";
 import type { Env } from "./interpolate.ts";
 import type { Config } from "./types.ts";
 import { validateConfig } from "./validate.ts";
+import { existsSync } from "../fs.ts";
 
 /**
  * Paths to look for the config at: the `--config` value alone when given, else
@@ -23,7 +24,7 @@ export function configCandidates(explicit?: string, env: Env = Deno.env.toObject
 /** The first existing config candidate, or the first candidate when none exists (so errors name it). */
 export function findConfigPath(explicit?: string, env?: Env): string {
   const candidates = configCandidates(explicit, env);
-  return candidates.find(exists) ?? candidates[0];
+  return candidates.find(existsSync) ?? candidates[0];
 }
 
 /** Options of {@link loadConfig}. */
@@ -118,13 +119,4 @@ function readMapFile(
 function sortProblems(problems: Problem[], files: string[]): Problem[] {
   const rank = (problem: Problem) => files.indexOf(problem.file);
   return [...problems].sort((a, b) => rank(a) - rank(b) || (a.line ?? 0) - (b.line ?? 0));
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -13,6 +13,7 @@
 
 import { tmpdir } from "node:os";
 import { int32At } from "../pg/frame_boundaries.ts";
+import { existsSync } from "../fs.ts";
 
 /** Data messages of a stream block, all with the (sub)transaction's xid after the tag. */
 const SPOOLED_TAGS = new Set([
@@ -50,7 +51,7 @@ export function removeStaleSpools(parentDir?: string): { dirs: string[]; bytes: 
   const parent = parentDir ?? tmpdir();
   if (swept.has(parent)) return removed;
   swept.add(parent);
-  if (!exists("/proc/self")) return removed;
+  if (!existsSync("/proc/self")) return removed;
   const pattern = new RegExp(`^kvsz-stream-${escapeRegExp(Deno.hostname())}-(\\d+)-`);
   let entries: Deno.DirEntry[];
   try {
@@ -60,7 +61,7 @@ export function removeStaleSpools(parentDir?: string): { dirs: string[]; bytes: 
   }
   for (const e of entries) {
     const pid = e.isDirectory ? e.name.match(pattern)?.[1] : undefined;
-    if (!pid || exists(`/proc/${pid}`)) continue;
+    if (!pid || existsSync(`/proc/${pid}`)) continue;
     const path = `${parent}/${e.name}`;
     try {
       for (const f of Deno.readDirSync(path)) {
@@ -71,15 +72,6 @@ export function removeStaleSpools(parentDir?: string): { dirs: string[]; bytes: 
     } catch { /* another process swept it, or not ours to remove */ }
   }
   return removed;
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function escapeRegExp(text: string): string {

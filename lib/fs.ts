@@ -9,3 +9,13 @@ export function existsSync(path: string): boolean {
     return false;
   }
 }
+
+/** True when `path` exists (file or directory). */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

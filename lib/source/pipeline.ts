@@ -170,6 +170,8 @@ export class SourcePipeline {
         readProgress(dest, this.db.database, this.source.sid),
       ]);
       let startLsn: bigint;
+      /** True when a copy (or a new slot's progress reset) changed the records read above. */
+      let recordsChanged = true;
       if (!slot) {
         // New slot: every table is copied in the snapshot the slot exported.
         const created = await createSlotWithSnapshot(replication, this.name, major);
@@ -200,13 +202,15 @@ export class SourcePipeline {
             resync: synced.has(t.mapping.source),
           }));
         if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, major, dest);
+        else recordsChanged = false;
         startLsn = progress?.endLsn ?? slot.confirmedFlushLsn ?? 0n;
       }
-      // Read again: a copy above changed both.
-      const [syncedNow, progressNow] = await Promise.all([
-        readSyncedTables(dest, this.db.database, this.source.sid),
-        readProgress(dest, this.db.database, this.source.sid),
-      ]);
+      const [syncedNow, progressNow] = recordsChanged
+        ? await Promise.all([
+          readSyncedTables(dest, this.db.database, this.source.sid),
+          readProgress(dest, this.db.database, this.source.sid),
+        ])
+        : [synced, progress];
       const routes = new RouteTable(
         dest,
         cfg.destination.schema,

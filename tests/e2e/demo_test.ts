@@ -9,7 +9,7 @@ import postgres from "postgres";
 import { runCli } from "../support/run_cli.ts";
 import { testVersions } from "../support/cluster.ts";
 import { loadConfig } from "../../lib/config/load.ts";
-import { exists } from "../../lib/pg/server_binaries.ts";
+import { exists } from "../../lib/fs.ts";
 
 const MAJOR = testVersions()[0];
 

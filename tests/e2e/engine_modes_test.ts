@@ -172,6 +172,13 @@ clusterSuite("kvsz run: modes", {
       { salary: 2000, s: t2.t, e: t3.t, d: true },
     ].map((r) => JSON.stringify(r)).sort();
     await waitForEqualRows(() => Promise.resolve(expected), history, { kvsz, what: "history" });
+    // The progress record, committed with the rows, carries the last source commit's time.
+    const [progress] = await dst.unsafe(
+      `SELECT commit_time = $1::text::timestamptz AS exact, commit_time::text AS t
+         FROM kvsz.progress WHERE database = $2`,
+      [t3.t, srcDb],
+    );
+    assert.ok(progress?.exact, `kvsz.progress.commit_time ${progress?.t}, source ${t3.t}`);
     assert.equal(await kvsz.stop(), 0);
   },
 }, { settings: { track_commit_timestamp: "on" } });

@@ -18,16 +18,10 @@ function config(c: TestCluster, srcDb: string, dstDb: string, tables: Record<str
   };
 }
 
-async function databases(c: TestCluster) {
-  const srcDb = await c.createDatabase("src");
-  const dstDb = await c.createDatabase("dst");
-  return { srcDb, dstDb, src: c.sql(srcDb), dst: c.sql(dstDb) };
-}
-
 clusterSuite("kvsz run: tables", {
   "TOAST: a 20 kB value survives an update of another column (clone and history); a 1 MB value arrives whole":
     async (c) => {
-      const { srcDb, dstDb, src, dst } = await databases(c);
+      const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
       await src.unsafe(`CREATE TABLE doc (id int PRIMARY KEY, n int, body text)`);
       await src.unsafe(`ALTER TABLE doc ALTER body SET STORAGE EXTERNAL`); // stored out of line
       await src.unsafe(`CREATE TABLE doc_h (id int PRIMARY KEY, n int, body text)`);
@@ -64,7 +58,7 @@ clusterSuite("kvsz run: tables", {
     },
 
   "partitioned source through the root, and leaves by partitions_regex": async (c) => {
-    const { srcDb, dstDb, src, dst } = await databases(c);
+    const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
     await src.unsafe(`CREATE TABLE m (id int, day date, v text, PRIMARY KEY (id, day))
                       PARTITION BY RANGE (day)`);
     await src.unsafe(
@@ -107,7 +101,7 @@ clusterSuite("kvsz run: tables", {
   },
 
   "schema-qualified source into a renamed target": async (c) => {
-    const { srcDb, dstDb, src, dst } = await databases(c);
+    const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
     await src.unsafe(`CREATE SCHEMA private`);
     await src.unsafe(`CREATE TABLE private.t8 (id int PRIMARY KEY, v text)`);
     await src.unsafe(`CREATE TABLE public.t8 (id int PRIMARY KEY, v text)`); // same name, not mapped
@@ -128,7 +122,7 @@ clusterSuite("kvsz run: tables", {
   },
 
   "a table added to the config later is copied without losing or doubling changes": async (c) => {
-    const { srcDb, dstDb, src, dst } = await databases(c);
+    const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
     await src.unsafe(`CREATE TABLE a (id int PRIMARY KEY, v int)`);
     await src.unsafe(`CREATE TABLE b (id int PRIMARY KEY, v int)`);
     await src.unsafe(`INSERT INTO a SELECT g, g FROM generate_series(1, 100) g`);
@@ -163,7 +157,7 @@ clusterSuite("kvsz run: tables", {
   },
 
   "initial sync while a writer keeps changing the table": async (c) => {
-    const { srcDb, dstDb, src, dst } = await databases(c);
+    const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
     await src.unsafe(`CREATE TABLE busy (id int PRIMARY KEY, v int, pad text)`);
     await src.unsafe(
       `INSERT INTO busy SELECT g, 0, repeat('p', 100) FROM generate_series(1, 100000) g`,

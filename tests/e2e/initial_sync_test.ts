@@ -29,12 +29,6 @@ function config(
   };
 }
 
-async function databases(c: TestCluster) {
-  const srcDb = await c.createDatabase("src");
-  const dstDb = await c.createDatabase("dst");
-  return { srcDb, dstDb, src: c.sql(srcDb), dst: c.sql(dstDb) };
-}
-
 /** Log lines of kvsz's JSON output whose message starts with `prefix`. */
 function logLines(output: string, prefix: string): { time: number; message: string }[] {
   return output.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
@@ -56,7 +50,7 @@ clusterSuite("kvsz run: initial sync", {
   "a table above split_mb is copied as page ranges in parallel, exactly (binary and text)": async (
     c,
   ) => {
-    const { srcDb, dstDb, src, dst } = await databases(c);
+    const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
     await src.unsafe(`CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')`);
     await dst.unsafe(`CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')`);
     await src.unsafe(`CREATE TABLE wide (${WIDE_COLUMNS})`);
@@ -120,7 +114,7 @@ clusterSuite("kvsz run: initial sync", {
   "kill -9 in the middle of a split copy: never marked synced, the restart removes its rows and copies again":
     async (c) => {
       if (c.major < 14) return; // no page ranges before PostgreSQL 14
-      const { srcDb, dstDb, src, dst } = await databases(c);
+      const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
       await src.unsafe(`CREATE TABLE wide (${WIDE_COLUMNS})`);
       await dst.unsafe(`CREATE TABLE wide (${WIDE_COLUMNS})`);
       await src.unsafe(WIDE_ROWS(1, 40_000));
@@ -165,7 +159,7 @@ clusterSuite("kvsz run: initial sync", {
 
   "a row the destination rejects fails the copy with the server's message; the retry succeeds":
     async (c) => {
-      const { srcDb, dstDb, src, dst } = await databases(c);
+      const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
       await src.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
       await src.unsafe(
         `INSERT INTO t SELECT g, CASE WHEN g = 29990 THEN 'bad' ELSE repeat('v', 60) END
@@ -184,7 +178,7 @@ clusterSuite("kvsz run: initial sync", {
   "the driver-stream pipe (kept for TLS connections) copies exactly, text and binary": async (
     c,
   ) => {
-    const { srcDb, dstDb, src, dst } = await databases(c);
+    const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
     await src.unsafe(`CREATE TABLE wide (${WIDE_COLUMNS})`);
     await src.unsafe(WIDE_ROWS(1, 20_000));
     await dst.unsafe(`CREATE TABLE wide (${WIDE_COLUMNS})`);
@@ -210,7 +204,7 @@ clusterSuite("kvsz run: initial sync", {
   },
 
   "sync.rate holds within 10 % over two tables copied in parallel": async (c) => {
-    const { srcDb, dstDb, src, dst } = await databases(c);
+    const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
     for (const t of ["r1", "r2"]) {
       await src.unsafe(`CREATE TABLE ${t} (id int PRIMARY KEY, pad text)`);
       await src.unsafe(

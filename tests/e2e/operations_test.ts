@@ -26,15 +26,9 @@ function config(
   };
 }
 
-async function databases(c: TestCluster) {
-  const srcDb = await c.createDatabase("src");
-  const dstDb = await c.createDatabase("dst");
-  return { srcDb, dstDb, src: c.sql(srcDb), dst: c.sql(dstDb) };
-}
-
 clusterSuite("kvsz run: operations", {
   "metrics move when rows flow; logs are JSON lines without passwords": async (c) => {
-    const { srcDb, dstDb, src, dst } = await databases(c);
+    const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
     await src.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
     await dst.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
     await src.unsafe(`INSERT INTO t SELECT g, 'x' FROM generate_series(1, 100) g`);
@@ -72,7 +66,7 @@ clusterSuite("kvsz run: operations", {
   },
 
   "SIGHUP adds a table while the other keeps streaming": async (c) => {
-    const { srcDb, dstDb, src, dst } = await databases(c);
+    const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
     for (const sql of [src, dst]) {
       await sql.unsafe(`CREATE TABLE a (id int PRIMARY KEY)`);
       await sql.unsafe(`CREATE TABLE b (id int PRIMARY KEY)`);
@@ -94,7 +88,7 @@ clusterSuite("kvsz run: operations", {
   },
 
   "SIGTERM during a large transaction loses nothing": async (c) => {
-    const { srcDb, dstDb, src, dst } = await databases(c);
+    const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
     await src.unsafe(`CREATE TABLE big (id int PRIMARY KEY, v text)`);
     await dst.unsafe(`CREATE TABLE big (id int PRIMARY KEY, v text)`);
     const path = await writeConfig(config(c, srcDb, dstDb, { big: null }));
@@ -121,7 +115,7 @@ clusterSuite("kvsz run: operations", {
     assert.equal(await again.stop(), 0);
   },
   "/readyz turns unready while the source server is down, ready again after": async (c) => {
-    const { srcDb, dstDb, src, dst } = await databases(c);
+    const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
     await src.unsafe(`CREATE TABLE r (id int PRIMARY KEY)`);
     await dst.unsafe(`CREATE TABLE r (id int PRIMARY KEY)`);
     const port = freePort();

@@ -47,6 +47,15 @@ export class TestCluster implements AsyncDisposable {
     return name;
   }
 
+  /** A new source and a new destination database, with a client on each. */
+  async sourceAndDestination(): Promise<
+    { srcDb: string; dstDb: string; src: postgres.Sql; dst: postgres.Sql }
+  > {
+    const srcDb = await this.createDatabase("src");
+    const dstDb = await this.createDatabase("dst");
+    return { srcDb, dstDb, src: this.sql(srcDb), dst: this.sql(dstDb) };
+  }
+
   /** Closes the clients opened through {@link sql}. */
   async closeClients(): Promise<void> {
     await Promise.all(this.#clients.splice(0).map((c) => c.end({ timeout: 1 })));

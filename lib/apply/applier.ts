@@ -312,14 +312,18 @@ export class Applier {
     });
   }
 
-  /** Changes before their commit time is known go only to clone targets synced before them. */
+  /**
+   * Changes before their commit time is known go only to clone targets whose
+   * copy the stream has passed: otherwise the commit may fall on either side
+   * of the copy's snapshot (before it, the copy holds the changes already).
+   */
   #checkStreamedRoute(route: TableRoute): void {
     const xid = this.#streamed?.xid ?? 0;
     if (route.mode !== "clone") {
       throw new StreamRestart(xid, `it changes ${route.source}, a ${route.mode} table`);
     }
     if (route.syncedLsn > this.#lastCommitLsn) {
-      throw new StreamRestart(xid, `${route.source} was copied after it began`);
+      throw new StreamRestart(xid, `the stream has not passed the copy of ${route.source} yet`);
     }
   }
 

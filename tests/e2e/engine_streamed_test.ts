@@ -23,18 +23,17 @@ async function setup(c: TestCluster, spoolDir: string, apply: Record<string, unk
   await dst.unsafe(
     `CREATE TABLE hist (id int, v text, kvsz_start timestamptz, kvsz_end timestamptz, kvsz_deleted boolean)`,
   );
-  const config = await writeConfig({
-    destination: { url: c.url(dstDb) },
-    databases: [{
-      database: srcDb,
-      urls: [{ url: c.url(srcDb), sid: 1 }],
-      tables: { big: null, small: null, hist: { type: "history" } },
-    }],
-    apply: { commit_interval_ms: 50, spool_dir: spoolDir, ...apply },
-    metrics: { listen: "" },
-    log: { level: "info", format: "text" },
-  });
-  return { src, dst, dstDb, config };
+  /** A config streaming `tables` of these databases. */
+  const configFor = (tables: Record<string, unknown>) =>
+    writeConfig({
+      destination: { url: c.url(dstDb) },
+      databases: [{ database: srcDb, urls: [{ url: c.url(srcDb), sid: 1 }], tables }],
+      apply: { commit_interval_ms: 50, spool_dir: spoolDir, ...apply },
+      metrics: { listen: "" },
+      log: { level: "info", format: "text" },
+    });
+  const config = await configFor({ big: null, small: null, hist: { type: "history" } });
+  return { src, dst, dstDb, config, configFor };
 }
 
 /** Sessions on `db` with an open, idle transaction (kvsz applying a transaction as it streams). */
@@ -240,6 +239,44 @@ clusterSuite("kvsz run: transactions streamed while they run", {
     assert.equal(await kvsz.stop(), 0);
     await Deno.remove(spoolDir, { recursive: true });
   },
+
+  "a table added to the config: a large transaction into it that streams before the stream passed its copy is spooled, not dropped":
+    async (c) => {
+      const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
+      const { src, dst, configFor } = await setup(c, spoolDir);
+      await using first = KvszProcess.start(["run", "--config", await configFor({ small: null })]);
+      await first.waitForOutput(/streaming from/);
+      assert.equal(await first.stop(), 0);
+      await src.unsafe(`INSERT INTO big SELECT i, 'copied', 0 FROM generate_series(1, 1000) i`);
+
+      // `big` is added: copied in a snapshot of its own, while the stream resumes before it.
+      await using kvsz = KvszProcess.start([
+        "run",
+        "--config",
+        await configFor({ big: null, small: null }),
+      ]);
+      await kvsz.waitForOutput(/copied big/);
+      const before = await streamedTransactions(src);
+      // It commits after the copy's snapshot, so it belongs to the stream; when its first
+      // changes arrive the stream has seen no commit past the snapshot, so which side of it
+      // the transaction commits on is not known yet.
+      await src.begin(async (tx) => {
+        await tx.unsafe(
+          `INSERT INTO big SELECT i, repeat('a', 50) || i, 0 FROM generate_series(1001, 21000) i`,
+        );
+        await tx.unsafe(`UPDATE big SET n = 1 WHERE id % 3 = 0`);
+        await tx.unsafe(`DELETE FROM big WHERE id % 7 = 0`);
+      });
+      await waitForEqualRows(() => bigRows(src), () => bigRows(dst), { kvsz });
+      assert.ok((await streamedTransactions(src)) > before, "the server streamed it");
+      assert.match(
+        kvsz.output,
+        /the stream has not passed the copy of public\.big yet; applying it at its commit/,
+      );
+      assert.doesNotMatch(kvsz.output, /anomaly/);
+      assert.equal(await kvsz.stop(), 0);
+      await Deno.remove(spoolDir, { recursive: true });
+    },
 
   "a large transaction into a history table is spooled and keeps every version": async (c) => {
     const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });

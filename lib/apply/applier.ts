@@ -20,6 +20,7 @@ import type { RouteTable } from "./routes.ts";
 import { type OpCounts, TableBatch } from "./table_batch.ts";
 import type { Anomaly, Change, TableRoute } from "./types.ts";
 import { type BatchCounts, type SourceProgress, writeProgress } from "./progress.ts";
+import { OneByOneRestart, orderSensitiveViolation } from "./one_by_one_restart.ts";
 
 /**
  * Bytes of changes (as received) buffered before they are written, whatever
@@ -49,6 +50,11 @@ export interface ApplierOptions {
   streamWaitMs?: number;
   /** LSN the stream starts from: every transaction it brings commits after it. */
   startLsn?: bigint;
+  /**
+   * Source transactions committed at or below this LSN are applied one change
+   * at a time, in source order (a folded batch of them broke a constraint).
+   */
+  oneByOneUntil?: bigint;
   /** Called after each table flush with the changes applied per operation. */
   onOperations?: (table: string, operation: keyof OpCounts, count: number, seconds: number) => void;
 }
@@ -78,6 +84,8 @@ interface OpenTransaction {
   /** The commit time as written into history rows, formatted on first use. */
   commitTimeIso?: string;
   skip: boolean;
+  /** Applied one change at a time (see {@link ApplierOptions.oneByOneUntil}). */
+  oneByOne?: true;
   streamed?: true;
 }
 
@@ -90,6 +98,8 @@ export class Applier {
   #batches = new Map<TableRoute, TableBatch>();
   #buffered = 0;
   #bufferedBytes = 0;
+  /** True when the buffered changes include folded ones (not applied one change at a time). */
+  #bufferedFolded = false;
   /** Current source transaction, from Begin to Commit (or a streamed one's block). */
   #txn: OpenTransaction | null = null;
   /**
@@ -172,6 +182,7 @@ export class Applier {
           commitTime: msg.commitTime,
           skip: msg.finalLsn <= this.#skipUpTo,
         };
+        if (msg.finalLsn <= (this.opts.oneByOneUntil ?? 0n)) this.#txn.oneByOne = true;
         return;
       case "relation":
         return this.#relation(msg.relationId, msg);
@@ -381,6 +392,8 @@ export class Applier {
     this.#buffered++;
     this.#bufferedBytes += bytes;
     this.#pendingChanges++;
+    if (txn.oneByOne) return this.#queueFlush();
+    this.#bufferedFolded = true;
     if (this.#buffered >= this.opts.batchSize || this.#bufferedBytes >= MAX_BATCH_BYTES) {
       return this.#queueFlush();
     }
@@ -423,7 +436,7 @@ export class Applier {
    * Queues a job. Returns a promise when the reader should wait: while an
    * earlier job is still queued behind the running one.
    */
-  #queue(work: () => Promise<void>): Promise<void> | undefined {
+  #queue(work: () => Promise<void>, folded = false): Promise<void> | undefined {
     const before = this.#tail;
     const mustWait = this.#jobs > 0;
     this.#jobs++;
@@ -439,8 +452,8 @@ export class Applier {
       (e) => {
         this.#jobs--;
         if (!this.#failure) {
-          this.#failure = e;
-          this.#reportFailure(e);
+          this.#failure = this.#explain(e, folded);
+          this.#reportFailure(this.#failure);
         }
       },
     );
@@ -455,11 +468,38 @@ export class Applier {
     this.#wake();
   }
 
+  /**
+   * A constraint that a folded batch broke may hold in source order (a unique
+   * value swapped between rows, a child written before its parent): then the
+   * pipeline restarts and the transactions read so far are applied one change
+   * at a time. Broken one change at a time, the destination holds a row the
+   * source does not, and the error says so.
+   */
+  #explain(e: unknown, folded: boolean): unknown {
+    const violation = orderSensitiveViolation(e);
+    if (violation === null) return e;
+    if (!folded) {
+      return new Error(
+        `${violation} even one change at a time, in source order: the destination holds a row the source does not; remove or change it, kvsz retries`,
+      );
+    }
+    const txnLsn = this.#txn?.streamed ? 0n : this.#txn?.finalLsn ?? 0n;
+    const until = txnLsn > this.#lastCommitLsn ? txnLsn : this.#lastCommitLsn;
+    return new OneByOneRestart(
+      until,
+      this.#streamed?.xid ?? null,
+      `${violation}; applying the source transactions up to ${
+        formatLsn(until)
+      } one change at a time, in source order`,
+    );
+  }
+
   /** Hands the buffered changes to a job that writes them into the destination transaction. */
   #queueFlush(): Promise<void> | undefined {
+    const folded = this.#bufferedFolded;
     const batches = this.#takeBatches();
     const counts = this.#counts; // committed with the pending source transactions
-    return this.#queue(() => this.#write(batches, counts));
+    return this.#queue(() => this.#write(batches, counts), folded);
   }
 
   /** Hands the buffered changes and the pending source commits to a job that commits them. */
@@ -468,6 +508,7 @@ export class Applier {
     if (!pending || this.#streamed) return;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    const folded = this.#bufferedFolded;
     const batches = this.#takeBatches();
     const info = {
       endLsn: pending.endLsn,
@@ -507,7 +548,7 @@ export class Applier {
         lsn: formatLsn(info.endLsn),
       });
       this.opts.onCommit?.(info);
-    });
+    }, folded);
   }
 
   #takeBatches(): Map<TableRoute, TableBatch> {
@@ -515,6 +556,7 @@ export class Applier {
     this.#batches = new Map();
     this.#buffered = 0;
     this.#bufferedBytes = 0;
+    this.#bufferedFolded = false;
     return batches;
   }
 

@@ -10,6 +10,7 @@ import { connect, serverMajor, type Sql } from "../pg/connect.ts";
 import { kvszObjectName, qualify } from "../pg/identifiers.ts";
 import { formatLsn } from "../pg/lsn.ts";
 import { StreamRestart } from "./stream_restart.ts";
+import { OneByOneRestart } from "../apply/one_by_one_restart.ts";
 import { redactUrl } from "../pg/redact.ts";
 import { log } from "../observe/log.ts";
 import { SyncProgressDisplay } from "../observe/sync_progress.ts";
@@ -57,6 +58,8 @@ export class SourcePipeline {
   #stopping = false;
   /** Streamed transactions to spool rather than apply as they arrive (see StreamRestart). */
   readonly #spoolOnly = new Set<number>();
+  /** Source transactions up to this LSN are applied one change at a time (see OneByOneRestart). */
+  #oneByOneUntil = 0n;
   /** True right after a StreamRestart: the slot may still be held by the old walsender. */
   #restarting = false;
 
@@ -92,6 +95,13 @@ export class SourcePipeline {
           this.#spoolOnly.add(e.xid);
           this.#restarting = true;
           this.#log.info("{message}", { message: e.message });
+          continue;
+        }
+        if (e instanceof OneByOneRestart) {
+          if (e.untilLsn > this.#oneByOneUntil) this.#oneByOneUntil = e.untilLsn;
+          if (e.streamedXid !== null) this.#spoolOnly.add(e.streamedXid);
+          this.#restarting = true;
+          this.#log.warn("{message}", { message: e.message });
           continue;
         }
         if (performance.now() - started > 60_000) delay = 1000;
@@ -230,6 +240,7 @@ export class SourcePipeline {
           commitIntervalMs: cfg.apply.commitIntervalMs,
           streamWaitMs: cfg.apply.streamWaitMs,
           startLsn,
+          oneByOneUntil: this.#oneByOneUntil,
           onCommit: this.events.onCommit,
           onAnomaly: this.events.onAnomaly,
           onOperations: this.events.onOperations,

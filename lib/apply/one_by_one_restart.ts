@@ -1,0 +1,32 @@
+/**
+ * Raised when a folded, set-based batch broke a destination constraint that
+ * the source kept: a unique value swapped between two rows, a child row
+ * written before its parent (its table's statement ran first). The source
+ * applied those changes one at a time, in an order that never broke the
+ * constraint; the pipeline reconnects at once and the applier applies the
+ * source transactions up to `untilLsn` the same way. Nothing is lost: nothing
+ * since the last destination commit was acknowledged.
+ */
+export class OneByOneRestart extends Error {
+  constructor(
+    /** Source transactions committed at or below this LSN are applied one change at a time. */
+    readonly untilLsn: bigint,
+    /** A transaction being applied as it streamed (its commit LSN is not known yet): spool it. */
+    readonly streamedXid: number | null,
+    message: string,
+  ) {
+    super(message);
+    this.name = "OneByOneRestart";
+  }
+}
+
+/** SQLSTATEs of constraints that only the order of the changes may break: unique, foreign key, exclusion. */
+const ORDER_SENSITIVE = new Set(["23505", "23503", "23P01"]);
+
+/** A server error of a constraint that folding may break, described with its table and row; else null. */
+export function orderSensitiveViolation(e: unknown): string | null {
+  const err = e as { code?: string; message?: string; detail?: string; table_name?: string };
+  if (!err || !ORDER_SENSITIVE.has(err.code ?? "")) return null;
+  const table = err.table_name ? `${err.table_name}: ` : "";
+  return `${table}${err.message}${err.detail ? ` (${err.detail})` : ""}`;
+}

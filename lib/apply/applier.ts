@@ -565,7 +565,9 @@ export class Applier {
     // connection dies the statement fails, and the applier is dropped (never reused).
     if (!this.#inDestTx) {
       // Not awaited: BEGIN goes out with the first statement (one round trip less).
-      this.#begin = this.dest.unsafe("BEGIN").execute();
+      // Deferrable constraints are checked at COMMIT: tables are written one after
+      // another, so a child row may be written before its parent.
+      this.#begin = this.dest.unsafe("BEGIN; SET CONSTRAINTS ALL DEFERRED").execute();
       this.#begin.catch(() => {}); // awaited before COMMIT
       this.#inDestTx = true;
     }

@@ -83,6 +83,25 @@ clusterSuite("kvsz run: destination constraints", {
       assert.equal(await kvsz.stop(), 0);
     },
 
+  "a DEFERRABLE foreign key is checked at the commit: a child written before its parent stays set-based":
+    async (c) => {
+      const { src, dst, config, same } = await setup(c);
+      for (const db of [src, dst]) {
+        await db.unsafe(`ALTER TABLE child ALTER CONSTRAINT child_parent_id_fkey DEFERRABLE`);
+      }
+      await using kvsz = KvszProcess.start(["run", "--config", config]);
+      await kvsz.waitForOutput(/streaming from/);
+      await same(kvsz, "initial copy");
+      await src.begin(async (tx) => {
+        await tx.unsafe(`UPDATE child SET v = 1 WHERE id = 1`);
+        await tx.unsafe(`INSERT INTO parent VALUES (2, 'p2')`);
+        await tx.unsafe(`INSERT INTO child VALUES (2, 2, 0)`);
+      });
+      await same(kvsz, "the new parent");
+      assert.doesNotMatch(kvsz.output, /one change at a time/);
+      assert.equal(await kvsz.stop(), 0);
+    },
+
   "a conflict one change at a time does not mend: an error names the constraint and the row; once the destination row goes, kvsz goes on":
     async (c) => {
       const { src, dst, config, same } = await setup(c);

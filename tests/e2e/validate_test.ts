@@ -297,6 +297,37 @@ clusterSuite("kvsz validate", {
     assert.match(r.stdout, / 1 warning, 0 failed/);
   },
 
+  "a foreign key between two targets that is not DEFERRABLE warns with the ALTER CONSTRAINT":
+    async (
+      c,
+    ) => {
+      const s = await prepared(c);
+      await c.sql(s.srcDb).unsafe(`
+      CREATE TABLE p (id int PRIMARY KEY);
+      CREATE TABLE ch (id int PRIMARY KEY, p_id int REFERENCES p, q_id int REFERENCES p, o_id int);
+      GRANT SELECT ON p, ch TO ${s.srcUser};
+      ALTER PUBLICATION kvsz_src_1 ADD TABLE p, ch;`);
+      await c.sql(s.dstDb).unsafe(`
+      CREATE TABLE p (id int PRIMARY KEY);
+      CREATE TABLE other (id int PRIMARY KEY);
+      CREATE TABLE ch (id int PRIMARY KEY, p_id int REFERENCES p,
+        q_id int REFERENCES p DEFERRABLE, o_id int REFERENCES other);
+      GRANT ALL ON p, ch TO ${s.dstUser};`);
+      const r = await s.validate({ tables: { p: null, ch: null } });
+      assert.deepStrictEqual(r.code, 0, r.output);
+      assertLine(
+        r,
+        "WARN",
+        "table public.ch",
+        "foreign key ch_p_id_fkey to public.p is not DEFERRABLE",
+        "one change at a time",
+        "ALTER TABLE public.ch ALTER CONSTRAINT ch_p_id_fkey DEFERRABLE;",
+      );
+      // Deferrable, or to a table kvsz does not write: nothing to say.
+      assert.doesNotMatch(r.stdout, /ch_q_id_fkey|ch_o_id_fkey/);
+      assert.match(r.stdout, / 1 warning, 0 failed/);
+    },
+
   "partitions_regex: leaves are checked; a regex that matches nothing fails": async (c) => {
     const s = await prepared(c);
     await c.sql(s.srcDb).unsafe(`

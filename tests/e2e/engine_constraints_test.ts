@@ -40,13 +40,20 @@ async function setup(c: TestCluster) {
       });
     }
   };
-  return { src, dst, config, same };
+  /** A new parent and child, in a transaction that touches `child` first: its statement runs first. */
+  const childBeforeParent = () =>
+    src.begin(async (tx) => {
+      await tx.unsafe(`UPDATE child SET v = 1 WHERE id = 1`);
+      await tx.unsafe(`INSERT INTO parent VALUES (2, 'p2')`);
+      await tx.unsafe(`INSERT INTO child VALUES (2, 2, 0)`);
+    });
+  return { src, dst, config, same, childBeforeParent };
 }
 
 clusterSuite("kvsz run: destination constraints", {
   "a unique value swapped between rows and a child written before its parent: applied one change at a time, then set-based again":
     async (c) => {
-      const { src, config, same } = await setup(c);
+      const { src, config, same, childBeforeParent } = await setup(c);
       await using kvsz = KvszProcess.start(["run", "--config", config]);
       await kvsz.waitForOutput(/streaming from/);
       await same(kvsz, "initial copy");
@@ -58,12 +65,7 @@ clusterSuite("kvsz run: destination constraints", {
         await tx.unsafe(`UPDATE users SET email = 'b' WHERE id = 1`);
       });
       await same(kvsz, "the swap");
-      // `child` is touched first, so its statement (with the new child) runs before `parent`'s.
-      await src.begin(async (tx) => {
-        await tx.unsafe(`UPDATE child SET v = 1 WHERE id = 1`);
-        await tx.unsafe(`INSERT INTO parent VALUES (2, 'p2')`);
-        await tx.unsafe(`INSERT INTO child VALUES (2, 2, 0)`);
-      });
+      await childBeforeParent();
       await same(kvsz, "the new parent");
       for (const kind of ["unique", "foreign key"]) {
         assert.match(
@@ -85,18 +87,14 @@ clusterSuite("kvsz run: destination constraints", {
 
   "a DEFERRABLE foreign key is checked at the commit: a child written before its parent stays set-based":
     async (c) => {
-      const { src, dst, config, same } = await setup(c);
+      const { src, dst, config, same, childBeforeParent } = await setup(c);
       for (const db of [src, dst]) {
         await db.unsafe(`ALTER TABLE child ALTER CONSTRAINT child_parent_id_fkey DEFERRABLE`);
       }
       await using kvsz = KvszProcess.start(["run", "--config", config]);
       await kvsz.waitForOutput(/streaming from/);
       await same(kvsz, "initial copy");
-      await src.begin(async (tx) => {
-        await tx.unsafe(`UPDATE child SET v = 1 WHERE id = 1`);
-        await tx.unsafe(`INSERT INTO parent VALUES (2, 'p2')`);
-        await tx.unsafe(`INSERT INTO child VALUES (2, 2, 0)`);
-      });
+      await childBeforeParent();
       await same(kvsz, "the new parent");
       assert.doesNotMatch(kvsz.output, /one change at a time/);
       assert.equal(await kvsz.stop(), 0);

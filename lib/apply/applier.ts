@@ -578,7 +578,7 @@ export class Applier {
   async #write(batches: Map<TableRoute, TableBatch>, counts: BatchCounts): Promise<void> {
     if (batches.size === 0) return;
     const tx = this.#ensureDestTx();
-    for (const [route, batch] of batches) {
+    for (const [route, batch] of parentsFirst(batches)) {
       if (batch.size === 0) continue;
       const started = performance.now();
       const result = await batch.flush(tx);
@@ -598,4 +598,35 @@ export class Applier {
       }
     }
   }
+}
+
+/**
+ * The batches in the order their tables are written: a table referenced by
+ * another one's foreign key (not deferrable) before it, otherwise as first
+ * changed. A parent's new rows then exist when its children's arrive; a
+ * cycle keeps the rest in order (a broken key falls back to one change at a
+ * time).
+ */
+function parentsFirst(
+  batches: Map<TableRoute, TableBatch>,
+): Iterable<[TableRoute, TableBatch]> {
+  const entries = [...batches];
+  const nameOf = (r: TableRoute) => `${r.target.schema}.${r.target.name}`;
+  /** True when a table among `pending` (not yet written) is one `e`'s foreign keys reference. */
+  const waitsFor = ([r]: [TableRoute, TableBatch], pending: Set<string>) =>
+    r.target.immediateForeignKeys.some((fk) =>
+      fk.references !== nameOf(r) && pending.has(fk.references)
+    );
+  const all = new Set(entries.map(([r]) => nameOf(r)));
+  if (!entries.some((e) => waitsFor(e, all))) return entries;
+  const ordered: [TableRoute, TableBatch][] = [];
+  let rest = entries;
+  while (rest.length > 0) {
+    const pending = new Set(rest.map(([r]) => nameOf(r)));
+    const ready = rest.filter((e) => !waitsFor(e, pending));
+    if (ready.length === 0) return [...ordered, ...rest];
+    ordered.push(...ready);
+    rest = rest.filter((e) => !ready.includes(e));
+  }
+  return ordered;
 }

@@ -60,12 +60,14 @@ export async function readTargetTable(
   }
   const primaryKey = await primaryKeyColumns(sql, oid);
   const uniqueKeys = await uniqueIndexColumns(sql, oid);
+  const immediateForeignKeys = await immediateForeignKeysOf(sql, oid);
   return {
     schema,
     name,
     columns,
     primaryKey,
     uniqueKeys,
+    immediateForeignKeys,
     hasSid: columns.has(SID_COLUMN),
     hasHistoryColumns: HISTORY_COLUMNS.every((c) => columns.has(c)),
   };
@@ -97,6 +99,23 @@ export async function uniqueIndexColumns(sql: Sql, oid: string | number): Promis
     byIndex.set(idx, [...(byIndex.get(idx) ?? []), String(r.name)]);
   }
   return [...byIndex.values()];
+}
+
+/** Foreign keys of relation `oid` that are not DEFERRABLE, with the table each references. */
+async function immediateForeignKeysOf(
+  sql: Sql,
+  oid: string,
+): Promise<{ name: string; references: string }[]> {
+  const rows = await sql.unsafe(
+    `SELECT c.conname AS name, n.nspname || '.' || r.relname AS references
+       FROM pg_catalog.pg_constraint c
+       JOIN pg_catalog.pg_class r ON r.oid = c.confrelid
+       JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
+      WHERE c.conrelid = $1::int8::oid AND c.contype = 'f' AND NOT c.condeferrable
+      ORDER BY c.conname`,
+    [oid],
+  );
+  return rows.map((r) => ({ name: String(r.name), references: String(r.references) }));
 }
 
 /** Columns of the first index of relation `oid` matching `where`, in key order. */

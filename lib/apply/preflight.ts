@@ -228,7 +228,7 @@ async function targetChecks(
   );
 
   if (mapping.mode === "history") out.push(historyCheck(label, qualified, target));
-  out.push(...await foreignKeyChecks(sql, label, qualified, schema, db));
+  out.push(...foreignKeyChecks(label, qualified, schema, db, target));
   if (multi && !target.hasSid) {
     out.push({
       status: "WARN",
@@ -293,36 +293,27 @@ async function targetChecks(
 
 /**
  * A foreign key checked row by row (not DEFERRABLE) between two targets of one
- * source database: kvsz writes a batch table after table, so a batch that
- * writes a child row before its parent breaks it and is applied again one
- * change at a time (correct, but slow). kvsz defers deferrable constraints to
- * its COMMIT.
+ * source database. kvsz writes parents before children, but a batch that
+ * deletes a parent row and its children breaks it and is applied again one
+ * change at a time (correct, but slow). Deferrable ones are deferred to kvsz's
+ * COMMIT.
  */
-async function foreignKeyChecks(
-  sql: Sql,
+function foreignKeyChecks(
   label: string,
   qualified: string,
   schema: string,
   db: DatabaseMapping,
-): Promise<Check[]> {
-  const rows = await sql.unsafe(
-    `SELECT c.conname, n.nspname, r.relname
-       FROM pg_catalog.pg_constraint c
-       JOIN pg_catalog.pg_class r ON r.oid = c.confrelid
-       JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
-      WHERE c.conrelid = $1::regclass AND c.contype = 'f' AND NOT c.condeferrable
-      ORDER BY c.conname`,
-    [qualified],
-  );
-  const targets = new Set(db.tables.map((m) => m.target));
-  return rows
-    .filter((r) => r.nspname === schema && targets.has(r.relname))
-    .map((r) => ({
+  target: TargetTable,
+): Check[] {
+  const targets = new Set(db.tables.map((m) => `${schema}.${m.target}`));
+  return target.immediateForeignKeys
+    .filter((fk) => targets.has(fk.references))
+    .map((fk) => ({
       status: "WARN" as const,
-      check: `${label} foreign key ${r.conname}`,
+      check: `${label} foreign key ${fk.name}`,
       problem:
-        `foreign key ${r.conname} to ${schema}.${r.relname} is not DEFERRABLE: a batch that writes a child row before its parent is applied again one change at a time (slow)`,
-      fix: `ALTER TABLE ${qualified} ALTER CONSTRAINT ${sqlName(r.conname)} DEFERRABLE;`,
+        `foreign key ${fk.name} to ${fk.references} is not DEFERRABLE: a batch that deletes a parent row with its children is applied again one change at a time (slow)`,
+      fix: `ALTER TABLE ${qualified} ALTER CONSTRAINT ${sqlName(fk.name)} DEFERRABLE;`,
     }));
 }
 

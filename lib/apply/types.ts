@@ -25,6 +25,11 @@ export interface TargetTable {
   primaryKey: string[];
   /** Column sets of the unique indexes that reject a duplicate at once (see catalog.ts). */
   uniqueKeys: string[][];
+  /**
+   * Foreign keys checked row by row (not DEFERRABLE; deferrable ones kvsz
+   * defers to its COMMIT), with the table each references as `schema.name`.
+   */
+  immediateForeignKeys: { name: string; references: string }[];
   /** True when the table has a `sid` column (source id). */
   hasSid: boolean;
   /** True when the table has kvsz_start, kvsz_end and kvsz_deleted. */

@@ -67,6 +67,7 @@ function route(spec: RouteSpec): TableRoute {
       hasSid,
       hasHistoryColumns: mode === "history",
       uniqueKeys: spec.uniqueKeys ?? [],
+      immediateForeignKeys: [],
     },
     columns: mapped,
     key,

@@ -1,9 +1,11 @@
 /**
  * Destination constraints that folded, set-based statements can break although
- * the source never did: a unique value swapped between two rows, a child row
- * written before its parent. kvsz applies such a batch again one change at a
+ * the source never did: a unique value swapped between two rows, a parent
+ * deleted with its children. kvsz applies such a batch again one change at a
  * time, in source order; a conflict that remains (the destination holds a row
- * the source does not) is an error that names the constraint.
+ * the source does not) is an error that names the constraint. Parents are
+ * written before their children, and deferrable keys are checked at kvsz's
+ * commit, so neither needs that.
  */
 import assert from "node:assert/strict";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
@@ -51,13 +53,12 @@ async function setup(c: TestCluster) {
 }
 
 clusterSuite("kvsz run: destination constraints", {
-  "a unique value swapped between rows and a child written before its parent: applied one change at a time, then set-based again":
+  "a unique value swapped between rows, a parent deleted with its child: applied one change at a time, then set-based again":
     async (c) => {
-      const { src, config, same, childBeforeParent } = await setup(c);
+      const { src, config, same } = await setup(c);
       await using kvsz = KvszProcess.start(["run", "--config", config]);
       await kvsz.waitForOutput(/streaming from/);
       await same(kvsz, "initial copy");
-
       // Folded per key, users 1 ends 'b' and 2 ends 'a': one UPDATE cannot write that.
       await src.begin(async (tx) => {
         await tx.unsafe(`UPDATE users SET email = 'swap' WHERE id = 1`);
@@ -65,8 +66,12 @@ clusterSuite("kvsz run: destination constraints", {
         await tx.unsafe(`UPDATE users SET email = 'b' WHERE id = 1`);
       });
       await same(kvsz, "the swap");
-      await childBeforeParent();
-      await same(kvsz, "the new parent");
+      // Parents are written first, so the parent's DELETE meets its child still there.
+      await src.begin(async (tx) => {
+        await tx.unsafe(`DELETE FROM child WHERE parent_id = 1`);
+        await tx.unsafe(`DELETE FROM parent WHERE id = 1`);
+      });
+      await same(kvsz, "the deleted parent");
       for (const kind of ["unique", "foreign key"]) {
         assert.match(
           kvsz.output,
@@ -79,24 +84,33 @@ clusterSuite("kvsz run: destination constraints", {
       // Later transactions are folded again.
       const mark = kvsz.output.length;
       await src.unsafe(`INSERT INTO users SELECT g, 'u' || g FROM generate_series(3, 500) g`);
+      await src.unsafe(`INSERT INTO parent VALUES (3, 'p3')`);
+      await src.unsafe(`INSERT INTO child SELECT g, 3, 0 FROM generate_series(10, 100) g`);
       await src.unsafe(`UPDATE child SET v = v + 1`);
       await same(kvsz, "after the fallback");
-      assert.doesNotMatch(kvsz.output.slice(mark), /one change at a time|error/i);
+      assert.doesNotMatch(kvsz.output.slice(mark), /applying the source transactions up to|error/i);
       assert.equal(await kvsz.stop(), 0);
     },
 
-  "a DEFERRABLE foreign key is checked at the commit: a child written before its parent stays set-based":
+  "a child changed before its parent: the parent is written first; a DEFERRABLE key is checked at the commit: both stay set-based":
     async (c) => {
       const { src, dst, config, same, childBeforeParent } = await setup(c);
-      for (const db of [src, dst]) {
-        await db.unsafe(`ALTER TABLE child ALTER CONSTRAINT child_parent_id_fkey DEFERRABLE`);
-      }
       await using kvsz = KvszProcess.start(["run", "--config", config]);
       await kvsz.waitForOutput(/streaming from/);
       await same(kvsz, "initial copy");
       await childBeforeParent();
       await same(kvsz, "the new parent");
-      assert.doesNotMatch(kvsz.output, /one change at a time/);
+      for (const db of [src, dst]) {
+        await db.unsafe(`ALTER TABLE child ALTER CONSTRAINT child_parent_id_fkey DEFERRABLE`);
+      }
+      // Deferrable keys do not order the tables: `parent`, changed first, is written first.
+      await src.begin(async (tx) => {
+        await tx.unsafe(`UPDATE parent SET name = 'last' WHERE id = 2`);
+        await tx.unsafe(`DELETE FROM child WHERE parent_id = 2`);
+        await tx.unsafe(`DELETE FROM parent WHERE id = 2`);
+      });
+      await same(kvsz, "the deleted parent");
+      assert.doesNotMatch(kvsz.output, /applying the source transactions up to/);
       assert.equal(await kvsz.stop(), 0);
     },
 

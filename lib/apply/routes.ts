@@ -7,6 +7,7 @@ import type { TableMapping } from "../config/types.ts";
 import type { Sql } from "../pg/connect.ts";
 import type { RelationMessage } from "../source/messages.ts";
 import { readTargetTable } from "./catalog.ts";
+import { log } from "../observe/log.ts";
 import type { MappedColumn, TableRoute, TargetTable } from "./types.ts";
 
 /** Columns kvsz writes itself; never mapped from the source. */
@@ -78,6 +79,8 @@ export function buildRoute(
 /** The routes of one source, kept current as Relation messages arrive. */
 export class RouteTable {
   #routes = new Map<number, TableRoute>();
+  /** Column names of each relation's last Relation message. */
+  #sourceColumns = new Map<number, Set<string>>();
 
   constructor(
     private readonly dest: Sql,
@@ -116,7 +119,32 @@ export class RouteTable {
       this.sid,
       this.syncedLsns.get(mapping.source) ?? 0n,
     );
+    this.#warnNewUnmapped(route, relation);
     this.#routes.set(relation.relationId, route);
     return route;
+  }
+
+  /**
+   * A column added at the source that the target lacks is not copied: said
+   * once, when it appears (columns left out of a target on purpose are not).
+   */
+  #warnNewUnmapped(route: TableRoute, relation: RelationMessage): void {
+    const names = relation.columns.map((c) => c.name);
+    const before = this.#sourceColumns.get(relation.relationId);
+    this.#sourceColumns.set(relation.relationId, new Set(names));
+    if (!before) return;
+    const mapped = new Set(route.columns.map((c) => c.name));
+    const added = names.filter((n) => !before.has(n) && !mapped.has(n) && !KVSZ_COLUMNS.has(n));
+    if (added.length === 0) return;
+    log("apply").with({ database: this.database, sid: this.sid }).warn(
+      "{source} has new column(s) {columns} that target {target} lacks: their values are not copied. " +
+        "Add them to the target and restart kvsz; rows changed before keep NULL there " +
+        "(add columns to the destination first, then to the source)",
+      {
+        source: route.source,
+        columns: added.join(", "),
+        target: `${route.target.schema}.${route.target.name}`,
+      },
+    );
   }
 }

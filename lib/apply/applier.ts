@@ -480,7 +480,8 @@ export class Applier {
     if (violation === null) return e;
     if (!folded) {
       return new Error(
-        `${violation} even one change at a time, in source order: the destination holds a row the source does not; remove or change it, kvsz retries`,
+        `${violation} even one change at a time, in source order: the destination holds a row the source does not, ` +
+          `or an index the source's changes cannot satisfy (kvsz validate checks targets); fix it, kvsz retries`,
       );
     }
     const txnLsn = this.#txn?.streamed ? 0n : this.#txn?.finalLsn ?? 0n;

@@ -269,6 +269,9 @@ async function targetChecks(
     if (mismatches.length === 0) out.push({ status: "ok", check: typeCheck });
   }
 
+  if (mapping.mode === "history") {
+    out.push(...historyUniqueChecks(label, qualified, target, source.identityColumns));
+  }
   const keyCheck = `${label} replica identity key`;
   const missingKey = source.identityColumns.filter((c) => !target.columns.has(c));
   if (missingKey.length > 0) {
@@ -314,6 +317,34 @@ function foreignKeyChecks(
       problem:
         `foreign key ${fk.name} to ${fk.references} is not DEFERRABLE: a batch that deletes a parent row with its children is applied again one change at a time (slow)`,
       fix: `ALTER TABLE ${qualified} ALTER CONSTRAINT ${sqlName(fk.name)} DEFERRABLE;`,
+    }));
+}
+
+/**
+ * A unique index of a history target on columns that versions of one key
+ * share (`sid`, the key, `kvsz_*`) rejects versions kvsz writes: a key changed
+ * twice in one source transaction has two versions starting at its commit
+ * time, and closed versions may end at the same time.
+ */
+function historyUniqueChecks(
+  label: string,
+  qualified: string,
+  target: TargetTable,
+  keyColumns: string[],
+): Check[] {
+  const shared = new Set<string>([SID_COLUMN, ...HISTORY_COLUMNS, ...keyColumns]);
+  return target.uniqueKeys
+    .filter((cols) => cols.every((c) => shared.has(c)))
+    .map((cols) => ({
+      status: "WARN" as const,
+      check: `${label} unique (${cols.join(", ")})`,
+      problem: `a unique index on (${
+        cols.join(", ")
+      }) rejects the versions of a key changed twice in one source transaction (they share its commit time): kvsz would stop there`,
+      fix:
+        `drop it (or the primary key); to keep current rows unique: CREATE UNIQUE INDEX ON ${qualified} (${
+          [...(target.hasSid ? [SID_COLUMN] : []), ...keyColumns].map(sqlName).join(", ")
+        }) WHERE kvsz_end = '9999-01-01';`,
     }));
 }
 

@@ -20,6 +20,7 @@ export interface DemoTable {
   /** What the mode does, for the comparison heading. */
   note: string;
   sourceDdl: string;
+  /** Statements creating the target (and its indexes). */
   destDdl: string;
   /** Columns shown for the source side, ordered by key. */
   sourceQuery: string;
@@ -37,8 +38,9 @@ export const TABLES: DemoTable[] = [
       id int PRIMARY KEY, first_name text NOT NULL, last_name text NOT NULL, salary int NOT NULL)`,
     destDdl: `CREATE TABLE employees (
       sid text NOT NULL, id int NOT NULL, first_name text, last_name text, salary int,
-      kvsz_start timestamptz NOT NULL, kvsz_end timestamptz NOT NULL, kvsz_deleted boolean NOT NULL,
-      PRIMARY KEY (sid, id, kvsz_start))`,
+      kvsz_start timestamptz NOT NULL, kvsz_end timestamptz NOT NULL, kvsz_deleted boolean NOT NULL);
+    CREATE UNIQUE INDEX ON employees (sid, id) WHERE kvsz_end = '9999-01-01';
+    CREATE INDEX ON employees (sid, id, kvsz_start)`,
     sourceQuery: `SELECT id, first_name, last_name, salary FROM employees ORDER BY id`,
     destQuery: `SELECT sid, id, first_name, last_name, salary, kvsz_start::text, kvsz_end::text,
       kvsz_deleted FROM employees ORDER BY id, kvsz_start`,

@@ -328,6 +328,22 @@ clusterSuite("kvsz validate", {
       assert.match(r.stdout, / 1 warning, 0 failed/);
     },
 
+  "a history target unique on the key and kvsz_start warns: versions of one transaction share it":
+    async (c) => {
+      const s = await prepared(c);
+      await c.sql(s.dstDb).unsafe(`ALTER TABLE t2_history ADD PRIMARY KEY (sid, id, kvsz_start)`);
+      const r = await s.validate();
+      assert.deepStrictEqual(r.code, 0, r.output);
+      assertLine(
+        r,
+        "WARN",
+        "table public.t2_history",
+        "unique (sid, id, kvsz_start)",
+        "rejects the versions of a key changed twice in one source transaction",
+        "CREATE UNIQUE INDEX ON public.t2_history (sid, id) WHERE kvsz_end = '9999-01-01';",
+      );
+    },
+
   "partitions_regex: leaves are checked; a regex that matches nothing fails": async (c) => {
     const s = await prepared(c);
     await c.sql(s.srcDb).unsafe(`

@@ -480,7 +480,7 @@ export class Applier {
     if (violation === null) return e;
     if (!folded) {
       return new Error(
-        `${violation} even one change at a time, in source order: the destination holds a row the source does not, ` +
+        `${violation.description} even one change at a time, in source order: the destination holds a row the source does not, ` +
           `or an index the source's changes cannot satisfy (kvsz validate checks targets); fix it, kvsz retries`,
       );
     }
@@ -489,7 +489,8 @@ export class Applier {
     return new OneByOneRestart(
       until,
       this.#streamed?.xid ?? null,
-      `${violation}; applying the source transactions up to ${
+      violation.table,
+      `${violation.description}; applying the source transactions up to ${
         formatLsn(until)
       } one change at a time, in source order`,
     );

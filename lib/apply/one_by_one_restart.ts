@@ -13,6 +13,8 @@ export class OneByOneRestart extends Error {
     readonly untilLsn: bigint,
     /** A transaction being applied as it streamed (its commit LSN is not known yet): spool it. */
     readonly streamedXid: number | null,
+    /** The destination table whose constraint broke. */
+    readonly table: string,
     message: string,
   ) {
     super(message);
@@ -23,10 +25,21 @@ export class OneByOneRestart extends Error {
 /** SQLSTATEs of constraints that only the order of the changes may break: unique, foreign key, exclusion. */
 const ORDER_SENSITIVE = new Set(["23505", "23503", "23P01"]);
 
-/** A server error of a constraint that folding may break, described with its table and row; else null. */
-export function orderSensitiveViolation(e: unknown): string | null {
-  const err = e as { code?: string; message?: string; detail?: string; table_name?: string };
+/** A server error of a constraint that folding may break: its table, and a description with the row; else null. */
+export function orderSensitiveViolation(
+  e: unknown,
+): { table: string; description: string } | null {
+  const err = e as {
+    code?: string;
+    message?: string;
+    detail?: string;
+    schema_name?: string;
+    table_name?: string;
+  };
   if (!err || !ORDER_SENSITIVE.has(err.code ?? "")) return null;
-  const table = err.table_name ? `${err.table_name}: ` : "";
-  return `${table}${err.message}${err.detail ? ` (${err.detail})` : ""}`;
+  const table = err.table_name ? `${err.schema_name ?? "?"}.${err.table_name}` : "?";
+  return {
+    table,
+    description: `${table}: ${err.message}${err.detail ? ` (${err.detail})` : ""}`,
+  };
 }

@@ -158,6 +158,13 @@ export class Metrics {
     labelNames: ["database", "sid", "table", "kind"] as const,
     registers: [this.registry],
   });
+  readonly oneByOne = new Counter({
+    name: "kvsz_one_by_one_total",
+    help:
+      "Batches that broke a destination constraint folded and were applied again one change at a time, in source order.",
+    labelNames: ["database", "sid", "table"] as const,
+    registers: [this.registry],
+  });
   readonly connected = new Gauge({
     name: "kvsz_source_connected",
     help: "1 while the source's replication stream is running, else 0.",
@@ -230,6 +237,7 @@ export class Metrics {
       onAnomaly: (a: Anomaly) => {
         this.anomalies.inc({ ...labels, table: a.route.source, kind: a.kind });
       },
+      onOneByOne: (table: string) => this.oneByOne.inc({ ...labels, table }),
       onWalEnd: (walEnd: bigint) => {
         beat();
         if (walEnd > s.keepaliveLsn) s.keepaliveLsn = walEnd;
@@ -333,6 +341,7 @@ export class Metrics {
       this.lagSecondsGauge,
       this.retainedWal,
       this.anomalies,
+      this.oneByOne,
       this.connected,
       this.batchSize,
       this.commitSeconds,

@@ -36,6 +36,8 @@ export interface PipelineEvents {
   onConnected?(connected: boolean): void;
   onCommit?(info: CommitInfo): void;
   onAnomaly?(a: Anomaly): void;
+  /** A batch broke a constraint of destination table `table` and goes again one change at a time. */
+  onOneByOne?(table: string): void;
   onWalEnd?(walEnd: bigint): void;
   onSyncRows?(table: string, rows: number, bytes: number): void;
   onOperations?(
@@ -102,6 +104,7 @@ export class SourcePipeline {
           if (e.streamedXid !== null) this.#spoolOnly.add(e.streamedXid);
           this.#restarting = true;
           this.#log.warn("{message}", { message: e.message });
+          this.events.onOneByOne?.(e.table);
           continue;
         }
         if (performance.now() - started > 60_000) delay = 1000;

@@ -10,8 +10,10 @@
 import assert from "node:assert/strict";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
 import { KvszProcess, tableRows, waitFor, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
+import { parseExposition, valueOf } from "../support/prometheus.ts";
+import { freePort } from "../../lib/pg/local_cluster.ts";
 
-async function setup(c: TestCluster) {
+async function setup(c: TestCluster, metricsPort?: number) {
   const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
   for (const db of [src, dst]) {
     await db.unsafe(`CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL UNIQUE)`);
@@ -31,7 +33,7 @@ async function setup(c: TestCluster) {
       tables: { users: null, parent: null, child: null },
     }],
     apply: { commit_interval_ms: 50 },
-    metrics: { listen: "" },
+    metrics: { listen: metricsPort ? `127.0.0.1:${metricsPort}` : "" },
     log: { level: "info", format: "text" },
   });
   const same = async (kvsz: KvszProcess, what: string) => {
@@ -55,7 +57,8 @@ async function setup(c: TestCluster) {
 clusterSuite("kvsz run: destination constraints", {
   "a unique value swapped between rows, a parent deleted with its child: applied one change at a time, then set-based again":
     async (c) => {
-      const { src, config, same } = await setup(c);
+      const port = freePort();
+      const { src, config, same } = await setup(c, port);
       await using kvsz = KvszProcess.start(["run", "--config", config]);
       await kvsz.waitForOutput(/streaming from/);
       await same(kvsz, "initial copy");
@@ -79,6 +82,13 @@ clusterSuite("kvsz run: destination constraints", {
             `violates ${kind} constraint .*; applying the source transactions up to \\S+ one change at a time`,
           ),
         );
+      }
+
+      const metrics = parseExposition(
+        await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
+      );
+      for (const table of ["public.users", "public.child"]) {
+        assert.equal(valueOf(metrics, "kvsz_one_by_one_total", { table }), 1, table);
       }
 
       // Later transactions are folded again.

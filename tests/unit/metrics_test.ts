@@ -129,6 +129,7 @@ Deno.test("hooks move the series; the exposition parses strictly and with promto
     kvsz_lag_seconds: "gauge",
     kvsz_slot_retained_wal_bytes: "gauge",
     kvsz_anomalies_total: "counter",
+    kvsz_one_by_one_total: "counter",
     kvsz_source_connected: "gauge",
     kvsz_batch_size: "histogram",
     kvsz_apply_commit_seconds: "histogram",

@@ -616,8 +616,8 @@ function parentsFirst(
   const nameOf = (r: TableRoute) => `${r.target.schema}.${r.target.name}`;
   /** True when a table among `pending` (not yet written) is one `e`'s foreign keys reference. */
   const waitsFor = ([r]: [TableRoute, TableBatch], pending: Set<string>) =>
-    r.target.immediateForeignKeys.some((fk) =>
-      fk.references !== nameOf(r) && pending.has(fk.references)
+    r.target.foreignKeys.some((fk) =>
+      !fk.deferrable && fk.references !== nameOf(r) && pending.has(fk.references)
     );
   const all = new Set(entries.map(([r]) => nameOf(r)));
   if (!entries.some((e) => waitsFor(e, all))) return entries;

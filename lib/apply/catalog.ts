@@ -1,6 +1,6 @@
 /** Reads destination tables from the catalog: columns, types, primary key, `sid`, `kvsz_*`. */
 import type { Sql } from "../pg/connect.ts";
-import type { TargetColumn, TargetTable } from "./types.ts";
+import type { ForeignKey, TargetColumn, TargetTable } from "./types.ts";
 
 /** Names of the three history columns a `history` target carries. */
 export const HISTORY_COLUMNS = ["kvsz_start", "kvsz_end", "kvsz_deleted"] as const;
@@ -60,14 +60,14 @@ export async function readTargetTable(
   }
   const primaryKey = await primaryKeyColumns(sql, oid);
   const uniqueKeys = await uniqueIndexColumns(sql, oid);
-  const immediateForeignKeys = await immediateForeignKeysOf(sql, oid);
+  const foreignKeys = await foreignKeysOf(sql, oid);
   return {
     schema,
     name,
     columns,
     primaryKey,
     uniqueKeys,
-    immediateForeignKeys,
+    foreignKeys,
     hasSid: columns.has(SID_COLUMN),
     hasHistoryColumns: HISTORY_COLUMNS.every((c) => columns.has(c)),
   };
@@ -101,21 +101,23 @@ export async function uniqueIndexColumns(sql: Sql, oid: string | number): Promis
   return [...byIndex.values()];
 }
 
-/** Foreign keys of relation `oid` that are not DEFERRABLE, with the table each references. */
-async function immediateForeignKeysOf(
-  sql: Sql,
-  oid: string,
-): Promise<{ name: string; references: string }[]> {
+/** Foreign keys of relation `oid`, with the table each references. */
+async function foreignKeysOf(sql: Sql, oid: string): Promise<ForeignKey[]> {
   const rows = await sql.unsafe(
-    `SELECT c.conname AS name, n.nspname || '.' || r.relname AS references
+    `SELECT c.conname AS name, n.nspname || '.' || r.relname AS references,
+            c.condeferrable AS deferrable
        FROM pg_catalog.pg_constraint c
        JOIN pg_catalog.pg_class r ON r.oid = c.confrelid
        JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
-      WHERE c.conrelid = $1::int8::oid AND c.contype = 'f' AND NOT c.condeferrable
+      WHERE c.conrelid = $1::int8::oid AND c.contype = 'f'
       ORDER BY c.conname`,
     [oid],
   );
-  return rows.map((r) => ({ name: String(r.name), references: String(r.references) }));
+  return rows.map((r) => ({
+    name: String(r.name),
+    references: String(r.references),
+    deferrable: Boolean(r.deferrable),
+  }));
 }
 
 /** Columns of the first index of relation `oid` matching `where`, in key order. */

@@ -309,8 +309,8 @@ function foreignKeyChecks(
   target: TargetTable,
 ): Check[] {
   const targets = new Set(db.tables.map((m) => `${schema}.${m.target}`));
-  return target.immediateForeignKeys
-    .filter((fk) => targets.has(fk.references))
+  return target.foreignKeys
+    .filter((fk) => !fk.deferrable && targets.has(fk.references))
     .map((fk) => ({
       status: "WARN" as const,
       check: `${label} foreign key ${fk.name}`,

@@ -16,6 +16,15 @@ export interface TargetColumn {
 }
 
 /** A destination table as read from the catalog. */
+/** A foreign key of a target table. */
+export interface ForeignKey {
+  name: string;
+  /** The referenced table, `schema.name`. */
+  references: string;
+  /** DEFERRABLE: kvsz defers it to its COMMIT; otherwise it is checked row by row. */
+  deferrable: boolean;
+}
+
 export interface TargetTable {
   schema: string;
   name: string;
@@ -25,11 +34,8 @@ export interface TargetTable {
   primaryKey: string[];
   /** Column sets of the unique indexes that reject a duplicate at once (see catalog.ts). */
   uniqueKeys: string[][];
-  /**
-   * Foreign keys checked row by row (not DEFERRABLE; deferrable ones kvsz
-   * defers to its COMMIT), with the table each references as `schema.name`.
-   */
-  immediateForeignKeys: { name: string; references: string }[];
+  /** Foreign keys, with the table each references as `schema.name`. */
+  foreignKeys: ForeignKey[];
   /** True when the table has a `sid` column (source id). */
   hasSid: boolean;
   /** True when the table has kvsz_start, kvsz_end and kvsz_deleted. */

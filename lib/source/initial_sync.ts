@@ -109,14 +109,16 @@ export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<vo
   try {
     // Every worker imports the snapshot before any copy starts.
     await Promise.all(workers.map((w) => importSnapshot(w.source, opts.snapshotName)));
-    const queue = await planTasks(workers[0].source, jobs, opts);
+    const tasks = await planTasks(workers[0].source, jobs, opts);
+    const queue = new ParentsFirstQueue(tasks);
     const run = async (worker: Worker) => {
-      for (let task = queue.shift(); task; task = queue.shift()) {
+      for (let task = await queue.next(); task; task = await queue.next()) {
         await runTask(worker, task, opts, limiter);
+        queue.done();
       }
     };
     // Fail fast on any error.
-    await Promise.all(workers.slice(0, queue.length).map(run));
+    await Promise.all(workers.slice(0, tasks.length).map(run));
   } finally {
     // The read-only snapshot transactions end with the connections: no COMMIT,
     // whose promise npm:postgres sometimes never resolves after a COPY.
@@ -125,6 +127,57 @@ export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<vo
     );
   }
 }
+
+/**
+ * The tasks in the order workers take them: largest first, but a table whose
+ * foreign key references another table of this copy waits until that one is
+ * committed (its COPY checks the parent rows). A cycle of keys is taken in
+ * size order (its first copy fails, and the retry copies the rest).
+ */
+class ParentsFirstQueue {
+  #waiting: Task[];
+  #running = 0;
+  #wakeUps: (() => void)[] = [];
+  readonly #parents = new Map<TableCopy, TableCopy[]>();
+
+  constructor(tasks: Task[]) {
+    this.#waiting = [...tasks];
+    const byName = new Map(tasks.map((t) => [nameOf(t.table.job.target), t.table]));
+    for (const { table } of tasks) {
+      const own = nameOf(table.job.target);
+      this.#parents.set(
+        table,
+        table.job.target.foreignKeys.flatMap((fk) => {
+          const parent = fk.references !== own ? byName.get(fk.references) : undefined;
+          return parent ? [parent] : [];
+        }),
+      );
+    }
+  }
+
+  /** The next task whose parents are copied, waiting for them when needed; undefined at the end. */
+  async next(): Promise<Task | undefined> {
+    while (this.#waiting.length > 0) {
+      const ready = this.#waiting.findIndex((t) =>
+        this.#parents.get(t.table)!.every((p) => p.remaining === 0)
+      );
+      if (ready >= 0 || this.#running === 0) {
+        this.#running++;
+        return this.#waiting.splice(Math.max(ready, 0), 1)[0];
+      }
+      await new Promise<void>((resolve) => this.#wakeUps.push(resolve));
+    }
+    return undefined;
+  }
+
+  /** A task taken with {@link next} is committed. */
+  done(): void {
+    this.#running--;
+    for (const wake of this.#wakeUps.splice(0)) wake();
+  }
+}
+
+const nameOf = (t: TargetTable) => `${t.schema}.${t.name}`;
 
 /** Undoes the split copies a crash interrupted: those tables are copied again from scratch. */
 async function undoInterrupted(jobs: SyncJob[], opts: CopyOptions): Promise<SyncJob[]> {

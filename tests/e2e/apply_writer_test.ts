@@ -67,7 +67,7 @@ function route(spec: RouteSpec): TableRoute {
       hasSid,
       hasHistoryColumns: mode === "history",
       uniqueKeys: spec.uniqueKeys ?? [],
-      immediateForeignKeys: [],
+      foreignKeys: [],
     },
     columns: mapped,
     key,

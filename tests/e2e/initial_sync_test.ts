@@ -157,6 +157,43 @@ clusterSuite("kvsz run: initial sync", {
       assert.equal(await kvsz.stop(), 0);
     },
 
+  "tables referencing each other by foreign key: parents are copied first, nothing fails": async (
+    c,
+  ) => {
+    const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
+    for (const db of [src, dst]) {
+      await db.unsafe(`CREATE TABLE parent (id int PRIMARY KEY, name text);
+        CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent, name text);
+        CREATE TABLE grandchild (id int PRIMARY KEY, child_id int REFERENCES child);
+        CREATE TABLE loner (id int PRIMARY KEY)`);
+    }
+    // The children are the largest, so by size alone they would be copied first.
+    await src.unsafe(`INSERT INTO parent SELECT g, 'p' FROM generate_series(1, 1000) g;
+      INSERT INTO child SELECT g, 1 + g % 1000, repeat('c', 50) FROM generate_series(1, 20000) g;
+      INSERT INTO grandchild SELECT g, 1 + g % 20000 FROM generate_series(1, 30000) g;
+      INSERT INTO loner SELECT generate_series(1, 10)`);
+    await using kvsz = KvszProcess.start([
+      "run",
+      "--config",
+      await writeConfig(
+        config(c, srcDb, dstDb, { grandchild: null, child: null, parent: null, loner: null }, {
+          parallelism: 2,
+        }),
+      ),
+    ]);
+    await kvsz.waitForOutput(/streaming from/);
+    for (const t of ["parent", "child", "grandchild", "loner"]) {
+      assert.deepEqual(await tableRows(dst, t), await tableRows(src, t), t);
+    }
+    // In log order: a table's copy starts only after its parent's is committed.
+    const events = logLines(kvsz.output, "cop").map((l) => l.message);
+    const at = (prefix: string) => events.findIndex((m) => m.startsWith(prefix));
+    assert.ok(at("copied parent") < at("copying child"), events.join("\n"));
+    assert.ok(at("copied child") < at("copying grandchild"), events.join("\n"));
+    assert.doesNotMatch(kvsz.output, /"level":"error"|violates foreign key/);
+    assert.equal(await kvsz.stop(), 0);
+  },
+
   "a row the destination rejects fails the copy with the server's message; the retry succeeds":
     async (c) => {
       const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();

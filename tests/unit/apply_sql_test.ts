@@ -30,7 +30,7 @@ function route(mode: "clone" | "history", hasSid: boolean): TableRoute {
       hasSid,
       hasHistoryColumns: mode === "history",
       uniqueKeys: [],
-      immediateForeignKeys: [],
+      foreignKeys: [],
     },
     columns: mapped,
     key: [mapped[0]],

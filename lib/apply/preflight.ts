@@ -77,6 +77,7 @@ export async function preflightDestination(
       Promise.all(names.map((name) => readTargetTable(sql, schema, name))),
     ]);
     checks.push(kvszSchema, targetSchema);
+    if (config.destination.replicaRole) checks.push(await replicaRoleCheck(sql, label, user));
     const targets = new Map(names.map((name, i) => [name, targetList[i]]));
     const sourceTables = await sources;
     const perMapping = await Promise.all(
@@ -91,6 +92,7 @@ export async function preflightDestination(
             mapping,
             targets.get(mapping.target) ?? null,
             sourceTables.get(db.database)?.get(mapping.source) ?? null,
+            config.destination.replicaRole,
           )
         )
       ),
@@ -107,6 +109,28 @@ export async function preflightDestination(
     return checks;
   } finally {
     await sql.end({ timeout: 1 }).catch(() => {});
+  }
+}
+
+/** `destination.replica_role` needs the right to set session_replication_role. */
+async function replicaRoleCheck(sql: Sql, label: string, user: string): Promise<Check> {
+  const check = `${label} replica_role`;
+  try {
+    // Local to this statement's own transaction: nothing stays set.
+    await sql.unsafe(`SELECT set_config('session_replication_role', 'replica', true)`);
+    return { status: "ok", check };
+  } catch (e) {
+    return {
+      status: "FAIL",
+      check,
+      problem:
+        `destination.replica_role is on, but role ${user} may not set session_replication_role (${
+          (e as Error).message
+        })`,
+      fix: `GRANT SET ON PARAMETER session_replication_role TO ${
+        sqlName(user)
+      }; (PostgreSQL 15+; before, a superuser) or set destination.replica_role: false`,
+    };
   }
 }
 
@@ -192,6 +216,8 @@ async function targetChecks(
   mapping: TableMapping,
   target: TargetTable | null,
   source: SourceTable | null,
+  /** `destination.replica_role`: foreign keys do not fire. */
+  replicaRole: boolean,
 ): Promise<Check[]> {
   const qualified = `${sqlName(schema)}.${sqlName(mapping.target)}`;
   const label =
@@ -228,7 +254,7 @@ async function targetChecks(
   );
 
   if (mapping.mode === "history") out.push(historyCheck(label, qualified, target));
-  out.push(...foreignKeyChecks(label, qualified, schema, db, target));
+  if (!replicaRole) out.push(...foreignKeyChecks(label, qualified, schema, db, target));
   if (multi && !target.hasSid) {
     out.push({
       status: "WARN",

@@ -39,6 +39,11 @@ export interface DestinationConfig {
   url: string;
   /** Schema of the target tables (default `public`). */
   schema: string;
+  /**
+   * Write as a replica (`session_replication_role = replica`), as a
+   * subscription does: the targets' triggers and foreign keys do not fire.
+   */
+  replicaRole: boolean;
 }
 
 /** Streaming apply knobs. */

@@ -44,7 +44,7 @@ const ROOT_KEYS = [
   "log",
   "status",
 ];
-const DESTINATION_KEYS = ["url", "schema"];
+const DESTINATION_KEYS = ["url", "schema", "replica_role"];
 const DATABASE_KEYS = ["database", "urls", "tables"];
 const URL_KEYS = ["url", "sid"];
 const TABLE_KEYS = ["target", "type", "partitions_regex"];
@@ -118,7 +118,7 @@ export function validateConfig(main: SourceDocument, mapDocument?: SourceDocumen
 function emptyConfig(file: string): Config {
   return {
     file,
-    destination: { url: "", schema: DEFAULT_DESTINATION_SCHEMA },
+    destination: { url: "", schema: DEFAULT_DESTINATION_SCHEMA, replicaRole: false },
     databases: [],
     apply: { ...DEFAULT_APPLY },
     sync: { ...DEFAULT_SYNC, burst: DEFAULT_SYNC.rate },
@@ -132,13 +132,14 @@ function destination(check: Checker, value: unknown): DestinationConfig {
   const path = ["destination"];
   if (value === undefined || value === null) {
     check.report(path, "required (url and schema of the database changes are written to)");
-    return { url: "", schema: DEFAULT_DESTINATION_SCHEMA };
+    return { url: "", schema: DEFAULT_DESTINATION_SCHEMA, replicaRole: false };
   }
   const map = check.mapping(value, path, DESTINATION_KEYS);
-  if (map === undefined) return { url: "", schema: DEFAULT_DESTINATION_SCHEMA };
+  if (map === undefined) return { url: "", schema: DEFAULT_DESTINATION_SCHEMA, replicaRole: false };
   return {
     url: check.postgresUrl(map, "url", path) ?? "",
     schema: check.string(map, "schema", path) ?? DEFAULT_DESTINATION_SCHEMA,
+    replicaRole: check.boolean(map, "replica_role", path) ?? false,
   };
 }
 

@@ -50,6 +50,8 @@ export interface CopyOptions {
   /** Destination pool for kvsz's records; each worker opens its own connection for copies. */
   dest: Sql;
   destUrl: string;
+  /** Startup parameters of the workers' destination connections. */
+  destParams?: Record<string, string>;
   destSchema: string;
   database: string;
   sid: string;
@@ -104,7 +106,7 @@ export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<vo
   // snapshot transaction, and the relay writes to the destination's own socket.
   const workers: Worker[] = Array.from({ length: Math.max(1, opts.parallelism) }, () => ({
     source: connect(opts.sourceUrl, { max: 1 }),
-    dest: connect(opts.destUrl, { max: 1 }),
+    dest: connect(opts.destUrl, { max: 1, params: opts.destParams }),
   }));
   try {
     // Every worker imports the snapshot before any copy starts.

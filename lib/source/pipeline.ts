@@ -121,10 +121,11 @@ export class SourcePipeline {
   /** One attempt: prepare, sync what needs it, stream until stopped or failed. */
   async runOnce(): Promise<void> {
     const cfg = this.config;
-    const dest = connect(cfg.destination.url, { max: cfg.sync.parallelism + 1 });
+    const params = destinationParams(cfg);
+    const dest = connect(cfg.destination.url, { max: cfg.sync.parallelism + 1, params });
     const src = connect(this.source.url);
     const replication = connect(this.source.url, { replication: true });
-    const applyConn = connect(cfg.destination.url, { max: 1 });
+    const applyConn = connect(cfg.destination.url, { max: 1, params });
     let applier: Applier | null = null;
     try {
       // The destination's side (kvsz schema, target tables) is read while the source's is
@@ -323,6 +324,7 @@ export class SourcePipeline {
       snapshotLsn,
       dest,
       destUrl: this.config.destination.url,
+      destParams: destinationParams(this.config),
       destSchema: this.config.destination.schema,
       database: this.db.database,
       sid: this.source.sid,
@@ -367,6 +369,11 @@ export class SourcePipeline {
       await replication.end({ timeout: 2 });
     }
   }
+}
+
+/** Startup parameters of every destination connection that writes (`destination.replica_role`). */
+function destinationParams(cfg: Config): Record<string, string> | undefined {
+  return cfg.destination.replicaRole ? { session_replication_role: "replica" } : undefined;
 }
 
 async function checkWalLevel(src: Sql): Promise<void> {

@@ -31,6 +31,7 @@ interface ValidateOpts {
   urls?: { url: string; sid: string }[];
   destUrl?: string;
   destSchema?: string;
+  replicaRole?: boolean;
   json?: boolean;
 }
 
@@ -95,6 +96,7 @@ function makeSetup(
         destination: {
           url: opts.destUrl ?? urlFor(c, dstDb, opts.destUser ?? dstUser),
           ...(opts.destSchema ? { schema: opts.destSchema } : {}),
+          ...(opts.replicaRole ? { replica_role: true } : {}),
         },
         databases: [{ database: "src", urls, tables }],
       };
@@ -342,6 +344,24 @@ clusterSuite("kvsz validate", {
         "rejects the versions of a key changed twice in one source transaction",
         "CREATE UNIQUE INDEX ON public.t2_history (sid, id) WHERE kvsz_end = '9999-01-01';",
       );
+    },
+
+  "destination.replica_role without the right to set session_replication_role fails with the GRANT":
+    async (c) => {
+      const s = await prepared(c);
+      let r = await s.validate({ replicaRole: true });
+      assert.deepStrictEqual(r.code, 1, r.output);
+      assertLine(
+        r,
+        "FAIL",
+        "replica_role",
+        `role ${s.dstUser} may not set session_replication_role`,
+        `GRANT SET ON PARAMETER session_replication_role TO ${s.dstUser};`,
+      );
+      await c.sql().unsafe(`GRANT SET ON PARAMETER session_replication_role TO ${s.dstUser}`);
+      r = await s.validate({ replicaRole: true });
+      assert.deepStrictEqual(r.code, 0, r.output);
+      assertLine(r, "ok", "replica_role");
     },
 
   "partitions_regex: leaves are checked; a regex that matches nothing fails": async (c) => {

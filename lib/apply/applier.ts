@@ -21,6 +21,8 @@ import { type OpCounts, TableBatch } from "./table_batch.ts";
 import type { Anomaly, Change, TableRoute } from "./types.ts";
 import { type BatchCounts, type SourceProgress, writeProgress } from "./progress.ts";
 import { OneByOneRestart, orderSensitiveViolation } from "./one_by_one_restart.ts";
+import { parentsFirst } from "./write_order.ts";
+import { truncateTogether } from "./sql_truncate.ts";
 
 /**
  * Bytes of changes (as received) buffered before they are written, whatever
@@ -362,10 +364,38 @@ export class Applier {
   }
 
   async #truncate(relationIds: number[]): Promise<void> {
-    for (const id of relationIds) {
-      const wait = this.#change(id, 0, (route) => ({ kind: "truncate", route }));
+    const txn = this.#txn;
+    if (!txn || txn.skip) return;
+    const routes = relationIds.map((id) => this.routes.get(id)).filter((r): r is TableRoute =>
+      r !== undefined && txn.finalLsn >= r.syncedLsn
+    );
+    if (routes.length < 2) {
+      for (const id of relationIds) {
+        const wait = this.#change(id, 0, (route) => ({ kind: "truncate", route }));
+        if (wait) await wait;
+      }
+      return;
+    }
+    // Named together (TRUNCATE a, b, or CASCADE): what is buffered is written first,
+    // then one job truncates them all (foreign keys between them need that).
+    if (txn.streamed) { for (const r of routes) this.#checkStreamedRoute(r); }
+    if (this.#buffered > 0) {
+      const wait = this.#queueFlush();
       if (wait) await wait;
     }
+    this.#pendingChanges += routes.length;
+    const at = txn.streamed ? "" : (txn.commitTimeIso ??= pgTimestampToIso(txn.commitTime));
+    const counts = this.#counts;
+    const wait = this.#queue(async () => {
+      const started = performance.now();
+      const rows = await truncateTogether(this.#ensureDestTx(), routes, at);
+      const seconds = (performance.now() - started) / 1000;
+      for (const [route, n] of rows) {
+        counts[route.mode] += n;
+        this.opts.onOperations?.(route.source, "truncate", 1, seconds);
+      }
+    }, !txn.oneByOne);
+    if (wait) await wait;
   }
 
   #change(
@@ -580,7 +610,7 @@ export class Applier {
   async #write(batches: Map<TableRoute, TableBatch>, counts: BatchCounts): Promise<void> {
     if (batches.size === 0) return;
     const tx = this.#ensureDestTx();
-    for (const [route, batch] of parentsFirst(batches)) {
+    for (const [route, batch] of parentsFirst([...batches])) {
       if (batch.size === 0) continue;
       const started = performance.now();
       const result = await batch.flush(tx);
@@ -600,35 +630,4 @@ export class Applier {
       }
     }
   }
-}
-
-/**
- * The batches in the order their tables are written: a table referenced by
- * another one's foreign key (not deferrable) before it, otherwise as first
- * changed. A parent's new rows then exist when its children's arrive; a
- * cycle keeps the rest in order (a broken key falls back to one change at a
- * time).
- */
-function parentsFirst(
-  batches: Map<TableRoute, TableBatch>,
-): Iterable<[TableRoute, TableBatch]> {
-  const entries = [...batches];
-  const nameOf = (r: TableRoute) => `${r.target.schema}.${r.target.name}`;
-  /** True when a table among `pending` (not yet written) is one `e`'s foreign keys reference. */
-  const waitsFor = ([r]: [TableRoute, TableBatch], pending: Set<string>) =>
-    r.target.foreignKeys.some((fk) =>
-      !fk.deferrable && fk.references !== nameOf(r) && pending.has(fk.references)
-    );
-  const all = new Set(entries.map(([r]) => nameOf(r)));
-  if (!entries.some((e) => waitsFor(e, all))) return entries;
-  const ordered: [TableRoute, TableBatch][] = [];
-  let rest = entries;
-  while (rest.length > 0) {
-    const pending = new Set(rest.map(([r]) => nameOf(r)));
-    const ready = rest.filter((e) => !waitsFor(e, pending));
-    if (ready.length === 0) return [...ordered, ...rest];
-    ordered.push(...ready);
-    rest = rest.filter((e) => !ready.includes(e));
-  }
-  return ordered;
 }

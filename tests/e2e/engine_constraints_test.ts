@@ -218,6 +218,49 @@ clusterSuite("kvsz run: destination constraints", {
       assert.equal(await kvsz.stop(), 0);
     },
 
+  "a TRUNCATE of a parent with CASCADE empties parent and child targets together, with and without sid":
+    async (c) => {
+      const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
+      await src.unsafe(`CREATE TABLE pa (id int PRIMARY KEY);
+        CREATE TABLE ca (id int PRIMARY KEY, p int REFERENCES pa);
+        CREATE TABLE pb (id int PRIMARY KEY);
+        CREATE TABLE cb (id int PRIMARY KEY, p int REFERENCES pb);
+        INSERT INTO pa SELECT generate_series(1, 5); INSERT INTO ca SELECT g, g FROM generate_series(1, 5) g;
+        INSERT INTO pb SELECT generate_series(1, 5); INSERT INTO cb SELECT g, g FROM generate_series(1, 5) g`);
+      await dst.unsafe(`CREATE TABLE pa (id int PRIMARY KEY);
+        CREATE TABLE ca (id int PRIMARY KEY, p int REFERENCES pa);
+        CREATE TABLE pb (sid text, id int, PRIMARY KEY (sid, id));
+        CREATE TABLE cb (sid text, id int, p int, PRIMARY KEY (sid, id), FOREIGN KEY (sid, p) REFERENCES pb)`);
+      await using kvsz = KvszProcess.start([
+        "run",
+        "--config",
+        await writeConfig({
+          destination: { url: c.url(dstDb) },
+          databases: [{
+            database: srcDb,
+            urls: [{ url: c.url(srcDb), sid: 1 }],
+            tables: { pa: null, ca: null, pb: null, cb: null },
+          }],
+          apply: { commit_interval_ms: 50 },
+          metrics: { listen: "" },
+          log: { level: "info", format: "text" },
+        }),
+      ]);
+      await kvsz.waitForOutput(/streaming from/);
+      await src.unsafe(`INSERT INTO ca VALUES (6, 1)`);
+      await src.unsafe(`TRUNCATE pa, pb CASCADE`);
+      await src.unsafe(`INSERT INTO pa VALUES (10); INSERT INTO ca VALUES (10, 10)`);
+      for (const t of ["pa", "ca", "pb", "cb"]) {
+        await waitForEqualRows(
+          () => tableRows(src, t, "id"),
+          () => tableRows(dst, t, "id"),
+          { kvsz, what: t },
+        );
+      }
+      assert.doesNotMatch(kvsz.output, /\bERR\b|applying the source transactions up to/);
+      assert.equal(await kvsz.stop(), 0);
+    },
+
   "a conflict one change at a time does not mend: an error names the constraint and the row; once the destination row goes, kvsz goes on":
     async (c) => {
       const { src, dst, config, same } = await setup(c);

@@ -13,6 +13,23 @@ import { KvszProcess, tableRows, waitFor, waitForEqualRows, writeConfig } from "
 import { parseExposition, valueOf } from "../support/prometheus.ts";
 import { freePort } from "../../lib/pg/local_cluster.ts";
 
+/** A config streaming `tables` of `srcDb` (sid 1) into `dstDb`. */
+function configFor(
+  c: TestCluster,
+  srcDb: string,
+  dstDb: string,
+  tables: Record<string, unknown>,
+  extra: { destination?: Record<string, unknown>; metrics?: Record<string, unknown> } = {},
+): Promise<string> {
+  return writeConfig({
+    destination: { url: c.url(dstDb), ...extra.destination },
+    databases: [{ database: srcDb, urls: [{ url: c.url(srcDb), sid: 1 }], tables }],
+    apply: { commit_interval_ms: 50 },
+    metrics: { listen: "", ...extra.metrics },
+    log: { level: "info", format: "text" },
+  });
+}
+
 async function setup(c: TestCluster, metricsPort?: number) {
   const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
   for (const db of [src, dst]) {
@@ -25,16 +42,8 @@ async function setup(c: TestCluster, metricsPort?: number) {
   await src.unsafe(`INSERT INTO users VALUES (1, 'a'), (2, 'b')`);
   await src.unsafe(`INSERT INTO parent VALUES (1, 'p1')`);
   await src.unsafe(`INSERT INTO child VALUES (1, 1, 0)`);
-  const config = await writeConfig({
-    destination: { url: c.url(dstDb) },
-    databases: [{
-      database: srcDb,
-      urls: [{ url: c.url(srcDb), sid: 1 }],
-      tables: { users: null, parent: null, child: null },
-    }],
-    apply: { commit_interval_ms: 50 },
+  const config = await configFor(c, srcDb, dstDb, { users: null, parent: null, child: null }, {
     metrics: { listen: metricsPort ? `127.0.0.1:${metricsPort}` : "" },
-    log: { level: "info", format: "text" },
   });
   const same = async (kvsz: KvszProcess, what: string) => {
     for (const t of ["users", "parent", "child"]) {
@@ -136,17 +145,7 @@ clusterSuite("kvsz run: destination constraints", {
       await using kvsz = KvszProcess.start([
         "run",
         "--config",
-        await writeConfig({
-          destination: { url: c.url(dstDb) },
-          databases: [{
-            database: srcDb,
-            urls: [{ url: c.url(srcDb), sid: 1 }],
-            tables: { h: { type: "history" } },
-          }],
-          apply: { commit_interval_ms: 50 },
-          metrics: { listen: "" },
-          log: { level: "info", format: "text" },
-        }),
+        await configFor(c, srcDb, dstDb, { h: { type: "history" } }),
       ]);
       await kvsz.waitForOutput(/streaming from/);
       await src.begin(async (tx) => {
@@ -183,16 +182,8 @@ clusterSuite("kvsz run: destination constraints", {
         `INSERT INTO parent VALUES (1), (2); INSERT INTO child VALUES (1, 1), (2, 2)`,
       );
       const configWith = (replicaRole: boolean) =>
-        writeConfig({
-          destination: { url: c.url(dstDb), replica_role: replicaRole },
-          databases: [{
-            database: srcDb,
-            urls: [{ url: c.url(srcDb), sid: 1 }],
-            tables: { parent: null, child: null },
-          }],
-          apply: { commit_interval_ms: 50 },
-          metrics: { listen: "" },
-          log: { level: "info", format: "text" },
+        configFor(c, srcDb, dstDb, { parent: null, child: null }, {
+          destination: { replica_role: replicaRole },
         });
       const same = async (kvsz: KvszProcess) => {
         for (const t of ["parent", "child"]) {
@@ -234,17 +225,7 @@ clusterSuite("kvsz run: destination constraints", {
       await using kvsz = KvszProcess.start([
         "run",
         "--config",
-        await writeConfig({
-          destination: { url: c.url(dstDb) },
-          databases: [{
-            database: srcDb,
-            urls: [{ url: c.url(srcDb), sid: 1 }],
-            tables: { pa: null, ca: null, pb: null, cb: null },
-          }],
-          apply: { commit_interval_ms: 50 },
-          metrics: { listen: "" },
-          log: { level: "info", format: "text" },
-        }),
+        await configFor(c, srcDb, dstDb, { pa: null, ca: null, pb: null, cb: null }),
       ]);
       await kvsz.waitForOutput(/streaming from/);
       await src.unsafe(`INSERT INTO ca VALUES (6, 1)`);

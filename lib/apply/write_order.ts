@@ -1,7 +1,9 @@
 /** The order in which the tables of one destination job are written. */
-import type { TableRoute } from "./types.ts";
+import type { TableRoute, TargetTable } from "./types.ts";
 
-const nameOf = (r: TableRoute) => `${r.target.schema}.${r.target.name}`;
+/** A target's name as foreign keys reference it: `schema.name`. */
+export const targetName = (t: TargetTable) => `${t.schema}.${t.name}`;
+const nameOf = (r: TableRoute) => targetName(r.target);
 
 /**
  * `entries` in the order their tables are written: a table referenced by

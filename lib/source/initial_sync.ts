@@ -18,6 +18,7 @@ import { connect, socketOf } from "../pg/connect.ts";
 import { qualify } from "../pg/identifiers.ts";
 import { formatLsn } from "../pg/lsn.ts";
 import type { TargetTable } from "../apply/types.ts";
+import { targetName } from "../apply/write_order.ts";
 import { markTableSynced } from "../apply/progress.ts";
 import { prepareResync } from "../apply/resync.ts";
 import { textArray } from "../apply/text_array.ts";
@@ -144,9 +145,9 @@ class ParentsFirstQueue {
 
   constructor(tasks: Task[]) {
     this.#waiting = [...tasks];
-    const byName = new Map(tasks.map((t) => [nameOf(t.table.job.target), t.table]));
+    const byName = new Map(tasks.map((t) => [targetName(t.table.job.target), t.table]));
     for (const { table } of tasks) {
-      const own = nameOf(table.job.target);
+      const own = targetName(table.job.target);
       this.#parents.set(
         table,
         table.job.target.foreignKeys.flatMap((fk) => {
@@ -178,8 +179,6 @@ class ParentsFirstQueue {
     for (const wake of this.#wakeUps.splice(0)) wake();
   }
 }
-
-const nameOf = (t: TargetTable) => `${t.schema}.${t.name}`;
 
 /** Undoes the split copies a crash interrupted: those tables are copied again from scratch. */
 async function undoInterrupted(jobs: SyncJob[], opts: CopyOptions): Promise<SyncJob[]> {

@@ -272,6 +272,17 @@ Deno.test("error: missing destination or destination url", () => {
   );
 });
 
+Deno.test("destination.replica_role: false by default, a boolean", () => {
+  assert.equal(parseConfig(config(), "kvsz.yaml", {}).destination.replicaRole, false);
+  const on = config().replace(DESTINATION, `${DESTINATION}  replica_role: true\n`);
+  assert.equal(parseConfig(on, "kvsz.yaml", {}).destination.replicaRole, true);
+  assertOneProblem(
+    config().replace(DESTINATION, `${DESTINATION}  replica_role: maybe\n`),
+    "destination.replica_role",
+    "true or false",
+  );
+});
+
 Deno.test("error: sid must be a number or a non-empty string, and is required", () => {
   assertOneProblem(
     config().replace("sid: 12", "sid: true"),

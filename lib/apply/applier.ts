@@ -91,6 +91,14 @@ interface OpenTransaction {
   streamed?: true;
 }
 
+/** What a job's failure is read against (see `Applier.#explain`). */
+interface JobScope {
+  /** The job writes folded changes (not applied one change at a time). */
+  folded: boolean;
+  /** The transaction applied as it streamed whose changes the job's destination transaction holds. */
+  streamedXid: number | null;
+}
+
 /** Applies one source's stream; `handle` is called by one reader, in order. */
 export class Applier {
   readonly #log;
@@ -110,6 +118,11 @@ export class Applier {
    * that commits at its Stream Commit.
    */
   #streamed: { xid: number; holding: boolean } | null = null;
+  /**
+   * The streamed transaction whose changes the open destination transaction
+   * holds; it outlives {@link #streamed} until that transaction's commit job.
+   */
+  #streamedInDestTx: number | null = null;
   /** Commit LSN of the last source transaction seen, or the start: a streamed one commits after it. */
   #lastCommitLsn = 0n;
   /** Last source commit folded into the destination transaction being built. */
@@ -264,6 +277,7 @@ export class Applier {
     if (this.#streamed || this.#txn || this.#failure) return false;
     this.#queueCommit();
     this.#streamed = { xid, holding: false };
+    this.#streamedInDestTx = xid;
     this.resumeStreamed();
     return true;
   }
@@ -316,8 +330,10 @@ export class Applier {
     this.#pendingTxns = 0;
     this.#pendingChanges = 0;
     this.#counts = { clone: 0, append: 0, history: 0, anomalies: 0 };
+    const scope = this.#takeScope();
     this.#takeBatches();
-    return this.#queue(async () => {
+    this.#streamedInDestTx = null;
+    return this.#queue(scope, async () => {
       if (!this.#inDestTx) return;
       this.#inDestTx = false;
       await this.#begin;
@@ -386,7 +402,8 @@ export class Applier {
     this.#pendingChanges += routes.length;
     const at = txn.streamed ? "" : (txn.commitTimeIso ??= pgTimestampToIso(txn.commitTime));
     const counts = this.#counts;
-    const wait = this.#queue(async () => {
+    const scope = { folded: !txn.oneByOne, streamedXid: this.#streamedInDestTx };
+    const wait = this.#queue(scope, async () => {
       const started = performance.now();
       const rows = await truncateTogether(this.#ensureDestTx(), routes, at);
       const seconds = (performance.now() - started) / 1000;
@@ -394,7 +411,7 @@ export class Applier {
         counts[route.mode] += n;
         this.opts.onOperations?.(route.source, "truncate", 1, seconds);
       }
-    }, !txn.oneByOne);
+    });
     if (wait) await wait;
   }
 
@@ -466,7 +483,7 @@ export class Applier {
    * Queues a job. Returns a promise when the reader should wait: while an
    * earlier job is still queued behind the running one.
    */
-  #queue(work: () => Promise<void>, folded = false): Promise<void> | undefined {
+  #queue(scope: JobScope, work: () => Promise<void>): Promise<void> | undefined {
     const before = this.#tail;
     const mustWait = this.#jobs > 0;
     this.#jobs++;
@@ -482,7 +499,7 @@ export class Applier {
       (e) => {
         this.#jobs--;
         if (!this.#failure) {
-          this.#failure = this.#explain(e, folded);
+          this.#failure = this.#explain(e, scope);
           this.#reportFailure(this.#failure);
         }
       },
@@ -505,10 +522,10 @@ export class Applier {
    * at a time. Broken one change at a time, the destination holds a row the
    * source does not, and the error says so.
    */
-  #explain(e: unknown, folded: boolean): unknown {
+  #explain(e: unknown, scope: JobScope): unknown {
     const violation = orderSensitiveViolation(e);
     if (violation === null) return e;
-    if (!folded) {
+    if (!scope.folded) {
       return new Error(
         `${violation.description} even one change at a time, in source order: the destination holds a row the source does not, ` +
           `or an index the source's changes cannot satisfy (kvsz validate checks targets); fix it, kvsz retries`,
@@ -518,7 +535,7 @@ export class Applier {
     const until = txnLsn > this.#lastCommitLsn ? txnLsn : this.#lastCommitLsn;
     return new OneByOneRestart(
       until,
-      this.#streamed?.xid ?? null,
+      scope.streamedXid,
       violation.table,
       `${violation.description}; applying the source transactions up to ${
         formatLsn(until)
@@ -528,10 +545,10 @@ export class Applier {
 
   /** Hands the buffered changes to a job that writes them into the destination transaction. */
   #queueFlush(): Promise<void> | undefined {
-    const folded = this.#bufferedFolded;
+    const scope = this.#takeScope();
     const batches = this.#takeBatches();
     const counts = this.#counts; // committed with the pending source transactions
-    return this.#queue(() => this.#write(batches, counts), folded);
+    return this.#queue(scope, () => this.#write(batches, counts));
   }
 
   /** Hands the buffered changes and the pending source commits to a job that commits them. */
@@ -540,8 +557,9 @@ export class Applier {
     if (!pending || this.#streamed) return;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    const folded = this.#bufferedFolded;
+    const scope = this.#takeScope();
     const batches = this.#takeBatches();
+    this.#streamedInDestTx = null; // the job commits the destination transaction
     const info = {
       endLsn: pending.endLsn,
       commitTimeIso: pgTimestampToIso(pending.commitTime),
@@ -554,7 +572,7 @@ export class Applier {
     this.#pendingTxns = 0;
     this.#pendingChanges = 0;
     this.#counts = { clone: 0, append: 0, history: 0, anomalies: 0 };
-    return this.#queue(async () => {
+    return this.#queue(scope, async () => {
       const started = performance.now();
       await this.#write(batches, info.counts);
       const tx = this.#ensureDestTx();
@@ -580,7 +598,12 @@ export class Applier {
         lsn: formatLsn(info.endLsn),
       });
       this.opts.onCommit?.(info);
-    }, folded);
+    });
+  }
+
+  /** The scope of a job taking the buffered changes. */
+  #takeScope(): JobScope {
+    return { folded: this.#bufferedFolded, streamedXid: this.#streamedInDestTx };
   }
 
   #takeBatches(): Map<TableRoute, TableBatch> {

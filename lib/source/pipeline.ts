@@ -99,7 +99,8 @@ export class SourcePipeline {
           this.#log.info("{message}", { message: e.message });
           continue;
         }
-        if (e instanceof OneByOneRestart) {
+        // A restart that would change nothing falls through to the backoff below.
+        if (e instanceof OneByOneRestart && this.#widens(e)) {
           if (e.untilLsn > this.#oneByOneUntil) this.#oneByOneUntil = e.untilLsn;
           if (e.streamedXid !== null) this.#spoolOnly.add(e.streamedXid);
           this.#restarting = true;
@@ -116,6 +117,12 @@ export class SourcePipeline {
         delay = Math.min(delay * 2, 30_000);
       }
     }
+  }
+
+  /** True when `e` applies more one change at a time, or spools one more transaction. */
+  #widens(e: OneByOneRestart): boolean {
+    return e.untilLsn > this.#oneByOneUntil ||
+      (e.streamedXid !== null && !this.#spoolOnly.has(e.streamedXid));
   }
 
   /** One attempt: prepare, sync what needs it, stream until stopped or failed. */

@@ -278,6 +278,42 @@ clusterSuite("kvsz run: transactions streamed while they run", {
       await Deno.remove(spoolDir, { recursive: true });
     },
 
+  "a large transaction applied as it streams that swaps a unique value: spooled, then applied one change at a time":
+    async (c) => {
+      const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
+      const { src, dst, configFor } = await setup(c, spoolDir);
+      for (const db of [src, dst]) {
+        await db.unsafe(`CREATE TABLE uq (id int PRIMARY KEY, email text NOT NULL UNIQUE)`);
+      }
+      await src.unsafe(`INSERT INTO uq VALUES (1, 'a'), (2, 'b')`);
+      await using kvsz = KvszProcess.start([
+        "run",
+        "--config",
+        await configFor({ big: null, uq: null }),
+      ]);
+      await kvsz.waitForOutput(/streaming from/);
+      const uqRows = (db: Sql) => tableRows(db, "uq");
+      await waitForEqualRows(() => uqRows(src), () => uqRows(dst), { kvsz });
+      const before = await streamedTransactions(src);
+      await src.begin(async (tx) => {
+        await tx.unsafe(
+          `INSERT INTO big SELECT i, repeat('s', 50) || i, 0 FROM generate_series(1, 20000) i`,
+        );
+        // Folded per key, 1 ends 'b' and 2 ends 'a': one UPDATE cannot write that.
+        await tx.unsafe(`UPDATE uq SET email = 'swap' WHERE id = 1`);
+        await tx.unsafe(`UPDATE uq SET email = 'a' WHERE id = 2`);
+        await tx.unsafe(`UPDATE uq SET email = 'b' WHERE id = 1`);
+      });
+      await waitForEqualRows(() => uqRows(src), () => uqRows(dst), { kvsz });
+      await waitForEqualRows(() => bigRows(src), () => bigRows(dst), { kvsz });
+      assert.ok((await streamedTransactions(src)) > before, "the server streamed it");
+      // Once folded as it streamed, then at most once more after it was spooled.
+      const fallbacks = kvsz.output.match(/one change at a time, in source order/g) ?? [];
+      assert.ok(fallbacks.length >= 1 && fallbacks.length <= 2, kvsz.output.slice(-3000));
+      assert.equal(await kvsz.stop(), 0);
+      await Deno.remove(spoolDir, { recursive: true });
+    },
+
   "a large transaction into a history table is spooled and keeps every version": async (c) => {
     const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
     const { src, dst, config } = await setup(c, spoolDir);

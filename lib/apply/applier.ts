@@ -91,6 +91,11 @@ interface OpenTransaction {
   streamed?: true;
 }
 
+/** The transaction's commit time as history rows carry it, formatted once. */
+function commitTimeIso(txn: OpenTransaction): string {
+  return txn.commitTimeIso ??= pgTimestampToIso(txn.commitTime);
+}
+
 /** What a job's failure is read against (see `Applier.#explain`). */
 interface JobScope {
   /** The job writes folded changes (not applied one change at a time). */
@@ -400,7 +405,7 @@ export class Applier {
       if (wait) await wait;
     }
     this.#pendingChanges += routes.length;
-    const at = txn.streamed ? "" : (txn.commitTimeIso ??= pgTimestampToIso(txn.commitTime));
+    const at = txn.streamed ? "" : commitTimeIso(txn);
     const counts = this.#counts;
     const scope = { folded: !txn.oneByOne, streamedXid: this.#streamedInDestTx };
     const wait = this.#queue(scope, async () => {
@@ -432,9 +437,7 @@ export class Applier {
       this.#batches.set(route, batch);
     }
     // Only history rows carry the commit time.
-    const at = route.mode === "history"
-      ? (txn.commitTimeIso ??= pgTimestampToIso(txn.commitTime))
-      : "";
+    const at = route.mode === "history" ? commitTimeIso(txn) : "";
     batch.add(make(route), at);
     this.#buffered++;
     this.#bufferedBytes += bytes;

@@ -15,7 +15,6 @@ export interface TargetColumn {
   hasDefault: boolean;
 }
 
-/** A destination table as read from the catalog. */
 /** A foreign key of a target table. */
 export interface ForeignKey {
   name: string;
@@ -25,6 +24,7 @@ export interface ForeignKey {
   deferrable: boolean;
 }
 
+/** A destination table as read from the catalog. */
 export interface TargetTable {
   schema: string;
   name: string;

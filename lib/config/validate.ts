@@ -115,10 +115,15 @@ export function validateConfig(main: SourceDocument, mapDocument?: SourceDocumen
   return { config, problems: [...check.problems, ...mapProblems] };
 }
 
+/** The destination of a config that has none (or a broken one). */
+function noDestination(): DestinationConfig {
+  return { url: "", schema: DEFAULT_DESTINATION_SCHEMA, replicaRole: false };
+}
+
 function emptyConfig(file: string): Config {
   return {
     file,
-    destination: { url: "", schema: DEFAULT_DESTINATION_SCHEMA, replicaRole: false },
+    destination: noDestination(),
     databases: [],
     apply: { ...DEFAULT_APPLY },
     sync: { ...DEFAULT_SYNC, burst: DEFAULT_SYNC.rate },
@@ -132,10 +137,10 @@ function destination(check: Checker, value: unknown): DestinationConfig {
   const path = ["destination"];
   if (value === undefined || value === null) {
     check.report(path, "required (url and schema of the database changes are written to)");
-    return { url: "", schema: DEFAULT_DESTINATION_SCHEMA, replicaRole: false };
+    return noDestination();
   }
   const map = check.mapping(value, path, DESTINATION_KEYS);
-  if (map === undefined) return { url: "", schema: DEFAULT_DESTINATION_SCHEMA, replicaRole: false };
+  if (map === undefined) return noDestination();
   return {
     url: check.postgresUrl(map, "url", path) ?? "",
     schema: check.string(map, "schema", path) ?? DEFAULT_DESTINATION_SCHEMA,

@@ -12,6 +12,7 @@ import { clusterSuite, type TestCluster } from "../support/cluster.ts";
 import { KvszProcess, tableRows, waitFor, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
 import { parseExposition, valueOf } from "../support/prometheus.ts";
 import { freePort } from "../../lib/pg/local_cluster.ts";
+import type { Sql } from "../../lib/pg/connect.ts";
 
 /** A config streaming `tables` of `srcDb` (sid 1) into `dstDb`. */
 function configFor(
@@ -30,6 +31,23 @@ function configFor(
   });
 }
 
+/** Waits until each of `tables` holds the same rows (columns `cols`) in `src` and `dst`. */
+async function sameRows(
+  kvsz: KvszProcess,
+  src: Sql,
+  dst: Sql,
+  tables: string[],
+  what = "",
+  cols = "*",
+): Promise<void> {
+  for (const t of tables) {
+    await waitForEqualRows(() => tableRows(src, t, cols), () => tableRows(dst, t, cols), {
+      kvsz,
+      what: `${what}: ${t}`,
+    });
+  }
+}
+
 async function setup(c: TestCluster, metricsPort?: number) {
   const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
   for (const db of [src, dst]) {
@@ -45,14 +63,8 @@ async function setup(c: TestCluster, metricsPort?: number) {
   const config = await configFor(c, srcDb, dstDb, { users: null, parent: null, child: null }, {
     metrics: { listen: metricsPort ? `127.0.0.1:${metricsPort}` : "" },
   });
-  const same = async (kvsz: KvszProcess, what: string) => {
-    for (const t of ["users", "parent", "child"]) {
-      await waitForEqualRows(() => tableRows(src, t), () => tableRows(dst, t), {
-        kvsz,
-        what: `${what}: ${t}`,
-      });
-    }
-  };
+  const same = (kvsz: KvszProcess, what: string) =>
+    sameRows(kvsz, src, dst, ["users", "parent", "child"], what);
   /** A new parent and child, in a transaction that touches `child` first: its statement runs first. */
   const childBeforeParent = () =>
     src.begin(async (tx) => {
@@ -185,11 +197,7 @@ clusterSuite("kvsz run: destination constraints", {
         configFor(c, srcDb, dstDb, { parent: null, child: null }, {
           destination: { replica_role: replicaRole },
         });
-      const same = async (kvsz: KvszProcess) => {
-        for (const t of ["parent", "child"]) {
-          await waitForEqualRows(() => tableRows(src, t), () => tableRows(dst, t), { kvsz });
-        }
-      };
+      const same = (kvsz: KvszProcess) => sameRows(kvsz, src, dst, ["parent", "child"]);
       {
         await using kvsz = KvszProcess.start(["run", "--config", await configWith(false)]);
         await kvsz.waitForOutput(/streaming from/);
@@ -231,13 +239,7 @@ clusterSuite("kvsz run: destination constraints", {
       await src.unsafe(`INSERT INTO ca VALUES (6, 1)`);
       await src.unsafe(`TRUNCATE pa, pb CASCADE`);
       await src.unsafe(`INSERT INTO pa VALUES (10); INSERT INTO ca VALUES (10, 10)`);
-      for (const t of ["pa", "ca", "pb", "cb"]) {
-        await waitForEqualRows(
-          () => tableRows(src, t, "id"),
-          () => tableRows(dst, t, "id"),
-          { kvsz, what: t },
-        );
-      }
+      await sameRows(kvsz, src, dst, ["pa", "ca", "pb", "cb"], "after the TRUNCATE", "id");
       assert.doesNotMatch(kvsz.output, /\bERR\b|applying the source transactions up to/);
       assert.equal(await kvsz.stop(), 0);
     },

@@ -1,5 +1,6 @@
 /** Schema checks: turns a parsed config document into a `Config`, collecting every problem. */
 
+import { ConnInfoError, parseConnInfo } from "../pg/conninfo.ts";
 import { redactUrl } from "../pg/redact.ts";
 import {
   DEFAULT_APPLY,
@@ -520,11 +521,9 @@ class Checker {
       this.report(path, `must be a postgres:// or postgresql:// URL, not ${describe(value)}`);
       return undefined;
     }
-    if (!isPostgresUrl(value)) {
-      this.report(
-        path,
-        `must be a postgres:// or postgresql:// URL, not ${JSON.stringify(redactUrl(value))}`,
-      );
+    const problem = urlProblem(value);
+    if (problem !== null) {
+      this.report(path, problem);
       return undefined;
     }
     return value;
@@ -549,11 +548,17 @@ class Checker {
   }
 }
 
-function isPostgresUrl(text: string): boolean {
+/** What is wrong with a connection URL, or null; the password is never shown. */
+function urlProblem(text: string): string | null {
+  const shown = JSON.stringify(redactUrl(text));
+  if (!/^postgres(?:ql)?:\/\//i.test(text)) {
+    return `must be a postgres:// or postgresql:// URL, not ${shown}`;
+  }
   try {
-    const url = new URL(text);
-    return url.protocol === "postgres:" || url.protocol === "postgresql:";
-  } catch {
-    return false;
+    parseConnInfo(text);
+    return null;
+  } catch (e) {
+    if (e instanceof ConnInfoError) return `${shown}: ${e.message}`;
+    throw e;
   }
 }

@@ -154,7 +154,7 @@ export class Metrics {
   readonly oneByOne = new Counter({
     name: "kvsz_one_by_one_total",
     help:
-      "Batches that broke a destination constraint folded and were applied again one change at a time, in source order.",
+      "Batches that broke a destination constraint folded, or had a value refused, and were applied again one change at a time, in source order.",
     labelNames: ["database", "sid", "table"] as const,
     registers: [this.registry],
   });

@@ -36,7 +36,7 @@ export interface PipelineEvents {
   onConnected?(connected: boolean): void;
   onCommit?(info: CommitInfo): void;
   onAnomaly?(a: Anomaly): void;
-  /** A batch broke a constraint of destination table `table` and goes again one change at a time. */
+  /** A batch broke a constraint of destination table `table` (or had a value refused) and goes again one change at a time. */
   onOneByOne?(table: string): void;
   onWalEnd?(walEnd: bigint): void;
   /** What the source says of the slot's WAL as the stream starts (the slot poller says it later). */

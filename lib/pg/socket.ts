@@ -51,13 +51,16 @@ export function socketFactory(
 ): () => Promise<net.Socket> {
   /** Set when a socket closed before the server said anything: the next attempt fails instead. */
   let silent: string | null = null;
+  // The driver is left stuck when the factory throws: a failure comes as a socket that fails.
   return async () => {
     if (silent !== null) {
       const label = silent;
       silent = null;
-      throw new ConnectError(
-        `${label} closed the connection without answering: is it a PostgreSQL server (check host and port)?`,
-        "NOT_POSTGRES",
+      return failing(
+        new ConnectError(
+          `${label} closed the connection without answering: is it a PostgreSQL server (check host and port)?`,
+          "NOT_POSTGRES",
+        ),
       );
     }
     const failures: { host: HostPort; error: Error }[] = [];
@@ -72,8 +75,16 @@ export function socketFactory(
         failures.push({ host, error: e as Error });
       }
     }
-    throw combined(failures);
+    return failing(combined(failures));
   };
+}
+
+/** A socket that fails with `error` as soon as the driver listens to it. */
+function failing(error: Error): net.Socket {
+  const socket = new net.Socket();
+  socket.write = () => true; // the startup packet the driver sends goes nowhere
+  setTimeout(() => socket.destroy(error), 0);
+  return socket;
 }
 
 /** The hosts to try, in order; with target_session_attrs, those whose role fits. */

@@ -20,7 +20,12 @@ import { log } from "../observe/log.ts";
 import type { RouteTable } from "./routes.ts";
 import { type OpCounts, TableBatch } from "./table_batch.ts";
 import type { Anomaly, Change, TableRoute } from "./types.ts";
-import { type BatchCounts, type SourceProgress, writeProgress } from "./progress.ts";
+import {
+  type BatchCounts,
+  recordIdlePosition,
+  type SourceProgress,
+  writeProgress,
+} from "./progress.ts";
 import { OneByOneRestart, orderSensitiveViolation } from "./one_by_one_restart.ts";
 import { refusedValue } from "../pg/refused_value.ts";
 import { describeRefusedChange } from "./refused_change.ts";
@@ -34,6 +39,12 @@ import { truncateTogether } from "./sql_truncate.ts";
  * takes about ten times its wire size in the heap).
  */
 const MAX_BATCH_BYTES = 4 << 20;
+/**
+ * Milliseconds WAL with nothing for this source (keepalives, transactions of
+ * other tables) waits before its position is recorded in kvsz.progress and
+ * confirmed to the slot: one small write per source at most this often.
+ */
+const IDLE_RECORD_MS = 5000;
 
 /** Batching knobs of the applier. */
 export interface ApplierOptions {
@@ -149,6 +160,9 @@ export class Applier {
   /** Highest end LSN whose effects are committed in the destination (or need none). */
   #safeLsn: bigint;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Highest WAL position with nothing for this source, to record then confirm (see {@link #noteIdle}). */
+  #idleLsn = 0n;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
   /** The last queued job; the next one starts when it settles. */
   #tail: Promise<void> = Promise.resolve();
   /** Jobs queued and not finished (the running one included). */
@@ -253,14 +267,38 @@ export class Applier {
     if (this.#txn === null && this.#pending && this.#jobs === 0) this.#queueCommit();
   }
 
-  /** Acknowledges idle WAL: with nothing pending, a keepalive position is safe to confirm. */
+  /** A keepalive position: with nothing pending, it is safe to confirm once recorded. */
   noteIdlePosition(walEnd: bigint): void {
-    if (!this.busy && walEnd > this.#safeLsn) this.#safeLsn = walEnd;
+    if (!this.busy && walEnd > this.#safeLsn) this.#noteIdle(walEnd);
+  }
+
+  /**
+   * WAL up to `lsn` holds nothing more for this source. It is confirmed to the
+   * slot only once kvsz.progress says so (a few seconds later, unless a commit
+   * carries it first), so that a slot confirmed beyond the stored progress
+   * always means changes kvsz never applied.
+   */
+  #noteIdle(lsn: bigint): void {
+    if (lsn > this.#idleLsn) this.#idleLsn = lsn;
+    this.#idleTimer ??= setTimeout(() => this.#recordIdle(), IDLE_RECORD_MS);
+  }
+
+  #recordIdle(): void {
+    this.#idleTimer = undefined;
+    const lsn = this.#idleLsn;
+    // Busy: the pending commit records a later position.
+    if (lsn <= this.#safeLsn || this.busy || this.#failure) return;
+    this.#queue({ folded: false, streamedXid: null }, async () => {
+      if (this.#inDestTx) return;
+      await recordIdlePosition(this.dest, this.opts.database, this.opts.sid, formatLsn(lsn));
+      if (lsn > this.#safeLsn) this.#safeLsn = lsn;
+    })?.catch(() => {}); // a failure reaches the reader through `failed`
   }
 
   /** Waits for queued jobs, commits what is pending (at a transaction boundary), ends cleanly. */
   async close(): Promise<void> {
     clearTimeout(this.#timer);
+    clearTimeout(this.#idleTimer);
     // An open streamed transaction is rolled back with what waited for it (all streamed again).
     if (this.#txn === null && this.#pending && !this.#streamed) this.#queueCommit();
     await this.#tail;
@@ -277,6 +315,7 @@ export class Applier {
    */
   abort(): void {
     clearTimeout(this.#timer);
+    clearTimeout(this.#idleTimer);
     this.#takeBatches();
     this.#inDestTx = false;
   }
@@ -466,7 +505,7 @@ export class Applier {
     this.#lastCommitLsn = commitLsn;
     if (txn.skip || (this.#pendingChanges === 0 && !this.#pending)) {
       // Nothing of ours in it: safe to acknowledge once everything before it is.
-      if (!this.busy && endLsn > this.#safeLsn) this.#safeLsn = endLsn;
+      if (!this.busy && endLsn > this.#safeLsn) this.#noteIdle(endLsn);
       return;
     }
     if (!this.#pending) this.#firstPendingAt = performance.now();

@@ -112,6 +112,24 @@ export async function writeProgress(
   );
 }
 
+/**
+ * Moves a source's stored position over WAL that held nothing for it, before
+ * kvsz confirms that WAL to the slot: the slot is never confirmed beyond what
+ * is stored here (see `lib/source/slot_trust.ts`).
+ */
+export async function recordIdlePosition(
+  sql: Sql,
+  database: string,
+  sid: string,
+  lsn: string,
+): Promise<void> {
+  await sql.unsafe(
+    `UPDATE kvsz.progress SET end_lsn = $3::pg_lsn
+      WHERE database = $1 AND sid = $2 AND end_lsn < $3::pg_lsn`,
+    [database, sid, lsn],
+  );
+}
+
 /** Snapshot LSN of each table's initial copy, by source table (`schema.name`). */
 export async function readSyncedTables(
   sql: Sql,

@@ -1,10 +1,13 @@
 /**
  * Where an initial copy lands. A first sync copies straight into the target.
- * A re-sync (the slot was lost, or a table comes back to the config) must
- * never double rows nor erase what the mode keeps, so the copy lands in a
- * staging table and is merged: clone with `sid` replaces that sid's rows;
- * clone without `sid` and append upsert by key; history adds a version for
- * each changed row and closes the current version of each vanished row.
+ * A re-sync (the slot was lost or recreated, or a table comes back to the
+ * config) must never double rows nor erase what the mode keeps, so: clone
+ * replaces the source's rows (those of its sid, or every row of a target no
+ * other source writes); otherwise the copy lands in a staging table and is
+ * merged: clone into a target shared without `sid` and append upsert by key;
+ * history adds a version for each changed row and closes the current version
+ * of each vanished row (of the rows this source changed, in a target shared
+ * without `sid`).
  */
 import type { Sql } from "../pg/connect.ts";
 import { qualify, quoteIdent, quoteLiteral } from "../pg/identifiers.ts";
@@ -30,6 +33,8 @@ export interface ResyncTarget {
   columns: string[];
   /** Columns identifying a row at the source (its replica identity key); may be empty. */
   sourceKey: string[];
+  /** Other sources of the config write the target too (without `sid`, their rows are mixed in). */
+  shared: boolean;
 }
 
 let stageCounter = 0;
@@ -45,8 +50,11 @@ export async function prepareResync(
   if (!job.resync) return { table, finish: async () => {} };
   const sidCond = (alias: string) =>
     target.hasSid ? ` AND ${alias}.sid = ${quoteLiteral(sid)}` : "";
-  if (mode === "clone" && target.hasSid) {
-    await tx.unsafe(`DELETE FROM ${table} WHERE sid = $1`, [sid]);
+  /** Every row of the target (of its sid, when it has one) is this source's. */
+  const own = target.hasSid || !job.shared;
+  if (mode === "clone" && own) {
+    if (target.hasSid) await tx.unsafe(`DELETE FROM ${table} WHERE sid = $1`, [sid]);
+    else await tx.unsafe(`DELETE FROM ${table}`);
     return { table, finish: async () => {} };
   }
   const stage = `kvsz_stage_${++stageCounter}`;
@@ -71,9 +79,11 @@ export async function prepareResync(
   const finish = async () => {
     if (mode === "history") {
       const current = `t.kvsz_end = '9999-01-01'${sidCond("t")}`;
-      // Without sid, other sources share the target: close only rows this source changed.
-      const scope = target.hasSid || key.length === 0
-        ? (target.hasSid ? "" : " AND false")
+      // Shared without sid: close only rows this source changed.
+      const scope = own
+        ? ""
+        : key.length === 0
+        ? " AND false"
         : ` AND EXISTS (SELECT 1 FROM ${stage} s WHERE ${keyMatch})`;
       const vanished = key.length
         ? `NOT EXISTS (SELECT 1 FROM ${stage} s WHERE ${keyMatch})`

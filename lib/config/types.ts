@@ -25,6 +25,11 @@ export interface SourceUrl {
   url: string;
   /** Source id stored in the target's `sid` column, as text. */
   sid: string;
+  /**
+   * Create the slot synchronized to standbys (PostgreSQL 17+), so that after a
+   * promotion kvsz resumes from the standby's copy of it.
+   */
+  failover: boolean;
 }
 
 /** One source database with its connections and table map (kuvasz-streamer's map entry). */

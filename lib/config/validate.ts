@@ -51,7 +51,7 @@ const ROOT_KEYS = [
 ];
 const DESTINATION_KEYS = ["url", "schema", "replica_role"];
 const DATABASE_KEYS = ["database", "urls", "tables"];
-const URL_KEYS = ["url", "sid"];
+const URL_KEYS = ["url", "sid", "failover"];
 const TABLE_KEYS = ["target", "type", "partitions_regex"];
 const APPLY_KEYS = [
   "batch_size",
@@ -290,8 +290,13 @@ function sourceUrls(check: Checker, value: unknown, path: Path): SourceUrl[] {
         return;
       }
     }
+    const failover = check.boolean(map, "failover", at) ?? false;
+    if (failover && url !== undefined) {
+      const problem = failoverUrlProblem(url);
+      if (problem) check.report([...at, "failover"], problem);
+    }
     if (url !== undefined && sid !== undefined) {
-      result.push({ url, sid });
+      result.push({ url, sid, failover });
       check.placed(result[result.length - 1], at);
     }
   });
@@ -617,6 +622,21 @@ class Checker {
     this.report(path, `must be a number or a non-empty string, not ${describe(value)}`);
     return undefined;
   }
+}
+
+/**
+ * What is wrong with a source URL for `failover: true`, or null: with several
+ * hosts, only target_session_attrs=read-write (or primary) keeps kvsz off a
+ * standby, where the synchronized slot cannot be streamed from, and on the
+ * promoted one.
+ */
+function failoverUrlProblem(url: string): string | null {
+  const info = parseConnInfo(url);
+  const attrs = info.targetSessionAttrs;
+  if (info.hosts.length < 2 || attrs === "read-write" || attrs === "primary") return null;
+  return `the URL lists ${info.hosts.length} hosts with target_session_attrs=${attrs}: ` +
+    `kvsz could connect to a standby; add ?target_session_attrs=read-write to the URL ` +
+    `so it follows the primary (see README, Failover)`;
 }
 
 /** What is wrong with a connection URL, or null; the password is never shown. */

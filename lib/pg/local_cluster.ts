@@ -53,6 +53,11 @@ export class LocalCluster implements AsyncDisposable {
     await this.#pgCtl(["start", "-w", "-t", "60", "-l", this.logFile]);
   }
 
+  /** Promotes a standby: it leaves recovery and accepts writes. */
+  async promote(): Promise<void> {
+    await this.#pgCtl(["promote", "-w", "-t", "60"]);
+  }
+
   /** Restarts the server. */
   async restart(): Promise<void> {
     await this.#pgCtl(["restart", "-m", "fast", "-w", "-t", "60", "-l", this.logFile]);

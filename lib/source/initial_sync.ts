@@ -39,6 +39,8 @@ export interface SyncJob {
   target: TargetTable;
   /** The target already holds rows of this source: merge instead of a plain COPY. */
   resync: boolean;
+  /** Other sources of the config write the target too (see `ResyncTarget.shared`). */
+  shared: boolean;
 }
 
 /** Options for {@link copyTables}. */
@@ -324,6 +326,7 @@ async function copyWhole(
       target: job.target,
       mode: job.table.mapping.mode,
       resync: job.resync,
+      shared: job.shared,
       columns: columns ?? [],
       sourceKey: parts[0]?.key ?? [],
     }, opts.sid);

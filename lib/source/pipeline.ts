@@ -27,8 +27,18 @@ import {
   resetProgress,
 } from "../apply/progress.ts";
 import { syncPublication } from "./publication.ts";
-import { createSlotWithSnapshot, readSlot, readSlotLag, type SlotLag } from "./slot.ts";
-import { mappingsByRelation, resolveTables } from "./tables.ts";
+import {
+  createSlotWithSnapshot,
+  dropSlot,
+  readSlot,
+  readSlotLag,
+  readWalEnd,
+  setSlotFailover,
+  type SlotInfo,
+  type SlotLag,
+} from "./slot.ts";
+import { recopyReason } from "./slot_trust.ts";
+import { mappingsByRelation, type ResolvedTable, resolveTables } from "./tables.ts";
 import { copyTables, type SyncJob } from "./initial_sync.ts";
 import { streamChanges } from "./reader.ts";
 
@@ -154,6 +164,12 @@ export class SourcePipeline {
       const applyPid = this.#prepareApplySession(applyConn);
       applyPid.catch(() => {}); // awaited below, after the source's errors
       const [major] = await Promise.all([serverMajor(src), checkWalLevel(src)]);
+      if (this.source.failover && major < 17) {
+        throw new SourceError(
+          `failover: true needs a PostgreSQL 17 or later source (this one is ${major}): ` +
+            `remove failover from the source's entry, or upgrade the source`,
+        );
+      }
       const tables = await resolveTables(src, this.db.tables, major);
       const published = tables.flatMap((t) => t.published);
       const [change, slotBefore] = await Promise.all([
@@ -198,26 +214,52 @@ export class SourcePipeline {
         this.source.sid,
         tables.map((t) => t.mapping.source),
       );
-      const [synced, progress] = await Promise.all([
+      const [synced, progress, walEnd] = await Promise.all([
         readSyncedTables(dest, this.db.database, this.source.sid),
         readProgress(dest, this.db.database, this.source.sid),
+        readWalEnd(src),
       ]);
+      const storedLsn = progress?.endLsn ?? null;
+      const reason = recopyReason({ name: this.name, slot, storedLsn, walEnd });
+      if (reason) {
+        this.#log.warn(
+          "{reason}; not streaming from it: copying every table again from a new slot",
+          {
+            reason,
+          },
+        );
+        if (slot) await dropSlot(replication, this.name);
+        slot = null;
+      } else if (slot) {
+        await this.#alignFailover(replication, slot, major);
+      }
       let startLsn: bigint;
       /** True when a copy (or a new slot's progress reset) changed the records read above. */
       let recordsChanged = true;
+      const shared = sharedTargets(cfg);
+      const job = (t: ResolvedTable): SyncJob => ({
+        table: t,
+        target: targets.get(t.mapping.target)!,
+        resync: synced.has(t.mapping.source),
+        shared: shared.has(t.mapping.target),
+      });
       if (!slot) {
         // New slot: every table is copied in the snapshot the slot exported.
-        const created = await createSlotWithSnapshot(replication, this.name, major);
+        const created = await createSlotWithSnapshot(replication, this.name, {
+          major,
+          failover: this.source.failover,
+        });
         this.#log.info("created slot {name} at {lsn}", {
           name: this.name,
           lsn: formatLsn(created.consistentPoint),
         });
-        const jobs = tables.map((t) => ({
-          table: t,
-          target: targets.get(t.mapping.target)!,
-          resync: synced.has(t.mapping.source),
-        }));
-        await this.#copy(jobs, created.snapshotName, created.consistentPoint, major, dest);
+        await this.#copy(
+          tables.map(job),
+          created.snapshotName,
+          created.consistentPoint,
+          major,
+          dest,
+        );
         await resetProgress(
           dest,
           this.db.database,
@@ -229,14 +271,10 @@ export class SourcePipeline {
         // Existing slot: copy only the tables that are new (or came back) to the config.
         const jobs = tables
           .filter((t) => !synced.has(t.mapping.source) || synced.get(t.mapping.source) === 0n)
-          .map((t) => ({
-            table: t,
-            target: targets.get(t.mapping.target)!,
-            resync: synced.has(t.mapping.source),
-          }));
+          .map(job);
         if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, major, dest);
         else recordsChanged = false;
-        startLsn = progress?.endLsn ?? slot.confirmedFlushLsn ?? 0n;
+        startLsn = storedLsn ?? slot.confirmedFlushLsn ?? 0n;
       }
       const [syncedNow, progressNow] = recordsChanged
         ? await Promise.all([
@@ -310,6 +348,20 @@ export class SourcePipeline {
         applyConn.end({ timeout: 5 }),
       ]).catch(() => {});
     }
+  }
+
+  /** Makes the slot synchronized to standbys, or not, as the source's `failover` says (PostgreSQL 17+). */
+  async #alignFailover(replication: Sql, slot: SlotInfo, major: number): Promise<void> {
+    if (major < 17 || slot.failover === this.source.failover) return;
+    await setSlotFailover(replication, this.name, this.source.failover);
+    this.#log.info(
+      "replication slot {name} {now} synchronized to standbys (failover: {failover})",
+      {
+        name: this.name,
+        now: this.source.failover ? "is now" : "is no longer",
+        failover: this.source.failover,
+      },
+    );
   }
 
   /**
@@ -416,8 +468,7 @@ export class SourcePipeline {
       const temp = await createSlotWithSnapshot(
         replication,
         `${this.name.slice(0, 50)}_sync_${Date.now() % 1e6}`,
-        major,
-        true,
+        { major, temporary: true },
       );
       this.#log.info("copying {count} new table(s) at {lsn}", {
         count: jobs.length,
@@ -428,6 +479,17 @@ export class SourcePipeline {
       await replication.end({ timeout: 2 });
     }
   }
+}
+
+/** Targets written by more than one source table of the config. */
+function sharedTargets(cfg: Config): Set<string> {
+  const feeders = new Map<string, number>();
+  for (const db of cfg.databases) {
+    for (const { target } of db.tables) {
+      feeders.set(target, (feeders.get(target) ?? 0) + db.urls.length);
+    }
+  }
+  return new Set([...feeders].filter(([, n]) => n > 1).map(([target]) => target));
 }
 
 /** Startup parameters of every destination connection that writes (`destination.replica_role`). */

@@ -237,6 +237,7 @@ export async function preflightSource(
     }));
     if (replication) checks.push(await replication);
     checks.push(...slots);
+    if (source.failover) checks.push(...await failoverChecks(sql, label, facts));
 
     const mapped: MappedTables[] = [];
     for (const { m, checks: tableResults } of perTable) {
@@ -397,6 +398,80 @@ async function slotChecks(
   } else {
     out.push({ status: "ok", check: senderCheck });
   }
+  return out;
+}
+
+/**
+ * `failover: true`: the source is PostgreSQL 17+ and a primary, and each
+ * standby's physical slot is listed in `synchronized_standby_slots`, so that
+ * kvsz never gets ahead of the standby that may take over.
+ */
+async function failoverChecks(sql: Sql, label: string, facts: ServerFacts): Promise<Check[]> {
+  const check = `${label} failover`;
+  if (facts.major < 17) {
+    return [{
+      status: "FAIL",
+      check,
+      problem: `failover: true needs PostgreSQL 17 or later; the source is ${facts.major}`,
+      fix: "remove failover from the source's entry, or upgrade the source",
+    }];
+  }
+  const [r] = await sql.unsafe(
+    `SELECT pg_catalog.pg_is_in_recovery() AS standby,
+            current_setting('synchronized_standby_slots') AS listed,
+            (SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_catalog.pg_replication_slots
+              WHERE slot_type = 'physical' AND NOT temporary) AS physical`,
+  );
+  if (r.standby) {
+    return [{
+      status: "FAIL",
+      check,
+      problem:
+        "the URL leads to a standby: a slot synchronized to standbys is created on the primary",
+      fix:
+        "list every host in the URL with ?target_session_attrs=read-write (see README, Failover)",
+    }];
+  }
+  // Slot names are [a-z0-9_]: a comma splits them.
+  const names = (text: string | null) =>
+    (text ?? "").split(",").map((n) => n.trim().replace(/^"|"$/g, "")).filter((n) => n !== "");
+  const listed = names(r.listed);
+  const physical = names(r.physical);
+  const out: Check[] = [];
+  for (const name of listed.filter((n) => !physical.includes(n))) {
+    out.push({
+      status: "FAIL",
+      check: `${check}: synchronized_standby_slots`,
+      problem: `it names ${name}, which is not a physical replication slot of the source: ` +
+        `the source sends kvsz nothing while it waits for that slot`,
+      fix: `create the standby's slot (SELECT pg_create_physical_replication_slot('${name}');) ` +
+        `or remove it from synchronized_standby_slots, then SELECT pg_reload_conf();`,
+    });
+  }
+  if (physical.length === 0) {
+    out.push({
+      status: "WARN",
+      check,
+      problem: "no physical replication slot on the source: no standby has kvsz's slot " +
+        "synchronized to it, so after a failover kvsz copies every table again",
+      fix: "give each standby a physical slot (primary_slot_name), hot_standby_feedback = on, " +
+        "sync_replication_slots = on and a dbname in primary_conninfo (see README, Failover)",
+    });
+  }
+  const unlisted = physical.filter((n) => !listed.includes(n));
+  for (const name of unlisted) {
+    out.push({
+      status: "WARN",
+      check: `${check}: standby slot ${name}`,
+      problem: `physical slot ${name} is not listed in synchronized_standby_slots: kvsz may ` +
+        `receive and apply changes that standby has not received yet, so its copy of kvsz's ` +
+        `slot can lag behind what kvsz confirmed; promoted, it lacks those changes`,
+      fix: `ALTER SYSTEM SET synchronized_standby_slots = '${
+        [...listed, ...unlisted].join(", ")
+      }'; SELECT pg_reload_conf();`,
+    });
+  }
+  if (out.length === 0) out.push({ status: "ok", check });
   return out;
 }
 

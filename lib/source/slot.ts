@@ -12,6 +12,8 @@ export interface SlotInfo {
   /** `reserved`, `extended`, `unreserved`, `lost` (PG13+), or null. */
   walStatus: string | null;
   plugin: string | null;
+  /** Synchronized to standbys (`failover`, PostgreSQL 17+; false before). */
+  failover: boolean;
 }
 
 /** Reads a slot by name, or null when it does not exist. */
@@ -21,9 +23,10 @@ export async function readSlot(
   major: number,
 ): Promise<SlotInfo | null> {
   const walStatus = major >= 13 ? "wal_status" : "NULL::text AS wal_status";
+  const failover = major >= 17 ? "failover" : "false AS failover";
   const rows = await sql.unsafe(
     `SELECT slot_name, active, active_pid, confirmed_flush_lsn::text AS confirmed, ${walStatus},
-            plugin, database
+            plugin, database, ${failover}
        FROM pg_replication_slots WHERE slot_name = $1`,
     [name],
   );
@@ -36,7 +39,17 @@ export async function readSlot(
     confirmedFlushLsn: r.confirmed ? parseLsn(r.confirmed) : null,
     walStatus: r.wal_status,
     plugin: r.plugin,
+    failover: r.failover === true,
   };
+}
+
+/** The end of the source's WAL: its current LSN, or on a standby the last replayed one. */
+export async function readWalEnd(sql: Sql): Promise<bigint> {
+  const [row] = await sql.unsafe(
+    `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+                  ELSE pg_current_wal_lsn() END)::text AS lsn`,
+  );
+  return parseLsn(row.lsn);
 }
 
 /** What the source says of a slot's WAL, in bytes. */
@@ -71,6 +84,16 @@ export interface CreatedSlot {
   snapshotName: string;
 }
 
+/** Options of {@link createSlotWithSnapshot}. */
+export interface CreateSlotOptions {
+  /** The source's major version (the command's syntax depends on it). */
+  major: number;
+  /** Dropped when the connection ends (default false). */
+  temporary?: boolean;
+  /** Synchronized to standbys, so it survives a promotion (PostgreSQL 17+; default false). */
+  failover?: boolean;
+}
+
 /**
  * Creates a pgoutput slot on a replication connection, exporting a snapshot.
  * The snapshot lives until that connection runs its next command: import it
@@ -79,15 +102,31 @@ export interface CreatedSlot {
 export async function createSlotWithSnapshot(
   replication: Sql,
   name: string,
-  major: number,
-  temporary = false,
+  opts: CreateSlotOptions,
 ): Promise<CreatedSlot> {
-  const temp = temporary ? " TEMPORARY" : "";
-  const command = major >= 15
-    ? `CREATE_REPLICATION_SLOT ${quoteIdent(name)}${temp} LOGICAL pgoutput (SNAPSHOT 'export')`
+  const temp = opts.temporary ? " TEMPORARY" : "";
+  const failover = opts.failover ? ", FAILOVER" : "";
+  const command = opts.major >= 15
+    ? `CREATE_REPLICATION_SLOT ${
+      quoteIdent(name)
+    }${temp} LOGICAL pgoutput (SNAPSHOT 'export'${failover})`
     : `CREATE_REPLICATION_SLOT ${quoteIdent(name)}${temp} LOGICAL pgoutput EXPORT_SNAPSHOT`;
   const [row] = await replication.unsafe(command);
   return { consistentPoint: parseLsn(row.consistent_point), snapshotName: row.snapshot_name };
+}
+
+/** Turns a slot's synchronization to standbys on or off (PostgreSQL 17+; the slot must be idle). */
+export async function setSlotFailover(
+  replication: Sql,
+  name: string,
+  failover: boolean,
+): Promise<void> {
+  await replication.unsafe(`ALTER_REPLICATION_SLOT ${quoteIdent(name)} (FAILOVER ${failover})`);
+}
+
+/** Drops an idle slot through a replication connection. */
+export async function dropSlot(replication: Sql, name: string): Promise<void> {
+  await replication.unsafe(`DROP_REPLICATION_SLOT ${quoteIdent(name)}`);
 }
 
 /** Opens a repeatable-read transaction on `conn` that sees the exported snapshot. */

@@ -20,7 +20,7 @@ function fingerprint(config: Config, db: DatabaseMapping, source: SourceUrl): st
     config.apply,
     config.sync,
     db.tables,
-    source.url,
+    source,
   ]);
 }
 

@@ -84,7 +84,7 @@ databases:
   assert.equal(cfg.file, "kvsz.yaml");
   assert.equal(cfg.destination.url, "postgres://kvsz:pw@127.0.0.1:5432/warehouse");
   assert.deepEqual(cfg.databases[0].urls, [
-    { url: "postgres://kvsz:secret@10.0.0.1:5432/db1", sid: "12" },
+    { url: "postgres://kvsz:secret@10.0.0.1:5432/db1", sid: "12", failover: false },
   ]);
   const base = { sourceSchema: "public", mode: "clone" };
   assert.deepEqual(cfg.databases[0].tables, [
@@ -292,6 +292,48 @@ Deno.test("destination.replica_role: false by default, a boolean", () => {
     config().replace(DESTINATION, `${DESTINATION}  replica_role: maybe\n`),
     "destination.replica_role",
     "true or false",
+  );
+});
+
+Deno.test("failover: false by default, a boolean per source", () => {
+  assert.equal(parseConfig(config(), "kvsz.yaml", {}).databases[0].urls[0].failover, false);
+  const on = config().replace("sid: 12", "sid: 12\n        failover: true");
+  assert.equal(parseConfig(on, "kvsz.yaml", {}).databases[0].urls[0].failover, true);
+  assertOneProblem(
+    config().replace("sid: 12", 'sid: 12\n        failover: "yes"'),
+    "databases[0].urls[0].failover",
+    "must be true or false",
+  );
+  assertOneProblem(
+    config().replace("sid: 12", "sid: 12\n        failovr: true"),
+    "databases[0].urls[0].failovr",
+    'did you mean "failover"?',
+  );
+});
+
+Deno.test("failover with several hosts needs target_session_attrs read-write or primary", () => {
+  const hosts = "postgres://kvsz:secret@10.0.0.1:5432,10.0.0.2:5432/db1";
+  const withUrl = (url: string, failover: boolean) =>
+    config().replace("postgres://kvsz:secret@10.0.0.1:5432/db1", url)
+      .replace("sid: 12", `sid: 12\n        failover: ${failover}`);
+  for (const attrs of ["read-write", "primary"]) {
+    const cfg = parseConfig(withUrl(`${hosts}?target_session_attrs=${attrs}`, true), "k.yaml", {});
+    assert.equal(cfg.databases[0].urls[0].failover, true);
+  }
+  // One host (a name or address that follows the primary) is fine, and so is no failover.
+  parseConfig(withUrl("postgres://kvsz:secret@db.example:5432/db1", true), "k.yaml", {});
+  parseConfig(withUrl(hosts, false), "k.yaml", {});
+  const problem = assertOneProblem(
+    withUrl(hosts, true),
+    "databases[0].urls[0].failover",
+    "the URL lists 2 hosts with target_session_attrs=any: kvsz could connect to a standby; " +
+      "add ?target_session_attrs=read-write",
+  );
+  assert.ok(!problem.message.includes("secret"), problem.message);
+  assertOneProblem(
+    withUrl(`${hosts}?target_session_attrs=prefer-standby`, true),
+    "databases[0].urls[0].failover",
+    "target_session_attrs=prefer-standby",
   );
 });
 

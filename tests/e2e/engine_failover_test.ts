@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { clusterSuite, startCluster, type TestCluster } from "../support/cluster.ts";
 import { KvszProcess, tableRows, waitFor, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
 import { startStandby, waitForSyncedSlot } from "../support/standby.ts";
+import { runCli } from "../support/run_cli.ts";
 import type { Sql } from "../../lib/pg/connect.ts";
 
 /** A URL listing both servers, primary first, that connects only to the read-write one. */
@@ -204,4 +205,98 @@ clusterSuite("kvsz run: source failover", {
       assert.equal((await tableRows(dst, "t")).length, 150);
       assert.equal(await kvsz.stop(), 0);
     },
+
+  "failover turned on and off for an existing slot": async (c) => {
+    const srcDb = await c.createDatabase("src");
+    const dstDb = await c.createDatabase("dst");
+    const src = c.sql(srcDb);
+    await src.unsafe(`CREATE TABLE t (id int PRIMARY KEY)`);
+    await c.sql(dstDb).unsafe(`CREATE TABLE t (id int PRIMARY KEY)`);
+    const slot = `kvsz_${srcDb}_1`.toLowerCase();
+    const failoverOf = async () =>
+      (await src.unsafe(`SELECT failover FROM pg_replication_slots WHERE slot_name = $1`, [
+        slot,
+      ]))[0]?.failover;
+    for (const failover of [false, true, false]) {
+      const path = await writeConfig({
+        destination: { url: c.url(dstDb) },
+        databases: [{
+          database: srcDb,
+          urls: [{ url: c.url(srcDb), sid: 1, failover }],
+          tables: { t: null },
+        }],
+        metrics: { listen: "" },
+        log: { level: "info", format: "text" },
+      });
+      await using kvsz = KvszProcess.start(["run", "--config", path, "--skip-checks"]);
+      await kvsz.waitForOutput(/streaming from/);
+      assert.equal(await failoverOf(), failover, kvsz.output);
+      if (failover) {
+        assert.match(kvsz.output, new RegExp(`${slot} is now synchronized to standbys`));
+      }
+      assert.equal(await kvsz.stop(), 0);
+    }
+  },
+
+  "kvsz validate: failover needs the standby's slot in synchronized_standby_slots": async (
+    dest,
+  ) => {
+    await using primary = await startCluster({ major: dest.major });
+    await using standby = await startStandby(primary, { synchronized: false });
+    const { src, path } = await setup(dest, primary, standby, true);
+    const validate = () => runCli(["validate", "--config", path]);
+    const failover = (out: string) => out.split("\n").filter((l) => / failover/.test(l)).join("\n");
+
+    let r = await validate();
+    assert.equal(r.code, 0, r.output);
+    assert.match(
+      failover(r.output),
+      /^WARN .* failover: standby slot kvsz_standby: physical slot kvsz_standby is not listed in synchronized_standby_slots: kvsz may receive and apply changes that standby has not received yet, so its copy of kvsz's slot can lag behind what kvsz confirmed; promoted, it lacks those changes — fix: ALTER SYSTEM SET synchronized_standby_slots = 'kvsz_standby'; SELECT pg_reload_conf\(\);$/,
+    );
+
+    await src.unsafe(`ALTER SYSTEM SET synchronized_standby_slots = 'kvsz_standby'`);
+    await src.unsafe(`SELECT pg_reload_conf()`);
+    r = await validate();
+    assert.equal(r.code, 0, r.output);
+    assert.match(failover(r.output), /^ok +source \S+ sid 1 \(.*\) failover$/);
+
+    // The standby's slot is gone while still listed: the primary would send kvsz nothing.
+    await standby.server.stop("fast");
+    await src.unsafe(`SELECT pg_drop_replication_slot('kvsz_standby')`);
+    r = await validate();
+    assert.equal(r.code, 1, r.output);
+    assert.match(
+      failover(r.output),
+      /FAIL .* failover: synchronized_standby_slots: it names kvsz_standby, which is not a physical replication slot of the source: the source sends kvsz nothing while it waits for that slot — fix: create the standby's slot/,
+    );
+    assert.match(
+      failover(r.output),
+      /WARN .* failover: no physical replication slot on the source/,
+    );
+  },
 }, { minMajor: 17 });
+
+// failover: true on an older source is refused by validate (runs with KVSZ_TEST_PG_VERSIONS < 17).
+clusterSuite("kvsz validate: failover on a source before PostgreSQL 17", {
+  "FAIL naming the version and the fix": async (c) => {
+    const srcDb = await c.createDatabase("src");
+    await c.sql(srcDb).unsafe(`CREATE TABLE t (id int PRIMARY KEY)`);
+    const path = await writeConfig({
+      destination: { url: c.url(srcDb) },
+      databases: [{
+        database: srcDb,
+        urls: [{ url: c.url(srcDb), sid: 1, failover: true }],
+        tables: { t: null },
+      }],
+    });
+    const r = await runCli(["validate", "--config", path]);
+    assert.equal(r.code, 1, r.output);
+    assert.match(
+      r.output,
+      new RegExp(
+        `FAIL .* failover: failover: true needs PostgreSQL 17 or later; the source is ${c.major} ` +
+          `— fix: remove failover from the source's entry, or upgrade the source`,
+      ),
+    );
+  },
+}, { maxMajor: 16 });

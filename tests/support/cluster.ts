@@ -88,10 +88,16 @@ export async function startCluster(
 export function clusterSuite(
   name: string,
   cases: Record<string, (c: TestCluster) => Promise<void>>,
-  opts: { major?: number; minMajor?: number; settings?: Record<string, string | number> } = {},
+  opts: {
+    major?: number;
+    minMajor?: number;
+    maxMajor?: number;
+    settings?: Record<string, string | number>;
+  } = {},
 ): void {
   const majors = opts.major ? [opts.major] : testVersions();
-  for (const major of majors.filter((m) => m >= (opts.minMajor ?? 0))) {
+  const fits = (m: number) => m >= (opts.minMajor ?? 0) && m <= (opts.maxMajor ?? Infinity);
+  for (const major of majors.filter(fits)) {
     Deno.test({
       name: `${name} [PostgreSQL ${major}]`,
       sanitizeOps: false,

@@ -5,7 +5,8 @@
  * column the destination lacks is named in a warning, and it, or a
  * destination column the source dropped, leaves the other columns streaming.
  * A replica identity changed while streaming takes effect from its Relation
- * message, in the middle of a transaction too.
+ * message, in the middle of a transaction too; under FULL without a key, rows
+ * stored before an `ADD COLUMN … DEFAULT` are found by their default.
  */
 import assert from "node:assert/strict";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
@@ -136,6 +137,62 @@ clusterSuite("kvsz run: source schema changes", {
         await same(`replica identity ${what}`);
       }
       // No anomaly, and no batch that broke a unique constraint and went again one change at a time.
+      assert.doesNotMatch(kvsz.output, /\b(ERR|WRN)\b/);
+      assert.equal(await kvsz.stop(), 0);
+    },
+
+  // PostgreSQL's 100_bugs.pl: a row stored before `ADD COLUMN … DEFAULT` has no value for it
+  // on disk; its old row under FULL must carry the default, or the UPDATE finds no row.
+  "ADD COLUMN with a DEFAULT, then UPDATE and DELETE under replica identity FULL without a key":
+    async (c) => {
+      const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
+      for (const t of ["fd", "fd_h"]) {
+        await src.unsafe(`CREATE TABLE ${t} (a int, c text)`);
+        await src.unsafe(`ALTER TABLE ${t} REPLICA IDENTITY FULL`);
+        await src.unsafe(`INSERT INTO ${t} VALUES (1, 'x'), (2, 'y'), (2, 'y'), (3, 'z')`);
+        // Before kvsz starts: the initial copy reads the default for the rows stored before.
+        await src.unsafe(`ALTER TABLE ${t} ADD COLUMN b bool NOT NULL DEFAULT false`);
+        await src.unsafe(`INSERT INTO ${t} VALUES (4, 'w', true)`);
+      }
+      await dst.unsafe(`CREATE TABLE fd (a int, c text, b bool)`);
+      await dst.unsafe(
+        `CREATE TABLE fd_h (a int, c text, b bool, kvsz_start timestamptz, kvsz_end timestamptz, kvsz_deleted boolean)`,
+      );
+      await using kvsz = KvszProcess.start([
+        "run",
+        "--config",
+        await writeConfig(config(c, srcDb, dstDb, { fd: null, fd_h: { type: "history" } })),
+      ]);
+      const same = async (cols: string, what: string) => {
+        await waitForEqualRows(() => tableRows(src, "fd", cols), () => tableRows(dst, "fd", cols), {
+          kvsz,
+          what,
+        });
+        await waitForEqualRows(
+          () => tableRows(src, "fd_h", cols),
+          () => tableRows(dst, "fd_h", cols, "kvsz_end = '9999-01-01' AND NOT kvsz_deleted"),
+          { kvsz, what: `${what} (history)` },
+        );
+      };
+      await same("a, c, b", "initial copy");
+      for (const t of ["fd", "fd_h"]) {
+        await src.unsafe(`UPDATE ${t} SET a = a + 10`);
+        await src.unsafe(
+          `DELETE FROM ${t} WHERE a = 12 AND ctid = (SELECT min(ctid) FROM ${t} WHERE a = 12)`,
+        );
+      }
+      await same("a, c, b", "every row updated, one of two duplicates deleted");
+
+      // While streaming: the column is added to the destination first, with the same default.
+      for (const t of ["fd", "fd_h"]) {
+        await dst.unsafe(`ALTER TABLE ${t} ADD COLUMN d int NOT NULL DEFAULT 7`);
+        await src.unsafe(`ALTER TABLE ${t} ADD COLUMN d int NOT NULL DEFAULT 7`);
+        await src.unsafe(`UPDATE ${t} SET c = c || '!' WHERE a IN (11, 12)`);
+        await src.unsafe(`DELETE FROM ${t} WHERE a = 13`);
+        await src.unsafe(`UPDATE ${t} SET d = 8 WHERE a = 14`);
+        await src.unsafe(`INSERT INTO ${t} VALUES (5, 'v', false, 9)`);
+      }
+      await same("a, c, b, d", "a column with a default added while streaming");
       assert.doesNotMatch(kvsz.output, /\b(ERR|WRN)\b/);
       assert.equal(await kvsz.stop(), 0);
     },

@@ -30,6 +30,7 @@ import { createSlotWithSnapshot, readSlot } from "./slot.ts";
 import { mappingsByRelation, resolveTables } from "./tables.ts";
 import { copyTables, type SyncJob } from "./initial_sync.ts";
 import { streamChanges } from "./reader.ts";
+import { closeAtOnce, watchSourceShutdown } from "./shutdown_watch.ts";
 
 /** Hooks for metrics and status; all optional. */
 export interface PipelineEvents {
@@ -260,6 +261,19 @@ export class SourcePipeline {
       await writesMarked;
       this.#log.info("streaming from {lsn}", { lsn: formatLsn(startLsn) });
       this.events.onConnected?.(true);
+      let closed = false;
+      const stopWatch = watchSourceShutdown(src, applier, {
+        onShutdown: (answer, stalledMs) => {
+          closed = true;
+          this.#log.warn(
+            "source is shutting down ({answer}) while the destination has not committed what kvsz received " +
+              "(the apply has not moved for {seconds} s): closing the replication connection so that the source can stop; " +
+              "kvsz resumes from its stored progress when the source is back",
+            { answer, seconds: (stalledMs / 1000).toFixed(1) },
+          );
+          closeAtOnce(replication);
+        },
+      });
       await streamChanges(replication, applier, {
         slot: this.name,
         publication: this.name,
@@ -272,7 +286,9 @@ export class SourcePipeline {
         log: this.#log,
         stop: this.#stop,
         onWalEnd: this.events.onWalEnd,
-      });
+      }).catch((e) => {
+        throw closed ? new Error("replication connection closed: the source shut down") : e;
+      }).finally(stopWatch);
       await applier.close();
       applier = null;
       this.#log.info("stopped cleanly");

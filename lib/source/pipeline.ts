@@ -25,9 +25,9 @@ import {
   readSyncedTables,
   resetProgress,
 } from "../apply/progress.ts";
-import { syncPublication } from "./publication.ts";
+import { partitionsPublicationName, syncPublication } from "./publication.ts";
 import { createSlotWithSnapshot, readSlot } from "./slot.ts";
-import { mappingsByRelation, resolveTables } from "./tables.ts";
+import { mappingLookup, type ResolvedTable, resolveTables } from "./tables.ts";
 import { copyTables, type SyncJob } from "./initial_sync.ts";
 import { streamChanges } from "./reader.ts";
 import { closeAtOnce, watchSourceShutdown } from "./shutdown_watch.ts";
@@ -148,19 +148,10 @@ export class SourcePipeline {
       const writesMarked = this.#markWrites(applyConn);
       const [major] = await Promise.all([serverMajor(src), checkWalLevel(src)]);
       const tables = await resolveTables(src, this.db.tables, major);
-      const published = tables.flatMap((t) => t.published);
-      const [change, slotBefore] = await Promise.all([
-        syncPublication(src, this.name, published, major),
+      const [publications, slotBefore] = await Promise.all([
+        this.#syncPublications(src, tables, major),
         readSlot(src, this.name, major),
       ]);
-      if (change.created) this.#log.info("created publication {name}", { name: this.name });
-      if (change.added.length || change.dropped.length) {
-        this.#log.info("publication {name}: added {added}, dropped {dropped}", {
-          name: this.name,
-          added: change.added.join(", ") || "-",
-          dropped: change.dropped.join(", ") || "-",
-        });
-      }
       const targets = await destReady;
       let slot = slotBefore;
       for (let i = 0; slot?.active && this.#restarting && i < 50; i++) {
@@ -236,7 +227,7 @@ export class SourcePipeline {
       const routes = new RouteTable(
         dest,
         cfg.destination.schema,
-        mappingsByRelation(tables),
+        mappingLookup(tables),
         this.db.database,
         this.source.sid,
         syncedNow,
@@ -276,7 +267,7 @@ export class SourcePipeline {
       });
       await streamChanges(replication, applier, {
         slot: this.name,
-        publication: this.name,
+        publication: publications,
         startLsn,
         serverMajor: major,
         maxQueued: cfg.apply.queueSize,
@@ -302,6 +293,37 @@ export class SourcePipeline {
         applyConn.end({ timeout: 5 }),
       ]).catch(() => {});
     }
+  }
+
+  /**
+   * Brings the publication (and the partitions publication, when a
+   * `partitions_regex` names the leaves of a partitioned table or it exists)
+   * in line with `tables`; returns the names to stream.
+   */
+  async #syncPublications(src: Sql, tables: ResolvedTable[], major: number): Promise<string[]> {
+    const leavesOf = tables.flatMap((t) => t.leavesOf ?? []);
+    const wanted = [
+      { name: this.name, tables: tables.flatMap((t) => t.published), opts: {} },
+      {
+        name: partitionsPublicationName(this.name),
+        tables: leavesOf,
+        opts: { viaRoot: false, createEmpty: false },
+      },
+    ];
+    const names: string[] = [];
+    for (const { name, tables, opts } of wanted) {
+      const change = await syncPublication(src, name, tables, major, opts);
+      if (change.exists) names.push(name);
+      if (change.created) this.#log.info("created publication {name}", { name });
+      if (change.added.length || change.dropped.length) {
+        this.#log.info("publication {name}: added {added}, dropped {dropped}", {
+          name,
+          added: change.added.join(", ") || "-",
+          dropped: change.dropped.join(", ") || "-",
+        });
+      }
+    }
+    return names;
   }
 
   /**

@@ -11,18 +11,14 @@
  */
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
-import { clusterSuite, type TestCluster } from "../support/cluster.ts";
-import { KvszProcess, tableRows, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
-
-function config(c: TestCluster, srcDb: string, dstDb: string, tables: Record<string, unknown>) {
-  return {
-    destination: { url: c.url(dstDb) },
-    databases: [{ database: srcDb, urls: [{ url: c.url(srcDb), sid: 1 }], tables }],
-    apply: { commit_interval_ms: 50 },
-    metrics: { listen: "" },
-    log: { level: "info", format: "text" },
-  };
-}
+import { clusterSuite } from "../support/cluster.ts";
+import {
+  KvszProcess,
+  runConfig,
+  tableRows,
+  waitForEqualRows,
+  writeConfig,
+} from "../support/kvsz.ts";
 
 const TABLES = {
   m: null, // published through its root
@@ -51,7 +47,7 @@ clusterSuite("kvsz run: partitions attached and detached while streaming", {
       await src.unsafe(`INSERT INTO p VALUES (100, 2010, 'left out')`);
       await dst.unsafe(`CREATE TABLE m (id int, y int, v text, PRIMARY KEY (id, y))`);
       await dst.unsafe(`CREATE TABLE p_all (id int, y int, v text, PRIMARY KEY (id, y))`);
-      const path = await writeConfig(config(c, srcDb, dstDb, TABLES));
+      const path = await writeConfig(runConfig(c, srcDb, dstDb, TABLES));
       await using kvsz = KvszProcess.start(["run", "--config", path]);
       const target = { m: "m", p: "p_all" } as const;
       /** The rows of the source table the target follows (p: the leaves the regex names). */
@@ -102,7 +98,7 @@ clusterSuite("kvsz run: partitions attached and detached while streaming", {
       for (const tables of [{ other: null }, TABLES]) {
         await src.unsafe(`CREATE TABLE IF NOT EXISTS other (id int PRIMARY KEY)`);
         await dst.unsafe(`CREATE TABLE IF NOT EXISTS other (id int PRIMARY KEY)`);
-        await Deno.writeTextFile(path, stringify(config(c, srcDb, dstDb, tables)));
+        await Deno.writeTextFile(path, stringify(runConfig(c, srcDb, dstDb, tables)));
         const mark = kvsz.output.length;
         Deno.kill(kvsz.pid, "SIGHUP");
         await kvsz.waitForOutput(/streaming from/, 30_000, mark);

@@ -9,17 +9,33 @@
  * stored before an `ADD COLUMN … DEFAULT` are found by their default.
  */
 import assert from "node:assert/strict";
-import { clusterSuite, type TestCluster } from "../support/cluster.ts";
-import { KvszProcess, tableRows, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
+import { clusterSuite } from "../support/cluster.ts";
+import {
+  KvszProcess,
+  runConfig,
+  tableRows,
+  waitForEqualRows,
+  writeConfig,
+} from "../support/kvsz.ts";
+import type { Sql } from "../../lib/pg/connect.ts";
 
-function config(c: TestCluster, srcDb: string, dstDb: string, tables: Record<string, unknown>) {
-  return {
-    destination: { url: c.url(dstDb) },
-    databases: [{ database: srcDb, urls: [{ url: c.url(srcDb), sid: 1 }], tables }],
-    apply: { commit_interval_ms: 50 },
-    metrics: { listen: "" },
-    log: { level: "info", format: "text" },
-  };
+/**
+ * Waits until clone target `t` and the current rows of history target
+ * `${t}_h` both equal source tables `t` and `${t}_h` on `cols`.
+ */
+async function sameCloneAndHistory(
+  src: Sql,
+  dst: Sql,
+  t: string,
+  opts: { cols?: string; what: string; kvsz: KvszProcess },
+): Promise<void> {
+  const cols = opts.cols ?? "*";
+  await waitForEqualRows(() => tableRows(src, t, cols), () => tableRows(dst, t, cols), opts);
+  await waitForEqualRows(
+    () => tableRows(src, `${t}_h`, cols),
+    () => tableRows(dst, `${t}_h`, cols, "kvsz_end = '9999-01-01' AND NOT kvsz_deleted"),
+    { ...opts, what: `${opts.what} (history)` },
+  );
 }
 
 clusterSuite("kvsz run: source schema changes", {
@@ -32,7 +48,7 @@ clusterSuite("kvsz run: source schema changes", {
     await using kvsz = KvszProcess.start([
       "run",
       "--config",
-      await writeConfig(config(c, srcDb, dstDb, { t: null })),
+      await writeConfig(runConfig(c, srcDb, dstDb, { t: null })),
     ]);
     const rows = (cols: string) => ({
       src: () => tableRows(src, "t", cols),
@@ -96,19 +112,10 @@ clusterSuite("kvsz run: source schema changes", {
       await using kvsz = KvszProcess.start([
         "run",
         "--config",
-        await writeConfig(config(c, srcDb, dstDb, { ri: null, ri_h: { type: "history" } })),
+        await writeConfig(runConfig(c, srcDb, dstDb, { ri: null, ri_h: { type: "history" } })),
       ]);
-      const same = async (what: string) => {
-        await waitForEqualRows(() => tableRows(src, "ri"), () => tableRows(dst, "ri"), {
-          kvsz,
-          what,
-        });
-        await waitForEqualRows(
-          () => tableRows(src, "ri_h"),
-          () => tableRows(dst, "ri_h", "a, b, c", "kvsz_end = '9999-01-01' AND NOT kvsz_deleted"),
-          { kvsz, what: `${what} (history)` },
-        );
-      };
+      const same = (what: string) =>
+        sameCloneAndHistory(src, dst, "ri", { cols: "a, b, c", what, kvsz });
       await same("initial copy");
       // Each step changes the identity and then, in the same transaction, a non-key column,
       // the old identity's column, the new identity's column, and deletes.
@@ -161,19 +168,10 @@ clusterSuite("kvsz run: source schema changes", {
       await using kvsz = KvszProcess.start([
         "run",
         "--config",
-        await writeConfig(config(c, srcDb, dstDb, { fd: null, fd_h: { type: "history" } })),
+        await writeConfig(runConfig(c, srcDb, dstDb, { fd: null, fd_h: { type: "history" } })),
       ]);
-      const same = async (cols: string, what: string) => {
-        await waitForEqualRows(() => tableRows(src, "fd", cols), () => tableRows(dst, "fd", cols), {
-          kvsz,
-          what,
-        });
-        await waitForEqualRows(
-          () => tableRows(src, "fd_h", cols),
-          () => tableRows(dst, "fd_h", cols, "kvsz_end = '9999-01-01' AND NOT kvsz_deleted"),
-          { kvsz, what: `${what} (history)` },
-        );
-      };
+      const same = (cols: string, what: string) =>
+        sameCloneAndHistory(src, dst, "fd", { cols, what, kvsz });
       await same("a, c, b", "initial copy");
       for (const t of ["fd", "fd_h"]) {
         await src.unsafe(`UPDATE ${t} SET a = a + 10`);

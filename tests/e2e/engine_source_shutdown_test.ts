@@ -92,7 +92,10 @@ clusterSuite("kvsz run: the source stops while the destination is locked", {
         await new Promise((r) => setTimeout(r, 500));
         return allSent || stable;
       }, { what: "the walsender to send what it can" });
-      if (round === 2) assert.ok(!allSent, "the walsender has WAL left it could not send");
+      // (PostgreSQL 13 reports a sent_lsn past the transaction all the same.)
+      if (round === 2 && source.major >= 14) {
+        assert.ok(!allSent, "the walsender has WAL left it could not send");
+      }
 
       // pg_ctl's own 60 s wait: past it the source has not stopped at all.
       await source.server.stop("fast", { timeoutSeconds: 60 });

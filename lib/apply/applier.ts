@@ -10,6 +10,7 @@
  * the destination writes the previous one; it waits only when a job is
  * already waiting behind the running one (memory stays bounded).
  */
+import type { SessionWatchdog } from "./session_watchdog.ts";
 import type { Sql } from "../pg/connect.ts";
 import { formatLsn } from "../pg/lsn.ts";
 import type { PgoutputMessage, StreamCommitMessage } from "../source/messages.ts";
@@ -61,6 +62,8 @@ export interface ApplierOptions {
   oneByOneUntil?: bigint;
   /** Called after each table flush with the changes applied per operation. */
   onOperations?: (table: string, operation: keyof OpCounts, count: number, seconds: number) => void;
+  /** Looks at the destination session when a job goes unanswered (none: jobs wait as long as it takes). */
+  watchdog?: SessionWatchdog;
 }
 
 /** What one destination commit contained. */
@@ -501,7 +504,9 @@ export class Applier {
     this.#jobs++;
     const job = before.then(async () => {
       if (this.#failure) throw this.#failure;
-      await work();
+      const watchdog = this.opts.watchdog;
+      if (!watchdog) return await work();
+      await watchdog.watch(work(), () => void this.dest.end({ timeout: 0 }).catch(() => {}));
     });
     this.#tail = job.then(
       () => {

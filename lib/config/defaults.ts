@@ -19,6 +19,8 @@ export const DEFAULT_APPLY = {
 };
 /** `sync:` defaults; `burst` defaults to the configured `rate`. */
 export const DEFAULT_SYNC = { parallelism: 2, rate: 0, splitMb: 64 };
+/** `timeouts:` defaults, in seconds (PostgreSQL's `wal_receiver_timeout` is 60 s). */
+export const DEFAULT_TIMEOUTS = { replicationReceiveSeconds: 60, destinationCheckSeconds: 60 };
 /** `metrics:` defaults. */
 export const DEFAULT_METRICS = { listen: "127.0.0.1:9187", readyMaxLagSeconds: 60 };
 /** `log:` defaults. */

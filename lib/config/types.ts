@@ -78,6 +78,20 @@ export interface SyncConfig {
   splitMb: number;
 }
 
+/** When a connection is taken for dead. */
+export interface TimeoutsConfig {
+  /**
+   * Seconds without a message on a source's replication connection, while kvsz
+   * waits for one, before it reconnects (a keepalive is asked for at half); 0 never.
+   */
+  replicationReceiveSeconds: number;
+  /**
+   * Seconds a destination write may go unanswered before kvsz checks the
+   * writing session on a separate connection (and reconnects when it is gone); 0 never.
+   */
+  destinationCheckSeconds: number;
+}
+
 /** Metrics and health endpoint. */
 export interface MetricsConfig {
   /** `host:port`; empty string turns the endpoint off. */
@@ -101,6 +115,7 @@ export interface Config {
   databases: DatabaseMapping[];
   apply: ApplyConfig;
   sync: SyncConfig;
+  timeouts: TimeoutsConfig;
   metrics: MetricsConfig;
   log: LogConfig;
   /** `status` warns when a slot retains more WAL than this many bytes. */

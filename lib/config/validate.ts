@@ -12,6 +12,7 @@ import {
   DEFAULT_SOURCE_SCHEMA,
   DEFAULT_SYNC,
   DEFAULT_TABLE_MODE,
+  DEFAULT_TIMEOUTS,
 } from "./defaults.ts";
 import { formatPath, lineOf, type Path, problemAt, type SourceDocument } from "./document.ts";
 import type { Problem } from "./errors.ts";
@@ -27,6 +28,7 @@ import type {
   SyncConfig,
   TableMapping,
   TableMode,
+  TimeoutsConfig,
 } from "./types.ts";
 
 /** Table modes accepted in `type:`. */
@@ -42,6 +44,7 @@ const ROOT_KEYS = [
   "map_file",
   "apply",
   "sync",
+  "timeouts",
   "metrics",
   "log",
   "status",
@@ -59,6 +62,7 @@ const APPLY_KEYS = [
   "spool_dir",
 ];
 const SYNC_KEYS = ["parallelism", "rate", "burst", "split_mb"];
+const TIMEOUTS_KEYS = ["replication_receive_seconds", "destination_check_seconds"];
 const METRICS_KEYS = ["listen", "ready_max_lag_seconds"];
 const LOG_KEYS = ["level", "format"];
 const STATUS_KEYS = ["retained_wal_warn_mb"];
@@ -87,6 +91,10 @@ export function validateConfig(main: SourceDocument, mapDocument?: SourceDocumen
   config.destination = destination(check, root.get("destination"));
   config.apply = apply(check, check.section(root.get("apply"), ["apply"], APPLY_KEYS));
   config.sync = sync(check, check.section(root.get("sync"), ["sync"], SYNC_KEYS));
+  config.timeouts = timeouts(
+    check,
+    check.section(root.get("timeouts"), ["timeouts"], TIMEOUTS_KEYS),
+  );
   config.metrics = metrics(check, check.section(root.get("metrics"), ["metrics"], METRICS_KEYS));
   config.log = log(check, check.section(root.get("log"), ["log"], LOG_KEYS));
   const status = check.section(root.get("status"), ["status"], STATUS_KEYS);
@@ -129,6 +137,7 @@ function emptyConfig(file: string): Config {
     databases: [],
     apply: { ...DEFAULT_APPLY },
     sync: { ...DEFAULT_SYNC, burst: DEFAULT_SYNC.rate },
+    timeouts: { ...DEFAULT_TIMEOUTS },
     metrics: { ...DEFAULT_METRICS },
     log: { ...DEFAULT_LOG },
     retainedWalWarnBytes: DEFAULT_RETAINED_WAL_WARN_MB * 1024 * 1024,
@@ -172,6 +181,16 @@ function sync(check: Checker, map: Map<string, unknown>): SyncConfig {
     rate,
     burst: check.integer(map, "burst", path, 0) ?? rate,
     splitMb: check.integer(map, "split_mb", path, 0) ?? DEFAULT_SYNC.splitMb,
+  };
+}
+
+function timeouts(check: Checker, map: Map<string, unknown>): TimeoutsConfig {
+  const path = ["timeouts"];
+  return {
+    replicationReceiveSeconds: check.integer(map, "replication_receive_seconds", path, 0) ??
+      DEFAULT_TIMEOUTS.replicationReceiveSeconds,
+    destinationCheckSeconds: check.integer(map, "destination_check_seconds", path, 0) ??
+      DEFAULT_TIMEOUTS.destinationCheckSeconds,
   };
 }
 

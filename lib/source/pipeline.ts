@@ -16,6 +16,7 @@ import { log } from "../observe/log.ts";
 import { SyncProgressDisplay } from "../observe/sync_progress.ts";
 import { readTargetTable } from "../apply/catalog.ts";
 import { Applier, type CommitInfo } from "../apply/applier.ts";
+import { SessionWatchdog } from "../apply/session_watchdog.ts";
 import { RouteTable } from "../apply/routes.ts";
 import type { Anomaly, TargetTable } from "../apply/types.ts";
 import {
@@ -67,6 +68,8 @@ export class SourcePipeline {
   #oneByOneUntil = 0n;
   /** True right after a StreamRestart: the slot may still be held by the old walsender. */
   #restarting = false;
+  /** Backend pid of the walsender of the last attempt. */
+  #walsenderPid: number | null = null;
 
   constructor(
     readonly config: Config,
@@ -146,8 +149,11 @@ export class SourcePipeline {
         return await readTargets(dest, cfg.destination.schema, this.db.tables);
       })();
       destReady.catch(() => {}); // awaited below, after the source's errors
-      replication.unsafe("IDENTIFY_SYSTEM").catch(() => {}); // fails again where it is used
-      const writesMarked = this.#markWrites(applyConn);
+      // The walsender's pid: should this connection die silently, the next attempt ends it.
+      const walsender = replication.unsafe("SELECT pg_backend_pid() AS pid")
+        .then((rows) => Number(rows[0].pid), () => null); // fails again where it is used
+      const applyPid = this.#prepareApplySession(applyConn);
+      applyPid.catch(() => {}); // awaited below, after the source's errors
       const [major] = await Promise.all([serverMajor(src), checkWalLevel(src)]);
       const tables = await resolveTables(src, this.db.tables, major);
       const [publications, slotBefore] = await Promise.all([
@@ -156,6 +162,10 @@ export class SourcePipeline {
       ]);
       const targets = await destReady;
       let slot = slotBefore;
+      if (slot?.active && slot.activePid !== null && slot.activePid === this.#walsenderPid) {
+        await this.#endOldWalsender(src, slot.activePid);
+      }
+      this.#walsenderPid = await walsender;
       for (let i = 0; slot?.active && this.#restarting && i < 50; i++) {
         await new Promise((r) => setTimeout(r, 100)); // our previous walsender is exiting
         slot = await readSlot(src, this.name, major);
@@ -234,6 +244,10 @@ export class SourcePipeline {
         this.source.sid,
         syncedNow,
       );
+      const watchdog = new SessionWatchdog(cfg.destination.url, {
+        checkSeconds: cfg.timeouts.destinationCheckSeconds,
+        log: this.#log,
+      });
       applier = new Applier(
         applyConn,
         routes,
@@ -249,13 +263,15 @@ export class SourcePipeline {
           onCommit: this.events.onCommit,
           onAnomaly: this.events.onAnomaly,
           onOperations: this.events.onOperations,
+          watchdog,
         },
       );
       // Only a metric: the slot poller tries again.
-      const [lag] = await Promise.all([
+      const [lag, pid] = await Promise.all([
         readSlotLag(src, this.name).catch(() => null),
-        writesMarked,
+        applyPid,
       ]);
+      watchdog.pid = pid;
       if (lag) this.events.onSlotLag?.(lag);
       this.#log.info("streaming from {lsn}", { lsn: formatLsn(startLsn) });
       this.events.onConnected?.(true);
@@ -283,6 +299,7 @@ export class SourcePipeline {
         spoolOnly: this.#spoolOnly,
         log: this.#log,
         stop: this.#stop,
+        receiveTimeoutSeconds: cfg.timeouts.replicationReceiveSeconds,
         onWalEnd: this.events.onWalEnd,
       }).catch((e) => {
         throw closed ? new Error("replication connection closed: the source shut down") : e;
@@ -349,6 +366,34 @@ export class SourcePipeline {
       await applyConn.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [this.name]);
     } catch (e) {
       this.#log.debug("writes not tagged with a replication origin: {error}", {
+        error: describeError(e),
+      });
+    }
+  }
+
+  /** Tags the apply session's writes ({@link #markWrites}) and returns its backend pid. */
+  async #prepareApplySession(applyConn: Sql): Promise<number | null> {
+    await this.#markWrites(applyConn);
+    const [row] = await applyConn.unsafe("SELECT pg_backend_pid() AS pid");
+    return Number(row.pid);
+  }
+
+  /**
+   * Ends this kvsz's walsender of an earlier attempt whose connection was
+   * given up as dead: the server keeps it (and the slot) until its
+   * wal_sender_timeout, which may be long or off.
+   */
+  async #endOldWalsender(src: Sql, pid: number): Promise<void> {
+    try {
+      await src.unsafe("SELECT pg_terminate_backend($1)", [pid]);
+      this.#log.warn(
+        "ended this kvsz's earlier walsender (pid {pid}), left behind by a connection given up as dead",
+        { pid },
+      );
+      this.#restarting = true; // wait below until the slot is free
+    } catch (e) {
+      this.#log.warn("could not end the earlier walsender (pid {pid}): {error}", {
+        pid,
         error: describeError(e),
       });
     }

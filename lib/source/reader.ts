@@ -75,6 +75,12 @@ export interface ReaderOptions {
   stop: Promise<void>;
   /** Seconds a clean stop waits for the current transaction to end (default 30). */
   stopTimeoutSeconds?: number;
+  /**
+   * Seconds without a message from the server, while kvsz is waiting for one,
+   * before the connection is given up as dead (a keepalive is asked for at
+   * half); 0 never. Default 60, as PostgreSQL's `wal_receiver_timeout`.
+   */
+  receiveTimeoutSeconds?: number;
   /** Called with the source's current WAL end from each keepalive / data frame. */
   onWalEnd?: (walEnd: bigint) => void;
   /**
@@ -150,14 +156,21 @@ export async function streamChanges(
   };
   let paused = false;
   let queuedBytes = 0;
+  /** When the last bytes arrived, and since when the loop has been waiting for more (null: busy). */
+  let lastReceived = performance.now();
+  let waitingSince: number | null = null;
   if (tap) {
-    tap.onChunk = notify;
+    tap.onChunk = () => {
+      lastReceived = performance.now();
+      notify();
+    };
     tap.onError = (e) => {
       failure ??= e;
       notify();
     };
   }
   stream.on("data", (chunk: Uint8Array) => {
+    lastReceived = performance.now();
     queue.push(chunk);
     queuedBytes += chunk.byteLength;
     if (!paused && (queue.length >= opts.maxQueued || queuedBytes >= MAX_QUEUED_BYTES)) {
@@ -202,6 +215,27 @@ export async function streamChanges(
   };
   const interval = Math.min(opts.statusIntervalSeconds ?? 10, 10) * 1000;
   const timer = setInterval(() => sendStatus(true), interval);
+  const receiveTimeout = (opts.receiveTimeoutSeconds ?? 60) * 1000;
+  let keepaliveAsked = false;
+  /** Silence counts only while the loop waits for data: a busy loop is not reading. */
+  const silence = receiveTimeout > 0
+    ? setInterval(() => {
+      if (waitingSince === null || ended) return;
+      const silent = performance.now() - Math.max(lastReceived, waitingSince);
+      if (silent < receiveTimeout / 2) {
+        keepaliveAsked = false;
+      } else if (silent < receiveTimeout) {
+        if (!keepaliveAsked) {
+          const lsn = sink.safeLsn;
+          stream.write(encodeStandbyStatus(lsn, lsn, lsn, true));
+        }
+        keepaliveAsked = true;
+      } else {
+        failure ??= new ReceiveTimeout(receiveTimeout / 1000);
+        notify();
+      }
+    }, Math.min(1000, receiveTimeout / 4))
+    : undefined;
 
   /** True once the loop must end (a clean stop outside a transaction, or its deadline). */
   const mustEnd = () => (stopping && !sink.inTransaction) || mustStop;
@@ -323,7 +357,9 @@ export async function streamChanges(
         sink.drained?.();
         if (lastSent !== sink.safeLsn) sendStatus(false);
         if (queue.length > 0 || failure || stopping || tap?.queued) continue;
+        waitingSince = performance.now();
         await new Promise<void>((resolve) => (wake = resolve));
+        waitingSince = null;
         continue;
       }
       for (let c = 0; c < chunks.length && !frames.halted; c++) {
@@ -342,6 +378,7 @@ export async function streamChanges(
     }
   } finally {
     clearInterval(timer);
+    clearInterval(silence);
     clearTimeout(stopDeadline);
     if (!ended && !failure) {
       try {
@@ -351,5 +388,16 @@ export async function streamChanges(
     tap?.discard();
     streamed.discard();
     stream.destroy?.();
+  }
+}
+
+/** The source sent nothing for the receive timeout: the connection is taken for dead. */
+export class ReceiveTimeout extends Error {
+  constructor(readonly seconds: number) {
+    super(
+      `no message from the source for ${seconds} s (timeouts.replication_receive_seconds): ` +
+        `the connection is dead or the server stopped sending; reconnecting`,
+    );
+    this.name = "ReceiveTimeout";
   }
 }

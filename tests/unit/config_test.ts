@@ -251,9 +251,21 @@ Deno.test("error: urls must be postgres URLs, and passwords are never shown", ()
   const brokenProblem = assertOneProblem(
     broken,
     "databases[0].urls[0].url",
-    "must be a postgres:// or postgresql:// URL",
+    '"postgres://kvsz:***@h:port/db1": invalid port "port"',
   );
   assert.ok(!brokenProblem.message.includes("secret"));
+
+  // A password that is not percent-encoded: said so, and none of it shown.
+  const unencoded = config().replace(
+    "postgres://kvsz:secret@10.0.0.1:5432",
+    "postgres://kvsz:Qw:er/ty%Uu7@10.0.0.1:5432",
+  );
+  const unencodedProblem = assertOneProblem(
+    unencoded,
+    "databases[0].urls[0].url",
+    "the user name or password is not percent-encoded",
+  );
+  for (const piece of ["Qw", "er/ty", "Uu7"]) assert.ok(!unencodedProblem.message.includes(piece));
 
   assertOneProblem(
     config().replace("url: postgres://kvsz:secret@127.0.0.1:5432/warehouse", "url: 5432"),

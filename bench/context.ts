@@ -6,6 +6,7 @@ import type { Server } from "./servers.ts";
 export const SCENARIOS = [
   "initial",
   "stream-small",
+  "stream-small-tls",
   "stream-live",
   "stream-large",
   "history",

@@ -320,6 +320,8 @@ export interface NativeOptions {
   name: string;
   /** Subscription `streaming` option: off (PostgreSQL 17's default), on or parallel. */
   streaming: string;
+  /** Connection string of the source (default: plain TCP, `source.url(sourceDb)`). */
+  url?: string;
 }
 
 /** PostgreSQL's own logical replication: CREATE SUBSCRIPTION ... WITH (copy_data). */
@@ -343,7 +345,10 @@ export class NativeEngine implements Engine {
     this.startedAt = now();
     this.copiedAt = null;
     if (!this.#created) {
-      const conn = this.opts.source.url(this.opts.sourceDb).replaceAll("'", "''");
+      const conn = (this.opts.url ?? this.opts.source.url(this.opts.sourceDb)).replaceAll(
+        "'",
+        "''",
+      );
       await sql.unsafe(
         `CREATE SUBSCRIPTION ${this.opts.name} CONNECTION '${conn}' PUBLICATION ${this.opts.name}
            WITH (copy_data = true, streaming = ${this.opts.streaming})`,

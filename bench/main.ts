@@ -158,8 +158,16 @@ async function main(): Promise<number> {
     const { source, dest } = await startServers(opts.major);
     started.push(source, dest);
     const ctx: BenchContext = { opts, source, dest, pgbench, workDir, rec, kvszLog };
-    const main = ["initial", "stream-small", "stream-live", "stream-large", "history", "latency"]
-      .some((s) => opts.scenarios.has(s as Scenario));
+    const main = [
+      "initial",
+      "stream-small",
+      "stream-small-tls",
+      "stream-live",
+      "stream-large",
+      "history",
+      "latency",
+    ].some((s) => opts.scenarios.has(s as Scenario));
+    if (opts.scenarios.has("stream-small-tls")) await source.enableTls();
     let sourceRows = 0;
     let rate = 0;
     if (main) {
@@ -235,6 +243,7 @@ function describeScenarios(ctx: BenchContext, sourceRows: number, rate: number):
   t["stream-small"] = `stream-small catch-up (${n(o.transactions)} txns, ${
     n(o.transactions * 4)
   } changes)`;
+  t["stream-small-tls"] = `stream-small over TLS (sslmode=require, the same backlog)`;
   t["stream-live"] = `stream-live (${n(o.liveTransactions)} txns, ${o.clients} clients)`;
   t["stream-large"] = `stream-large (1 txn, ${n(o.largeRows)} rows)`;
   t["history"] = `history catch-up (${n(o.transactions)} txns)`;

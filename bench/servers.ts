@@ -29,9 +29,49 @@ export class Server {
   #clients = new Map<string, Sql>();
   constructor(readonly name: string, readonly cluster: LocalCluster) {}
 
-  /** Connection URL of `db` as the superuser. */
+  /** Connection URL of `db` as the superuser, over plain TCP (sslmode=disable). */
   url(db = "postgres"): string {
-    return this.cluster.url(db);
+    return `${this.cluster.url(db)}?sslmode=disable`;
+  }
+
+  /** Connection URL of `db` as the superuser over TLS (sslmode=require), once {@link enableTls} ran. */
+  tlsUrl(db = "postgres"): string {
+    return `${this.cluster.url(db)}?sslmode=require`;
+  }
+
+  /** Turns TLS on with a self-signed certificate made by `openssl` (for the TLS scenario). */
+  async enableTls(): Promise<void> {
+    const data = `${this.cluster.dir}/data`;
+    const out = await new Deno.Command("openssl", {
+      args: [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        `${data}/server.key`,
+        "-out",
+        `${data}/server.crt`,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=localhost",
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).output().catch((e) => {
+      throw new Error(`the TLS scenario needs openssl: ${e.message}`);
+    });
+    if (!out.success) throw new Error(`openssl failed: ${new TextDecoder().decode(out.stderr)}`);
+    await Deno.chmod(`${data}/server.key`, 0o600);
+    if (this.cluster.runAs) {
+      await new Deno.Command("chown", {
+        args: [this.cluster.runAs, `${data}/server.key`, `${data}/server.crt`],
+      }).output();
+    }
+    await this.cluster.configure({ ssl: "on" });
+    await this.sql().unsafe("SELECT pg_reload_conf()");
   }
 
   /** A client on `db` (one connection, reused). */

@@ -28,6 +28,7 @@ import { runLarge } from "./stream_large.ts";
 import { measureMaxTps, runLatency } from "./latency.ts";
 
 const NATIVE = "bench_native";
+const NATIVE_TLS = "bench_native_tls";
 
 /** Creates the main source database: pgbench tables at the configured scale plus the bench tables. */
 export async function setupMainSource(ctx: BenchContext): Promise<number> {
@@ -120,18 +121,61 @@ export async function mainRound(
       logFile: ctx.kvszLog,
     })
     : null;
+  // stream-small-tls: the same catch-up with both engines reading the source over TLS.
+  const tls = wants("stream-small-tls")
+    ? {
+      kvsz: new KvszEngine({
+        label: "kvsz-tls",
+        source,
+        dest,
+        destDb: "kvsz_tls_dst",
+        sources: [{
+          database: SOURCE_DB,
+          url: source.tlsUrl(SOURCE_DB),
+          sid: "tls",
+          tables: Object.fromEntries(replicatedTables(null).map((t) => [t, "clone"])),
+        }],
+        workDir: ctx.workDir,
+        apply: ctx.opts.apply,
+        cpuProfDir: ctx.opts.cpuProfDir,
+        logFile: ctx.kvszLog,
+      }),
+      native: new NativeEngine({
+        source,
+        sourceDb: SOURCE_DB,
+        dest,
+        destDb: "native_tls_dst",
+        name: NATIVE_TLS,
+        streaming: ctx.opts.nativeStreaming,
+        url: source.tlsUrl(SOURCE_DB),
+      }),
+    }
+    : null;
+  if (tls) {
+    await makeDest("kvsz_tls_dst", "clone", null);
+    await makeDest("native_tls_dst", "clone", null);
+    await src.unsafe(
+      `CREATE PUBLICATION ${NATIVE_TLS} FOR TABLE ${replicatedTables(null).join(", ")}`,
+    );
+  }
   const order: Engine[] = round % 2 === 1 ? [kvsz, native] : [native, kvsz];
   say(`round ${round}: order ${order.map((e) => e.label).join(", ")}`);
   try {
     await runInitial(ctx, order, sourceRows, wants("initial"));
     if (history) await runInitial(ctx, [history], sourceRows, false, "history (initial copy)");
+    const tlsOrder = tls ? (round % 2 === 1 ? [tls.kvsz, tls.native] : [tls.native, tls.kvsz]) : [];
+    if (tls) await runInitial(ctx, tlsOrder, sourceRows, false, "TLS engines (initial copy)");
 
-    if (wants("stream-small") || history) {
+    if (wants("stream-small") || history || tls) {
       const runs: CatchUpRun[] = [];
-      if (wants("stream-small")) {
+      if (wants("stream-small") || tls) {
         for (const e of order) {
           runs.push({ engine: e, scenario: "stream-small", reportAs: e.label, form: "clone" });
         }
+      }
+      for (const e of tlsOrder) {
+        const reportAs = e === tls!.kvsz ? "kvsz" : "native";
+        runs.push({ engine: e, scenario: "stream-small-tls", reportAs, form: "clone" });
       }
       if (history) {
         runs.push({ engine: history, scenario: "history", reportAs: "kvsz", form: "history" });
@@ -143,7 +187,7 @@ export async function mainRound(
     if (wants("latency")) await runLatency(ctx, order, rate);
     if (wants("stream-large")) await runLarge(ctx, order);
   } finally {
-    for (const e of [kvsz, native, history]) {
+    for (const e of [kvsz, native, history, tls?.kvsz, tls?.native]) {
       await e?.dispose().catch((err) => say(`warning: ${e.label} cleanup: ${err.message}`));
     }
   }

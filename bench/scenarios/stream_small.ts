@@ -29,7 +29,8 @@ import { catchUp, verify, waitMarker } from "./common.ts";
 /** One engine of the catch-up phase and where its result goes. */
 export interface CatchUpRun {
   engine: Engine;
-  scenario: "stream-small" | "history";
+  /** stream-small-tls: the same catch-up over TLS, compared with stream-small's run of the engine. */
+  scenario: "stream-small" | "stream-small-tls" | "history";
   /** Engine column in the report. */
   reportAs: string;
   form: TargetForm;
@@ -78,6 +79,8 @@ async function catchUpRuns(
     } changed rows up to ${lsnEnd})`,
   );
   if (floor) await runFloor(ctx, floor, lsnEnd, changes);
+  /** Each engine's stream-small seconds, for its stream-small-tls run. */
+  const plainSeconds = new Map<string, number>();
   for (const run of runs) {
     const e = run.engine;
     const dest = ctx.dest.sql(e.destDb);
@@ -103,7 +106,17 @@ async function catchUpRuns(
     const rec = ctx.rec;
     rec.add(run.scenario, "seconds", run.reportAs, seconds);
     rec.add(run.scenario, "changes_per_s", run.reportAs, changes / seconds);
-    if (run.scenario === "stream-small") {
+    if (run.scenario === "stream-small-tls") {
+      rec.add(
+        run.scenario,
+        "engine_cpu_per_m",
+        run.reportAs,
+        engineCpu === null ? null : (engineCpu / changes) * 1e6,
+      );
+      const plain = plainSeconds.get(run.reportAs);
+      rec.add(run.scenario, "tls_over_plain", run.reportAs, plain ? seconds / plain : null);
+    } else if (run.scenario === "stream-small") {
+      plainSeconds.set(run.reportAs, seconds);
       rec.add(run.scenario, "confirm_seconds", run.reportAs, confirm);
       rec.add(run.scenario, "startup_seconds", run.reportAs, startup);
       rec.add(run.scenario, "machine_cpu_per_m", run.reportAs, (machineCpu / changes) * 1e6);

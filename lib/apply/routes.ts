@@ -85,8 +85,8 @@ export class RouteTable {
   constructor(
     private readonly dest: Sql,
     private readonly destSchema: string,
-    /** Mapping by published relation `schema.name`. */
-    private readonly mappings: Map<string, TableMapping>,
+    /** The mapping of a relation named in a Relation message, if any. */
+    private readonly mappingOf: (schema: string, name: string) => TableMapping | undefined,
     private readonly database: string,
     private readonly sid: string,
     /** Snapshot LSN of each mapping's initial copy, by `TableMapping.source`. */
@@ -100,7 +100,7 @@ export class RouteTable {
 
   /** (Re)builds the route of a relation, reading its target's catalog again. */
   async update(relation: RelationMessage): Promise<TableRoute | undefined> {
-    const mapping = this.mappings.get(`${relation.schema}.${relation.name}`);
+    const mapping = this.mappingOf(relation.schema, relation.name);
     if (!mapping) {
       this.#routes.delete(relation.relationId);
       return undefined;

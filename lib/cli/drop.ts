@@ -14,6 +14,7 @@ import {
 import { findAndLoadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
 import { connect } from "../pg/connect.ts";
+import { partitionsPublicationName } from "../source/publication.ts";
 import { kvszObjectName, quoteIdent } from "../pg/identifiers.ts";
 import { redactText } from "../pg/redact.ts";
 import { describeUrl } from "../source/preflight.ts";
@@ -35,6 +36,8 @@ interface Inspection {
   error: string | null;
   slot: { exists: boolean; activePid: number | null; active: boolean };
   publication: boolean;
+  /** Its partitions publication exists (`partitionsPublicationName`). */
+  partitions: boolean;
 }
 
 /** Options of {@link dropSources}. */
@@ -138,6 +141,7 @@ async function inspect(t: Target, secrets: string[], timeout: number): Promise<I
     error: null,
     slot: { exists: false, active: false, activePid: null },
     publication: false,
+    partitions: false,
   };
   const sql = connect(t.url, { connectTimeout: timeout });
   try {
@@ -153,10 +157,11 @@ async function inspect(t: Target, secrets: string[], timeout: number): Promise<I
       };
     }
     const pubs = await sql.unsafe(
-      `SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1`,
-      [t.name],
+      `SELECT pubname FROM pg_catalog.pg_publication WHERE pubname IN ($1, $2)`,
+      [t.name, partitionsPublicationName(t.name)],
     );
-    result.publication = pubs.length > 0;
+    result.publication = pubs.some((p) => p.pubname === t.name);
+    result.partitions = pubs.length > (result.publication ? 1 : 0);
   } catch (e) {
     result.error = `cannot read its slot and publication: ${errorText(e, secrets)}`;
   } finally {
@@ -171,6 +176,7 @@ function planLines(droppable: Inspection[], progress: boolean, config: Config): 
     const what = [
       i.slot.exists ? `slot ${i.target.name}` : "",
       i.publication ? `publication ${i.target.name}` : "",
+      i.partitions ? `publication ${partitionsPublicationName(i.target.name)}` : "",
     ].filter(Boolean).join(" and ");
     if (what) lines.push(`${what} on ${i.target.label}`);
   }
@@ -210,12 +216,19 @@ async function dropOne(
       );
       return false;
     }
-    const [pub] = await sql.unsafe(
-      `SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1`,
-      [t.name],
+    const partitions = partitionsPublicationName(t.name);
+    const pubs = await sql.unsafe(
+      `SELECT pubname FROM pg_catalog.pg_publication WHERE pubname IN ($1, $2)`,
+      [t.name, partitions],
     );
-    if (pub) await sql.unsafe(`DROP PUBLICATION IF EXISTS ${quoteIdent(t.name)}`);
-    print(`${pub ? "dropped  " : "not found"} publication ${t.name} on ${t.label}`);
+    for (const name of [t.name, partitions]) {
+      const found = pubs.some((p) => p.pubname === name);
+      if (found) await sql.unsafe(`DROP PUBLICATION IF EXISTS ${quoteIdent(name)}`);
+      // The partitions publication exists only for partitions_regex on a partitioned table.
+      if (found || name === t.name) {
+        print(`${found ? "dropped  " : "not found"} publication ${name} on ${t.label}`);
+      }
+    }
     return true;
   } catch (e) {
     print(`FAIL      publication ${t.name} on ${t.label}: ${errorText(e, secrets)}`);

@@ -8,6 +8,7 @@ import { connect, type Sql } from "../pg/connect.ts";
 import { kvszObjectName } from "../pg/identifiers.ts";
 import { redactText, redactUrl } from "../pg/redact.ts";
 import { describeUrl } from "../source/preflight.ts";
+import { partitionsPublicationName } from "../source/publication.ts";
 import { humanBytes } from "../cli/output.ts";
 
 /** The kvsz replication slot of a source. */
@@ -291,10 +292,12 @@ async function readPublication(sql: Sql, name: string): Promise<PublicationStatu
     name,
   ]);
   if (!p) return { name, exists: false, tables: [] };
+  // With the partitions publication's leaves (partitions_regex on a partitioned table).
   const rows = await sql.unsafe(
-    `SELECT schemaname || '.' || tablename AS t FROM pg_catalog.pg_publication_tables
-      WHERE pubname = $1 ORDER BY schemaname COLLATE "C", tablename COLLATE "C"`,
-    [name],
+    `SELECT t FROM (SELECT DISTINCT schemaname || '.' || tablename AS t
+                      FROM pg_catalog.pg_publication_tables WHERE pubname IN ($1, $2)) p
+      ORDER BY t COLLATE "C"`,
+    [name, partitionsPublicationName(name)],
   );
   return { name, exists: true, tables: rows.map((r) => String(r.t)) };
 }

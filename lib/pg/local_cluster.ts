@@ -43,9 +43,16 @@ export class LocalCluster implements AsyncDisposable {
     return `${this.dir}/server.log`;
   }
 
-  /** Stops the server (fast shutdown) and keeps the data. */
-  async stop(mode: "fast" | "immediate" = "fast"): Promise<void> {
-    await this.#pgCtl(["stop", "-m", mode, "-w"]);
+  /**
+   * Stops the server (fast shutdown by default) and keeps the data. Fails when
+   * it has not stopped after `timeoutSeconds` (default 60, pg_ctl's own); the
+   * server then goes on shutting down.
+   */
+  async stop(
+    mode: "fast" | "immediate" = "fast",
+    opts: { timeoutSeconds?: number } = {},
+  ): Promise<void> {
+    await this.#pgCtl(["stop", "-m", mode, "-w", "-t", String(opts.timeoutSeconds ?? 60)]);
   }
 
   /** Starts a stopped server again on the same port. */
@@ -84,7 +91,8 @@ export class LocalCluster implements AsyncDisposable {
   }
 
   async #pgCtl(args: string[]): Promise<void> {
-    await run(this.runAs, `${this.binDir}/pg_ctl`, ["-D", `${this.dir}/data`, ...args]);
+    const [command, ...rest] = args;
+    await run(this.runAs, `${this.binDir}/pg_ctl`, [command, "-D", `${this.dir}/data`, ...rest]);
   }
 }
 

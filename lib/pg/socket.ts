@@ -164,7 +164,12 @@ async function open(
   try {
     if (info.sslmode === "allow" && await plainAccepted(host, opts)) return plain;
     plain.write(SSL_REQUEST);
-    const answer = await firstByte(plain, opts.timeoutMs, host);
+    const reply = await firstAnswer(plain, opts.timeoutMs, host, "SSL negotiation");
+    const answer = reply[0];
+    // 'S' or 'N', and nothing after it: anything else is not PostgreSQL.
+    if (reply.length > 1 || (answer !== 0x53 && answer !== 0x4e)) {
+      throw notPostgres(hostLabel(host), answer, reply);
+    }
     if (answer === 0x4e) { // N
       if (info.sslmode === "prefer") return plain;
       throw new ConnectError(
@@ -173,7 +178,6 @@ async function open(
         "SSL_NOT_SUPPORTED",
       );
     }
-    if (answer !== 0x53) throw notPostgres(hostLabel(host), answer);
     return await upgrade(plain, info, host, opts.timeoutMs);
   } catch (e) {
     plain.destroy();
@@ -210,8 +214,13 @@ function tcp(host: HostPort, timeoutMs: number): Promise<net.Socket> {
   });
 }
 
-/** The server's one-byte answer to the SSLRequest. */
-function firstByte(socket: net.Socket, timeoutMs: number, host: HostPort): Promise<number> {
+/** The first chunk the server sends, or why none came; `what` names the exchange in errors. */
+function firstAnswer(
+  socket: net.Socket,
+  timeoutMs: number,
+  host: HostPort,
+  what: string,
+): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
     const done = () => {
       clearTimeout(timer);
@@ -221,18 +230,13 @@ function firstByte(socket: net.Socket, timeoutMs: number, host: HostPort): Promi
     };
     const onData = (chunk: Uint8Array) => {
       done();
-      if (chunk.length > 1 && chunk[0] !== 0x53 && chunk[0] !== 0x4e) {
-        return reject(notPostgres(hostLabel(host), chunk[0], chunk));
-      }
-      resolve(chunk[0]);
+      resolve(chunk);
     };
     const onClose = () => {
       done();
       reject(
         new ConnectError(
-          `${
-            hostLabel(host)
-          } closed the connection during SSL negotiation: is it a PostgreSQL server?`,
+          `${hostLabel(host)} closed the connection during ${what}: is it a PostgreSQL server?`,
           "NOT_POSTGRES",
         ),
       );
@@ -246,7 +250,7 @@ function firstByte(socket: net.Socket, timeoutMs: number, host: HostPort): Promi
         done();
         reject(
           new ConnectError(
-            `${hostLabel(host)}: no answer to the SSL request within ${timeoutMs / 1000} s`,
+            `${hostLabel(host)}: no answer to the ${what} within ${timeoutMs / 1000} s`,
             "CONNECT_TIMEOUT",
           ),
         );
@@ -384,8 +388,8 @@ async function plainAccepted(host: HostPort, opts: SocketFactoryOptions): Promis
     view.setInt32(4, 196608); // protocol 3.0
     packet.set(body, 8);
     probe.write(packet);
-    const answer = await firstByte(probe, opts.timeoutMs, host).catch(() => 0x45);
-    return answer === 0x52 || answer === 0x76; // authentication request, protocol negotiation
+    const reply = await firstAnswer(probe, opts.timeoutMs, host, "startup").catch(() => null);
+    return reply?.[0] === 0x52 || reply?.[0] === 0x76; // authentication request, protocol version
   } finally {
     probe.destroy();
   }

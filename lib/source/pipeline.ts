@@ -26,7 +26,7 @@ import {
   readSyncedTables,
   resetProgress,
 } from "../apply/progress.ts";
-import { syncPublication } from "./publication.ts";
+import { partitionsPublicationName, syncPublication } from "./publication.ts";
 import {
   createSlotWithSnapshot,
   dropSlot,
@@ -38,9 +38,10 @@ import {
   type SlotLag,
 } from "./slot.ts";
 import { recopyReason } from "./slot_trust.ts";
-import { mappingsByRelation, type ResolvedTable, resolveTables } from "./tables.ts";
+import { mappingLookup, type ResolvedTable, resolveTables } from "./tables.ts";
 import { copyTables, type SyncJob } from "./initial_sync.ts";
 import { streamChanges } from "./reader.ts";
+import { closeAtOnce, watchSourceShutdown } from "./shutdown_watch.ts";
 
 /** Hooks for metrics and status; all optional. */
 export interface PipelineEvents {
@@ -171,19 +172,10 @@ export class SourcePipeline {
         );
       }
       const tables = await resolveTables(src, this.db.tables, major);
-      const published = tables.flatMap((t) => t.published);
-      const [change, slotBefore] = await Promise.all([
-        syncPublication(src, this.name, published, major),
+      const [publications, slotBefore] = await Promise.all([
+        this.#syncPublications(src, tables, major),
         readSlot(src, this.name, major),
       ]);
-      if (change.created) this.#log.info("created publication {name}", { name: this.name });
-      if (change.added.length || change.dropped.length) {
-        this.#log.info("publication {name}: added {added}, dropped {dropped}", {
-          name: this.name,
-          added: change.added.join(", ") || "-",
-          dropped: change.dropped.join(", ") || "-",
-        });
-      }
       const targets = await destReady;
       let slot = slotBefore;
       if (slot?.active && slot.activePid !== null && slot.activePid === this.#walsenderPid) {
@@ -285,7 +277,7 @@ export class SourcePipeline {
       const routes = new RouteTable(
         dest,
         cfg.destination.schema,
-        mappingsByRelation(tables),
+        mappingLookup(tables),
         this.db.database,
         this.source.sid,
         syncedNow,
@@ -321,9 +313,22 @@ export class SourcePipeline {
       if (lag) this.events.onSlotLag?.(lag);
       this.#log.info("streaming from {lsn}", { lsn: formatLsn(startLsn) });
       this.events.onConnected?.(true);
+      let closed = false;
+      const stopWatch = watchSourceShutdown(src, applier, {
+        onShutdown: (answer, stalledMs) => {
+          closed = true;
+          this.#log.warn(
+            "source is shutting down ({answer}) while the destination has not committed what kvsz received " +
+              "(the apply has not moved for {seconds} s): closing the replication connection so that the source can stop; " +
+              "kvsz resumes from its stored progress when the source is back",
+            { answer, seconds: (stalledMs / 1000).toFixed(1) },
+          );
+          closeAtOnce(replication);
+        },
+      });
       await streamChanges(replication, applier, {
         slot: this.name,
-        publication: this.name,
+        publication: publications,
         startLsn,
         serverMajor: major,
         maxQueued: cfg.apply.queueSize,
@@ -334,7 +339,9 @@ export class SourcePipeline {
         stop: this.#stop,
         receiveTimeoutSeconds: cfg.timeouts.replicationReceiveSeconds,
         onWalEnd: this.events.onWalEnd,
-      });
+      }).catch((e) => {
+        throw closed ? new Error("replication connection closed: the source shut down") : e;
+      }).finally(stopWatch);
       await applier.close();
       applier = null;
       this.#log.info("stopped cleanly");
@@ -362,6 +369,37 @@ export class SourcePipeline {
         failover: this.source.failover,
       },
     );
+  }
+
+  /**
+   * Brings the publication (and the partitions publication, when a
+   * `partitions_regex` names the leaves of a partitioned table or it exists)
+   * in line with `tables`; returns the names to stream.
+   */
+  async #syncPublications(src: Sql, tables: ResolvedTable[], major: number): Promise<string[]> {
+    const leavesOf = tables.flatMap((t) => t.leavesOf ?? []);
+    const wanted = [
+      { name: this.name, tables: tables.flatMap((t) => t.published), opts: {} },
+      {
+        name: partitionsPublicationName(this.name),
+        tables: leavesOf,
+        opts: { viaRoot: false, createEmpty: false },
+      },
+    ];
+    const names: string[] = [];
+    for (const { name, tables, opts } of wanted) {
+      const change = await syncPublication(src, name, tables, major, opts);
+      if (change.exists) names.push(name);
+      if (change.created) this.#log.info("created publication {name}", { name });
+      if (change.added.length || change.dropped.length) {
+        this.#log.info("publication {name}: added {added}, dropped {dropped}", {
+          name,
+          added: change.added.join(", ") || "-",
+          dropped: change.dropped.join(", ") || "-",
+        });
+      }
+    }
+    return names;
   }
 
   /**

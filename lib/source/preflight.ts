@@ -7,12 +7,9 @@ import type { DatabaseMapping, SourceUrl, TableMapping } from "../config/types.t
 import { connect, type Sql } from "../pg/connect.ts";
 import { kvszObjectName, quoteIdent } from "../pg/identifiers.ts";
 import { redactText, redactUrl } from "../pg/redact.ts";
-import {
-  matchingTables,
-  type QualifiedName,
-  readSourceTable,
-  type SourceTable,
-} from "./catalog.ts";
+import { type QualifiedName, readSourceTable, type SourceTable } from "./catalog.ts";
+import { partitionsPublicationName } from "./publication.ts";
+import { noMatch, regexMatches } from "./tables.ts";
 
 /** The outcome of one check: `ok`, `WARN` (works, with a caveat) or `FAIL` (will not work). */
 export interface Check {
@@ -165,6 +162,8 @@ interface MappedTables {
   published: QualifiedName[];
   /** Tables read by the initial copy: the matches with `partitions_regex`, else the table. */
   copied: QualifiedName[];
+  /** The partitioned table in the partitions publication (see `ResolvedTable.leavesOf`). */
+  leavesOf: QualifiedName | null;
 }
 
 async function readMapping(
@@ -173,19 +172,20 @@ async function readMapping(
   major: number,
 ): Promise<MappedTables> {
   const table = await readSourceTable(sql, mapping.sourceSchema, mapping.sourceName);
-  const matches = mapping.partitionsRegex
-    ? await matchingTables(sql, mapping.sourceSchema, mapping.partitionsRegex)
-    : [];
+  const { matches, leavesOf } = mapping.partitionsRegex
+    ? await regexMatches(sql, mapping, table, major)
+    : { matches: [], leavesOf: null };
   let representative = table;
   if (!representative && matches.length > 0) {
     representative = await readSourceTable(sql, matches[0].schema, matches[0].name);
   }
   if (mapping.partitionsRegex) {
-    return { mapping, table, matches, representative, published: matches, copied: matches };
+    const published = leavesOf ? [] : matches;
+    return { mapping, table, matches, representative, published, copied: matches, leavesOf };
   }
   const self = table ? [{ schema: table.schema, name: table.name }] : [];
   const published = table?.kind === "partitioned" && major < 13 ? table.leafPartitions : self;
-  return { mapping, table, matches, representative, published, copied: self };
+  return { mapping, table, matches, representative, published, copied: self, leavesOf };
 }
 
 /** Runs every read-only check of source `url` of database `db`; never throws. */
@@ -245,7 +245,14 @@ export async function preflightSource(
       tables.set(m.mapping.source, m.representative);
       checks.push(...tableResults);
     }
-    checks.push(await publicationCheck(sql, label, slotName, facts, mapped));
+    const partitioned = mapped.some((m) => m.table?.kind === "partitioned") && facts.major >= 13;
+    const published = mapped.flatMap((m) => m.published);
+    checks.push(await publicationCheck(sql, label, slotName, facts, published, partitioned));
+    const leaves = mapped.flatMap((m) => m.leavesOf ?? []);
+    if (leaves.length > 0) {
+      const name = partitionsPublicationName(slotName);
+      checks.push(await publicationCheck(sql, label, name, facts, leaves, false));
+    }
     return { checks, reachable: true, tables };
   } catch (e) {
     checks.push({
@@ -490,10 +497,10 @@ async function tableChecks(
       return [{
         status: "FAIL",
         check,
-        problem: `no table in schema ${mapping.sourceSchema} matches partitions_regex ${
-          JSON.stringify(mapping.partitionsRegex)
-        }`,
-        fix: "correct partitions_regex (matched against whole table names) or the schema",
+        problem: noMatch(mapping, m.leavesOf),
+        fix: m.leavesOf
+          ? `correct partitions_regex (matched against the whole names of the partitions of ${name})`
+          : "correct partitions_regex (matched against whole table names) or the schema",
       }];
     }
   } else if (!m.table) {
@@ -563,16 +570,16 @@ async function identityChecks(sql: Sql, label: string, m: MappedTables): Promise
   return out;
 }
 
+/** Publication `name` publishes `wanted`, or the role may make it so (`viaRoot`: its WITH option). */
 async function publicationCheck(
   sql: Sql,
   label: string,
   name: string,
   facts: ServerFacts,
-  mapped: MappedTables[],
+  wanted: QualifiedName[],
+  viaRoot: boolean,
 ): Promise<Check> {
   const check = `${label} publication ${name}`;
-  const wanted = mapped.flatMap((m) => m.published);
-  const partitioned = mapped.some((m) => m.table?.kind === "partitioned");
   const [pub] = await sql.unsafe(
     `SELECT p.oid::int8 AS oid, pg_has_role(p.pubowner, 'USAGE') AS owned
        FROM pg_catalog.pg_publication p WHERE p.pubname = $1`,
@@ -626,7 +633,7 @@ async function publicationCheck(
     ...(facts.canCreate ? [] : [`CREATE on database ${facts.database}`]),
     ...(notOwned.length > 0 ? [`ownership of ${list(notOwned)}`] : []),
   ];
-  const via = partitioned && facts.major >= 13 ? " WITH (publish_via_partition_root = true)" : "";
+  const via = viaRoot ? " WITH (publish_via_partition_root = true)" : "";
   return {
     status: "FAIL",
     check,

@@ -8,26 +8,45 @@ export interface PublicationChange {
   created: boolean;
   added: string[];
   dropped: string[];
+  /** False when the publication does not exist (left so: nothing to publish). */
+  exists: boolean;
+}
+
+/**
+ * The name of a source's partitions publication (`kvszp_…`, never a name
+ * `kvszObjectName` makes): it publishes the partitioned tables whose
+ * leaves `partitions_regex` names, each leaf under its own name
+ * (`publish_via_partition_root` off), from its ATTACH to its DETACH.
+ */
+export function partitionsPublicationName(name: string): string {
+  return `kvszp_${name.slice("kvsz_".length)}`.slice(0, 63);
 }
 
 /**
  * Makes publication `name` publish exactly `tables`: creates it when missing
- * (through the partition root on PG13+), adds and drops tables otherwise.
+ * (through the partition root on PG13+, unless `viaRoot` is false; not when
+ * `tables` is empty and `createEmpty` is false), adds and drops tables otherwise.
  */
 export async function syncPublication(
   sql: Sql,
   name: string,
   tables: QualifiedName[],
   major: number,
+  opts: { viaRoot?: boolean; createEmpty?: boolean } = {},
 ): Promise<PublicationChange> {
   const wanted = new Map(tables.map((t) => [`${t.schema}.${t.name}`, t]));
   const existing = await sql.unsafe(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [name]);
   if (existing.length === 0) {
+    if (wanted.size === 0 && opts.createEmpty === false) {
+      return { created: false, added: [], dropped: [], exists: false };
+    }
     const list = [...wanted.values()].map((t) => qualify(t.schema, t.name)).join(", ");
     const forTables = list ? ` FOR TABLE ${list}` : "";
-    const via = major >= 13 ? " WITH (publish_via_partition_root = true)" : "";
+    const via = major >= 13 && opts.viaRoot !== false
+      ? " WITH (publish_via_partition_root = true)"
+      : "";
     await sql.unsafe(`CREATE PUBLICATION ${quoteIdent(name)}${forTables}${via}`);
-    return { created: true, added: [...wanted.keys()], dropped: [] };
+    return { created: true, added: [...wanted.keys()], dropped: [], exists: true };
   }
   const members = await sql.unsafe(
     `SELECT n.nspname AS schema, c.relname AS name
@@ -53,5 +72,6 @@ export async function syncPublication(
     created: false,
     added: add,
     dropped: drop.map((t) => `${t.schema}.${t.name}`),
+    exists: true,
   };
 }

@@ -64,7 +64,7 @@ export interface ReaderSink {
 /** Options for {@link streamChanges}. */
 export interface ReaderOptions {
   slot: string;
-  publication: string;
+  publication: string | readonly string[];
   startLsn: bigint;
   serverMajor: number;
   /** Max undecoded messages held before the socket is paused. */

@@ -286,6 +286,24 @@ clusterSuite("connections", {
       assert.match(noRoot.error ?? "", /sslrootcert/, JSON.stringify(noRoot));
     },
 
+  "sslmode=allow tries without TLS first and with it when the server wants it, as libpq does":
+    async (c) => {
+      await using certs = await TestCertificates.create();
+      await c.sql().unsafe("CREATE ROLE tls_only LOGIN PASSWORD 'tls-only-pw'");
+      await serveTls(c, await certs.issue("s", "127.0.0.1", ["IP:127.0.0.1"]), {
+        ca: certs.ca,
+        hba: [
+          "hostnossl all tls_only 127.0.0.1/32 reject",
+          "hostssl all tls_only 127.0.0.1/32 scram-sha-256",
+        ],
+      });
+      assert.deepEqual(await attempt(urlOn(c, "127.0.0.1", { sslmode: "allow" })), { ssl: false });
+      const tlsOnly = `postgres://tls_only:tls-only-pw@127.0.0.1:${c.server.port}/postgres`;
+      assert.deepEqual(await attempt(`${tlsOnly}?sslmode=allow`), { ssl: true });
+      const refused = await attempt(`${tlsOnly}?sslmode=disable`);
+      assert.match(refused.error ?? "", /pg_hba\.conf rejects connection/, JSON.stringify(refused));
+    },
+
   "a client certificate (sslcert, sslkey) logs in a role that pg_hba.conf authenticates by certificate":
     async (c) => {
       await using certs = await TestCertificates.create();

@@ -15,6 +15,7 @@ import { connect } from "../../lib/pg/connect.ts";
 import { kvszObjectName } from "../../lib/pg/identifiers.ts";
 import { ensureKvszSchema } from "../../lib/apply/progress.ts";
 import { protoVersionFor, startReplicationCommand } from "../../lib/source/replication_protocol.ts";
+import { partitionsPublicationName } from "../../lib/source/publication.ts";
 
 interface Setup {
   srcDb: string;
@@ -167,14 +168,18 @@ clusterSuite("kvsz drop", {
     assert.equal(r.code, 0, r.output);
   },
 
-  "--yes drops exactly kvsz's slot and publication of the configured sources": async (c) => {
+  "--yes drops exactly kvsz's slot and publications of the configured sources": async (c) => {
     const s = await setup(c);
+    // The partitions publication kvsz makes for partitions_regex on a partitioned table.
+    const partitions = partitionsPublicationName(s.kvsz1);
+    await c.sql(s.srcDb).unsafe(`CREATE PUBLICATION ${partitions} FOR TABLE t1`);
     const r = await s.drop(["--yes"]);
     assert.equal(r.code, 0, r.output);
     const lines = r.stdout.trim().split("\n").map((l) => l.replace(/ on source .*$/, ""));
     assert.deepEqual(lines, [
       `dropped   slot ${s.kvsz1}`,
       `dropped   publication ${s.kvsz1}`,
+      `dropped   publication ${partitions}`,
       `not found slot ${s.kvsz2}`,
       `not found publication ${s.kvsz2}`,
     ]);

@@ -5,18 +5,15 @@
  * while a writer keeps changing the table.
  */
 import assert from "node:assert/strict";
-import { clusterSuite, type TestCluster } from "../support/cluster.ts";
-import { KvszProcess, tableRows, waitFor, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
-
-function config(c: TestCluster, srcDb: string, dstDb: string, tables: Record<string, unknown>) {
-  return {
-    destination: { url: c.url(dstDb) },
-    databases: [{ database: srcDb, urls: [{ url: c.url(srcDb), sid: 3 }], tables }],
-    apply: { commit_interval_ms: 50 },
-    metrics: { listen: "" },
-    log: { level: "info", format: "text" },
-  };
-}
+import { clusterSuite } from "../support/cluster.ts";
+import {
+  KvszProcess,
+  runConfig,
+  tableRows,
+  waitFor,
+  waitForEqualRows,
+  writeConfig,
+} from "../support/kvsz.ts";
 
 clusterSuite("kvsz run: tables", {
   "TOAST: a 20 kB value survives an update of another column (clone and history); a 1 MB value arrives whole":
@@ -33,7 +30,9 @@ clusterSuite("kvsz run: tables", {
       await using kvsz = KvszProcess.start([
         "run",
         "--config",
-        await writeConfig(config(c, srcDb, dstDb, { doc: null, doc_h: { type: "history" } })),
+        await writeConfig(
+          runConfig(c, srcDb, dstDb, { doc: null, doc_h: { type: "history" } }, "3"),
+        ),
       ]);
       await kvsz.waitForOutput(/streaming from/);
       const big = "x".repeat(20_000) + "end";
@@ -80,10 +79,10 @@ clusterSuite("kvsz run: tables", {
       "run",
       "--config",
       await writeConfig(
-        config(c, srcDb, dstDb, {
+        runConfig(c, srcDb, dstDb, {
           m: null,
           shard: { target: "shards", partitions_regex: "shard_[0-9]+" },
-        }),
+        }, "3"),
       ),
     ]);
     await src.unsafe(`INSERT INTO m VALUES (3, '2025-07-01', 'c')`);
@@ -111,7 +110,7 @@ clusterSuite("kvsz run: tables", {
     await using kvsz = KvszProcess.start([
       "run",
       "--config",
-      await writeConfig(config(c, srcDb, dstDb, { "private.t8": { target: "pt8" } })),
+      await writeConfig(runConfig(c, srcDb, dstDb, { "private.t8": { target: "pt8" } }, "3")),
     ]);
     await src.unsafe(`INSERT INTO private.t8 VALUES (2, 'p2')`);
     await src.unsafe(`INSERT INTO public.t8 VALUES (2, 'no')`);
@@ -129,7 +128,7 @@ clusterSuite("kvsz run: tables", {
     await src.unsafe(`INSERT INTO b SELECT g, g FROM generate_series(1, 5000) g`);
     await dst.unsafe(`CREATE TABLE a (id int PRIMARY KEY, v int)`);
     await dst.unsafe(`CREATE TABLE b (id int PRIMARY KEY, v int)`);
-    const first = await writeConfig(config(c, srcDb, dstDb, { a: null }));
+    const first = await writeConfig(runConfig(c, srcDb, dstDb, { a: null }, "3"));
     {
       await using kvsz = KvszProcess.start(["run", "--config", first]);
       await waitForEqualRows(() => tableRows(src, "a"), () => tableRows(dst, "a"), { kvsz });
@@ -148,7 +147,7 @@ clusterSuite("kvsz run: tables", {
     await using kvsz = KvszProcess.start([
       "run",
       "--config",
-      await writeConfig(config(c, srcDb, dstDb, { a: null, b: null })),
+      await writeConfig(runConfig(c, srcDb, dstDb, { a: null, b: null }, "3")),
     ]);
     await writer;
     await waitForEqualRows(() => tableRows(src, "b"), () => tableRows(dst, "b"), { kvsz });
@@ -176,7 +175,7 @@ clusterSuite("kvsz run: tables", {
     await using kvsz = KvszProcess.start([
       "run",
       "--config",
-      await writeConfig(config(c, srcDb, dstDb, { busy: null })),
+      await writeConfig(runConfig(c, srcDb, dstDb, { busy: null }, "3")),
     ]);
     try {
       await kvsz.waitForOutput(/streaming from/);

@@ -383,32 +383,43 @@ clusterSuite("kvsz validate", {
       assertLine(r, "ok", "replica_role");
     },
 
-  "partitions_regex: leaves are checked; a regex that matches nothing fails": async (c) => {
-    const s = await prepared(c);
-    await c.sql(s.srcDb).unsafe(`
+  "partitions_regex: leaves are checked, the partitions publication named; a regex that matches nothing fails":
+    async (c) => {
+      const s = await prepared(c);
+      await c.sql(s.srcDb).unsafe(`
       CREATE TABLE ev (id int, k text) PARTITION BY LIST (k);
       CREATE TABLE ev_a PARTITION OF ev FOR VALUES IN ('a');
       CREATE TABLE ev_b PARTITION OF ev FOR VALUES IN ('b');
-      GRANT SELECT ON ev_a, ev_b TO ${s.srcUser};
-      ALTER PUBLICATION kvsz_src_1 ADD TABLE ev_a, ev_b;`);
-    await c.sql(s.dstDb).unsafe(`
+      GRANT SELECT ON ev_a, ev_b TO ${s.srcUser};`);
+      await c.sql(s.dstDb).unsafe(`
       CREATE TABLE ev (sid text, id int, k text); GRANT INSERT, UPDATE ON ev TO ${s.dstUser};`);
-    const r = await s.validate({ tables: { ev: { type: "append", partitions_regex: "ev_.*" } } });
-    assert.deepStrictEqual(r.code, 0, r.output);
-    assertLine(r, "ok", "table public.ev", "");
-    assertLine(r, "WARN", "table public.ev replica identity (public.ev_a)", "no primary key");
-    assertLine(r, "WARN", "table public.ev replica identity (public.ev_b)", "no primary key");
-    assertLine(r, "ok", "table public.ev (from src public.ev, append) column types");
+      const tables = { ev: { type: "append", partitions_regex: "ev_.*" } };
+      // The leaves of a partitioned table are published through a publication of their own.
+      const missing = await s.validate({ tables });
+      assert.deepStrictEqual(missing.code, 1, missing.output);
+      assertLine(
+        missing,
+        "FAIL",
+        "publication kvszp_src_1",
+        "CREATE PUBLICATION kvszp_src_1 FOR TABLE public.ev;",
+      );
+      await c.sql(s.srcDb).unsafe(`CREATE PUBLICATION kvszp_src_1 FOR TABLE ev`);
+      const r = await s.validate({ tables });
+      assert.deepStrictEqual(r.code, 0, r.output);
+      assertLine(r, "ok", "table public.ev", "");
+      assertLine(r, "WARN", "table public.ev replica identity (public.ev_a)", "no primary key");
+      assertLine(r, "WARN", "table public.ev replica identity (public.ev_b)", "no primary key");
+      assertLine(r, "ok", "table public.ev (from src public.ev, append) column types");
 
-    const none = await s.validate({ tables: { ev: { partitions_regex: "ev_[0-9]+" } } });
-    assert.deepStrictEqual(none.code, 1, none.output);
-    assertLine(
-      none,
-      "FAIL",
-      "table public.ev",
-      'no table in schema public matches partitions_regex "ev_[0-9]+"',
-    );
-  },
+      const none = await s.validate({ tables: { ev: { partitions_regex: "ev_[0-9]+" } } });
+      assert.deepStrictEqual(none.code, 1, none.output);
+      assertLine(
+        none,
+        "FAIL",
+        "table public.ev",
+        'no partition of public.ev matches partitions_regex "ev_[0-9]+"',
+      );
+    },
 
   "destination problems: privileges, schema kvsz, destination.schema": async (c) => {
     const s = await prepared(c);

@@ -75,6 +75,28 @@ export class KvszProcess implements AsyncDisposable {
 }
 
 /**
+/**
+ * A `kvsz run` config streaming `tables` of one source database into one
+ * destination database of cluster `c`: commits every 50 ms, no metrics
+ * listener, info logs as text.
+ */
+export function runConfig(
+  c: { url(database: string): string },
+  srcDb: string,
+  dstDb: string,
+  tables: Record<string, unknown>,
+  sid = "1",
+) {
+  return {
+    destination: { url: c.url(dstDb) },
+    databases: [{ database: srcDb, urls: [{ url: c.url(srcDb), sid }], tables }],
+    apply: { commit_interval_ms: 50 },
+    metrics: { listen: "" },
+    log: { level: "info", format: "text" },
+  };
+}
+
+/**
  * Writes `config` as YAML into a new temp dir; returns the file path. The dir
  * is removed when the test ends (see `tests/support/temp_dirs.ts`).
  */

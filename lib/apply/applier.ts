@@ -267,9 +267,16 @@ export class Applier {
     if (this.#txn === null && this.#pending && this.#jobs === 0) this.#queueCommit();
   }
 
-  /** A keepalive position: with nothing pending, it is safe to confirm once recorded. */
-  noteIdlePosition(walEnd: bigint): void {
+  /**
+   * A keepalive position: with nothing pending, it is safe to confirm once
+   * recorded; at once when `urgent` (a source shutting down waits for it).
+   */
+  noteIdlePosition(walEnd: bigint, urgent = false): void {
     if (!this.busy && walEnd > this.#safeLsn) this.#noteIdle(walEnd);
+    if (urgent && this.#idleTimer !== undefined) {
+      clearTimeout(this.#idleTimer);
+      this.#recordIdle();
+    }
   }
 
   /**

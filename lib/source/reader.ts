@@ -38,8 +38,11 @@ export interface ReaderSink {
   handle(msg: PgoutputMessage, bytes: number): void | Promise<void>;
   /** Everything below this LSN is committed in the destination. */
   readonly safeLsn: bigint;
-  /** A keepalive says the server has sent everything up to `walEnd`. */
-  noteIdlePosition(walEnd: bigint): void;
+  /**
+   * A keepalive says the server has sent everything up to `walEnd`; `urgent`:
+   * it waits for the answer (as it does when it shuts down).
+   */
+  noteIdlePosition(walEnd: bigint, urgent: boolean): void;
   /** True between a transaction's Begin and Commit (a clean stop waits for the Commit). */
   readonly inTransaction: boolean;
   /** Called when every received message is handled; may commit what is pending. */
@@ -253,7 +256,7 @@ export async function streamChanges(
       const frame = parseCopyData(buf.subarray(start, end));
       if (frame.kind === "keepalive") {
         opts.onWalEnd?.(frame.walEnd);
-        sink.noteIdlePosition(frame.walEnd);
+        sink.noteIdlePosition(frame.walEnd, frame.replyRequested);
         if (frame.replyRequested) sendStatus(true);
         return;
       }

@@ -214,12 +214,8 @@ export class SourcePipeline {
       const storedLsn = progress?.endLsn ?? null;
       const reason = recopyReason({ name: this.name, slot, storedLsn, walEnd });
       if (reason) {
-        this.#log.warn(
-          "{reason}; not streaming from it: copying every table again from a new slot",
-          {
-            reason,
-          },
-        );
+        const action = "not streaming from it: copying every table again from a new slot";
+        this.#log.warn("{reason}; {action}", { reason, action });
         if (slot) await dropSlot(replication, this.name);
         slot = null;
       } else if (slot) {

@@ -104,13 +104,11 @@ export async function createSlotWithSnapshot(
   name: string,
   opts: CreateSlotOptions,
 ): Promise<CreatedSlot> {
-  const temp = opts.temporary ? " TEMPORARY" : "";
+  const slot = `${quoteIdent(name)}${opts.temporary ? " TEMPORARY" : ""}`;
   const failover = opts.failover ? ", FAILOVER" : "";
   const command = opts.major >= 15
-    ? `CREATE_REPLICATION_SLOT ${
-      quoteIdent(name)
-    }${temp} LOGICAL pgoutput (SNAPSHOT 'export'${failover})`
-    : `CREATE_REPLICATION_SLOT ${quoteIdent(name)}${temp} LOGICAL pgoutput EXPORT_SNAPSHOT`;
+    ? `CREATE_REPLICATION_SLOT ${slot} LOGICAL pgoutput (SNAPSHOT 'export'${failover})`
+    : `CREATE_REPLICATION_SLOT ${slot} LOGICAL pgoutput EXPORT_SNAPSHOT`;
   const [row] = await replication.unsafe(command);
   return { consistentPoint: parseLsn(row.consistent_point), snapshotName: row.snapshot_name };
 }

@@ -1,13 +1,14 @@
 /**
  * Where an initial copy lands. A first sync copies straight into the target.
- * A re-sync (the slot was lost or recreated, or a table comes back to the
- * config) must never double rows nor erase what the mode keeps, so: clone
- * replaces the source's rows (those of its sid, or every row of a target no
- * other source writes); otherwise the copy lands in a staging table and is
- * merged: clone into a target shared without `sid` and append upsert by key;
- * history adds a version for each changed row and closes the current version
- * of each vanished row (of the rows this source changed, in a target shared
- * without `sid`).
+ * A re-sync (the slot was lost or could not be trusted, or a table comes back
+ * to the config) must never double rows nor erase what the mode keeps, so:
+ * clone with `sid` replaces that sid's rows, and so does clone without `sid`
+ * when the whole source is copied again and no other source writes the
+ * target (every row is the source's); otherwise the copy lands in a staging
+ * table and is merged: clone and append upsert by key; history adds a version
+ * for each changed row and closes the current version of each vanished row
+ * (without `sid`, unless every row is the source's, only of rows this source
+ * changed).
  */
 import type { Sql } from "../pg/connect.ts";
 import { qualify, quoteIdent, quoteLiteral } from "../pg/identifiers.ts";
@@ -33,8 +34,11 @@ export interface ResyncTarget {
   columns: string[];
   /** Columns identifying a row at the source (its replica identity key); may be empty. */
   sourceKey: string[];
-  /** Other sources of the config write the target too (without `sid`, their rows are mixed in). */
-  shared: boolean;
+  /**
+   * Every row of the target is this source's to replace: the whole source is
+   * copied again (its slot was lost) and no other source writes the target.
+   */
+  exclusive: boolean;
 }
 
 let stageCounter = 0;
@@ -51,7 +55,7 @@ export async function prepareResync(
   const sidCond = (alias: string) =>
     target.hasSid ? ` AND ${alias}.sid = ${quoteLiteral(sid)}` : "";
   /** Every row of the target (of its sid, when it has one) is this source's. */
-  const own = target.hasSid || !job.shared;
+  const own = target.hasSid || job.exclusive;
   if (mode === "clone" && own) {
     if (target.hasSid) await tx.unsafe(`DELETE FROM ${table} WHERE sid = $1`, [sid]);
     else await tx.unsafe(`DELETE FROM ${table}`);
@@ -79,7 +83,7 @@ export async function prepareResync(
   const finish = async () => {
     if (mode === "history") {
       const current = `t.kvsz_end = '9999-01-01'${sidCond("t")}`;
-      // Shared without sid: close only rows this source changed.
+      // Without sid, rows of other sources may be there: close only rows this source changed.
       const scope = own
         ? ""
         : key.length === 0

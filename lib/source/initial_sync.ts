@@ -39,8 +39,8 @@ export interface SyncJob {
   target: TargetTable;
   /** The target already holds rows of this source: merge instead of a plain COPY. */
   resync: boolean;
-  /** Other sources of the config write the target too (see `ResyncTarget.shared`). */
-  shared: boolean;
+  /** Every row of the target is this source's to replace (see `ResyncTarget.exclusive`). */
+  exclusive: boolean;
 }
 
 /** Options for {@link copyTables}. */
@@ -326,7 +326,7 @@ async function copyWhole(
       target: job.target,
       mode: job.table.mapping.mode,
       resync: job.resync,
-      shared: job.shared,
+      exclusive: job.exclusive,
       columns: columns ?? [],
       sourceKey: parts[0]?.key ?? [],
     }, opts.sid);

@@ -224,12 +224,13 @@ export class SourcePipeline {
       let startLsn: bigint;
       /** True when a copy (or a new slot's progress reset) changed the records read above. */
       let recordsChanged = true;
+      // Copied again because of the slot, a target only this source writes is replaced.
       const shared = sharedTargets(cfg);
       const job = (t: ResolvedTable): SyncJob => ({
         table: t,
         target: targets.get(t.mapping.target)!,
         resync: synced.has(t.mapping.source),
-        shared: shared.has(t.mapping.target),
+        exclusive: reason !== null && !shared.has(t.mapping.target),
       });
       if (!slot) {
         // New slot: every table is copied in the snapshot the slot exported.

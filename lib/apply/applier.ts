@@ -21,7 +21,9 @@ import { type OpCounts, TableBatch } from "./table_batch.ts";
 import type { Anomaly, Change, TableRoute } from "./types.ts";
 import { type BatchCounts, type SourceProgress, writeProgress } from "./progress.ts";
 import { OneByOneRestart, orderSensitiveViolation } from "./one_by_one_restart.ts";
-import { parentsFirst } from "./write_order.ts";
+import { refusedValue } from "../pg/refused_value.ts";
+import { describeRefusedChange } from "./refused_change.ts";
+import { parentsFirst, targetName } from "./write_order.ts";
 import { truncateTogether } from "./sql_truncate.ts";
 
 /**
@@ -102,6 +104,10 @@ interface JobScope {
   folded: boolean;
   /** The transaction applied as it streamed whose changes the job's destination transaction holds. */
   streamedXid: number | null;
+  /** The one change the job writes, applied on its own, and its transaction's commit LSN. */
+  one?: { change: Change; commitLsn: bigint };
+  /** The route whose changes are being written (set by `#write`). */
+  writing?: TableRoute;
 }
 
 /** Applies one source's stream; `handle` is called by one reader, in order. */
@@ -440,11 +446,12 @@ export class Applier {
     }
     // Only history rows carry the commit time.
     const at = route.mode === "history" ? commitTimeIso(txn) : "";
-    batch.add(make(route), at);
+    const change = make(route);
+    batch.add(change, at);
     this.#buffered++;
     this.#bufferedBytes += bytes;
     this.#pendingChanges++;
-    if (txn.oneByOne) return this.#queueFlush();
+    if (txn.oneByOne) return this.#queueFlush({ change, commitLsn: txn.finalLsn });
     this.#bufferedFolded = true;
     if (this.#buffered >= this.opts.batchSize || this.#bufferedBytes >= MAX_BATCH_BYTES) {
       return this.#queueFlush();
@@ -465,7 +472,9 @@ export class Applier {
     this.#pending = { commitLsn, endLsn, commitTime: txn.commitTime };
     this.#pendingTxns++;
     if (this.#streamed) return this.#holdForStreamed();
-    const due = this.#pendingChanges >= this.opts.batchSize ||
+    // Applied one change at a time, each transaction commits on its own: one the
+    // destination refuses leaves every transaction before it committed.
+    const due = txn.oneByOne || this.#pendingChanges >= this.opts.batchSize ||
       performance.now() - this.#firstPendingAt >= this.opts.commitIntervalMs;
     if (due) return this.#queueCommit();
     if (this.#timer === undefined) {
@@ -525,35 +534,49 @@ export class Applier {
    * value swapped between rows, a child written before its parent): then the
    * pipeline restarts and the transactions read so far are applied one change
    * at a time. Broken one change at a time, the destination holds a row the
-   * source does not, and the error says so.
+   * source does not, and the error says so. A value the destination refuses
+   * (out of range, too long, NULL, a CHECK) goes the same way, so that the
+   * error names the change it belongs to: its table, column, key and LSN.
    */
   #explain(e: unknown, scope: JobScope): unknown {
     const violation = orderSensitiveViolation(e);
-    if (violation === null) return e;
+    const refused = violation ? null : refusedValue(e);
+    if (violation === null && refused === null) return e;
+    if (!scope.folded && refused) {
+      const one = scope.one;
+      return one ? new Error(describeRefusedChange(refused, one.change, one.commitLsn)) : e;
+    }
     if (!scope.folded) {
       return new Error(
-        `${violation.description} even one change at a time, in source order: the destination holds a row the source does not, ` +
+        `${
+          violation!.description
+        } even one change at a time, in source order: the destination holds a row the source does not, ` +
           `or an index the source's changes cannot satisfy (kvsz validate checks targets); fix it, kvsz retries`,
       );
     }
+    const table = violation?.table ?? (scope.writing ? targetName(scope.writing.target) : "?");
+    const description = violation?.description ?? `${table}: ${refused!.message}`;
     const txnLsn = this.#txn?.streamed ? 0n : this.#txn?.finalLsn ?? 0n;
     const until = txnLsn > this.#lastCommitLsn ? txnLsn : this.#lastCommitLsn;
     return new OneByOneRestart(
       until,
       scope.streamedXid,
-      violation.table,
-      `${violation.description}; applying the source transactions up to ${
+      table,
+      `${description}; applying the source transactions up to ${
         formatLsn(until)
       } one change at a time, in source order`,
     );
   }
 
-  /** Hands the buffered changes to a job that writes them into the destination transaction. */
-  #queueFlush(): Promise<void> | undefined {
-    const scope = this.#takeScope();
+  /**
+   * Hands the buffered changes to a job that writes them into the destination
+   * transaction; `one` is the change when it is applied on its own.
+   */
+  #queueFlush(one?: JobScope["one"]): Promise<void> | undefined {
+    const scope: JobScope = { ...this.#takeScope(), one };
     const batches = this.#takeBatches();
     const counts = this.#counts; // committed with the pending source transactions
-    return this.#queue(scope, () => this.#write(batches, counts));
+    return this.#queue(scope, () => this.#write(batches, counts, scope));
   }
 
   /** Hands the buffered changes and the pending source commits to a job that commits them. */
@@ -579,7 +602,7 @@ export class Applier {
     this.#counts = { clone: 0, append: 0, history: 0, anomalies: 0 };
     return this.#queue(scope, async () => {
       const started = performance.now();
-      await this.#write(batches, info.counts);
+      await this.#write(batches, info.counts, scope);
       const tx = this.#ensureDestTx();
       await writeProgress(
         tx,
@@ -634,12 +657,20 @@ export class Applier {
     return this.dest;
   }
 
-  /** Writes taken batches into the open destination transaction; counts rows into `counts`. */
-  async #write(batches: Map<TableRoute, TableBatch>, counts: BatchCounts): Promise<void> {
+  /**
+   * Writes taken batches into the open destination transaction; counts rows
+   * into `counts`, and the route being written into `scope`.
+   */
+  async #write(
+    batches: Map<TableRoute, TableBatch>,
+    counts: BatchCounts,
+    scope: JobScope,
+  ): Promise<void> {
     if (batches.size === 0) return;
     const tx = this.#ensureDestTx();
     for (const [route, batch] of parentsFirst([...batches])) {
       if (batch.size === 0) continue;
+      scope.writing = route;
       const started = performance.now();
       const result = await batch.flush(tx);
       const seconds = (performance.now() - started) / 1000;

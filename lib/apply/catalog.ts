@@ -76,6 +76,32 @@ export async function readTargetTable(
   };
 }
 
+/**
+ * Types whose explicit cast cuts a value to the column's length (`char(n)`,
+ * `varchar(n)`, `bit(n)`, `varbit(n)` and their arrays), by OID, with the name
+ * of the type without its length.
+ */
+const LENGTH_CUT_BY_CAST = new Map([
+  [1042, "bpchar"],
+  [1043, "character varying"],
+  [1560, '"bit"'],
+  [1562, "bit varying"],
+  [1014, "bpchar[]"],
+  [1015, "character varying[]"],
+  [1561, '"bit"[]'],
+  [1563, "bit varying[]"],
+]);
+
+/**
+ * The type a text value is cast to before it is written to `column`: its own,
+ * but without the length of the types an explicit cast would silently cut
+ * (`'abcdef'::varchar(5)` is `abcde`). Stored into the column, a value too
+ * long is then refused (SQLSTATE 22001), as COPY refuses it.
+ */
+export function castType(column: TargetColumn): string {
+  return LENGTH_CUT_BY_CAST.get(column.typeOid) ?? column.type;
+}
+
 /** Primary key columns of relation `oid` in key order (empty when there is none). */
 export async function primaryKeyColumns(sql: Sql, oid: string | number): Promise<string[]> {
   return await indexColumns(sql, oid, "i.indisprimary");

@@ -5,7 +5,9 @@
  * applied those changes one at a time, in an order that never broke the
  * constraint; the pipeline reconnects at once and the applier applies the
  * source transactions up to `untilLsn` the same way. Nothing is lost: nothing
- * since the last destination commit was acknowledged.
+ * since the last destination commit was acknowledged. Also raised when the
+ * destination refused a value of the batch: applied one at a time, the
+ * change it belongs to is known, and its error names it.
  */
 export class OneByOneRestart extends Error {
   constructor(
@@ -13,7 +15,7 @@ export class OneByOneRestart extends Error {
     readonly untilLsn: bigint,
     /** A transaction being applied as it streamed (its commit LSN is not known yet): spool it. */
     readonly streamedXid: number | null,
-    /** The destination table whose constraint broke. */
+    /** The destination table whose constraint broke (or that refused a value). */
     readonly table: string,
     message: string,
   ) {

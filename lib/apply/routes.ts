@@ -6,7 +6,7 @@
 import type { TableMapping } from "../config/types.ts";
 import type { Sql } from "../pg/connect.ts";
 import type { RelationMessage } from "../source/messages.ts";
-import { KVSZ_COLUMNS, readTargetTable } from "./catalog.ts";
+import { castType, KVSZ_COLUMNS, readTargetTable } from "./catalog.ts";
 import { log } from "../observe/log.ts";
 import type { MappedColumn, TableRoute, TargetTable } from "./types.ts";
 import { type ColumnDrift, compareColumns, dated, describeDrift, stopsTable } from "./drift.ts";
@@ -29,7 +29,7 @@ export function buildRoute(
   relation.columns.forEach((col, i) => {
     const t = target.columns.get(col.name);
     if (t && !KVSZ_COLUMNS.has(col.name)) {
-      columns.push({ sourceIndex: i, name: col.name, type: t.type });
+      columns.push({ sourceIndex: i, name: col.name, type: castType(t) });
     }
   });
   if (mapping.mode === "history" && !target.hasHistoryColumns) {

@@ -1,6 +1,7 @@
 /** Pieces shared by the mode writers: parameters, the target's columns, result rows. */
 import type { Sql } from "../pg/connect.ts";
 import { qualify, quoteIdent } from "../pg/identifiers.ts";
+import { castType } from "./catalog.ts";
 import type { MappedColumn, TableRoute } from "./types.ts";
 
 /** `{ prepare: true }`: the plan text is reused, each statement costs one round trip. */
@@ -54,7 +55,10 @@ export interface RouteShape {
 export function routeShape(route: TableRoute): RouteShape {
   const keyNames = new Set(route.key.map((k) => k.name));
   const t = route.target;
-  const typeOf = (name: string, fallback: string) => t.columns.get(name)?.type ?? fallback;
+  const typeOf = (name: string, fallback: string) => {
+    const column = t.columns.get(name);
+    return column ? castType(column) : fallback;
+  };
   const values = route.columns.filter((c) => !keyNames.has(c.name));
   return {
     route,

@@ -47,7 +47,7 @@ export interface MappedColumn {
   /** Index of the column in the source tuple (Relation message order). */
   sourceIndex: number;
   name: string;
-  /** Destination type, used to cast the text value. */
+  /** Destination type the text value is cast to (see `castType`). */
   type: string;
 }
 

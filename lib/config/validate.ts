@@ -1,5 +1,7 @@
 /** Schema checks: turns a parsed config document into a `Config`, collecting every problem. */
 
+import { ConnInfoError, parseConnInfo } from "../pg/conninfo.ts";
+import { kvszObjectName } from "../pg/identifiers.ts";
 import { redactUrl } from "../pg/redact.ts";
 import {
   DEFAULT_APPLY,
@@ -11,7 +13,7 @@ import {
   DEFAULT_SYNC,
   DEFAULT_TABLE_MODE,
 } from "./defaults.ts";
-import { formatPath, type Path, problemAt, type SourceDocument } from "./document.ts";
+import { formatPath, lineOf, type Path, problemAt, type SourceDocument } from "./document.ts";
 import type { Problem } from "./errors.ts";
 import { didYouMean } from "./suggest.ts";
 import type {
@@ -242,6 +244,7 @@ function databases(
     }
   });
   checkSharedTargets(check, result, paths);
+  checkObjectNames(check, result);
   return result;
 }
 
@@ -285,9 +288,13 @@ function sourceUrls(check: Checker, value: unknown, path: Path): SourceUrl[] {
       else {
         const other = formatPath([...path, first]);
         check.report([...at, "sid"], `duplicate sid "${sid}" (also used by ${other})`);
+        return;
       }
     }
-    if (url !== undefined && sid !== undefined) result.push({ url, sid });
+    if (url !== undefined && sid !== undefined) {
+      result.push({ url, sid });
+      check.placed(result[result.length - 1], at);
+    }
   });
   return result;
 }
@@ -410,6 +417,40 @@ function checkSharedTargets(check: Checker, mappings: DatabaseMapping[], paths: 
   });
 }
 
+/**
+ * Reports a source whose slot, publication and replication origin name
+ * ({@link kvszObjectName}: lower-case, `[a-z0-9_]`, at most 63 characters)
+ * is another source's too, in any database entry: the second one could never
+ * create its slot, and both would share one origin. Names that do not collide
+ * stay as they are (existing slots keep working).
+ */
+function checkObjectNames(check: Checker, mappings: DatabaseMapping[]): void {
+  const owners = new Map<string, { database: string; sid: string; path: Path }>();
+  for (const { database, urls } of mappings) {
+    for (const source of urls) {
+      const sid = source.sid;
+      const path = check.pathOf(source)!;
+      const name = kvszObjectName(database, sid);
+      const owner = owners.get(name);
+      if (owner === undefined) {
+        owners.set(name, { database, sid, path });
+        continue;
+      }
+      const line = lineOf(check.document, owner.path);
+      const other = `${formatPath(owner.path)}${line === undefined ? "" : ` (line ${line})`}`;
+      const progress = owner.database === database && owner.sid === sid
+        ? "the same kvsz.progress row and "
+        : "";
+      check.report(
+        [...path, "sid"],
+        `database "${database}" sid "${sid}" collides with ${other}, ` +
+          `database "${owner.database}" sid "${owner.sid}": both would use ${progress}` +
+          `the slot, publication and replication origin named ${name}; give one of them another sid`,
+      );
+    }
+  }
+}
+
 /** Short description of a value for messages, e.g. `a list`, `"abc"`, `5`. */
 function describe(value: unknown): string {
   if (value === undefined || value === null) return "empty";
@@ -426,6 +467,8 @@ function describe(value: unknown): string {
 /** Collects problems of one document and reads typed values out of its mappings. */
 class Checker {
   readonly problems: Problem[] = [];
+  /** Where each value built from the document came from (see {@link placed}). */
+  readonly #paths = new WeakMap<object, Path>();
 
   constructor(readonly document: SourceDocument) {}
 
@@ -433,6 +476,16 @@ class Checker {
   report(path: Path, message: string): void {
     if (this.document.unresolved.has(formatPath(path))) return;
     this.problems.push(problemAt(this.document, path, message));
+  }
+
+  /** Remembers that `built` was read from `path`, for problems found later across entries. */
+  placed(built: object, path: Path): void {
+    this.#paths.set(built, path);
+  }
+
+  /** Where `built` was read from (see {@link placed}). */
+  pathOf(built: object): Path | undefined {
+    return this.#paths.get(built);
   }
 
   /** `value` as a mapping, reporting keys not in `known`; undefined (reported) when not a mapping. */
@@ -553,11 +606,9 @@ class Checker {
       this.report(path, `must be a postgres:// or postgresql:// URL, not ${describe(value)}`);
       return undefined;
     }
-    if (!isPostgresUrl(value)) {
-      this.report(
-        path,
-        `must be a postgres:// or postgresql:// URL, not ${JSON.stringify(redactUrl(value))}`,
-      );
+    const problem = urlProblem(value);
+    if (problem !== null) {
+      this.report(path, problem);
       return undefined;
     }
     return value;
@@ -582,11 +633,17 @@ class Checker {
   }
 }
 
-function isPostgresUrl(text: string): boolean {
+/** What is wrong with a connection URL, or null; the password is never shown. */
+function urlProblem(text: string): string | null {
+  const shown = JSON.stringify(redactUrl(text));
+  if (!/^postgres(?:ql)?:\/\//i.test(text)) {
+    return `must be a postgres:// or postgresql:// URL, not ${shown}`;
+  }
   try {
-    const url = new URL(text);
-    return url.protocol === "postgres:" || url.protocol === "postgresql:";
-  } catch {
-    return false;
+    parseConnInfo(text);
+    return null;
+  } catch (e) {
+    if (e instanceof ConnInfoError) return `${shown}: ${e.message}`;
+    throw e;
   }
 }

@@ -5,18 +5,14 @@
  */
 import { configureSync, getLogger, type Logger, type LogRecord, resetSync } from "@logtape/logtape";
 import type { LogConfig } from "../config/types.ts";
+import { passwordsOf } from "../pg/redact.ts";
 
 const secrets = new Set<string>();
 const encoder = new TextEncoder();
 
 /** Registers passwords found in `urls` so they never reach a log line. */
 export function registerSecrets(urls: string[]): void {
-  for (const url of urls) {
-    try {
-      const password = decodeURIComponent(new URL(url).password);
-      if (password.length >= 3) secrets.add(password);
-    } catch { /* not a URL: nothing to hide */ }
-  }
+  for (const url of urls) for (const password of passwordsOf(url)) secrets.add(password);
 }
 
 /** Replaces every registered secret in `text` with `***`. */

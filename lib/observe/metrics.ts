@@ -9,18 +9,11 @@ import type { PipelineEvents } from "../source/pipeline.ts";
 import type { CommitInfo } from "../apply/applier.ts";
 import type { Anomaly } from "../apply/types.ts";
 import type { DriftReport } from "../apply/routes.ts";
+import type { SlotLag } from "../source/slot.ts";
 import { VERSION } from "../cli/version.ts";
 
 /** A row operation as counted in `streamer_operations_total{operation}`. */
 export type Operation = "insert" | "update" | "delete" | "truncate";
-
-/** What the slot poller (or any caller) knows about a source's slot. */
-export interface SlotLag {
-  /** Source WAL not yet confirmed by kvsz: current LSN − `confirmed_flush_lsn`; null = unknown. */
-  bytes: number | null;
-  /** WAL the source keeps for the slot: current LSN − `restart_lsn`; null = unknown. */
-  retainedBytes?: number | null;
-}
 
 /** Readiness of one source, as `/readyz` reports it. */
 export interface SourceReadiness {
@@ -164,7 +157,7 @@ export class Metrics {
   readonly oneByOne = new Counter({
     name: "kvsz_one_by_one_total",
     help:
-      "Batches that broke a destination constraint folded and were applied again one change at a time, in source order.",
+      "Batches that broke a destination constraint folded, or had a value refused, and were applied again one change at a time, in source order.",
     labelNames: ["database", "sid", "table"] as const,
     registers: [this.registry],
   });
@@ -266,6 +259,7 @@ export class Metrics {
         if (stopped) this.tableStopped.set({ ...labels, table }, 1);
         else this.tableStopped.remove({ ...labels, table });
       },
+      onSlotLag: (lag: SlotLag) => this.setLag(database, sid, lag),
       onWalEnd: (walEnd: bigint) => {
         beat();
         if (walEnd > s.keepaliveLsn) s.keepaliveLsn = walEnd;

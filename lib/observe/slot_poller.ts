@@ -2,11 +2,14 @@
  * Polls every source's kvsz slot for the metrics: WAL not yet confirmed
  * (`kvsz_lag_bytes`) and WAL retained (`kvsz_slot_retained_wal_bytes`). Only
  * the source can say these; an unreachable source or a missing slot clears them.
+ * Each pipeline also reports them once when it starts streaming (a new slot
+ * would otherwise wait for the next poll).
  */
 import type { Config } from "../config/types.ts";
 import { connect, type Sql } from "../pg/connect.ts";
 import { kvszObjectName } from "../pg/identifiers.ts";
-import type { Metrics, SlotLag } from "./metrics.ts";
+import { readSlotLag } from "../source/slot.ts";
+import type { Metrics } from "./metrics.ts";
 
 /** Options of {@link startSlotPoller}. */
 export interface SlotPollerOptions {
@@ -20,22 +23,6 @@ export interface SlotPoller {
   poll(): Promise<void>;
   /** Stops polling and closes the connections. */
   stop(): Promise<void>;
-}
-
-/** Reads the lag and retained WAL of slot `name`, or nulls when it does not exist. */
-export async function readSlotLag(sql: Sql, name: string): Promise<SlotLag> {
-  const rows = await sql.unsafe(
-    `SELECT pg_wal_lsn_diff(c.lsn, s.confirmed_flush_lsn)::int8 AS lag,
-            pg_wal_lsn_diff(c.lsn, s.restart_lsn)::int8 AS retained
-       FROM pg_catalog.pg_replication_slots s,
-            (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
-                         ELSE pg_current_wal_lsn() END AS lsn) c
-      WHERE s.slot_name = $1`,
-    [name],
-  );
-  if (rows.length === 0) return { bytes: null, retainedBytes: null };
-  const num = (v: unknown) => v === null || v === undefined ? null : Math.max(0, Number(v));
-  return { bytes: num(rows[0].lag), retainedBytes: num(rows[0].retained) };
 }
 
 /**

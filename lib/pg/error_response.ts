@@ -7,8 +7,16 @@
 /** Protocol message type of an ErrorResponse. */
 export const ERROR_RESPONSE = 0x45; // 'E'
 
-/** An error sent by the server: its message (and detail) and SQLSTATE `code`. */
+/**
+ * An error sent by the server: its message (and detail) and SQLSTATE `code`,
+ * and the fields that say where (named as npm:postgres names them).
+ */
 export class ServerError extends Error {
+  /** CONTEXT, e.g. `COPY t, line 2, column n: "5000000000"`. */
+  where?: string;
+  column_name?: string;
+  constraint_name?: string;
+
   constructor(message: string, readonly code: string | undefined) {
     super(message);
     this.name = "ServerError";
@@ -27,8 +35,12 @@ export function parseErrorResponse(body: Uint8Array): ServerError {
     i = end + 1;
   }
   const detail = fields.get("D");
-  return new ServerError(
+  const error = new ServerError(
     `${fields.get("M") ?? "server error"}${detail ? ` (${detail})` : ""}`,
     fields.get("C"),
   );
+  error.where = fields.get("W");
+  error.column_name = fields.get("c");
+  error.constraint_name = fields.get("n");
+  return error;
 }

@@ -29,6 +29,7 @@ import type { SyncProgress } from "../observe/sync_progress.ts";
 import { type CopyPart, copyStatements, type PageRange, planParts } from "./copy_plan.ts";
 import { type ChunkHook, pipeCopy } from "./copy_pipe.ts";
 import { relayCopy } from "./copy_relay.ts";
+import { refusedCopy } from "./refused_copy.ts";
 import { ensureRangeLog, forgetRanges, recordRange, undoInterruptedCopies } from "./range_log.ts";
 import { log } from "../observe/log.ts";
 
@@ -291,8 +292,11 @@ async function runTask(
     opts.progress.update(t.label, t.copied, t.bytes);
     return limiter?.take(rows);
   };
+  const explain = (e: unknown) => {
+    throw refusedCopy(e, t.label, targetName(t.job.target)) ?? e;
+  };
   if (task.range) {
-    await copyRange(worker, t, parts[0], task.range, opts, onChunk);
+    await copyRange(worker, t, parts[0], task.range, opts, onChunk).catch(explain);
     // Exactly one range sees 0 here: it records the table as synced.
     if (--t.remaining > 0) return;
     await opts.dest.begin(async (tx) => {
@@ -300,7 +304,7 @@ async function runTask(
       await forgetRanges(tx as unknown as Sql, opts.database, opts.sid, t.label);
     });
   } else {
-    await copyWhole(worker, t, parts, opts, onChunk);
+    await copyWhole(worker, t, parts, opts, onChunk).catch(explain);
     t.remaining--;
   }
   opts.progress.finish(t.label, t.rows);

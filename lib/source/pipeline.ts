@@ -30,7 +30,7 @@ import {
 import { compareColumns, dated, describeDrift, stopsTable } from "../apply/drift.ts";
 import { readSourceTable } from "./catalog.ts";
 import { syncPublication } from "./publication.ts";
-import { createSlotWithSnapshot, readSlot } from "./slot.ts";
+import { createSlotWithSnapshot, readSlot, readSlotLag, type SlotLag } from "./slot.ts";
 import { mappingsByRelation, type ResolvedTable, resolveTables } from "./tables.ts";
 import { copyTables, type SyncJob } from "./initial_sync.ts";
 import { streamChanges } from "./reader.ts";
@@ -40,11 +40,13 @@ export interface PipelineEvents {
   onConnected?(connected: boolean): void;
   onCommit?(info: CommitInfo): void;
   onAnomaly?(a: Anomaly): void;
-  /** A batch broke a constraint of destination table `table` and goes again one change at a time. */
+  /** A batch broke a constraint of destination table `table` (or had a value refused) and goes again one change at a time. */
   onOneByOne?(table: string): void;
   /** A table's column drift (none: an empty list), and whether it is stopped for it. */
   onColumnDrift?(report: DriftReport): void;
   onWalEnd?(walEnd: bigint): void;
+  /** What the source says of the slot's WAL as the stream starts (the slot poller says it later). */
+  onSlotLag?(lag: SlotLag): void;
   onSyncRows?(table: string, rows: number, bytes: number): void;
   onOperations?(
     table: string,
@@ -284,7 +286,12 @@ export class SourcePipeline {
           onOperations: this.events.onOperations,
         },
       );
-      await writesMarked;
+      // Only a metric: the slot poller tries again.
+      const [lag] = await Promise.all([
+        readSlotLag(src, this.name).catch(() => null),
+        writesMarked,
+      ]);
+      if (lag) this.events.onSlotLag?.(lag);
       this.#log.info("streaming from {lsn}", { lsn: formatLsn(startLsn) });
       this.events.onConnected?.(true);
       await streamChanges(replication, applier, {

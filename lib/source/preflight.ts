@@ -82,6 +82,23 @@ export function connectionFix(e: unknown, url: string): string {
     return "check host and port in the URL, that the server runs and that listen_addresses includes this address";
   }
   if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "check the host name in the URL";
+  if (code === "NOT_POSTGRES") {
+    return "check the port in the URL: something other than PostgreSQL answers there";
+  }
+  if (code === "SSL_NOT_SUPPORTED") {
+    return "turn ssl on in the server's postgresql.conf, or lower sslmode in the URL";
+  }
+  if (/altnames|not in the cert/i.test(message)) {
+    return "write the host exactly as the server's certificate names it (name or IP address), " +
+      "or have a certificate issued for this host (see README, TLS)";
+  }
+  if (/certificate|TLS failed/i.test(message) || code.startsWith("SSL_")) {
+    return "give the CA that issued the server's certificate as sslrootcert in the URL " +
+      "(or PGSSLROOTCERT; see README, TLS)";
+  }
+  if (code === "WRONG_ROLE") {
+    return "list the primary among the URL's hosts, or relax target_session_attrs";
+  }
   if (/CONNECT_TIMEOUT|timeout/i.test(`${code} ${message}`)) {
     return "check the host and port, and that no firewall drops the connection";
   }

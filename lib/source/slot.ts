@@ -39,6 +39,30 @@ export async function readSlot(
   };
 }
 
+/** What the source says of a slot's WAL, in bytes. */
+export interface SlotLag {
+  /** Source WAL not yet confirmed by kvsz: current LSN − `confirmed_flush_lsn`; null = unknown. */
+  bytes: number | null;
+  /** WAL the source keeps for the slot: current LSN − `restart_lsn`; null = unknown. */
+  retainedBytes?: number | null;
+}
+
+/** Reads the lag and retained WAL of slot `name`, or nulls when it does not exist. */
+export async function readSlotLag(sql: Sql, name: string): Promise<SlotLag> {
+  const rows = await sql.unsafe(
+    `SELECT pg_wal_lsn_diff(c.lsn, s.confirmed_flush_lsn)::int8 AS lag,
+            pg_wal_lsn_diff(c.lsn, s.restart_lsn)::int8 AS retained
+       FROM pg_catalog.pg_replication_slots s,
+            (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+                         ELSE pg_current_wal_lsn() END AS lsn) c
+      WHERE s.slot_name = $1`,
+    [name],
+  );
+  if (rows.length === 0) return { bytes: null, retainedBytes: null };
+  const num = (v: unknown) => v === null || v === undefined ? null : Math.max(0, Number(v));
+  return { bytes: num(rows[0].lag), retainedBytes: num(rows[0].retained) };
+}
+
 /** A freshly created slot with the snapshot it exported. */
 export interface CreatedSlot {
   /** LSN from which the slot streams; the snapshot shows exactly the commits before it. */

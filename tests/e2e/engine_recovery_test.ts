@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { startCluster, type TestCluster, testVersions } from "../support/cluster.ts";
 import { KvszProcess, tableRows, waitFor, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
+import { tempDirScope } from "../support/temp_dirs.ts";
 
 function config(source: TestCluster, dest: TestCluster, tables: Record<string, unknown>) {
   return {
@@ -31,6 +32,7 @@ for (const major of testVersions()) {
     sanitizeOps: false,
     sanitizeResources: false,
     fn: async (t) => {
+      await using _dirs = tempDirScope();
       await using source = await startCluster({ major });
       await using dest = await startCluster();
       const src = source.sql();

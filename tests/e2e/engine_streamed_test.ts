@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
 import { KvszProcess, tableRows, waitFor, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
+import { makeTempDir } from "../support/temp_dirs.ts";
 import type { Sql } from "../../lib/pg/connect.ts";
 
 async function setup(c: TestCluster, spoolDir: string, apply: Record<string, unknown> = {}) {
@@ -91,7 +92,7 @@ async function leftSpools(dir: string): Promise<{ stale: string; kept: string[] 
 clusterSuite("kvsz run: transactions streamed while they run", {
   "a savepoint rolled back inside a large transaction: spooled instead, arrives whole at its commit; an aborted one never":
     async (c) => {
-      const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
+      const spoolDir = await makeTempDir("kvsz-spool-test-");
       const { src, dst, config } = await setup(c, spoolDir);
       const left = await leftSpools(spoolDir);
       await using kvsz = KvszProcess.start(["run", "--config", config]);
@@ -168,12 +169,11 @@ clusterSuite("kvsz run: transactions streamed while they run", {
         what: "the aborted transaction's spool deleted",
       });
       assert.equal(await kvsz.stop(), 0);
-      await Deno.remove(spoolDir, { recursive: true });
     },
 
   "applied as it streams: a transaction committed meanwhile commits with it, nothing is visible before; killed meanwhile, nothing is lost":
     async (c) => {
-      const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
+      const spoolDir = await makeTempDir("kvsz-spool-test-");
       const { src, dst, dstDb, config } = await setup(c, spoolDir, { stream_wait_ms: 600_000 });
       const admin = c.sql();
       let kvsz = KvszProcess.start(["run", "--config", config]);
@@ -214,12 +214,11 @@ clusterSuite("kvsz run: transactions streamed while they run", {
         assert.equal(await kvsz.stop(), 0);
       } finally {
         await kvsz.stop("SIGKILL");
-        await Deno.remove(spoolDir, { recursive: true });
       }
     },
 
   "transactions committed meanwhile wait at most apply.stream_wait_ms": async (c) => {
-    const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
+    const spoolDir = await makeTempDir("kvsz-spool-test-");
     const { src, dst, config } = await setup(c, spoolDir, { stream_wait_ms: 300 });
     await using kvsz = KvszProcess.start(["run", "--config", config]);
     await kvsz.waitForOutput(/streaming from/);
@@ -237,12 +236,11 @@ clusterSuite("kvsz run: transactions streamed while they run", {
     await waitForEqualRows(() => bigRows(src), () => bigRows(dst), { kvsz });
     assert.match(kvsz.output, /transactions committed meanwhile waited 300 ms for it/);
     assert.equal(await kvsz.stop(), 0);
-    await Deno.remove(spoolDir, { recursive: true });
   },
 
   "a table added to the config: a large transaction into it that streams before the stream passed its copy is spooled, not dropped":
     async (c) => {
-      const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
+      const spoolDir = await makeTempDir("kvsz-spool-test-");
       const { src, dst, configFor } = await setup(c, spoolDir);
       await using first = KvszProcess.start(["run", "--config", await configFor({ small: null })]);
       await first.waitForOutput(/streaming from/);
@@ -275,12 +273,11 @@ clusterSuite("kvsz run: transactions streamed while they run", {
       );
       assert.doesNotMatch(kvsz.output, /anomaly/);
       assert.equal(await kvsz.stop(), 0);
-      await Deno.remove(spoolDir, { recursive: true });
     },
 
   "a large transaction applied as it streams that swaps a unique value: spooled, then applied one change at a time":
     async (c) => {
-      const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
+      const spoolDir = await makeTempDir("kvsz-spool-test-");
       const { src, dst, configFor } = await setup(c, spoolDir);
       for (const db of [src, dst]) {
         await db.unsafe(`CREATE TABLE uq (id int PRIMARY KEY, email text NOT NULL UNIQUE)`);
@@ -311,11 +308,10 @@ clusterSuite("kvsz run: transactions streamed while they run", {
       const fallbacks = kvsz.output.match(/one change at a time, in source order/g) ?? [];
       assert.ok(fallbacks.length >= 1 && fallbacks.length <= 2, kvsz.output.slice(-3000));
       assert.equal(await kvsz.stop(), 0);
-      await Deno.remove(spoolDir, { recursive: true });
     },
 
   "a large transaction into a history table is spooled and keeps every version": async (c) => {
-    const spoolDir = await Deno.makeTempDir({ prefix: "kvsz-spool-test-" });
+    const spoolDir = await makeTempDir("kvsz-spool-test-");
     const { src, dst, config } = await setup(c, spoolDir);
     await using kvsz = KvszProcess.start(["run", "--config", config]);
     await kvsz.waitForOutput(/streaming from/);
@@ -341,6 +337,5 @@ clusterSuite("kvsz run: transactions streamed while they run", {
       /it changes public\.hist, a history table; applying it at its commit/,
     );
     assert.equal(await kvsz.stop(), 0);
-    await Deno.remove(spoolDir, { recursive: true });
   },
 }, { minMajor: 14, settings: { logical_decoding_work_mem: "64kB" } });

@@ -13,7 +13,8 @@ import { startSlotPoller } from "../../lib/observe/slot_poller.ts";
 import { parseConfig } from "../../lib/config/load.ts";
 import { SourcePipeline } from "../../lib/source/pipeline.ts";
 import { clusterSuite, startCluster, type TestCluster } from "../support/cluster.ts";
-import { waitFor } from "../support/kvsz.ts";
+import { KvszProcess, waitFor, writeConfig } from "../support/kvsz.ts";
+import { freePort } from "../../lib/pg/local_cluster.ts";
 
 /** Log records of `fn`, captured from the `kvsz` loggers. */
 async function captureLogs<T>(fn: () => T | Promise<T>): Promise<[T, LogRecord[]]> {
@@ -218,6 +219,27 @@ async function pipelineMoves(c: TestCluster): Promise<void> {
   }
 }
 
+/** A new slot's lag is in /metrics once kvsz streams, not at the slot poller's next round (10 s). */
+async function lagFromTheStart(c: TestCluster): Promise<void> {
+  const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
+  for (const db of [src, dst]) await db.unsafe(`CREATE TABLE t1 (id int PRIMARY KEY)`);
+  const port = freePort();
+  const config = await writeConfig({
+    destination: { url: c.url(dstDb) },
+    databases: [{ database: srcDb, urls: [{ url: c.url(srcDb), sid: "1" }], tables: { t1: null } }],
+    metrics: { listen: `127.0.0.1:${port}` },
+    log: { level: "info", format: "text" },
+  });
+  await using kvsz = KvszProcess.start(["run", "--config", config]);
+  await kvsz.waitForOutput(/created slot .*streaming from/s);
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const labels = { database: srcDb, sid: "1" };
+  assert.notEqual(sample(text, "kvsz_lag_bytes", labels), null, text);
+  assert.notEqual(sample(text, "kvsz_slot_retained_wal_bytes", labels), null, text);
+  assert.equal(await kvsz.stop(), 0);
+}
+
 clusterSuite("metrics on real servers", {
   "rows flowing move the metrics; the slot poller; unready when the source stops": pipelineMoves,
+  "kvsz_lag_bytes of a new slot is there as soon as kvsz streams": lagFromTheStart,
 });

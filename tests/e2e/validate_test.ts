@@ -33,6 +33,8 @@ interface ValidateOpts {
   destSchema?: string;
   replicaRole?: boolean;
   json?: boolean;
+  /** The command to run with the config (default `validate`). */
+  command?: "validate" | "run";
 }
 
 let roleCounter = 0;
@@ -102,8 +104,8 @@ function makeSetup(
       };
       await using file = await tempConfig(stringify(config));
       const result = await runCli(
-        ["validate", "--config", file.path, ...(opts.json ? ["--json"] : [])],
-        { env: { KVSZ_PW: SECRET } },
+        [opts.command ?? "validate", "--config", file.path, ...(opts.json ? ["--json"] : [])],
+        { env: { KVSZ_PW: SECRET }, timeoutMs: 30_000 },
       );
       assert(!result.output.includes(SECRET), `password printed:\n${result.output}`);
       return result;
@@ -154,6 +156,23 @@ clusterSuite("kvsz validate", {
     assert(checks.length >= 15);
     assert(checks.every((x) => x.status === "ok"), json.stdout);
   },
+
+  "two sids whose slot names collide: validate and run refuse the config, naming both (exit 2)":
+    async (c) => {
+      const s = await prepared(c);
+      // As a DBA would prepare it: the one publication both sources would use.
+      await c.sql(s.srcDb).unsafe(`CREATE PUBLICATION kvsz_src_eu_1 FOR TABLE t1, t2`);
+      const url = urlFor(c, s.srcDb, s.srcUser);
+      const urls = [{ url, sid: "eu-1" }, { url, sid: "EU.1" }];
+      for (const command of ["validate", "run"] as const) {
+        const r = await s.validate({ urls, command });
+        assert.equal(r.code, 2, `${command}:\n${r.output}`);
+        assert.match(
+          r.stderr,
+          /kvsz\.yaml:\d+: databases\[0\]\.urls\[1\]\.sid: database "src" sid "EU\.1" collides with databases\[0\]\.urls\[0\] \(line \d+\), database "src" sid "eu-1": .* named kvsz_src_eu_1; give one of them another sid/,
+        );
+      }
+    },
 
   "a missing source table fails, naming it": async (c) => {
     const s = await prepared(c);

@@ -4,6 +4,7 @@
  */
 import postgres from "postgres";
 import { LocalCluster, startLocalCluster } from "../../lib/pg/local_cluster.ts";
+import { tempDirScope } from "./temp_dirs.ts";
 
 export { LocalCluster };
 
@@ -81,7 +82,8 @@ export async function startCluster(
 /**
  * One Deno test per selected server version (`KVSZ_TEST_PG_VERSIONS`, or
  * `opts.major`) that starts a cluster, runs each case as a step against it,
- * and stops it at the end even when a step fails.
+ * and stops it (and removes the test's temporary directories) at the end even
+ * when a step fails.
  */
 export function clusterSuite(
   name: string,
@@ -95,6 +97,7 @@ export function clusterSuite(
       sanitizeOps: false,
       sanitizeResources: false,
       fn: async (t) => {
+        await using _dirs = tempDirScope();
         await using cluster = await startCluster({ settings: opts.settings, major });
         for (const [caseName, fn] of Object.entries(cases)) {
           await t.step(caseName, () => fn(cluster));

@@ -1,6 +1,7 @@
 /** Runs kvsz as a real process in tests, writes configs, and waits for conditions. */
 import { stringify } from "yaml";
 import type { Sql } from "../../lib/pg/connect.ts";
+import { makeTempDir } from "./temp_dirs.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -73,9 +74,12 @@ export class KvszProcess implements AsyncDisposable {
   }
 }
 
-/** Writes `config` as YAML into a new temp dir; returns the file path. */
+/**
+ * Writes `config` as YAML into a new temp dir; returns the file path. The dir
+ * is removed when the test ends (see `tests/support/temp_dirs.ts`).
+ */
 export async function writeConfig(config: unknown): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "kvsz-test-" });
+  const dir = await makeTempDir("kvsz-test-");
   const path = `${dir}/kvsz.yaml`;
   await Deno.writeTextFile(path, stringify(config));
   return path;

@@ -357,6 +357,78 @@ Deno.test("error: two database entries feeding the same (target, sid)", () => {
   );
 });
 
+Deno.test("error: sources whose slot names collide, in one entry or across entries", () => {
+  const text = `${DESTINATION}databases:
+  - database: app
+    urls:
+      - { url: "postgres://a@h1/app", sid: eu-1 }
+      - { url: "postgres://a@h2/app", sid: EU.1 }
+    tables: { t1: }
+  - database: a_b
+    urls: [{ url: "postgres://a@h3/a_b", sid: c }]
+    tables: { t2: }
+  - database: a
+    urls: [{ url: "postgres://a@h4/a", sid: b_c }]
+    tables: { t3: }
+  - database: ${"d".repeat(60)}
+    urls: [{ url: "postgres://a@h5/d", sid: 1 }, { url: "postgres://a@h5/d", sid: 2 }]
+    tables: { t4: }
+`;
+  const problems = problemsOf(text);
+  assert.deepEqual(
+    problems.map((p) => `${p.line}: ${p.path}`),
+    ["7: databases[0].urls[1].sid", "13: databases[2].urls[0].sid", "16: databases[3].urls[1].sid"],
+  );
+  assert.equal(
+    problems[0].message,
+    'database "app" sid "EU.1" collides with databases[0].urls[0] (line 6), database "app" sid "eu-1": ' +
+      "both would use the slot, publication and replication origin named kvsz_app_eu_1; " +
+      "give one of them another sid",
+  );
+  assert.match(
+    problems[1].message,
+    /sid "b_c" collides with databases\[1\]\.urls\[0\] \(line 10\), database "a_b" sid "c": .* named kvsz_a_b_c;/,
+  );
+  // Cut at 63 characters, sids 1 and 2 of a long database name give one name.
+  assert.match(
+    problems[2].message,
+    /sid "2" collides with databases\[3\]\.urls\[0\] \(line 16\), database "d{60}" sid "1"/,
+  );
+});
+
+Deno.test("error: one database on two servers with one sid shares the progress row too", () => {
+  const text = `${DESTINATION}databases:
+  - database: app
+    urls: [{ url: "postgres://a@h1/app", sid: 1 }]
+    tables: { t1: }
+  - database: app
+    urls: [{ url: "postgres://a@h2/app", sid: 1 }]
+    tables: { t2: }
+`;
+  assertOneProblem(
+    text,
+    "databases[1].urls[0].sid",
+    "both would use the same kvsz.progress row and the slot, publication and replication origin named kvsz_app_1",
+  );
+});
+
+Deno.test("sources whose names differ only where kvsz keeps them apart load, names unchanged", () => {
+  const text = `${DESTINATION}databases:
+  - database: app
+    urls:
+      - { url: "postgres://a@h1/app", sid: eu_1 }
+      - { url: "postgres://a@h2/app", sid: eu_2 }
+    tables: { t1: }
+  - database: app2
+    urls: [{ url: "postgres://a@h3/app2", sid: eu_1 }]
+    tables: { t2: }
+`;
+  const config = parseConfig(text, "kvsz.yaml", {});
+  assert.deepEqual(config.databases.map((d) => d.urls.map((u) => u.sid)), [["eu_1", "eu_2"], [
+    "eu_1",
+  ]]);
+});
+
 Deno.test("error: invalid partitions_regex carries the regex's message", () => {
   assertOneProblem(
     config('      t7: { partitions_regex: "t7_(" }\n'),

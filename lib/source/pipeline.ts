@@ -349,7 +349,10 @@ export class SourcePipeline {
       const table = await readSourceTable(src, rel.schema, rel.name);
       if (!table) continue; // resolveTables found it a moment ago; the copy will say
       // Read after the catalog: a layout streamed from below it is not newer than this one.
-      const [{ lsn }] = await src.unsafe(`SELECT pg_current_wal_lsn()::text AS lsn`);
+      const [{ lsn }] = await src.unsafe(
+        `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+                      ELSE pg_current_wal_lsn() END)::text AS lsn`,
+      );
       const target = state.targets.get(mapping.target)!;
       const names = table.columns.map((c) => c.name);
       const cmp = compareColumns(names, target.columns.keys(), record.sourceColumns);

@@ -436,7 +436,9 @@ export class Applier {
     const old = this.routes.get(relationId);
     // Changes buffered with the old column layout are written with the old route.
     const wait = old && this.#batches.get(old)?.size ? this.#queueFlush() : undefined;
-    return Promise.all([wait, this.routes.update(msg)]).then(() => {});
+    // The layout holds from this transaction's commit (a streamed one commits after the last).
+    const atLsn = this.#txn?.finalLsn ?? this.#lastCommitLsn;
+    return Promise.all([wait, this.routes.update(msg, atLsn)]).then(() => {});
   }
 
   async #truncate(relationIds: number[]): Promise<void> {

@@ -8,6 +8,9 @@ export const HISTORY_COLUMNS = ["kvsz_start", "kvsz_end", "kvsz_deleted"] as con
 /** Name of the source id column. */
 export const SID_COLUMN = "sid";
 
+/** Columns kvsz writes itself; never mapped from the source. */
+export const KVSZ_COLUMNS: ReadonlySet<string> = new Set([SID_COLUMN, ...HISTORY_COLUMNS]);
+
 interface ColumnRow {
   name: string;
   type: string;

@@ -14,8 +14,10 @@ import {
   type PreflightOptions,
   sqlName,
 } from "../source/preflight.ts";
-import { HISTORY_COLUMNS, readTargetTable, SID_COLUMN } from "./catalog.ts";
+import { HISTORY_COLUMNS, KVSZ_COLUMNS, readTargetTable, SID_COLUMN } from "./catalog.ts";
 import type { TargetTable } from "./types.ts";
+import { compareColumns, driftNotice } from "./drift.ts";
+import { readAllSyncedTables, type SyncedTableRow } from "./progress.ts";
 
 /** Type every history column must have, as `format_type` prints it. */
 export const HISTORY_COLUMN_TYPES: Record<string, string> = {
@@ -71,10 +73,11 @@ export async function preflightDestination(
     checks.push({ status: "ok", check: `${label} reachable` });
     const schema = config.destination.schema;
     const names = [...new Set(config.databases.flatMap((db) => db.tables.map((m) => m.target)))];
-    const [kvszSchema, targetSchema, targetList] = await Promise.all([
+    const [kvszSchema, targetSchema, targetList, records] = await Promise.all([
       kvszSchemaCheck(sql, label, user),
       targetSchemaCheck(sql, label, schema, user),
       Promise.all(names.map((name) => readTargetTable(sql, schema, name))),
+      readColumnRecords(sql),
     ]);
     checks.push(kvszSchema, targetSchema);
     if (config.destination.replicaRole) checks.push(await replicaRoleCheck(sql, label, user));
@@ -83,17 +86,18 @@ export async function preflightDestination(
     const perMapping = await Promise.all(
       config.databases.flatMap((db) =>
         db.tables.map((mapping) =>
-          targetChecks(
-            sql,
-            label,
+          targetChecks(sql, label, {
             schema,
             user,
             db,
             mapping,
-            targets.get(mapping.target) ?? null,
-            sourceTables.get(db.database)?.get(mapping.source) ?? null,
-            config.destination.replicaRole,
-          )
+            target: targets.get(mapping.target) ?? null,
+            source: sourceTables.get(db.database)?.get(mapping.source) ?? null,
+            replicaRole: config.destination.replicaRole,
+            records: db.urls.flatMap((u) =>
+              records.get(recordKey(db.database, u.sid, mapping.source)) ?? []
+            ),
+          })
         )
       ),
     );
@@ -207,18 +211,36 @@ function neededPrivileges(mapping: TableMapping): string[] {
     : ["INSERT", "UPDATE"];
 }
 
+function recordKey(database: string, sid: string, sourceTable: string): string {
+  return JSON.stringify([database, sid, sourceTable]);
+}
+
+/** kvsz's records of the tables by {@link recordKey}; empty before kvsz first ran. */
+async function readColumnRecords(sql: Sql): Promise<Map<string, SyncedTableRow>> {
+  const rows = await readAllSyncedTables(sql);
+  return new Map(rows.map((r) => [recordKey(r.database, r.sid, r.sourceTable), r]));
+}
+
+/** What the checks of one mapping's target look at. */
+interface TargetCheckInput {
+  schema: string;
+  user: string;
+  db: DatabaseMapping;
+  mapping: TableMapping;
+  target: TargetTable | null;
+  source: SourceTable | null;
+  /** `destination.replica_role`: foreign keys do not fire. */
+  replicaRole: boolean;
+  /** kvsz's records of the table, one per sid that has one. */
+  records: SyncedTableRow[];
+}
+
 async function targetChecks(
   sql: Sql,
   destLabel: string,
-  schema: string,
-  user: string,
-  db: DatabaseMapping,
-  mapping: TableMapping,
-  target: TargetTable | null,
-  source: SourceTable | null,
-  /** `destination.replica_role`: foreign keys do not fire. */
-  replicaRole: boolean,
+  input: TargetCheckInput,
 ): Promise<Check[]> {
+  const { schema, user, db, mapping, target, source, replicaRole } = input;
   const qualified = `${sqlName(schema)}.${sqlName(mapping.target)}`;
   const label =
     `${destLabel} table ${schema}.${mapping.target} (from ${db.database} ${mapping.sourceSchema}.${mapping.sourceName}, ${mapping.mode})`;
@@ -266,9 +288,8 @@ async function targetChecks(
   }
   if (!source) return out;
 
-  const kvszColumns = new Set<string>([SID_COLUMN, ...HISTORY_COLUMNS]);
   const common = source.columns.filter((c) =>
-    target.columns.has(c.name) && !kvszColumns.has(c.name)
+    target.columns.has(c.name) && !KVSZ_COLUMNS.has(c.name)
   );
   const typeCheck = `${label} column types`;
   if (common.length === 0) {
@@ -295,6 +316,7 @@ async function targetChecks(
     if (mismatches.length === 0) out.push({ status: "ok", check: typeCheck });
   }
 
+  out.push(...columnChecks(label, qualified, input.records, { mapping, source, target }));
   if (mapping.mode === "history") {
     out.push(...historyUniqueChecks(label, qualified, target, source.identityColumns));
   }
@@ -318,6 +340,72 @@ async function targetChecks(
     out.push({ status: "ok", check: keyCheck });
   }
   return out;
+}
+
+/**
+ * Target columns the source does not fill. Once kvsz has run, its records
+ * tell which target columns it filled from source columns that are gone
+ * (dropped or renamed: column drift) and which source columns are new since
+ * the copy. Before, the catalogs cannot tell a former source column from one
+ * of your own: a target column the source lacks is named unless it has a
+ * default (or is `sid` or `kvsz_*`), and fails when it is NOT NULL (every
+ * new row would fail).
+ */
+function columnChecks(
+  label: string,
+  qualified: string,
+  records: SyncedTableRow[],
+  tables: { mapping: TableMapping; source: SourceTable; target: TargetTable },
+): Check[] {
+  const { mapping, source, target } = tables;
+  const check = `${label} columns`;
+  const names = source.columns.map((c) => c.name);
+  const unfilled = [...target.columns.values()].filter((c) =>
+    !names.includes(c.name) && !KVSZ_COLUMNS.has(c.name) && !c.hasDefault
+  );
+  const out: Check[] = [];
+  const notNull = unfilled.filter((c) => c.notNull).map((c) => c.name);
+  if (notNull.length > 0) {
+    out.push({
+      status: "FAIL",
+      check,
+      problem: `column(s) ${
+        notNull.join(", ")
+      } are NOT NULL without a default, and ${source.schema}.${source.name} has no such column: every new row would fail`,
+      fix: `if the source renamed it, rename it here too; else ${
+        notNull.map((c) => `ALTER TABLE ${qualified} ALTER COLUMN ${sqlName(c)} DROP NOT NULL`)
+          .join("; ")
+      } (or give it a default)`,
+    });
+  }
+  const known = records.filter((r) => r.sourceColumns !== null);
+  const place = {
+    source: `${source.schema}.${source.name}`,
+    target: `${target.schema}.${target.name}`,
+  };
+  if (known.length > 0) {
+    const seen = new Set<string>();
+    const drift = known.flatMap((r) =>
+      compareColumns(names, target.columns.keys(), r.sourceColumns!).drift
+    ).filter((d) => !seen.has(d.kind + d.column) && seen.add(d.kind + d.column));
+    const stoppedLsn = records.find((r) => r.stoppedLsn !== null)?.stoppedLsn ?? null;
+    const notice = driftNotice(place, drift, { stoppedLsn, policy: mapping.onColumnDrift });
+    if (notice) out.push({ status: "WARN", check, ...notice });
+  } else {
+    const nullable = unfilled.filter((c) => !c.notNull).map((c) => c.name);
+    if (nullable.length > 0) {
+      out.push({
+        status: "WARN",
+        check,
+        problem: `column(s) ${
+          nullable.join(", ")
+        } have no default and ${place.source} has no such column: kvsz leaves them NULL`,
+        fix:
+          `if the source dropped or renamed them, drop or rename them here; a column of your own: give it a default`,
+      });
+    }
+  }
+  return out.length > 0 ? out : [{ status: "ok", check }];
 }
 
 /**

@@ -1,10 +1,12 @@
 /**
  * kvsz's own state in the destination (schema `kvsz`): per source the last
  * applied commit, written in the same transaction as the changes, and per table
- * the LSN of the snapshot its initial copy came from.
+ * the LSN of the snapshot its initial copy came from, the source columns kvsz
+ * knows, their drift and whether the table is stopped for it.
  */
 import type { Sql } from "../pg/connect.ts";
-import { parseLsn } from "../pg/lsn.ts";
+import { formatLsn, parseLsn } from "../pg/lsn.ts";
+import type { ColumnDrift } from "./drift.ts";
 import { textArray } from "./text_array.ts";
 
 /** DDL run on every start (idempotent; safe with several kvsz processes). */
@@ -33,12 +35,42 @@ const SCHEMA_DDL = [
     PRIMARY KEY (database, sid, source_table))`,
 ];
 
-/** Creates schema `kvsz` and its tables when missing. */
+/**
+ * Columns added to `kvsz.synced_tables` since it was first released, each
+ * with its type (added to an existing schema on start).
+ */
+const SYNCED_TABLES_ADDED: [string, string][] = [
+  // The source columns kvsz knows (see drift.ts); NULL when copied by an older kvsz.
+  ["source_columns", "text[]"],
+  // The LSN those columns were seen at: an older layout streamed again says nothing.
+  ["columns_lsn", "pg_lsn"],
+  // The table's column drift: [{column, kind, since}].
+  ["column_drift", "jsonb"],
+  // Set while the table is stopped for column drift (its changes are not applied).
+  ["stopped_lsn", "pg_lsn"],
+];
+
+/** Creates schema `kvsz` and its tables when missing, and adds columns newer versions need. */
 export async function ensureKvszSchema(sql: Sql): Promise<void> {
   // Two processes starting at once may race on CREATE ... IF NOT EXISTS: serialize.
   await sql.begin(async (tx) => {
     await tx.unsafe(`SELECT pg_advisory_xact_lock(hashtext('kvsz.schema'))`);
     for (const ddl of SCHEMA_DDL) await tx.unsafe(ddl);
+    // ALTER TABLE locks the table even when the column exists: only when one is missing.
+    const present = new Set(
+      (await tx.unsafe(
+        `SELECT attname FROM pg_catalog.pg_attribute
+          WHERE attrelid = 'kvsz.synced_tables'::regclass AND attnum > 0 AND NOT attisdropped`,
+      )).map((r) => String(r.attname)),
+    );
+    const missing = SYNCED_TABLES_ADDED.filter(([name]) => !present.has(name));
+    if (missing.length > 0) {
+      await tx.unsafe(
+        `ALTER TABLE kvsz.synced_tables ${
+          missing.map(([name, type]) => `ADD COLUMN IF NOT EXISTS ${name} ${type}`).join(", ")
+        }`,
+      );
+    }
   });
 }
 
@@ -130,37 +162,169 @@ export async function recordIdlePosition(
   );
 }
 
-/** Snapshot LSN of each table's initial copy, by source table (`schema.name`). */
+/** What kvsz recorded about one table of a source. */
+export interface SyncedTable {
+  /** Snapshot LSN of the table's copy; 0/0 when it is to be copied again. */
+  lsn: bigint;
+  /** The source columns kvsz knows (see drift.ts); null when an older kvsz copied it. */
+  sourceColumns: string[] | null;
+  /** LSN of the layout `sourceColumns` describes. */
+  columnsLsn: bigint;
+  drift: ColumnDrift[];
+  /** Where the table stopped for column drift; null while it streams. */
+  stoppedLsn: bigint | null;
+}
+
+/** What kvsz recorded about each table of a source, by source table (`TableMapping.source`). */
 export async function readSyncedTables(
   sql: Sql,
   database: string,
   sid: string,
-): Promise<Map<string, bigint>> {
+): Promise<Map<string, SyncedTable>> {
   const rows = await sql.unsafe(
-    `SELECT source_table, synced_lsn::text AS synced_lsn FROM kvsz.synced_tables
-      WHERE database = $1 AND sid = $2`,
+    `SELECT source_table, synced_lsn::text AS synced_lsn,
+            array_to_json(source_columns)::text AS source_columns,
+            columns_lsn::text AS columns_lsn, column_drift::text AS column_drift,
+            stopped_lsn::text AS stopped_lsn
+       FROM kvsz.synced_tables WHERE database = $1 AND sid = $2`,
     [database, sid],
   );
-  return new Map(rows.map((r) => [r.source_table as string, parseLsn(r.synced_lsn)]));
+  return new Map(rows.map((r) => [r.source_table as string, {
+    lsn: parseLsn(r.synced_lsn),
+    sourceColumns: r.source_columns ? JSON.parse(r.source_columns) : null,
+    columnsLsn: r.columns_lsn ? parseLsn(r.columns_lsn) : 0n,
+    drift: r.column_drift ? JSON.parse(r.column_drift) : [],
+    stoppedLsn: r.stopped_lsn ? parseLsn(r.stopped_lsn) : null,
+  }]));
 }
 
-/** Records that `sourceTable` was copied from a snapshot at `syncedLsn` (same transaction as the copy). */
-export async function markTableSynced(
-  tx: Sql,
-  database: string,
-  sid: string,
-  sourceTable: string,
-  target: string,
-  syncedLsn: string,
-  rows: number,
-): Promise<void> {
+/** A `kvsz.synced_tables` row as other commands read it (`status`, `validate`). */
+export interface SyncedTableRow {
+  database: string;
+  sid: string;
+  /** `TableMapping.source`. */
+  sourceTable: string;
+  /** Destination table name (in `destination.schema`). */
+  target: string;
+  /** The source columns kvsz knows; null when an older kvsz copied the table. */
+  sourceColumns: string[] | null;
+  drift: ColumnDrift[];
+  stoppedLsn: string | null;
+}
+
+/**
+ * Every `kvsz.synced_tables` row, whichever kvsz version created the schema
+ * (columns it lacks read as empty); none before kvsz first ran.
+ */
+export async function readAllSyncedTables(sql: Sql): Promise<SyncedTableRow[]> {
+  const [{ present }] = await sql.unsafe(
+    `SELECT to_regclass('kvsz.synced_tables') IS NOT NULL AS present`,
+  );
+  if (!present) return [];
+  const rows = await sql.unsafe(
+    `SELECT to_jsonb(t)::text AS r FROM kvsz.synced_tables t
+      ORDER BY database, sid, source_table COLLATE "C"`,
+  );
+  return rows.map(({ r }) => {
+    const t = JSON.parse(r);
+    return {
+      database: t.database,
+      sid: t.sid,
+      sourceTable: t.source_table,
+      target: t.target,
+      sourceColumns: t.source_columns ?? null,
+      drift: t.column_drift ?? [],
+      stoppedLsn: t.stopped_lsn ?? null,
+    };
+  });
+}
+
+/** Which table of which source a record is about. */
+export interface TableKey {
+  database: string;
+  sid: string;
+  /** `TableMapping.source`. */
+  sourceTable: string;
+}
+
+/** What a table's copy records, in the copy's own destination transaction. */
+export interface CopyRecord {
+  target: string;
+  /** Snapshot LSN of the copy (0/0 while a split copy runs). */
+  lsn: string;
+  rows: number;
+  /** The source's columns in the snapshot. */
+  sourceColumns: string[];
+  /** The target's columns. */
+  targetColumns: string[];
+}
+
+/**
+ * Records that a table was copied from a snapshot at `copy.lsn`, in the
+ * copy's transaction. The copy ends a stop and any drift but one: a target
+ * column kvsz filled before whose source column is gone stays known, and
+ * stays drift.
+ */
+export async function markTableSynced(tx: Sql, table: TableKey, copy: CopyRecord): Promise<void> {
   await tx.unsafe(
-    `INSERT INTO kvsz.synced_tables (database, sid, source_table, target, synced_lsn, rows)
-     VALUES ($1, $2, $3, $4, $5::pg_lsn, $6)
+    `INSERT INTO kvsz.synced_tables AS t (database, sid, source_table, target, synced_lsn, rows,
+       source_columns, columns_lsn)
+     VALUES ($1, $2, $3, $4, $5::pg_lsn, $6, $7::text[], $5::pg_lsn)
      ON CONFLICT (database, sid, source_table) DO UPDATE SET
        target = excluded.target, synced_lsn = excluded.synced_lsn,
-       synced_at = now(), rows = excluded.rows`,
-    [database, sid, sourceTable, target, syncedLsn, rows],
+       synced_at = now(), rows = excluded.rows,
+       source_columns = excluded.source_columns || ARRAY(
+         SELECT c FROM unnest(t.source_columns) c
+          WHERE c = ANY($8::text[]) AND NOT c = ANY(excluded.source_columns)),
+       columns_lsn = excluded.columns_lsn,
+       column_drift = (
+         SELECT jsonb_agg(d) FROM jsonb_array_elements(t.column_drift) d
+          WHERE d->>'kind' = 'missing_at_source' AND d->>'column' = ANY($8::text[])
+            AND NOT d->>'column' = ANY(excluded.source_columns)),
+       stopped_lsn = NULL`,
+    [
+      table.database,
+      table.sid,
+      table.sourceTable,
+      copy.target,
+      copy.lsn,
+      copy.rows,
+      textArray(copy.sourceColumns),
+      textArray(copy.targetColumns),
+    ],
+  );
+}
+
+/** A table's column state as the stream found it. */
+export interface ColumnState {
+  sourceColumns: string[];
+  /** LSN of the source layout `sourceColumns` comes from. */
+  columnsLsn: bigint;
+  drift: ColumnDrift[];
+  /** Set to stop the table: it is then copied again once the drift is fixed. */
+  stoppedLsn: bigint | null;
+}
+
+/**
+ * Records a table's column state; a stop also marks the table to be copied
+ * again (synced LSN 0/0). Runs in a transaction of its own, before any change
+ * of the table is left out: a stop recorded early only means a copy covers more.
+ */
+export async function writeColumnState(sql: Sql, table: TableKey, state: ColumnState) {
+  await sql.unsafe(
+    `UPDATE kvsz.synced_tables SET source_columns = $4::text[], columns_lsn = $5::pg_lsn,
+            column_drift = $6::text::jsonb, stopped_lsn = $7::pg_lsn,
+            synced_lsn = CASE WHEN $7::pg_lsn IS NULL THEN synced_lsn ELSE '0/0' END
+      WHERE database = $1 AND sid = $2 AND source_table = $3`,
+    [
+      table.database,
+      table.sid,
+      table.sourceTable,
+      textArray(state.sourceColumns),
+      formatLsn(state.columnsLsn),
+      state.drift.length > 0 ? JSON.stringify(state.drift) : null,
+      state.stoppedLsn === null ? null : formatLsn(state.stoppedLsn),
+    ],
   );
 }
 

@@ -1,20 +1,19 @@
 /**
  * Where an initial copy lands. A first sync copies straight into the target.
- * A re-sync (the slot was lost or could not be trusted, or a table comes back
- * to the config) must never double rows nor erase what the mode keeps, so:
- * clone with `sid` replaces that sid's rows, and so does clone without `sid`
- * when the whole source is copied again and no other source writes the
- * target (every row is the source's); otherwise the copy lands in a staging
- * table and is merged: clone and append upsert by key; history adds a version
- * for each changed row and closes the current version of each vanished row
- * (without `sid`, unless every row is the source's, only of rows this source
- * changed).
+ * A re-sync (the slot was lost, a table comes back to the config, or a table
+ * stopped for column drift was fixed) must never double rows nor erase what
+ * the mode keeps, so the copy lands in a staging table and is merged: clone
+ * with `sid` replaces that sid's rows; clone without `sid` upserts by key and,
+ * when no other source of the config writes the target, deletes the rows the
+ * copy lacks (without a key: replaces every row); append upserts by key;
+ * history adds a version for each changed row and closes the current version
+ * of each vanished row.
  */
 import type { Sql } from "../pg/connect.ts";
 import { qualify, quoteIdent, quoteLiteral } from "../pg/identifiers.ts";
 import type { TableMode } from "../config/types.ts";
 import type { TargetTable } from "./types.ts";
-import { KVSZ_COLUMNS } from "./routes.ts";
+import { KVSZ_COLUMNS } from "./catalog.ts";
 
 /** A place to COPY into, and what to do after the copy. */
 export interface CopySink {
@@ -34,10 +33,7 @@ export interface ResyncTarget {
   columns: string[];
   /** Columns identifying a row at the source (its replica identity key); may be empty. */
   sourceKey: string[];
-  /**
-   * Every row of the target is this source's to replace: the whole source is
-   * copied again (its slot was lost) and no other source writes the target.
-   */
+  /** No other source of the config writes the target (a clone target without sid is this source's). */
   exclusive: boolean;
 }
 
@@ -54,22 +50,25 @@ export async function prepareResync(
   if (!job.resync) return { table, finish: async () => {} };
   const sidCond = (alias: string) =>
     target.hasSid ? ` AND ${alias}.sid = ${quoteLiteral(sid)}` : "";
-  /** Every row of the target (of its sid, when it has one) is this source's. */
-  const own = target.hasSid || job.exclusive;
-  if (mode === "clone" && own) {
-    if (target.hasSid) await tx.unsafe(`DELETE FROM ${table} WHERE sid = $1`, [sid]);
-    else await tx.unsafe(`DELETE FROM ${table}`);
+  if (mode === "clone" && target.hasSid) {
+    await tx.unsafe(`DELETE FROM ${table} WHERE sid = $1`, [sid]);
+    return { table, finish: async () => {} };
+  }
+  const cols = job.columns;
+  // The source's key when the copy carries it, else the target's primary key.
+  const key = job.sourceKey.length > 0 && job.sourceKey.every((c) => cols.includes(c))
+    ? job.sourceKey
+    : target.primaryKey.filter((c) => !KVSZ_COLUMNS.has(c));
+  // This source's own clone: rows cannot be matched without a key, so all are replaced.
+  const replaceAll = mode === "clone" && job.exclusive && key.length === 0;
+  if (replaceAll) {
+    await tx.unsafe(`DELETE FROM ${table}`);
     return { table, finish: async () => {} };
   }
   const stage = `kvsz_stage_${++stageCounter}`;
   await tx.unsafe(
     `CREATE TEMP TABLE ${stage} ON COMMIT DROP AS SELECT * FROM ${table} WITH NO DATA`,
   );
-  const cols = job.columns;
-  // The source's key when the copy carries it, else the target's primary key.
-  const key = job.sourceKey.length > 0 && job.sourceKey.every((c) => cols.includes(c))
-    ? job.sourceKey
-    : target.primaryKey.filter((c) => !KVSZ_COLUMNS.has(c));
   const keyMatch = key.length
     ? key.map((k) => `t.${quoteIdent(k)} = s.${quoteIdent(k)}`).join(" AND ")
     : "true";
@@ -83,8 +82,8 @@ export async function prepareResync(
   const finish = async () => {
     if (mode === "history") {
       const current = `t.kvsz_end = '9999-01-01'${sidCond("t")}`;
-      // Without sid, rows of other sources may be there: close only rows this source changed.
-      const scope = own
+      // Without sid, other sources may share the target: close only rows this source changed.
+      const scope = target.hasSid || job.exclusive
         ? ""
         : key.length === 0
         ? " AND false"
@@ -117,6 +116,12 @@ export async function prepareResync(
       `INSERT INTO ${table} (${insertCols}) SELECT ${selectCols} FROM ${stage} s
         WHERE NOT EXISTS (SELECT 1 FROM ${table} t WHERE ${exists}${sidCond("t")})`,
     );
+    if (mode === "clone" && job.exclusive) {
+      // Deleted at the source while the table was not streamed: an identical copy drops them too.
+      await tx.unsafe(
+        `DELETE FROM ${table} t WHERE NOT EXISTS (SELECT 1 FROM ${stage} s WHERE ${keyMatch})`,
+      );
+    }
   };
   return { table: stage, finish };
 }

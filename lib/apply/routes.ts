@@ -6,12 +6,11 @@
 import type { TableMapping } from "../config/types.ts";
 import type { Sql } from "../pg/connect.ts";
 import type { RelationMessage } from "../source/messages.ts";
-import { castType, readTargetTable } from "./catalog.ts";
+import { castType, KVSZ_COLUMNS, readTargetTable } from "./catalog.ts";
 import { log } from "../observe/log.ts";
 import type { MappedColumn, TableRoute, TargetTable } from "./types.ts";
-
-/** Columns kvsz writes itself; never mapped from the source. */
-export const KVSZ_COLUMNS = new Set(["sid", "kvsz_start", "kvsz_end", "kvsz_deleted"]);
+import { type ColumnDrift, compareColumns, dated, describeDrift, stopsTable } from "./drift.ts";
+import { type ColumnState, type SyncedTable, writeColumnState } from "./progress.ts";
 
 /** A route could not be built: the message names the table and the fix. */
 export class RouteError extends Error {}
@@ -76,75 +75,168 @@ export function buildRoute(
   };
 }
 
-/** The routes of one source, kept current as Relation messages arrive. */
+/** A table's column drift as the stream saw it: which columns, and whether it stopped. */
+export interface DriftReport {
+  /** The mapped source table, `schema.name`. */
+  table: string;
+  drift: ColumnDrift[];
+  stopped: boolean;
+}
+
+/** Options of {@link RouteTable}. */
+export interface RouteTableOptions {
+  destSchema: string;
+  /** The mapping of a relation named in a Relation message, if any. */
+  mappingOf: (schema: string, name: string) => TableMapping | undefined;
+  database: string;
+  sid: string;
+  /** What kvsz recorded per table, by `TableMapping.source`. */
+  synced: Map<string, SyncedTable>;
+  /** Called when a table's drift or stop changes. */
+  onDrift?: (report: DriftReport) => void;
+}
+
+/**
+ * The routes of one source, kept current as Relation messages arrive. Each
+ * layout is compared with the source columns kvsz knows for its table (see
+ * drift.ts): a change of drift is recorded, logged once and reported, and a
+ * table whose policy is `stop` gets no route from its first drifted layout on.
+ */
 export class RouteTable {
   #routes = new Map<number, TableRoute>();
-  /** Column names of each relation's last Relation message. */
-  #sourceColumns = new Map<number, Set<string>>();
+  /** The mapping (`TableMapping.source`) of each routed relation. */
+  #mappingOfRoute = new Map<number, string>();
+  /** Column state per mapped table, by `TableMapping.source`. */
+  #columns = new Map<string, ColumnState & { known: boolean }>();
+  readonly #log;
 
   constructor(
     private readonly dest: Sql,
-    private readonly destSchema: string,
-    /** The mapping of a relation named in a Relation message, if any. */
-    private readonly mappingOf: (schema: string, name: string) => TableMapping | undefined,
-    private readonly database: string,
-    private readonly sid: string,
-    /** Snapshot LSN of each mapping's initial copy, by `TableMapping.source`. */
-    private readonly syncedLsns: Map<string, bigint>,
-  ) {}
+    private readonly opts: RouteTableOptions,
+  ) {
+    this.#log = log("apply").with({ database: opts.database, sid: opts.sid });
+    for (const [source, r] of opts.synced) {
+      this.#columns.set(source, {
+        sourceColumns: r.sourceColumns ?? [],
+        known: r.sourceColumns !== null,
+        columnsLsn: r.columnsLsn > r.lsn ? r.columnsLsn : r.lsn,
+        drift: r.drift,
+        stoppedLsn: r.stoppedLsn,
+      });
+    }
+  }
 
-  /** The route of a relation id, or undefined when the relation is not mapped. */
+  /** The route of a relation, or undefined when the relation is not mapped or its table is stopped. */
   get(relationId: number): TableRoute | undefined {
     return this.#routes.get(relationId);
   }
 
-  /** (Re)builds the route of a relation, reading its target's catalog again. */
-  async update(relation: RelationMessage): Promise<TableRoute | undefined> {
-    const mapping = this.mappingOf(relation.schema, relation.name);
-    if (!mapping) {
-      this.#routes.delete(relation.relationId);
-      return undefined;
-    }
-    const target = await readTargetTable(this.dest, this.destSchema, mapping.target);
+  /**
+   * (Re)builds the route of a relation, reading its target's catalog again;
+   * `atLsn` is where the layout was sent (the commit of the transaction it came in).
+   */
+  async update(relation: RelationMessage, atLsn: bigint): Promise<TableRoute | undefined> {
+    this.#routes.delete(relation.relationId);
+    const mapping = this.opts.mappingOf(relation.schema, relation.name);
+    if (!mapping) return undefined;
+    const schema = this.opts.destSchema;
+    const target = await readTargetTable(this.dest, schema, mapping.target);
     if (!target) {
       throw new RouteError(
-        `target table ${this.destSchema}.${mapping.target} for ${relation.schema}.${relation.name} does not exist; create it (see \`kvsz validate\`)`,
+        `target table ${schema}.${mapping.target} for ${relation.schema}.${relation.name} does not exist; create it (see \`kvsz validate\`)`,
       );
     }
     const route = buildRoute(
       relation,
       mapping,
       target,
-      this.database,
-      this.sid,
-      this.syncedLsns.get(mapping.source) ?? 0n,
+      this.opts.database,
+      this.opts.sid,
+      this.opts.synced.get(mapping.source)?.lsn ?? 0n,
     );
-    this.#warnNewUnmapped(route, relation);
+    const names = relation.columns.map((c) => c.name);
+    if (await this.#stopped(mapping, target, names, atLsn)) return undefined;
     this.#routes.set(relation.relationId, route);
+    this.#mappingOfRoute.set(relation.relationId, mapping.source);
     return route;
   }
 
-  /**
-   * A column added at the source that the target lacks is not copied: said
-   * once, when it appears (columns left out of a target on purpose are not).
-   */
-  #warnNewUnmapped(route: TableRoute, relation: RelationMessage): void {
-    const names = relation.columns.map((c) => c.name);
-    const before = this.#sourceColumns.get(relation.relationId);
-    this.#sourceColumns.set(relation.relationId, new Set(names));
-    if (!before) return;
-    const mapped = new Set(route.columns.map((c) => c.name));
-    const added = names.filter((n) => !before.has(n) && !mapped.has(n) && !KVSZ_COLUMNS.has(n));
-    if (added.length === 0) return;
-    log("apply").with({ database: this.database, sid: this.sid }).warn(
-      "{source} has new column(s) {columns} that target {target} lacks: their values are not copied. " +
-        "Add them to the target and restart kvsz; rows changed before keep NULL there " +
-        "(add columns to the destination first, then to the source)",
-      {
-        source: route.source,
-        columns: added.join(", "),
-        target: `${route.target.schema}.${route.target.name}`,
-      },
+  /** Compares a layout with what kvsz knows; records a change; true when the table is stopped. */
+  async #stopped(
+    mapping: TableMapping,
+    target: TargetTable,
+    names: string[],
+    atLsn: bigint,
+  ): Promise<boolean> {
+    const before = this.#columns.get(mapping.source);
+    // Not yet copied (nothing to compare), or a layout older than the one recorded.
+    if (!before || atLsn < before.columnsLsn) return before?.stoppedLsn != null;
+    const cmp = compareColumns(
+      names,
+      target.columns.keys(),
+      before.known ? before.sourceColumns : names,
     );
+    const drift = dated(cmp.drift, before.drift, new Date().toISOString());
+    const stop = before.stoppedLsn === null && stopsTable(drift, mapping.onColumnDrift);
+    const after = {
+      sourceColumns: cmp.known,
+      known: true,
+      columnsLsn: atLsn,
+      drift,
+      stoppedLsn: stop ? atLsn : before.stoppedLsn,
+    };
+    const same = before.known && sameItems(after.sourceColumns, before.sourceColumns) &&
+      sameItems(drift.map(driftKey), before.drift.map(driftKey));
+    if (same && !stop) return after.stoppedLsn !== null;
+    const table = { database: this.opts.database, sid: this.opts.sid, sourceTable: mapping.source };
+    await writeColumnState(this.dest, table, after);
+    this.#columns.set(mapping.source, after);
+    if (stop) {
+      // Every relation of the table (partitions) stops at once.
+      for (const id of this.#routes.keys()) {
+        if (this.#mappingOfRoute.get(id) === mapping.source) this.#routes.delete(id);
+      }
+    }
+    this.#report(mapping, target, before.drift, after);
+    return after.stoppedLsn !== null;
   }
+
+  /** Logs drift that appeared (or a stop), and reports the table's new drift. */
+  #report(
+    mapping: TableMapping,
+    target: TargetTable,
+    before: ColumnDrift[],
+    after: ColumnState,
+  ): void {
+    const place = {
+      source: `${mapping.sourceSchema}.${mapping.sourceName}`,
+      target: `${target.schema}.${target.name}`,
+    };
+    const keys = new Set(before.map(driftKey));
+    const appeared = after.drift.filter((d) => !keys.has(driftKey(d)));
+    const stopped = after.stoppedLsn !== null;
+    if (appeared.length > 0) {
+      const fields = { table: place.source, columns: appeared.map((d) => d.column).join(", ") };
+      const message = describeDrift(place, after.drift, stopped);
+      if (stopped) this.#log.error("{message}", { message, ...fields });
+      else this.#log.warn("{message}", { message, ...fields });
+    } else if (stopped && !stopsTable(after.drift, "stop")) {
+      this.#log.warn(
+        "{table}: its column drift is gone, but the table stays stopped until it is copied again: send SIGHUP or restart kvsz",
+        { table: place.source },
+      );
+    } else if (after.drift.length < before.length) {
+      this.#log.info("{table}: column drift resolved", { table: place.source });
+    }
+    this.opts.onDrift?.({ table: place.source, drift: after.drift, stopped });
+  }
+}
+
+function driftKey(d: { column: string; kind: string }): string {
+  return `${d.kind}\u0000${d.column}`;
+}
+
+function sameItems(a: readonly string[], b: readonly string[]): boolean {
+  const set = new Set(b);
+  return a.length === b.length && a.every((x) => set.has(x));
 }

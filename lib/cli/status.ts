@@ -33,6 +33,15 @@ export function formatStatus(report: StatusReport): string {
         }`,
       );
     }
+    for (const t of s.drift) {
+      lines.push(
+        `${who}: table ${t.sourceTable} → ${t.target}: ${
+          t.stoppedLsn === null ? "streaming" : `STOPPED at ${t.stoppedLsn}`
+        }, column drift: ${
+          t.columns.map((c) => `${c.column} (${c.kind}, since ${c.since})`).join(", ") || "-"
+        }`,
+      );
+    }
     const r = s.replication;
     if (r) {
       lines.push(
@@ -112,9 +121,12 @@ export const statusCommand: Command = {
 For every configured source (in parallel): the kvsz replication slot (active,
 bytes not yet confirmed, WAL retained, wal_status), its walsender, the tables
 its publication sends, and from the destination's kvsz.progress the last
-applied commit, how far behind it is, rows applied per mode and anomalies.
-An unreachable source is reported, not fatal. Warns when a slot retains more
-WAL than retainedWalWarnBytes.
+applied commit, how far behind it is, rows applied per mode and anomalies,
+and from kvsz.synced_tables each table with column drift (a source column
+dropped or renamed under a target column kvsz filled, or added without one)
+and whether it is stopped for it, with the fix. An unreachable source is
+reported, not fatal. Warns when a slot retains more WAL than
+retainedWalWarnBytes.
 
 Exit status: 0, or 2 for a bad config.
 

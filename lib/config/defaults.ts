@@ -1,6 +1,6 @@
 /** Values used when the config leaves a setting out. */
 
-import type { LogConfig, TableMode } from "./types.ts";
+import type { ColumnDriftPolicy, LogConfig, TableMode } from "./types.ts";
 
 /** Destination schema of the target tables. */
 export const DEFAULT_DESTINATION_SCHEMA = "public";
@@ -16,6 +16,8 @@ export const DEFAULT_APPLY = {
   queueSize: 20_000,
   streamInProgress: true,
   streamWaitMs: 5000,
+  /** A table whose target lost a source column stops until fixed: nothing is lost silently. */
+  onColumnDrift: "stop" as ColumnDriftPolicy,
 };
 /** `sync:` defaults; `burst` defaults to the configured `rate`. */
 export const DEFAULT_SYNC = { parallelism: 2, rate: 0, splitMb: 64 };

@@ -3,6 +3,15 @@
 /** How a table's changes are written to its target. */
 export type TableMode = "clone" | "append" | "history";
 
+/**
+ * What happens to a table when a target column it filled loses its source
+ * column (dropped or renamed at the source): `stop` writing the table until
+ * the target is fixed (then it is copied again), or `continue` as
+ * kuvasz-streamer does (the column gets NULL in new rows, stale values in
+ * updated ones). Either way the drift is logged, counted and shown by `status`.
+ */
+export type ColumnDriftPolicy = "stop" | "continue";
+
 /** One mapped source table of a database. */
 export interface TableMapping {
   /** Source table as written in the config key, e.g. `t1` or `private.t8`. */
@@ -17,6 +26,8 @@ export interface TableMapping {
   mode: TableMode;
   /** When set, leaf partitions whose names match are published and mapped onto the target. */
   partitionsRegex?: string;
+  /** The table's `on_column_drift`, else `apply.on_column_drift`. */
+  onColumnDrift: ColumnDriftPolicy;
 }
 
 /** One source connection of a database (kuvasz-streamer's `urls[]`). */
@@ -69,6 +80,8 @@ export interface ApplyConfig {
   streamWaitMs: number;
   /** Directory of those spools (default: the system's temporary directory). */
   spoolDir?: string;
+  /** `on_column_drift` of tables that do not set their own. */
+  onColumnDrift: ColumnDriftPolicy;
 }
 
 /** Initial sync knobs. */

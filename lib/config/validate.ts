@@ -19,6 +19,7 @@ import type { Problem } from "./errors.ts";
 import { didYouMean } from "./suggest.ts";
 import type {
   ApplyConfig,
+  ColumnDriftPolicy,
   Config,
   DatabaseMapping,
   DestinationConfig,
@@ -33,6 +34,8 @@ import type {
 
 /** Table modes accepted in `type:`. */
 export const TABLE_MODES: readonly TableMode[] = ["clone", "append", "history"];
+/** Accepted `on_column_drift` values. */
+export const COLUMN_DRIFT_POLICIES: readonly ColumnDriftPolicy[] = ["stop", "continue"];
 /** Accepted `log.level` values. */
 export const LOG_LEVELS: readonly LogConfig["level"][] = ["debug", "info", "warning", "error"];
 /** Accepted `log.format` values. */
@@ -52,7 +55,7 @@ const ROOT_KEYS = [
 const DESTINATION_KEYS = ["url", "schema", "replica_role"];
 const DATABASE_KEYS = ["database", "urls", "tables"];
 const URL_KEYS = ["url", "sid", "failover"];
-const TABLE_KEYS = ["target", "type", "partitions_regex"];
+const TABLE_KEYS = ["target", "type", "partitions_regex", "on_column_drift"];
 const APPLY_KEYS = [
   "batch_size",
   "commit_interval_ms",
@@ -60,6 +63,7 @@ const APPLY_KEYS = [
   "stream_in_progress",
   "stream_wait_ms",
   "spool_dir",
+  "on_column_drift",
 ];
 const SYNC_KEYS = ["parallelism", "rate", "burst", "split_mb"];
 const TIMEOUTS_KEYS = ["replication_receive_seconds", "destination_check_seconds"];
@@ -110,15 +114,16 @@ export function validateConfig(main: SourceDocument, mapDocument?: SourceDocumen
   if (!hasDatabases && !hasMapFile) {
     check.report(["databases"], "required (or map_file naming a kuvasz-streamer map file)");
   }
+  const drift = config.apply.onColumnDrift;
   if (hasDatabases) {
-    config.databases = databases(check, root.get("databases"), ["databases"]);
+    config.databases = databases(check, root.get("databases"), ["databases"], drift);
   } else if (hasMapFile) {
     const mapFile = root.get("map_file");
     if (typeof mapFile !== "string" || mapFile === "") {
       check.report(["map_file"], `must be a file path, not ${describe(mapFile)}`);
     } else if (mapDocument !== undefined) {
       const mapCheck = new Checker(mapDocument);
-      config.databases = databases(mapCheck, mapDocument.value, []);
+      config.databases = databases(mapCheck, mapDocument.value, [], drift);
       mapProblems.push(...mapCheck.problems);
     }
   }
@@ -170,6 +175,8 @@ function apply(check: Checker, map: Map<string, unknown>): ApplyConfig {
       DEFAULT_APPLY.streamInProgress,
     streamWaitMs: check.integer(map, "stream_wait_ms", path, 0) ?? DEFAULT_APPLY.streamWaitMs,
     spoolDir: check.string(map, "spool_dir", path),
+    onColumnDrift: check.choice(map, "on_column_drift", path, COLUMN_DRIFT_POLICIES) ??
+      DEFAULT_APPLY.onColumnDrift,
   };
 }
 
@@ -227,8 +234,16 @@ function log(check: Checker, map: Map<string, unknown>): LogConfig {
   };
 }
 
-/** Checks a list of database entries (the `databases:` list or a whole map file). */
-function databases(check: Checker, value: unknown, path: Path): DatabaseMapping[] {
+/**
+ * Checks a list of database entries (the `databases:` list or a whole map
+ * file); tables without `on_column_drift` get `drift`.
+ */
+function databases(
+  check: Checker,
+  value: unknown,
+  path: Path,
+  drift: ColumnDriftPolicy,
+): DatabaseMapping[] {
   if (!Array.isArray(value)) {
     const message = value === null
       ? "must list at least one database"
@@ -241,7 +256,7 @@ function databases(check: Checker, value: unknown, path: Path): DatabaseMapping[
   const paths: Path[] = [];
   value.forEach((entry, index) => {
     const at = [...path, index];
-    const mapping = database(check, entry, at);
+    const mapping = database(check, entry, at, drift);
     if (mapping !== undefined) {
       result.push(mapping);
       paths.push(at);
@@ -252,14 +267,19 @@ function databases(check: Checker, value: unknown, path: Path): DatabaseMapping[
   return result;
 }
 
-function database(check: Checker, value: unknown, path: Path): DatabaseMapping | undefined {
+function database(
+  check: Checker,
+  value: unknown,
+  path: Path,
+  drift: ColumnDriftPolicy,
+): DatabaseMapping | undefined {
   const map = check.mapping(value, path, DATABASE_KEYS);
   if (map === undefined) return undefined;
   const name = check.string(map, "database", path, { required: "the source database name" });
   return {
     database: name ?? "",
     urls: sourceUrls(check, map.get("urls"), [...path, "urls"]),
-    tables: tables(check, map.get("tables"), [...path, "tables"]),
+    tables: tables(check, map.get("tables"), [...path, "tables"], drift),
   };
 }
 
@@ -303,7 +323,12 @@ function sourceUrls(check: Checker, value: unknown, path: Path): SourceUrl[] {
   return result;
 }
 
-function tables(check: Checker, value: unknown, path: Path): TableMapping[] {
+function tables(
+  check: Checker,
+  value: unknown,
+  path: Path,
+  drift: ColumnDriftPolicy,
+): TableMapping[] {
   if (value === undefined || value === null) {
     check.report(path, "required: map at least one source table");
     return [];
@@ -331,7 +356,7 @@ function tables(check: Checker, value: unknown, path: Path): TableMapping[] {
       continue;
     }
     sourceOwners.set(qualified, source);
-    const table = tableOptions(check, options, at);
+    const table = tableOptions(check, options, at, drift);
     if (table === undefined) continue;
     result.push({
       source,
@@ -340,6 +365,7 @@ function tables(check: Checker, value: unknown, path: Path): TableMapping[] {
       target: table.target ?? sourceName,
       mode: table.mode,
       ...(table.partitionsRegex === undefined ? {} : { partitionsRegex: table.partitionsRegex }),
+      onColumnDrift: table.onColumnDrift,
     });
   }
   return result;
@@ -349,10 +375,16 @@ interface TableOptions {
   target?: string;
   mode: TableMode;
   partitionsRegex?: string;
+  onColumnDrift: ColumnDriftPolicy;
 }
 
-function tableOptions(check: Checker, value: unknown, path: Path): TableOptions | undefined {
-  if (value === null) return { mode: DEFAULT_TABLE_MODE };
+function tableOptions(
+  check: Checker,
+  value: unknown,
+  path: Path,
+  drift: ColumnDriftPolicy,
+): TableOptions | undefined {
+  if (value === null) return { mode: DEFAULT_TABLE_MODE, onColumnDrift: drift };
   if (!(value instanceof Map)) {
     check.report(
       path,
@@ -380,6 +412,7 @@ function tableOptions(check: Checker, value: unknown, path: Path): TableOptions 
     target,
     mode: check.choice(value, "type", path, TABLE_MODES) ?? DEFAULT_TABLE_MODE,
     partitionsRegex: regex,
+    onColumnDrift: check.choice(value, "on_column_drift", path, COLUMN_DRIFT_POLICIES) ?? drift,
   };
 }
 

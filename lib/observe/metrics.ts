@@ -8,6 +8,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { PipelineEvents } from "../source/pipeline.ts";
 import type { CommitInfo } from "../apply/applier.ts";
 import type { Anomaly } from "../apply/types.ts";
+import type { DriftReport } from "../apply/routes.ts";
 import type { SlotLag } from "../source/slot.ts";
 import { VERSION } from "../cli/version.ts";
 
@@ -77,6 +78,8 @@ interface SourceState {
   /** Highest WAL end reported by a keepalive. */
   keepaliveLsn: bigint;
   lagBytes: number | null;
+  /** Drifted columns per table, as last reported (the series to remove when they go). */
+  drift: Map<string, { column: string; kind: string }[]>;
 }
 
 /** The Prometheus registry of a kvsz process and the hooks that feed it. */
@@ -158,6 +161,20 @@ export class Metrics {
     labelNames: ["database", "sid", "table"] as const,
     registers: [this.registry],
   });
+  readonly columnDrift = new Gauge({
+    name: "kvsz_column_drift",
+    help:
+      "1 per drifted column: missing_at_source (a target column kvsz filled whose source column was dropped or renamed), missing_at_target (a source column added since the copy that the target lacks).",
+    labelNames: ["database", "sid", "table", "column", "kind"] as const,
+    registers: [this.registry],
+  });
+  readonly tableStopped = new Gauge({
+    name: "kvsz_table_stopped",
+    help:
+      "1 while a table is stopped for column drift (on_column_drift: stop): its changes wait for the target's fix and a fresh copy.",
+    labelNames: ["database", "sid", "table"] as const,
+    registers: [this.registry],
+  });
   readonly connected = new Gauge({
     name: "kvsz_source_connected",
     help: "1 while the source's replication stream is running, else 0.",
@@ -231,6 +248,17 @@ export class Metrics {
         this.anomalies.inc({ ...labels, table: a.route.source, kind: a.kind });
       },
       onOneByOne: (table: string) => this.oneByOne.inc({ ...labels, table }),
+      onColumnDrift: ({ table, drift, stopped }: DriftReport) => {
+        for (const d of s.drift.get(table) ?? []) {
+          this.columnDrift.remove({ ...labels, table, column: d.column, kind: d.kind });
+        }
+        for (const d of drift) {
+          this.columnDrift.set({ ...labels, table, column: d.column, kind: d.kind }, 1);
+        }
+        s.drift.set(table, drift);
+        if (stopped) this.tableStopped.set({ ...labels, table }, 1);
+        else this.tableStopped.remove({ ...labels, table });
+      },
       onSlotLag: (lag: SlotLag) => this.setLag(database, sid, lag),
       onWalEnd: (walEnd: bigint) => {
         beat();
@@ -336,6 +364,8 @@ export class Metrics {
       this.retainedWal,
       this.anomalies,
       this.oneByOne,
+      this.columnDrift,
+      this.tableStopped,
       this.connected,
       this.batchSize,
       this.commitSeconds,
@@ -357,6 +387,7 @@ export class Metrics {
         caughtUpMs: null,
         keepaliveLsn: 0n,
         lagBytes: null,
+        drift: new Map(),
       };
       this.#sources.set(k, s);
       this.connected.set({ database, sid }, 0);

@@ -10,6 +10,8 @@ import { redactText, redactUrl } from "../pg/redact.ts";
 import { describeUrl } from "../source/preflight.ts";
 import { partitionsPublicationName } from "../source/publication.ts";
 import { humanBytes } from "../cli/output.ts";
+import { type ColumnDrift, driftNotice } from "../apply/drift.ts";
+import { readAllSyncedTables } from "../apply/progress.ts";
 
 /** The kvsz replication slot of a source. */
 export interface SlotStatus {
@@ -66,6 +68,17 @@ export interface ProgressStatus {
   anomalies: number;
 }
 
+/** A table with column drift, as the running kvsz recorded it in `kvsz.synced_tables`. */
+export interface TableDriftStatus {
+  /** The table as the config names it. */
+  sourceTable: string;
+  /** Destination table, `schema.name`. */
+  target: string;
+  columns: ColumnDrift[];
+  /** Where the table stopped for the drift (its changes wait for the fix); null while it streams. */
+  stoppedLsn: string | null;
+}
+
 /** Everything known about one source URL. */
 export interface SourceStatus {
   database: string;
@@ -82,6 +95,8 @@ export interface SourceStatus {
   replication: ReplicationStatus | null;
   publication: PublicationStatus | null;
   progress: ProgressStatus | null;
+  /** Tables with column drift or stopped for it. */
+  drift: TableDriftStatus[];
   /**
    * Seconds the destination is behind: time since the last applied commit
    * while the slot has unconfirmed WAL, 0 when it has none; null when unknown.
@@ -139,6 +154,20 @@ export async function collectStatus(
   for (const s of sources) {
     const p = destination.progress.get(`${s.database}\u0000${s.sid}`) ?? null;
     s.progress = p;
+    s.drift = destination.drift.get(`${s.database}\u0000${s.sid}`) ?? [];
+    const tables = config.databases.find((d) => d.database === s.database)?.tables ?? [];
+    for (const t of s.drift) {
+      const mapping = tables.find((m) => m.source === t.sourceTable);
+      const notice = driftNotice(
+        {
+          source: mapping ? `${mapping.sourceSchema}.${mapping.sourceName}` : t.sourceTable,
+          target: t.target,
+        },
+        t.columns,
+        { stoppedLsn: t.stoppedLsn, policy: mapping?.onColumnDrift ?? "stop" },
+      );
+      if (notice) s.warnings.push(`${notice.problem} — fix: ${notice.fix}`);
+    }
     if (p && s.slot?.exists) {
       s.lagSeconds = (s.slot.lagBytes ?? 0) > 0 ? Math.max(0, p.secondsSinceCommit ?? 0) : 0;
     }
@@ -163,7 +192,7 @@ export async function collectStatus(
     }
     for (const w of s.warnings) warnings.push(`${s.database} sid ${s.sid}: ${w}`);
   }
-  const { progress: _, ...dest } = destination;
+  const { progress: _, drift: __, ...dest } = destination;
   return { sources, destination: dest, warnings };
 }
 
@@ -186,6 +215,7 @@ async function readSource(
     replication: null,
     publication: null,
     progress: null,
+    drift: [],
     lagSeconds: null,
     warnings: [],
   };
@@ -306,7 +336,12 @@ async function readDestination(
   config: Config,
   opts: StatusOptions,
   secrets: string[],
-): Promise<DestinationStatus & { progress: Map<string, ProgressStatus> }> {
+): Promise<
+  DestinationStatus & {
+    progress: Map<string, ProgressStatus>;
+    drift: Map<string, TableDriftStatus[]>;
+  }
+> {
   const url = config.destination.url;
   const out = {
     endpoint: describeUrl(url),
@@ -315,6 +350,7 @@ async function readDestination(
     error: null as string | null,
     progressTable: false,
     progress: new Map<string, ProgressStatus>(),
+    drift: new Map<string, TableDriftStatus[]>(),
   };
   const sql = open(url, opts);
   try {
@@ -345,12 +381,31 @@ async function readDestination(
         anomalies: Number(p.anomalies ?? 0),
       });
     }
+    await readDrift(sql, config.destination.schema, out.drift);
   } catch (e) {
     out.error = errorText(e, secrets);
   } finally {
     await sql.end({ timeout: 1 }).catch(() => {});
   }
   return out;
+}
+
+/** Reads the tables with column drift or stopped for it into `into`, by database and sid. */
+async function readDrift(
+  sql: Sql,
+  schema: string,
+  into: Map<string, TableDriftStatus[]>,
+): Promise<void> {
+  for (const t of await readAllSyncedTables(sql)) {
+    if (t.drift.length === 0 && t.stoppedLsn === null) continue;
+    const key = `${t.database}\u0000${t.sid}`;
+    into.set(key, [...into.get(key) ?? [], {
+      sourceTable: t.sourceTable,
+      target: `${schema}.${t.target}`,
+      columns: t.drift,
+      stoppedLsn: t.stoppedLsn,
+    }]);
+  }
 }
 
 function open(url: string, opts: StatusOptions): Sql {

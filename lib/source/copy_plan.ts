@@ -7,7 +7,7 @@ import type { Sql } from "../pg/connect.ts";
 import { qualify, quoteIdent, quoteLiteral } from "../pg/identifiers.ts";
 import type { TableMode } from "../config/types.ts";
 import type { TargetTable } from "../apply/types.ts";
-import { KVSZ_COLUMNS } from "../apply/routes.ts";
+import { KVSZ_COLUMNS } from "../apply/catalog.ts";
 import { type QualifiedName, readSourceTable } from "./catalog.ts";
 
 /** One source relation of a table's copy (a partitioned table's leaves are read by its root). */
@@ -16,6 +16,8 @@ export interface CopyPart {
   kind: "table" | "partitioned";
   /** Source columns that the target has too (no sid, no kvsz_*). */
   columns: string[];
+  /** Every column of the source relation. */
+  sourceColumns: string[];
   /** The source's replica identity key, else its primary key; may be empty. */
   key: string[];
   /** Planner's row estimate. */
@@ -51,6 +53,7 @@ export async function planParts(
       rel,
       kind: table.kind,
       columns: shared.map((c) => c.name),
+      sourceColumns: table.columns.map((c) => c.name),
       key: table.identityColumns.length ? table.identityColumns : table.primaryKey,
       estimate: Number(est?.n ?? 0),
       binary: shared.every((c) => sameBinaryType(c.typeOid, target.columns.get(c.name)!.typeOid)),

@@ -39,7 +39,7 @@ export interface SyncJob {
   target: TargetTable;
   /** The target already holds rows of this source: merge instead of a plain COPY. */
   resync: boolean;
-  /** Every row of the target is this source's to replace (see `ResyncTarget.exclusive`). */
+  /** No other source of the config writes the target (see `ResyncTarget.exclusive`). */
   exclusive: boolean;
 }
 
@@ -326,9 +326,9 @@ async function copyWhole(
       target: job.target,
       mode: job.table.mapping.mode,
       resync: job.resync,
-      exclusive: job.exclusive,
       columns: columns ?? [],
       sourceKey: parts[0]?.key ?? [],
+      exclusive: job.exclusive,
     }, opts.sid);
     for (const part of parts) {
       const copy = copyStatements(
@@ -404,7 +404,21 @@ async function copyPart(
   return relayed ?? await pipeCopy(worker.source, tx, copyOut, copyIn, binary, onChunk);
 }
 
-function markSynced(sql: Sql, t: TableCopy, opts: CopyOptions, lsn: string): Promise<void> {
+async function markSynced(sql: Sql, t: TableCopy, opts: CopyOptions, lsn: string): Promise<void> {
   const { mapping } = t.job.table;
-  return markTableSynced(sql, opts.database, opts.sid, mapping.source, mapping.target, lsn, t.rows);
+  const parts = await t.parts ?? [];
+  const sourceColumns = parts[0]?.sourceColumns.filter((c) =>
+    parts.every((p) => p.sourceColumns.includes(c))
+  );
+  await markTableSynced(sql, {
+    database: opts.database,
+    sid: opts.sid,
+    sourceTable: mapping.source,
+  }, {
+    target: mapping.target,
+    lsn,
+    rows: t.rows,
+    sourceColumns: sourceColumns ?? [],
+    targetColumns: [...t.job.target.columns.keys()],
+  });
 }

@@ -8,7 +8,7 @@
 import type { Config, DatabaseMapping, SourceUrl, TableMapping } from "../config/types.ts";
 import { connect, serverMajor, type Sql } from "../pg/connect.ts";
 import { kvszObjectName, qualify } from "../pg/identifiers.ts";
-import { formatLsn } from "../pg/lsn.ts";
+import { formatLsn, parseLsn } from "../pg/lsn.ts";
 import { StreamRestart } from "./stream_restart.ts";
 import { OneByOneRestart } from "../apply/one_by_one_restart.ts";
 import { redactUrl } from "../pg/redact.ts";
@@ -17,7 +17,7 @@ import { SyncProgressDisplay } from "../observe/sync_progress.ts";
 import { readTargetTable } from "../apply/catalog.ts";
 import { Applier, type CommitInfo } from "../apply/applier.ts";
 import { SessionWatchdog } from "../apply/session_watchdog.ts";
-import { RouteTable } from "../apply/routes.ts";
+import { type DriftReport, RouteTable } from "../apply/routes.ts";
 import type { Anomaly, TargetTable } from "../apply/types.ts";
 import {
   ensureKvszSchema,
@@ -25,7 +25,11 @@ import {
   readProgress,
   readSyncedTables,
   resetProgress,
+  type SyncedTable,
+  writeColumnState,
 } from "../apply/progress.ts";
+import { compareColumns, dated, describeDrift, stopsTable } from "../apply/drift.ts";
+import { readSourceTable } from "./catalog.ts";
 import { partitionsPublicationName, syncPublication } from "./publication.ts";
 import {
   createSlotWithSnapshot,
@@ -50,6 +54,8 @@ export interface PipelineEvents {
   onAnomaly?(a: Anomaly): void;
   /** A batch broke a constraint of destination table `table` (or had a value refused) and goes again one change at a time. */
   onOneByOne?(table: string): void;
+  /** A table's column drift (none: an empty list), and whether it is stopped for it. */
+  onColumnDrift?(report: DriftReport): void;
   onWalEnd?(walEnd: bigint): void;
   /** What the source says of the slot's WAL as the stream starts (the slot poller says it later). */
   onSlotLag?(lag: SlotLag): void;
@@ -80,6 +86,8 @@ export class SourcePipeline {
   #restarting = false;
   /** Backend pid of the walsender of the last attempt. */
   #walsenderPid: number | null = null;
+  /** Tables with column drift or stopped for it (`schema.name`): a reload looks at them again. */
+  readonly #drifted = new Set<string>();
 
   constructor(
     readonly config: Config,
@@ -90,6 +98,11 @@ export class SourcePipeline {
     this.name = kvszObjectName(db.database, source.sid);
     this.#log = log("source").with({ database: db.database, sid: source.sid });
     this.#stop = new Promise((resolve) => (this.#stopRequested = resolve));
+  }
+
+  /** True when a table has column drift or is stopped for it: a config reload restarts the source. */
+  get hasColumnDrift(): boolean {
+    return this.#drifted.size > 0;
   }
 
   /** Asks the pipeline to finish its current transaction, commit, acknowledge and return. */
@@ -221,17 +234,18 @@ export class SourcePipeline {
       } else if (slot) {
         await this.#alignFailover(replication, slot, major);
       }
-      let startLsn: bigint;
-      /** True when a copy (or a new slot's progress reset) changed the records read above. */
-      let recordsChanged = true;
-      // Copied again because of the slot, a target only this source writes is replaced.
-      const shared = sharedTargets(cfg);
-      const job = (t: ResolvedTable): SyncJob => ({
+      // Tables stopped for column drift are copied again only once it is fixed.
+      const stopped = await this.#recheckColumns(src, dest, { tables, targets, synced });
+      const copied = (t: ResolvedTable) => !stopped.has(t.mapping.source);
+      const job = (t: ResolvedTable) => ({
         table: t,
         target: targets.get(t.mapping.target)!,
         resync: synced.has(t.mapping.source),
-        exclusive: reason !== null && !shared.has(t.mapping.target),
+        exclusive: this.#exclusive(t.mapping.target),
       });
+      let startLsn: bigint;
+      /** True when a copy (or a new slot's progress reset) changed the records read above. */
+      let recordsChanged = true;
       if (!slot) {
         // New slot: every table is copied in the snapshot the slot exported.
         const created = await createSlotWithSnapshot(replication, this.name, {
@@ -242,13 +256,8 @@ export class SourcePipeline {
           name: this.name,
           lsn: formatLsn(created.consistentPoint),
         });
-        await this.#copy(
-          tables.map(job),
-          created.snapshotName,
-          created.consistentPoint,
-          major,
-          dest,
-        );
+        const jobs = tables.filter(copied).map(job);
+        await this.#copy(jobs, created.snapshotName, created.consistentPoint, major, dest);
         await resetProgress(
           dest,
           this.db.database,
@@ -259,7 +268,7 @@ export class SourcePipeline {
       } else {
         // Existing slot: copy only the tables that are new (or came back) to the config.
         const jobs = tables
-          .filter((t) => !synced.has(t.mapping.source) || synced.get(t.mapping.source) === 0n)
+          .filter((t) => (synced.get(t.mapping.source)?.lsn ?? 0n) === 0n && copied(t))
           .map(job);
         if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, major, dest);
         else recordsChanged = false;
@@ -271,14 +280,27 @@ export class SourcePipeline {
           readProgress(dest, this.db.database, this.source.sid),
         ])
         : [synced, progress];
-      const routes = new RouteTable(
-        dest,
-        cfg.destination.schema,
-        mappingLookup(tables),
-        this.db.database,
-        this.source.sid,
-        syncedNow,
-      );
+      const onDrift = (report: DriftReport) => {
+        if (report.drift.length > 0 || report.stopped) this.#drifted.add(report.table);
+        else this.#drifted.delete(report.table);
+        this.events.onColumnDrift?.(report);
+      };
+      for (const t of tables) {
+        const r = syncedNow.get(t.mapping.source);
+        onDrift({
+          table: `${t.mapping.sourceSchema}.${t.mapping.sourceName}`,
+          drift: r?.drift ?? [],
+          stopped: (r?.stoppedLsn ?? null) !== null,
+        });
+      }
+      const routes = new RouteTable(dest, {
+        destSchema: cfg.destination.schema,
+        mappingOf: mappingLookup(tables),
+        database: this.db.database,
+        sid: this.source.sid,
+        synced: syncedNow,
+        onDrift,
+      });
       const watchdog = new SessionWatchdog(cfg.destination.url, {
         checkSeconds: cfg.timeouts.destinationCheckSeconds,
         log: this.#log,
@@ -400,6 +422,79 @@ export class SourcePipeline {
   }
 
   /**
+   * Compares the current columns of each table with recorded drift (or
+   * stopped for it) with what kvsz knows, records the outcome, and returns
+   * the tables that stay stopped: their drift still stops them. A stopped
+   * table whose drift is fixed (or whose policy is now `continue`) is left to
+   * be copied again.
+   */
+  async #recheckColumns(
+    src: Sql,
+    dest: Sql,
+    state: {
+      tables: ResolvedTable[];
+      targets: Map<string, TargetTable>;
+      synced: Map<string, SyncedTable>;
+    },
+  ): Promise<Set<string>> {
+    const stays = new Set<string>();
+    for (const t of state.tables) {
+      const { mapping } = t;
+      const record = state.synced.get(mapping.source);
+      if (!record?.sourceColumns || (record.drift.length === 0 && record.stoppedLsn === null)) {
+        continue;
+      }
+      const rel = t.copied[0];
+      const table = await readSourceTable(src, rel.schema, rel.name);
+      if (!table) continue; // resolveTables found it a moment ago; the copy will say
+      // Read after the catalog: a layout streamed from below it is not newer than this one.
+      const [{ lsn }] = await src.unsafe(
+        `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+                      ELSE pg_current_wal_lsn() END)::text AS lsn`,
+      );
+      const target = state.targets.get(mapping.target)!;
+      const names = table.columns.map((c) => c.name);
+      const cmp = compareColumns(names, target.columns.keys(), record.sourceColumns);
+      const drift = dated(cmp.drift, record.drift, new Date().toISOString());
+      await writeColumnState(dest, {
+        database: this.db.database,
+        sid: this.source.sid,
+        sourceTable: mapping.source,
+      }, {
+        sourceColumns: cmp.known,
+        columnsLsn: parseLsn(lsn),
+        drift,
+        stoppedLsn: record.stoppedLsn,
+      });
+      Object.assign(record, { sourceColumns: cmp.known, columnsLsn: parseLsn(lsn), drift });
+      if (record.stoppedLsn === null) continue;
+      const place = {
+        source: `${mapping.sourceSchema}.${mapping.sourceName}`,
+        target: `${target.schema}.${target.name}`,
+      };
+      if (stopsTable(drift, mapping.onColumnDrift)) {
+        stays.add(mapping.source);
+        this.#log.error("{message}", { message: describeDrift(place, drift, true) });
+      } else {
+        this.#log.info("{table} was stopped for column drift at {lsn}; copying it again", {
+          table: place.source,
+          lsn: formatLsn(record.stoppedLsn),
+        });
+      }
+    }
+    return stays;
+  }
+
+  /** True when no other source of the config writes destination table `target`. */
+  #exclusive(target: string): boolean {
+    let writers = 0;
+    for (const db of this.config.databases) {
+      writers += db.urls.length * db.tables.filter((t) => t.target === target).length;
+    }
+    return writers === 1;
+  }
+
+  /**
    * Tags the applier's writes with replication origin `kvsz_<database>_<sid>`,
    * so a kvsz (or subscription) reading the destination with `origin none`
    * never echoes them back. Needs superuser (or a granted
@@ -514,17 +609,6 @@ export class SourcePipeline {
       await replication.end({ timeout: 2 });
     }
   }
-}
-
-/** Targets written by more than one source table of the config. */
-function sharedTargets(cfg: Config): Set<string> {
-  const feeders = new Map<string, number>();
-  for (const db of cfg.databases) {
-    for (const { target } of db.tables) {
-      feeders.set(target, (feeders.get(target) ?? 0) + db.urls.length);
-    }
-  }
-  return new Set([...feeders].filter(([, n]) => n > 1).map(([target]) => target));
 }
 
 /** Startup parameters of every destination connection that writes (`destination.replica_role`). */

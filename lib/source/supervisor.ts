@@ -1,7 +1,8 @@
 /**
  * Runs one pipeline per source and applies config reloads: a source whose
- * settings did not change keeps streaming; a changed one is stopped cleanly
- * and started again with its new tables; a removed one stops; a new one starts.
+ * settings did not change keeps streaming; a changed one, or one with column
+ * drift (a fixed target is copied again), is stopped cleanly and started
+ * again; a removed one stops; a new one starts.
  */
 import type { Config, DatabaseMapping, SourceUrl } from "../config/types.ts";
 import { log } from "../observe/log.ts";
@@ -42,10 +43,15 @@ export class Supervisor {
     const stopping: Promise<void>[] = [];
     for (const [key, running] of this.#running) {
       const next = wanted.get(key);
-      if (!next || fingerprint(config, next.db, next.source) !== running.fingerprint) {
+      const changed = !next || fingerprint(config, next.db, next.source) !== running.fingerprint;
+      if (changed || running.pipeline.hasColumnDrift) {
         this.#log.info("stopping {source} ({reason})", {
           source: key,
-          reason: next ? "its config changed" : "removed from the config",
+          reason: !next
+            ? "removed from the config"
+            : changed
+            ? "its config changed"
+            : "its column drift is looked at again",
         });
         running.pipeline.stop();
         stopping.push(running.done);

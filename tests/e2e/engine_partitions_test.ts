@@ -7,7 +7,7 @@
  * longer after its DETACH. ATTACH and DETACH change no row, so the rows a
  * partition held before its ATTACH are not copied (as native logical
  * replication) and a detached partition's rows stay in the target; taking the
- * table out of the config and back in copies it again.
+ * table out of the config and back in copies it again (the detached rows then leave).
  */
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
@@ -103,12 +103,12 @@ clusterSuite("kvsz run: partitions attached and detached while streaming", {
         Deno.kill(kvsz.pid, "SIGHUP");
         await kvsz.waitForOutput(/streaming from/, 30_000, mark);
       }
+      // A clone target only this source writes equals the table again: the detached rows leave.
       for (const t of ["m", "p"] as const) {
-        await waitForEqualRows(
-          async () => [...(await sourceRows(t)), ...kept[t]].sort(),
-          () => tableRows(dst, target[t]),
-          { kvsz, what: `${t}: copied again` },
-        );
+        await waitForEqualRows(() => sourceRows(t), () => tableRows(dst, target[t]), {
+          kvsz,
+          what: `${t}: copied again`,
+        });
       }
       assert.doesNotMatch(kvsz.output, /\b(ERR|WRN)\b/);
       assert.equal(await kvsz.stop(), 0);

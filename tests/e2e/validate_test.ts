@@ -258,6 +258,34 @@ clusterSuite("kvsz validate", {
     );
   },
 
+  "target columns the source lacks: a NOT NULL one fails, one without a default warns, one with a default is yours":
+    async (c) => {
+      const s = await prepared(c);
+      // As after `RENAME salary TO pay` at the source, before kvsz ran here.
+      await c.sql(s.srcDb).unsafe(`ALTER TABLE t1 RENAME COLUMN salary TO pay`);
+      await c.sql(s.dstDb).unsafe(`
+        ALTER TABLE t1 ADD COLUMN loaded_at timestamptz DEFAULT now();
+        ALTER TABLE t2_history ADD COLUMN legacy int NOT NULL`);
+      const r = await s.validate();
+      assert.deepStrictEqual(r.code, 1, r.output);
+      assertLine(
+        r,
+        "WARN",
+        "table public.t1",
+        "columns: column(s) salary have no default and public.t1 has no such column",
+        "fix: if the source dropped or renamed them, drop or rename them here",
+      );
+      assertLine(
+        r,
+        "FAIL",
+        "table public.t2_history",
+        "columns: column(s) legacy are NOT NULL without a default",
+        "every new row would fail",
+        "ALTER TABLE public.t2_history ALTER COLUMN legacy DROP NOT NULL",
+      );
+      assert.equal(lines(r, "WARN", "loaded_at").length + lines(r, "FAIL", "loaded_at").length, 0);
+    },
+
   "a history target without the kvsz columns fails": async (c) => {
     const s = await prepared(c);
     await c.sql(s.dstDb).unsafe(`

@@ -86,7 +86,7 @@ databases:
   assert.deepEqual(cfg.databases[0].urls, [
     { url: "postgres://kvsz:secret@10.0.0.1:5432/db1", sid: "12", failover: false },
   ]);
-  const base = { sourceSchema: "public", mode: "clone" };
+  const base = { sourceSchema: "public", mode: "clone", onColumnDrift: "stop" };
   assert.deepEqual(cfg.databases[0].tables, [
     { ...base, source: "t1", sourceName: "t1", target: "t1" },
     { ...base, source: "t2", sourceName: "t2", target: "rt2" },
@@ -107,6 +107,7 @@ Deno.test("defaults are applied to everything left out", () => {
     streamInProgress: true,
     streamWaitMs: 5000,
     spoolDir: undefined,
+    onColumnDrift: "stop",
   });
   assert.deepEqual(cfg.sync, { parallelism: 2, rate: 0, burst: 0, splitMb: 64 });
   assert.deepEqual(cfg.metrics, { listen: "127.0.0.1:9187", readyMaxLagSeconds: 60 });
@@ -118,7 +119,7 @@ Deno.test("every setting is read", () => {
   const cfg = parseConfig(
     config(
       "      t1:\n",
-      `apply: { batch_size: 5, commit_interval_ms: 0, queue_size: 50, stream_in_progress: false, stream_wait_ms: 100, spool_dir: /var/tmp }
+      `apply: { batch_size: 5, commit_interval_ms: 0, queue_size: 50, stream_in_progress: false, stream_wait_ms: 100, spool_dir: /var/tmp, on_column_drift: continue }
 sync: { parallelism: 4, rate: 1000 }
 metrics: { listen: "", ready_max_lag_seconds: 5 }
 log: { level: warning, format: json }
@@ -135,7 +136,9 @@ status: { retained_wal_warn_mb: 2 }
     streamInProgress: false,
     streamWaitMs: 100,
     spoolDir: "/var/tmp",
+    onColumnDrift: "continue",
   });
+  assert.equal(cfg.databases[0].tables[0].onColumnDrift, "continue", "the tables' default");
   assert.deepEqual(
     cfg.sync,
     { parallelism: 4, rate: 1000, burst: 1000, splitMb: 64 },
@@ -209,7 +212,28 @@ Deno.test("error: unknown key far from any known key lists the known keys", () =
   assertOneProblem(
     config("      t1:\n", "apply: { colour: blue }\n"),
     "apply.colour",
-    "unknown key (expected one of batch_size, commit_interval_ms, queue_size, stream_in_progress, stream_wait_ms, spool_dir)",
+    "unknown key (expected one of batch_size, commit_interval_ms, queue_size, stream_in_progress, stream_wait_ms, spool_dir, on_column_drift)",
+  );
+});
+
+Deno.test("on_column_drift: per table, over apply.on_column_drift; a typo names the choices", () => {
+  const cfg = parseConfig(
+    config(
+      "      t1: { on_column_drift: continue }\n      t2:\n      t3: { type: history }\n",
+      "apply: { on_column_drift: stop }\n",
+    ),
+    "kvsz.yaml",
+    {},
+  );
+  assert.deepEqual(cfg.databases[0].tables.map((t) => [t.source, t.onColumnDrift]), [
+    ["t1", "continue"],
+    ["t2", "stop"],
+    ["t3", "stop"],
+  ]);
+  assertOneProblem(
+    config("      t1: { on_column_drift: contineu }\n"),
+    "databases[0].tables.t1.on_column_drift",
+    'must be one of stop, continue, not "contineu" (did you mean "continue"?)',
   );
 });
 

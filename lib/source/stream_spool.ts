@@ -8,7 +8,8 @@
  * decoded, sent and spooled, and what is left to do is to apply it. kvsz's
  * memory does not grow with the transaction: the spool is a file of raw
  * pgoutput messages (`u32` length, then the message), written and read in
- * 1 MiB blocks.
+ * 1 MiB blocks (a larger message is written as it is and read into a buffer
+ * of its own size).
  */
 
 import { tmpdir } from "node:os";
@@ -114,18 +115,22 @@ class TransactionSpool {
   append(buf: Uint8Array, start: number, end: number, xid: number): void {
     if (!this.#firstOffset.has(xid)) this.#firstOffset.set(xid, this.length);
     const size = end - start;
-    if (this.#used + 4 + size > this.#block.byteLength) {
-      this.#flush();
-      if (4 + size > this.#block.byteLength) this.#block = new Uint8Array(4 + size);
-    }
+    this.messages++;
+    if (this.#used + 4 + size > this.#block.byteLength) this.#flush();
     const b = this.#block, u = this.#used;
     b[u] = size >>> 24;
     b[u + 1] = (size >>> 16) & 0xff;
     b[u + 2] = (size >>> 8) & 0xff;
     b[u + 3] = size & 0xff;
-    b.set(buf.subarray(start, end), u + 4);
-    this.#used = u + 4 + size;
-    this.messages++;
+    if (4 + size <= b.byteLength) {
+      b.set(buf.subarray(start, end), u + 4);
+      this.#used = u + 4 + size;
+      return;
+    }
+    // Larger than a block: written from where it is, never copied.
+    this.#used = 4;
+    this.#flush();
+    this.#write(buf.subarray(start, end));
   }
 
   /**
@@ -195,10 +200,14 @@ class TransactionSpool {
   }
 
   #flush(): void {
-    let p = 0;
-    while (p < this.#used) p += this.#file.writeSync(this.#block.subarray(p, this.#used));
-    this.#flushed += this.#used;
+    this.#write(this.#block.subarray(0, this.#used));
     this.#used = 0;
+  }
+
+  #write(bytes: Uint8Array): void {
+    let p = 0;
+    while (p < bytes.byteLength) p += this.#file.writeSync(bytes.subarray(p));
+    this.#flushed += bytes.byteLength;
   }
 }
 

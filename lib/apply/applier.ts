@@ -449,7 +449,7 @@ export class Applier {
     const at = route.mode === "history" ? commitTimeIso(txn) : "";
     const change = make(route);
     if (bytes > LARGE_VALUE_BYTES && holdsLargeValue(change)) {
-      return this.#queueLarge(change, at, txn.finalLsn);
+      return this.#queueLarge(change, at, txn.streamed ? 0n : txn.finalLsn);
     }
     let batch = this.#batches.get(route);
     if (!batch) {
@@ -471,7 +471,8 @@ export class Applier {
    * Writes a change holding a {@link LargeValue} on its own, after the
    * buffered ones and in the same destination transaction, its values sent
    * as the bytes they arrived in; the reader waits until it is written, so
-   * one such value at a time is held.
+   * one such value at a time is held. `commitLsn` is 0 while the source
+   * transaction still runs (streamed as it runs).
    */
   #queueLarge(change: Change, at: string, commitLsn: bigint): Promise<void> {
     if (this.#buffered > 0) this.#queueFlush();

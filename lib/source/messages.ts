@@ -176,6 +176,17 @@ export interface StreamAbortMessage {
   abortTime?: bigint;
 }
 
+/**
+ * Frees at once the memory of the buffer under `bytes`, which held one large
+ * message that is now handled (its {@link LargeValue}s written, nothing else
+ * in it): otherwise the process keeps its peak size until V8's next full
+ * collection, which an idle process may not run for a long time. Views of
+ * the buffer become empty.
+ */
+export function releaseBuffer(bytes: Uint8Array): void {
+  (bytes.buffer as ArrayBuffer).transfer(0);
+}
+
 /** Any decoded pgoutput message. */
 export type PgoutputMessage =
   | BeginMessage

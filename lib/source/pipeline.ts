@@ -11,6 +11,7 @@ import { kvszObjectName, qualify } from "../pg/identifiers.ts";
 import { formatLsn } from "../pg/lsn.ts";
 import { StreamRestart } from "./stream_restart.ts";
 import { OneByOneRestart } from "../apply/one_by_one_restart.ts";
+import { TableStopped } from "../apply/large_change.ts";
 import { redactUrl } from "../pg/redact.ts";
 import { log } from "../observe/log.ts";
 import { SyncProgressDisplay } from "../observe/sync_progress.ts";
@@ -69,6 +70,12 @@ export class SourcePipeline {
   #restarting = false;
   /** Backend pid of the walsender of the last attempt. */
   #walsenderPid: number | null = null;
+  /**
+   * Relations (`schema.name`) stopped until kvsz restarts: a change of theirs
+   * cannot be written (see TableStopped). They are left out as if taken out
+   * of the config, so the next start copies them again.
+   */
+  readonly #stopped = new Set<string>();
 
   constructor(
     readonly config: Config,
@@ -98,6 +105,12 @@ export class SourcePipeline {
       } catch (e) {
         this.events.onConnected?.(false);
         if (this.#stopping) return;
+        if (e instanceof TableStopped && !this.#stopped.has(e.relation)) {
+          this.#stopped.add(e.relation);
+          this.#restarting = true;
+          this.#log.error("{message}", { message: e.message });
+          continue;
+        }
         if (e instanceof StreamRestart) {
           this.#spoolOnly.add(e.xid);
           this.#restarting = true;
@@ -154,7 +167,9 @@ export class SourcePipeline {
       const applyPid = this.#prepareApplySession(applyConn);
       applyPid.catch(() => {}); // awaited below, after the source's errors
       const [major] = await Promise.all([serverMajor(src), checkWalLevel(src)]);
-      const tables = await resolveTables(src, this.db.tables, major);
+      const tables = (await resolveTables(src, this.db.tables, major)).filter((t) =>
+        !t.published.some((r) => this.#stopped.has(`${r.schema}.${r.name}`))
+      );
       const published = tables.flatMap((t) => t.published);
       const [change, slotBefore] = await Promise.all([
         syncPublication(src, this.name, published, major),

@@ -14,6 +14,7 @@
 
 import { tmpdir } from "node:os";
 import { int32At } from "../pg/frame_boundaries.ts";
+import { releaseBuffer } from "./messages.ts";
 import { existsSync } from "../fs.ts";
 
 /** Data messages of a stream block, all with the (sub)transaction's xid after the tag. */
@@ -170,11 +171,14 @@ class TransactionSpool {
       }
       if (left === 0) {
         if (p !== filled) throw new Error(`stream spool ${this.#path} is cut short`);
+        if (buf.byteLength > BLOCK) releaseBuffer(buf);
         return;
       }
       // A fresh block (messages may keep views of the old one), sized for the next message.
       const next = new Uint8Array(Math.max(BLOCK, p + 4 <= filled ? 4 + int32At(buf, p) : 4));
       next.set(buf.subarray(p, filled));
+      // A block larger than BLOCK held one message alone, now handled.
+      if (buf.byteLength > BLOCK) releaseBuffer(buf);
       buf = next;
       filled -= p;
       p = 0;

@@ -7,7 +7,7 @@ import { formatLsn } from "../pg/lsn.ts";
 import { LargeValue, type Tuple } from "../source/messages.ts";
 import { refusedValue } from "../pg/refused_value.ts";
 import { MessageTooLarge } from "../pg/wire_statement.ts";
-import { changeKeyText, describeRefusedChange } from "./refused_change.ts";
+import { changeKeyText, describeRefusedChange, rowOf } from "./refused_change.ts";
 import type { Change } from "./types.ts";
 import { targetName } from "./write_order.ts";
 
@@ -35,11 +35,7 @@ function hasLarge(tuple: Tuple | undefined): boolean {
  * (`commitLsn` 0: a transaction still running at the source).
  */
 export function describeLargeChange(change: Change, commitLsn: bigint): string {
-  const tuple = change.kind === "insert" || change.kind === "update"
-    ? change.newTuple
-    : change.kind === "delete"
-    ? change.keyTuple ?? change.oldTuple
-    : undefined;
+  const tuple = rowOf(change);
   const sizes = change.route.columns.flatMap((c) => {
     const v = tuple?.[c.sourceIndex];
     return v instanceof LargeValue ? [`${v.size} in column ${c.name}`] : [];

@@ -45,7 +45,7 @@ export function changeKeyText(change: Change): string {
 }
 
 /** The row a change writes (or, for a DELETE, the key it looks for). */
-function rowOf(change: Change): Tuple | undefined {
+export function rowOf(change: Change): Tuple | undefined {
   switch (change.kind) {
     case "insert":
     case "update":

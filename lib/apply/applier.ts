@@ -13,7 +13,11 @@
 import type { SessionWatchdog } from "./session_watchdog.ts";
 import type { Sql } from "../pg/connect.ts";
 import { formatLsn } from "../pg/lsn.ts";
-import type { PgoutputMessage, StreamCommitMessage } from "../source/messages.ts";
+import {
+  LARGE_VALUE_BYTES,
+  type PgoutputMessage,
+  type StreamCommitMessage,
+} from "../source/messages.ts";
 import { pgTimestampToIso } from "../source/messages.ts";
 import { StreamRestart } from "../source/stream_restart.ts";
 import { log } from "../observe/log.ts";
@@ -30,6 +34,7 @@ import { OneByOneRestart, orderSensitiveViolation } from "./one_by_one_restart.t
 import { refusedValue } from "../pg/refused_value.ts";
 import { describeRefusedChange } from "./refused_change.ts";
 import { parentsFirst, targetName } from "./write_order.ts";
+import { holdsLargeValue, largeChangeError } from "./large_change.ts";
 import { truncateTogether } from "./sql_truncate.ts";
 
 /**
@@ -488,14 +493,17 @@ export class Applier {
     if (txn.streamed && route) this.#checkStreamedRoute(route);
     // The table's initial copy already holds commits before its snapshot LSN.
     if (!route || txn.finalLsn < route.syncedLsn) return;
+    // Only history rows carry the commit time.
+    const at = route.mode === "history" ? commitTimeIso(txn) : "";
+    const change = make(route);
+    if (bytes > LARGE_VALUE_BYTES && holdsLargeValue(change)) {
+      return this.#queueLarge(change, at, txn.streamed ? 0n : txn.finalLsn);
+    }
     let batch = this.#batches.get(route);
     if (!batch) {
       batch = new TableBatch(route);
       this.#batches.set(route, batch);
     }
-    // Only history rows carry the commit time.
-    const at = route.mode === "history" ? commitTimeIso(txn) : "";
-    const change = make(route);
     batch.add(change, at);
     this.#buffered++;
     this.#bufferedBytes += bytes;
@@ -505,6 +513,33 @@ export class Applier {
     if (this.#buffered >= this.opts.batchSize || this.#bufferedBytes >= MAX_BATCH_BYTES) {
       return this.#queueFlush();
     }
+  }
+
+  /**
+   * Writes a change holding a {@link LargeValue} on its own, after the
+   * buffered ones and in the same destination transaction, its values sent
+   * as the bytes they arrived in; the reader waits until it is written, so
+   * one such value at a time is held. `commitLsn` is 0 while the source
+   * transaction still runs (streamed as it runs).
+   */
+  #queueLarge(change: Change, at: string, commitLsn: bigint): Promise<void> {
+    if (this.#buffered > 0) this.#queueFlush();
+    this.#pendingChanges++;
+    const batch = new TableBatch(change.route);
+    batch.add(change, at);
+    const batches = new Map([[change.route, batch]]);
+    const counts = this.#counts;
+    const scope: JobScope = {
+      folded: false,
+      streamedXid: this.#streamedInDestTx,
+      one: { change, commitLsn },
+    };
+    this.#queue(scope, async () => {
+      this.#ensureDestTx();
+      await this.#begin; // the value goes on the connection's socket: nothing may be in flight
+      await this.#write(batches, counts, scope);
+    });
+    return this.#tail;
   }
 
   #commit(commitLsn: bigint, endLsn: bigint): void | Promise<void> {
@@ -590,6 +625,9 @@ export class Applier {
    * error names the change it belongs to: its table, column, key and LSN.
    */
   #explain(e: unknown, scope: JobScope): unknown {
+    if (scope.one && holdsLargeValue(scope.one.change)) {
+      return largeChangeError(e, scope.one.change, scope.one.commitLsn);
+    }
     const violation = orderSensitiveViolation(e);
     const refused = violation ? null : refusedValue(e);
     if (violation === null && refused === null) return e;

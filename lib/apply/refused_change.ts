@@ -30,7 +30,7 @@ export function describeRefusedChange(
     ? `column ${columns.join(" or ")}`
     : "column unknown";
   const detail = error.detail && error.detail.length <= 200 ? ` (${error.detail})` : "";
-  const key = row ? keyText(route, row) : "no row";
+  const key = changeKeyText(change);
   const fix = refusedValueFix(error, table, columns);
   return `${table}: ${error.message}${detail}; ${where}, ${key}, ` +
     `source transaction committed at ${
@@ -38,8 +38,14 @@ export function describeRefusedChange(
     }: ${fix}; kvsz retries it, skipping nothing`;
 }
 
+/** `key (id)=(2)` of the change's row (`no row` for a TRUNCATE). */
+export function changeKeyText(change: Change): string {
+  const row = rowOf(change);
+  return row ? keyText(change.route, row) : "no row";
+}
+
 /** The row a change writes (or, for a DELETE, the key it looks for). */
-function rowOf(change: Change): Tuple | undefined {
+export function rowOf(change: Change): Tuple | undefined {
   switch (change.kind) {
     case "insert":
     case "update":
@@ -58,6 +64,7 @@ function keyText(route: TableRoute, row: Tuple): string {
     const v = row[c.sourceIndex];
     if (v === null) return "null";
     if (v === undefined) return "unchanged";
+    if (typeof v !== "string") return String(v);
     return v.length > SHOWN ? `${v.slice(0, SHOWN)}…` : v;
   });
   const what = route.key.length > 0 ? "key" : "row";

@@ -6,8 +6,10 @@
  * was not the one their first operation expected (the anomalies).
  */
 import type { Sql } from "../pg/connect.ts";
-import { insertRowsQuery } from "./sql_keyless.ts";
-import type { Tuple } from "../source/messages.ts";
+import { insertRowsParams, insertRowsSql } from "./sql_keyless.ts";
+import { BinaryParam } from "../pg/wire_statement.ts";
+import type { ColumnValue, Tuple } from "../source/messages.ts";
+import type { WireParam } from "../pg/wire_statement.ts";
 import { boolArray, textArray } from "./text_array.ts";
 import { type CloneEntry, firstOpAnomaly, type FoldAnomaly, type KeyValues } from "./fold.ts";
 import {
@@ -16,6 +18,7 @@ import {
   insertColumns,
   keyMatch,
   Params,
+  PREPARED,
   q,
   type RouteShape,
   run,
@@ -101,14 +104,14 @@ function entryParams(
   shape: RouteShape,
   entries: readonly CloneEntry[],
   withFlags: boolean,
-): { params: (string | null)[]; keepCols: boolean[] } {
+): { params: WireParam[]; keepCols: boolean[] } {
   const n = entries.length;
   const nk = shape.key.length;
   const nv = shape.values.length;
   const d: boolean[] = withFlags ? new Array(n) : [];
   const e: boolean[] = withFlags ? new Array(n) : [];
   const keys: (string | null)[][] = Array.from({ length: nk }, () => new Array(n));
-  const vals: (string | null | undefined)[][] = Array.from({ length: nv }, () => new Array(n));
+  const vals: ColumnValue[][] = Array.from({ length: nv }, () => new Array(n));
   const keepCols: boolean[] = new Array(nv).fill(false);
   const vIdx = shape.valueIdx;
   for (let r = 0; r < n; r++) {
@@ -129,7 +132,7 @@ function entryParams(
       }
     }
   }
-  const params: (string | null)[] = [];
+  const params: WireParam[] = [];
   if (shape.route.target.hasSid) params.push(shape.route.sid);
   if (withFlags) params.push(boolArray(d), boolArray(e));
   for (let j = 0; j < nk; j++) params.push(textArray(keys[j]));
@@ -235,12 +238,21 @@ export async function applyCloneNewKeys(
   shape: RouteShape,
   entries: readonly CloneEntry[],
 ): Promise<StepResult> {
-  // One round trip: the three statements are sent together, in this order.
-  const [savepoint, insert, release] = await Promise.allSettled([
-    tx.unsafe(`SAVEPOINT ${NEW_KEYS}`).execute(),
-    insertRowsQuery(tx, shape, entries.map((e) => e.row!), false).execute(),
-    tx.unsafe(`RELEASE SAVEPOINT ${NEW_KEYS}`).execute(),
-  ]);
+  const rows = entries.map((e) => e.row!);
+  const params = insertRowsParams(shape, rows);
+  const [savepoint, insert, release] = params.some((p) => p instanceof BinaryParam)
+    // A large value goes on the socket from kvsz itself: one statement after another.
+    ? await settledInOrder([
+      () => run(tx, `SAVEPOINT ${NEW_KEYS}`, []),
+      () => run(tx, insertRowsSql(shape, false), params),
+      () => run(tx, `RELEASE SAVEPOINT ${NEW_KEYS}`, []),
+    ])
+    // One round trip: the three statements are sent together, in this order.
+    : await Promise.allSettled([
+      tx.unsafe(`SAVEPOINT ${NEW_KEYS}`).execute(),
+      tx.unsafe(insertRowsSql(shape, false), params as never[], PREPARED).execute(),
+      tx.unsafe(`RELEASE SAVEPOINT ${NEW_KEYS}`).execute(),
+    ]);
   if (savepoint.status === "rejected") throw savepoint.reason;
   if (insert.status === "fulfilled") {
     if (release.status === "rejected") throw release.reason;
@@ -251,6 +263,22 @@ export async function applyCloneNewKeys(
   await tx.unsafe(`ROLLBACK TO SAVEPOINT ${NEW_KEYS}`);
   await tx.unsafe(`RELEASE SAVEPOINT ${NEW_KEYS}`);
   return await applyCloneChunk(tx, shape, entries);
+}
+
+/** Runs `steps` one after another, each whatever the last one did, and says how each ended. */
+async function settledInOrder<T>(
+  steps: (() => Promise<T>)[],
+): Promise<PromiseSettledResult<T>[]> {
+  const results: PromiseSettledResult<T>[] = [];
+  for (const step of steps) {
+    results.push(
+      await step().then(
+        (value) => ({ status: "fulfilled", value }) as const,
+        (reason) => ({ status: "rejected", reason }) as const,
+      ),
+    );
+  }
+  return results;
 }
 
 /**

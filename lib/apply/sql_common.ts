@@ -1,17 +1,22 @@
 /** Pieces shared by the mode writers: parameters, the target's columns, result rows. */
 import type { Sql } from "../pg/connect.ts";
 import { qualify, quoteIdent } from "../pg/identifiers.ts";
+import { BinaryParam, binaryText, runWire, type WireParam } from "../pg/wire_statement.ts";
+import { LargeValue } from "../source/messages.ts";
 import { castType } from "./catalog.ts";
 import type { MappedColumn, TableRoute } from "./types.ts";
 
 /** `{ prepare: true }`: the plan text is reused, each statement costs one round trip. */
 export const PREPARED = { prepare: true } as const;
 
-/** Collects positional parameters (all passed as text) and names them `$n`. */
+/**
+ * Collects positional parameters (passed as text, a {@link LargeValue} as
+ * binary `text`) and names them `$n`.
+ */
 export class Params {
-  readonly values: (string | null)[] = [];
+  readonly values: WireParam[] = [];
   /** Adds a value and returns its placeholder (give it an explicit array type). */
-  add(value: string | null): string {
+  add(value: WireParam): string {
     this.values.push(value);
     return `$${this.values.length}`;
   }
@@ -22,8 +27,8 @@ export class Params {
    * bool or bytea parameter (JSON.stringify, 't' only for `true`, UTF-8 hex);
    * cast the placeholder to the destination type after it.
    */
-  text(value: string | null): string {
-    return `${this.add(value)}::text`;
+  text(value: string | null | LargeValue): string {
+    return `${this.add(value instanceof LargeValue ? binaryText(value.bytes) : value)}::text`;
   }
 }
 
@@ -95,12 +100,16 @@ export function insertColumns(
   return [...(sidParam ? [q("sid")] : []), ...cols.map((c) => q(c.name)), ...extra].join(", ");
 }
 
-/** Runs a prepared statement and returns its rows. */
+/**
+ * Runs a prepared statement and returns its rows; one with a binary
+ * parameter (a large value) is sent by kvsz itself ({@link runWire}).
+ */
 export async function run(
   tx: Sql,
   text: string,
-  params: (string | null)[],
+  params: readonly WireParam[],
 ): Promise<{ rows: Record<string, unknown>[]; count: number }> {
+  for (const p of params) if (p instanceof BinaryParam) return await runWire(tx, text, params);
   const res = await tx.unsafe(text, params as never[], PREPARED);
   return { rows: res as unknown as Record<string, unknown>[], count: res.count ?? 0 };
 }

@@ -7,7 +7,8 @@
  * operation expected (the anomalies).
  */
 import type { Sql } from "../pg/connect.ts";
-import type { Tuple } from "../source/messages.ts";
+import type { ColumnValue, Tuple } from "../source/messages.ts";
+import type { WireParam } from "../pg/wire_statement.ts";
 import { boolArray, textArray } from "./text_array.ts";
 import { firstOpAnomaly, type FoldAnomaly, type HistoryEntry, type KeyValues } from "./fold.ts";
 import {
@@ -113,7 +114,7 @@ export async function applyHistoryChunk(
   const fs: boolean[] = [];
   const en: (string | null)[] = [];
   const dl: boolean[] = [];
-  const vals: (string | null | undefined)[][] = Array.from({ length: nv }, () => []);
+  const vals: ColumnValue[][] = Array.from({ length: nv }, () => []);
   const carryCols: boolean[] = new Array(nv).fill(false);
   let versions = 0;
   for (let r = 0; r < n; r++) {
@@ -135,7 +136,7 @@ export async function applyHistoryChunk(
       versions++;
     }
   }
-  const params: (string | null)[] = [];
+  const params: WireParam[] = [];
   if (shape.route.target.hasSid) params.push(shape.route.sid);
   params.push(textArray(f), textArray(t1));
   for (let j = 0; j < nk; j++) params.push(textArray(keys[j]));

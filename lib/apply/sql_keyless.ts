@@ -6,7 +6,8 @@
  * touches that row only, even when identical duplicates exist.
  */
 import type { Sql } from "../pg/connect.ts";
-import type { Tuple } from "../source/messages.ts";
+import type { ColumnValue, Tuple } from "../source/messages.ts";
+import type { WireParam } from "../pg/wire_statement.ts";
 import { textArray } from "./text_array.ts";
 import type { FoldAnomaly } from "./fold.ts";
 import {
@@ -17,7 +18,6 @@ import {
   insertColumns,
   OPEN_END,
   Params,
-  PREPARED,
   q,
   type RouteShape,
   run,
@@ -58,34 +58,32 @@ export async function insertRows(
   rows: readonly Tuple[],
   history: boolean,
 ): Promise<StepResult> {
-  const { count } = await insertRowsQuery(tx, shape, rows, history).execute();
-  return { rows: count ?? 0, anomalies: [] };
+  const { count } = await run(tx, insertRowsSql(shape, history), insertRowsParams(shape, rows));
+  return { rows: count, anomalies: [] };
 }
 
-/** The statement of {@link insertRows}, not yet sent (to pipeline it with others). */
-export function insertRowsQuery(
-  tx: Sql,
-  shape: RouteShape,
-  rows: readonly Tuple[],
-  history: boolean,
-) {
-  const params: (string | null)[] = [];
+/** The parameters of {@link insertRowsSql} for `rows`. */
+export function insertRowsParams(shape: RouteShape, rows: readonly Tuple[]): WireParam[] {
+  const params: WireParam[] = [];
   if (shape.route.target.hasSid) params.push(shape.route.sid);
   const idx = shape.allIdx;
   const n = rows.length;
   for (let j = 0; j < idx.length; j++) {
-    const col: (string | null | undefined)[] = new Array(n);
+    const col: ColumnValue[] = new Array(n);
     const c = idx[j];
     for (let r = 0; r < n; r++) col[r] = rows[r][c];
     params.push(textArray(col));
   }
   if (idx.length === 0) params.push(textArray(new Array(n).fill(null)));
-  return tx.unsafe(insertRowsSql(shape, history), params as never[], PREPARED);
+  return params;
 }
 
-/** The anomaly key of a keyless row: every mapped column (unchanged TOAST as NULL). */
+/** The anomaly key of a keyless row: every mapped column (unchanged TOAST as NULL, a large value described). */
 export function rowKey(shape: RouteShape, row: Tuple): (string | null)[] {
-  return shape.allIdx.map((i) => row[i] ?? null);
+  return shape.allIdx.map((i) => {
+    const v = row[i];
+    return v === undefined || v === null ? null : String(v);
+  });
 }
 
 /**

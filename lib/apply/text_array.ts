@@ -2,8 +2,11 @@
  * PostgreSQL array literals built by hand. The destination client runs with
  * `fetch_types: false`, so porsager sends a JS array parameter as `'' + array`
  * (`a,b,c`), which the server rejects; kvsz passes array parameters as their
- * text literal instead and lets `$n::text[]` parse it.
+ * text literal instead and lets `$n::text[]` parse it. An array holding a
+ * {@link LargeValue} goes in binary format instead (lib/pg/wire_statement.ts).
  */
+import { BinaryParam, binaryTextArray } from "../pg/wire_statement.ts";
+import { type ColumnValue, LargeValue } from "../source/messages.ts";
 
 const NEEDS_ESCAPE = /["\\]/;
 const ESCAPE = /["\\]/g;
@@ -14,16 +17,28 @@ export function arrayElement(value: string | null | undefined): string {
   return NEEDS_ESCAPE.test(value) ? `"${value.replace(ESCAPE, "\\$&")}"` : `"${value}"`;
 }
 
-/** Encodes strings (NULL for `null`/`undefined`) as a one-dimensional text array literal. */
-export function textArray(values: readonly (string | null | undefined)[]): string {
+/**
+ * Encodes strings (NULL for `null`/`undefined`) as a one-dimensional text
+ * array literal; values holding a {@link LargeValue} as a binary `text[]`.
+ */
+export function textArray(values: readonly (string | null | undefined)[]): string;
+export function textArray(values: readonly ColumnValue[]): string | BinaryParam;
+export function textArray(values: readonly ColumnValue[]): string | BinaryParam {
   const n = values.length;
   if (n === 0) return "{}";
   let out = "{";
   for (let i = 0; i < n; i++) {
+    const v = values[i];
+    if (typeof v === "object" && v !== null) return largeTextArray(values);
     if (i > 0) out += ",";
-    out += arrayElement(values[i]);
+    out += arrayElement(v);
   }
   return out + "}";
+}
+
+/** The values as a binary `text[]`: large ones as the bytes they arrived in. */
+function largeTextArray(values: readonly ColumnValue[]): BinaryParam {
+  return binaryTextArray(values.map((v) => v instanceof LargeValue ? v.bytes : v ?? null));
 }
 
 /** Encodes booleans as a `bool[]` literal: `{t,f}`. */

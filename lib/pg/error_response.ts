@@ -23,8 +23,8 @@ export class ServerError extends Error {
   }
 }
 
-/** Parses an ErrorResponse body (the fields after type and length). */
-export function parseErrorResponse(body: Uint8Array): ServerError {
+/** The fields of an ErrorResponse (or NoticeResponse) body, by their one-letter codes. */
+export function errorFields(body: Uint8Array): Map<string, string> {
   const fields = new Map<string, string>();
   const text = new TextDecoder();
   let i = 0;
@@ -34,6 +34,12 @@ export function parseErrorResponse(body: Uint8Array): ServerError {
     fields.set(String.fromCharCode(body[i]), text.decode(body.subarray(i + 1, end)));
     i = end + 1;
   }
+  return fields;
+}
+
+/** Parses an ErrorResponse body (the fields after type and length). */
+export function parseErrorResponse(body: Uint8Array): ServerError {
+  const fields = errorFields(body);
   const detail = fields.get("D");
   const error = new ServerError(
     `${fields.get("M") ?? "server error"}${detail ? ` (${detail})` : ""}`,

@@ -13,6 +13,7 @@
 import type net from "node:net";
 import { ERROR_RESPONSE, parseErrorResponse } from "../pg/error_response.ts";
 import { FrameBoundaries, int32At } from "../pg/frame_boundaries.ts";
+import { LARGE_VALUE_BYTES, releaseBuffer } from "./messages.ts";
 
 const COPY_BOTH_RESPONSE = 0x57; // 'W'
 const COPY_DATA = 0x64; // 'd'
@@ -138,7 +139,8 @@ export class CopyBothTap {
 
 /**
  * Splits socket chunks into CopyData frame bodies, across chunk boundaries.
- * A frame split between chunks is gathered into a buffer of its own size.
+ * A frame split between chunks is gathered into a buffer of its own size
+ * (freed once handled when it is larger than {@link LARGE_VALUE_BYTES}).
  */
 export class CopyDataFrames {
   #header = new Uint8Array(5);
@@ -194,6 +196,7 @@ export class CopyDataFrames {
       const wait = frame(f, 0, f.length);
       if (wait) await wait;
       after();
+      if (f.length > LARGE_VALUE_BYTES) releaseBuffer(f); // handled, and the frame's own
     }
     while (i < n && !this.#halted) {
       if (n - i < 5) {

@@ -5,10 +5,44 @@
  */
 
 /**
- * One column value of a tuple in text format: a string, `null` for SQL NULL, or
- * `undefined` for an unchanged TOASTed value that the server did not send ('u').
+ * One column value of a tuple in text format: a string, `null` for SQL NULL,
+ * `undefined` for an unchanged TOASTed value that the server did not send
+ * ('u'), or a {@link LargeValue} (over {@link LARGE_VALUE_BYTES}).
  */
-export type ColumnValue = string | null | undefined;
+export type ColumnValue = string | null | undefined | LargeValue;
+
+/**
+ * Values longer than this many bytes are kept as bytes ({@link LargeValue}),
+ * never decoded into a JS string: V8's strings end at about 512 MiB (one-byte)
+ * or 256 Mi characters (two-byte), where PostgreSQL's values end at 1 GB, and
+ * every copy of a string that size (decoding, escaping, the driver's buffers)
+ * costs its whole size again.
+ */
+export const LARGE_VALUE_BYTES = 16 << 20;
+
+/**
+ * A text-format value over {@link LARGE_VALUE_BYTES}: its UTF-8 bytes, a view
+ * into the message it arrived in (never copied). The applier writes a row
+ * holding one on its own, passing the bytes (lib/pg/wire_statement.ts).
+ */
+export class LargeValue {
+  constructor(readonly bytes: Uint8Array) {}
+
+  /** Its size in bytes (as `length` is a string's size, for code that weighs values). */
+  get length(): number {
+    return this.bytes.byteLength;
+  }
+
+  /** Its size for people, e.g. `700.0 MiB`. */
+  get size(): string {
+    return `${(this.bytes.byteLength / 1048576).toFixed(1)} MiB`;
+  }
+
+  /** What logs and errors show instead of the value, e.g. `(a 700.0 MiB value)`. */
+  toString(): string {
+    return `(a ${this.size} value)`;
+  }
+}
 
 /** A row as sent by the server, values in the relation's column order. */
 export type Tuple = ColumnValue[];
@@ -140,6 +174,17 @@ export interface StreamAbortMessage {
   /** Present with protocol 4 (`streaming parallel`). */
   abortLsn?: bigint;
   abortTime?: bigint;
+}
+
+/**
+ * Frees at once the memory of the buffer under `bytes`, which held one large
+ * message that is now handled (its {@link LargeValue}s written, nothing else
+ * in it): otherwise the process keeps its peak size until V8's next full
+ * collection, which an idle process may not run for a long time. Views of
+ * the buffer become empty.
+ */
+export function releaseBuffer(bytes: Uint8Array): void {
+  (bytes.buffer as ArrayBuffer).transfer(0);
 }
 
 /** Any decoded pgoutput message. */

@@ -26,6 +26,7 @@ import type {
   TypeMessage,
   UpdateMessage,
 } from "./messages.ts";
+import { LARGE_VALUE_BYTES, LargeValue } from "./messages.ts";
 
 /** Options for {@link PgoutputDecoder}: what was asked for in START_REPLICATION. */
 export interface PgoutputDecoderOptions {
@@ -139,8 +140,10 @@ export class PgoutputDecoder {
 
   /**
    * Decodes one pgoutput message. The result does not reference `buf` (strings
-   * and logical-message contents are copies), so `buf` may be reused afterwards.
-   * The message starts `offset` bytes into `buf` (e.g. 25 for an XLogData frame).
+   * and logical-message contents are copies) except through its
+   * {@link LargeValue}s, which are views: `buf` may be reused afterwards only
+   * when it is shorter than {@link LARGE_VALUE_BYTES}. The message starts
+   * `offset` bytes into `buf` (e.g. 25 for an XLogData frame).
    */
   decode(buf: Uint8Array, offset = 0): PgoutputMessage {
     return this.decodeAt(buf, offset, buf.byteLength);
@@ -412,7 +415,9 @@ export class PgoutputDecoder {
         const from = p + 4;
         p = from + len;
         if (len < 0 || p > end) this.overrun("tuple", end);
-        out.push(decodeText(u8, from, p));
+        out.push(
+          len > LARGE_VALUE_BYTES ? new LargeValue(u8.subarray(from, p)) : decodeText(u8, from, p),
+        );
       } else if (kind === 0x6e) { // n
         out.push(null);
       } else if (kind === 0x75) { // u

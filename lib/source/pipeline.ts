@@ -11,6 +11,7 @@ import { kvszObjectName, qualify } from "../pg/identifiers.ts";
 import { formatLsn, parseLsn } from "../pg/lsn.ts";
 import { StreamRestart } from "./stream_restart.ts";
 import { OneByOneRestart } from "../apply/one_by_one_restart.ts";
+import { TableStopped } from "../apply/large_change.ts";
 import { redactUrl } from "../pg/redact.ts";
 import { log } from "../observe/log.ts";
 import { SyncProgressDisplay } from "../observe/sync_progress.ts";
@@ -88,6 +89,12 @@ export class SourcePipeline {
   #walsenderPid: number | null = null;
   /** Tables with column drift or stopped for it (`schema.name`): a reload looks at them again. */
   readonly #drifted = new Set<string>();
+  /**
+   * Relations (`schema.name`) stopped until kvsz restarts: a change of theirs
+   * cannot be written (see TableStopped). They are left out as if taken out
+   * of the config, so the next start copies them again.
+   */
+  readonly #stopped = new Set<string>();
 
   constructor(
     readonly config: Config,
@@ -122,6 +129,12 @@ export class SourcePipeline {
       } catch (e) {
         this.events.onConnected?.(false);
         if (this.#stopping) return;
+        if (e instanceof TableStopped && !this.#stopped.has(e.relation)) {
+          this.#stopped.add(e.relation);
+          this.#restarting = true;
+          this.#log.error("{message}", { message: e.message });
+          continue;
+        }
         if (e instanceof StreamRestart) {
           this.#spoolOnly.add(e.xid);
           this.#restarting = true;
@@ -184,7 +197,9 @@ export class SourcePipeline {
             `remove failover from the source's entry, or upgrade the source`,
         );
       }
-      const tables = await resolveTables(src, this.db.tables, major);
+      const tables = (await resolveTables(src, this.db.tables, major)).filter((t) =>
+        !t.published.some((r) => this.#stopped.has(`${r.schema}.${r.name}`))
+      );
       const [publications, slotBefore] = await Promise.all([
         this.#syncPublications(src, tables, major),
         readSlot(src, this.name, major),

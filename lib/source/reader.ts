@@ -379,6 +379,8 @@ export async function streamChanges(
       if (frames.halted) break;
       if (lastSent !== sink.safeLsn) sendStatus(false);
     }
+  } catch (e) {
+    throw cannotSend(e) ?? e;
   } finally {
     clearInterval(timer);
     clearInterval(silence);
@@ -392,6 +394,27 @@ export async function streamChanges(
     streamed.discard();
     stream.destroy?.();
   }
+}
+
+/**
+ * The walsender's error when it cannot build the change it decodes (a
+ * memory request or a string over 1 GB), said as what it is; else null.
+ */
+function cannotSend(e: unknown): Error | null {
+  const { code, message, where } = e as { code?: unknown; message?: unknown; where?: unknown };
+  const text = String(message);
+  const limit = code === "54000" ||
+    (code === "XX000" && /invalid memory alloc request size/.test(text));
+  if (!limit) return null;
+  const lsn = /associated LSN ([0-9A-F]+\/[0-9A-F]+)/.exec(String(where ?? ""))?.[1];
+  return new Error(
+    `the source cannot send the change${lsn ? ` at ${lsn}` : ""}: ${text}. pgoutput sends every ` +
+      `value as text, and PostgreSQL builds no text over 1 GB: a bytea over 512 MiB (sent in hex), ` +
+      `or a row whose values add up to more, cannot leave the source, and nothing after it in the ` +
+      `slot can be read. Skip its transaction (pg_replication_slot_advance on the source) and copy ` +
+      `its table again (take it out of the config, start, put it back), or drop the slot to copy ` +
+      `everything again`,
+  );
 }
 
 /** The source sent nothing for the receive timeout: the connection is taken for dead. */

@@ -8,11 +8,13 @@
  * decoded, sent and spooled, and what is left to do is to apply it. kvsz's
  * memory does not grow with the transaction: the spool is a file of raw
  * pgoutput messages (`u32` length, then the message), written and read in
- * 1 MiB blocks.
+ * 1 MiB blocks (a larger message is written as it is and read into a buffer
+ * of its own size).
  */
 
 import { tmpdir } from "node:os";
 import { int32At } from "../pg/frame_boundaries.ts";
+import { releaseBuffer } from "./messages.ts";
 import { existsSync } from "../fs.ts";
 
 /** Data messages of a stream block, all with the (sub)transaction's xid after the tag. */
@@ -114,18 +116,22 @@ class TransactionSpool {
   append(buf: Uint8Array, start: number, end: number, xid: number): void {
     if (!this.#firstOffset.has(xid)) this.#firstOffset.set(xid, this.length);
     const size = end - start;
-    if (this.#used + 4 + size > this.#block.byteLength) {
-      this.#flush();
-      if (4 + size > this.#block.byteLength) this.#block = new Uint8Array(4 + size);
-    }
+    this.messages++;
+    if (this.#used + 4 + size > this.#block.byteLength) this.#flush();
     const b = this.#block, u = this.#used;
     b[u] = size >>> 24;
     b[u + 1] = (size >>> 16) & 0xff;
     b[u + 2] = (size >>> 8) & 0xff;
     b[u + 3] = size & 0xff;
-    b.set(buf.subarray(start, end), u + 4);
-    this.#used = u + 4 + size;
-    this.messages++;
+    if (4 + size <= b.byteLength) {
+      b.set(buf.subarray(start, end), u + 4);
+      this.#used = u + 4 + size;
+      return;
+    }
+    // Larger than a block: written from where it is, never copied.
+    this.#used = 4;
+    this.#flush();
+    this.#write(buf.subarray(start, end));
   }
 
   /**
@@ -165,11 +171,14 @@ class TransactionSpool {
       }
       if (left === 0) {
         if (p !== filled) throw new Error(`stream spool ${this.#path} is cut short`);
+        if (buf.byteLength > BLOCK) releaseBuffer(buf);
         return;
       }
       // A fresh block (messages may keep views of the old one), sized for the next message.
       const next = new Uint8Array(Math.max(BLOCK, p + 4 <= filled ? 4 + int32At(buf, p) : 4));
       next.set(buf.subarray(p, filled));
+      // A block larger than BLOCK held one message alone, now handled.
+      if (buf.byteLength > BLOCK) releaseBuffer(buf);
       buf = next;
       filled -= p;
       p = 0;
@@ -195,10 +204,14 @@ class TransactionSpool {
   }
 
   #flush(): void {
-    let p = 0;
-    while (p < this.#used) p += this.#file.writeSync(this.#block.subarray(p, this.#used));
-    this.#flushed += this.#used;
+    this.#write(this.#block.subarray(0, this.#used));
     this.#used = 0;
+  }
+
+  #write(bytes: Uint8Array): void {
+    let p = 0;
+    while (p < bytes.byteLength) p += this.#file.writeSync(bytes.subarray(p));
+    this.#flushed += bytes.byteLength;
   }
 }
 

@@ -380,7 +380,7 @@ async function decodesStreamedTransactions(cluster: TestCluster): Promise<void> 
           } else {
             ok(msg.tag === "insert" && msg.relationId === rel);
             const list = rowsBySubXid.get(msg.xid!) ?? [];
-            list.push(msg.newTuple[0]!);
+            list.push(String(msg.newTuple[0]));
             rowsBySubXid.set(msg.xid!, list);
           }
         } else {

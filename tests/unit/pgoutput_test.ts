@@ -18,7 +18,7 @@ import {
   protoVersionFor,
   startReplicationCommand,
 } from "../../lib/source/replication_protocol.ts";
-import { PG_EPOCH_OFFSET_US } from "../../lib/source/messages.ts";
+import { LARGE_VALUE_BYTES, LargeValue, PG_EPOCH_OFFSET_US } from "../../lib/source/messages.ts";
 
 /** Builds protocol bytes: big-endian integers, C strings, counted text. */
 class Bytes {
@@ -145,6 +145,31 @@ Deno.test("tuple values: unicode and ASCII of every length round-trip", () => {
   const d = v1();
   const got = d.decode(m().ch("I").i32(1).ch("N").tuple(values).bytes);
   deepStrictEqual(got.tag === "insert" && got.newTuple, values);
+});
+
+Deno.test("a value over LARGE_VALUE_BYTES stays bytes: a view into the message, never a string", () => {
+  const atLimit = new Uint8Array(LARGE_VALUE_BYTES).fill(0x61); // 'a'
+  const over = new Uint8Array(LARGE_VALUE_BYTES + 1).fill(0xc3);
+  for (let i = 1; i < over.length; i += 2) over[i] = 0xa9; // 'é'…, cut in the middle: bytes, not text
+  const head = m().ch("I").i32(3).ch("N").i16(3).ch("t").i32(atLimit.length).bytes;
+  const mid = m().ch("t").i32(over.length).bytes;
+  const tail = m().ch("t").i32(1).ch("z").bytes;
+  const buf = new Uint8Array(head.length + atLimit.length + mid.length + over.length + tail.length);
+  let p = 0;
+  for (const part of [head, atLimit, mid, over, tail]) {
+    buf.set(part, p);
+    p += part.length;
+  }
+  const got = v1().decode(buf);
+  if (got.tag !== "insert") throw new Error("not an insert");
+  const [a, b, z] = got.newTuple;
+  strictEqual(a, "a".repeat(LARGE_VALUE_BYTES));
+  if (!(b instanceof LargeValue)) throw new Error("the value over the limit is not a LargeValue");
+  strictEqual(b.bytes.buffer, buf.buffer, "a view, not a copy");
+  strictEqual(b.bytes.byteOffset, head.length + atLimit.length + mid.length);
+  strictEqual(b.length, over.length);
+  strictEqual(String(b), "(a 16.0 MiB value)");
+  strictEqual(z, "z");
 });
 
 Deno.test("Update without old tuple, with key 'K' and with full old row 'O'", () => {

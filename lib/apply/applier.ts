@@ -19,8 +19,7 @@ import {
   type StreamCommitMessage,
 } from "../source/messages.ts";
 import { pgTimestampToIso } from "../source/messages.ts";
-import { StreamRestart } from "../source/stream_restart.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../log.ts";
 import type { RouteTable } from "./routes.ts";
 import { type OpCounts, TableBatch } from "./table_batch.ts";
 import type { Anomaly, Change, TableRoute } from "./types.ts";
@@ -36,6 +35,7 @@ import { describeRefusedChange } from "./refused_change.ts";
 import { parentsFirst, targetName } from "./write_order.ts";
 import { holdsLargeValue, largeChangeError } from "./large_change.ts";
 import { truncateTogether } from "./sql_truncate.ts";
+import { StreamRestart } from "../errors.ts";
 
 /**
  * Bytes of changes (as received) buffered before they are written, whatever

@@ -10,6 +10,8 @@ import { MessageTooLarge } from "../pg/wire_statement.ts";
 import { changeKeyText, describeRefusedChange, rowOf } from "./refused_change.ts";
 import type { Change } from "./types.ts";
 import { targetName } from "./write_order.ts";
+import { KvszError, type Recovery } from "../errors.ts";
+import { overServerLimit } from "../pg/errors.ts";
 
 /** True when one of the change's tuples holds a {@link LargeValue}. */
 export function holdsLargeValue(change: Change): boolean {
@@ -51,14 +53,17 @@ export function describeLargeChange(change: Change, commitLsn: bigint): string {
  * kvsz has: its table stops streaming (see the pipeline), every other table
  * streams on, and kvsz copies the table again at its next start.
  */
-export class TableStopped extends Error {
+export class TableStopped extends KvszError {
+  override get recovery(): Recovery {
+    return "reconnect";
+  }
+
   constructor(
     /** The source relation, `schema.name`. */
     readonly relation: string,
     message: string,
   ) {
     super(message);
-    this.name = "TableStopped";
   }
 }
 
@@ -91,8 +96,5 @@ export function largeChangeError(e: unknown, change: Change, commitLsn: bigint):
 /** True for an error no retry fixes for the same value. */
 function pastLimit(e: unknown): boolean {
   if (e instanceof MessageTooLarge) return true;
-  const { code, message } = e as { code?: unknown; message?: unknown };
-  if (typeof code !== "string") return false;
-  return code.startsWith("54") ||
-    (code === "XX000" && /invalid memory alloc request size/.test(String(message)));
+  return overServerLimit(e);
 }

@@ -9,7 +9,13 @@
  * destination refused a value of the batch: applied one at a time, the
  * change it belongs to is known, and its error names it.
  */
-export class OneByOneRestart extends Error {
+import { KvszError, type Recovery } from "../errors.ts";
+import { pgErrorFields } from "../pg/errors.ts";
+export class OneByOneRestart extends KvszError {
+  override get recovery(): Recovery {
+    return "reconnect";
+  }
+
   constructor(
     /** Source transactions committed at or below this LSN are applied one change at a time. */
     readonly untilLsn: bigint,
@@ -20,7 +26,6 @@ export class OneByOneRestart extends Error {
     message: string,
   ) {
     super(message);
-    this.name = "OneByOneRestart";
   }
 }
 
@@ -31,14 +36,8 @@ const ORDER_SENSITIVE = new Set(["23505", "23503", "23P01"]);
 export function orderSensitiveViolation(
   e: unknown,
 ): { table: string; description: string } | null {
-  const err = e as {
-    code?: string;
-    message?: string;
-    detail?: string;
-    schema_name?: string;
-    table_name?: string;
-  };
-  if (!err || !ORDER_SENSITIVE.has(err.code ?? "")) return null;
+  const err = pgErrorFields(e);
+  if (!ORDER_SENSITIVE.has(err.code ?? "")) return null;
   const table = err.table_name ? `${err.schema_name ?? "?"}.${err.table_name}` : "?";
   return {
     table,

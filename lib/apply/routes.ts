@@ -7,13 +7,14 @@ import type { TableMapping } from "../config/types.ts";
 import type { Sql } from "../pg/connect.ts";
 import type { RelationMessage } from "../source/messages.ts";
 import { castType, KVSZ_COLUMNS, readTargetTable } from "./catalog.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../log.ts";
 import type { MappedColumn, TableRoute, TargetTable } from "./types.ts";
 import { type ColumnDrift, compareColumns, dated, describeDrift, stopsTable } from "./drift.ts";
 import { type ColumnState, type SyncedTable, writeColumnState } from "./progress.ts";
+import { NeedsPersonError } from "../errors.ts";
 
 /** A route could not be built: the message names the table and the fix. */
-export class RouteError extends Error {}
+export class RouteError extends NeedsPersonError {}
 
 /** Builds a route for one relation onto its target table. */
 export function buildRoute(

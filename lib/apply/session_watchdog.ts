@@ -11,14 +11,10 @@
  */
 import type { Logger } from "@logtape/logtape";
 import { connect } from "../pg/connect.ts";
+import { KvszError } from "../errors.ts";
 
 /** The writing session is gone or unreachable: its connection is taken for dead. */
-export class DeadSession extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "DeadSession";
-  }
-}
+export class DeadSession extends KvszError {}
 
 /** Options of {@link SessionWatchdog}. */
 export interface WatchdogOptions {

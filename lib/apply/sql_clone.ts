@@ -25,6 +25,7 @@ import {
   sidMatch,
   stagedKeyMatch,
 } from "./sql_common.ts";
+import { errorCode } from "../pg/errors.ts";
 
 /** What applying part of a batch did. */
 export interface StepResult {
@@ -258,7 +259,7 @@ export async function applyCloneNewKeys(
     if (release.status === "rejected") throw release.reason;
     return { rows: insert.value.count ?? 0, anomalies: [] };
   }
-  if ((insert.reason as { code?: string })?.code !== "23505") throw insert.reason; // not unique_violation
+  if (errorCode(insert.reason) !== "23505") throw insert.reason; // not unique_violation
   // The RELEASE failed too (the transaction was aborted): undo the INSERT.
   await tx.unsafe(`ROLLBACK TO SAVEPOINT ${NEW_KEYS}`);
   await tx.unsafe(`RELEASE SAVEPOINT ${NEW_KEYS}`);

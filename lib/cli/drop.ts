@@ -17,7 +17,7 @@ import { connect } from "../pg/connect.ts";
 import { partitionsPublicationName } from "../source/publication.ts";
 import { kvszObjectName, quoteIdent } from "../pg/identifiers.ts";
 import { redactText } from "../pg/redact.ts";
-import { describeUrl } from "../source/preflight.ts";
+import { describeUrl } from "../pg/describe.ts";
 
 /** One configured source, selected by the filters. */
 interface Target {

@@ -2,9 +2,9 @@
 import { type Command, CONFIG_HELP, CONFIG_OPTION, EXIT_FAILURE, EXIT_OK } from "./command.ts";
 import { findAndLoadConfig, loadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
-import { configureLogging, log, registerSecrets } from "../observe/log.ts";
+import { configureLogging, log, registerSecrets } from "../log.ts";
 import { installCrashGuards } from "../observe/crash_guard.ts";
-import { Supervisor } from "../source/supervisor.ts";
+import { Supervisor } from "../engine/supervisor.ts";
 import { Metrics } from "../observe/metrics.ts";
 import { startHttpServer } from "../observe/http_server.ts";
 import { startSlotPoller } from "../observe/slot_poller.ts";

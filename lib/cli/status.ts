@@ -2,7 +2,8 @@
 import { type Command, CONFIG_HELP, CONFIG_OPTION, EXIT_OK } from "./command.ts";
 import { findAndLoadConfig } from "../config/load.ts";
 import { collectStatus, type SourceStatus, type StatusReport } from "../observe/status_report.ts";
-import { formatTable, humanBytes, humanSeconds, printJson } from "./output.ts";
+import { formatTable, printJson } from "./output.ts";
+import { humanBytes, humanSeconds } from "../observe/human_units.ts";
 
 /** Renders a status report as an aligned table plus detail and warning lines. */
 export function formatStatus(report: StatusReport): string {

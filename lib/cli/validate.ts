@@ -2,9 +2,10 @@
 import { type Command, CONFIG_HELP, CONFIG_OPTION, EXIT_FAILURE, EXIT_OK } from "./command.ts";
 import { findAndLoadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
-import { type Check, preflightSource } from "../source/preflight.ts";
-import { preflightDestination, type SourceTables } from "../apply/preflight.ts";
+import { preflightSource } from "../preflight/source.ts";
+import { preflightDestination, type SourceTables } from "../preflight/destination.ts";
 import { formatCheck, printJson } from "./output.ts";
+import { type Check } from "../preflight/check.ts";
 
 /**
  * Runs every check of `config` (the sources in parallel, the destination's

@@ -1,8 +1,6 @@
 /** `kvsz version`: prints the program version. */
 import type { Command } from "./command.ts";
-
-/** kvsz's version, kept in step with releases. */
-export const VERSION = "0.1.0";
+import { VERSION } from "../version.ts";
 
 export const versionCommand: Command = {
   name: "version",

@@ -11,10 +11,9 @@ import { connect, type Sql } from "../pg/connect.ts";
 import { kvszObjectName } from "../pg/identifiers.ts";
 import { freePort, type LocalCluster, startLocalCluster } from "../pg/local_cluster.ts";
 import { formatLsn, parseLsn } from "../pg/lsn.ts";
-import { configureLogging, registerSecrets } from "../observe/log.ts";
+import { configureLogging, registerSecrets } from "../log.ts";
 import { installCrashGuards } from "../observe/crash_guard.ts";
-import { Supervisor } from "../source/supervisor.ts";
-import { describeError } from "../source/pipeline.ts";
+import { Supervisor } from "../engine/supervisor.ts";
 import { findDemoBinaries, NoServerBinariesError } from "./binaries.ts";
 import {
   demoConfigYaml,
@@ -37,6 +36,8 @@ import {
   styles,
   textTable,
 } from "./render.ts";
+import { describeError } from "../pg/describe.ts";
+import { SyncProgressDisplay } from "../observe/sync_progress.ts";
 
 /** Options of {@link runDemo}. */
 export interface DemoOptions {
@@ -241,10 +242,11 @@ class Demo {
     let streaming: () => void = () => {};
     const isStreaming = new Promise<void>((resolve) => (streaming = resolve));
     const started = performance.now();
-    this.#supervisor = new Supervisor(() => ({
+    this.#supervisor = new Supervisor((database, sid) => ({
       onConnected: (connected) => {
         if (connected) streaming();
       },
+      syncProgress: () => new SyncProgressDisplay({ database, sid }),
     }));
     await this.#supervisor.apply(engineConfig);
     await this.#guard(withTimeout(

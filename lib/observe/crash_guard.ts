@@ -4,7 +4,7 @@
  * write, and can reject promises nobody awaits; every pipeline already handles
  * its own connection failures (retry with backoff), so these are logged, not fatal.
  */
-import { log } from "./log.ts";
+import { log } from "../log.ts";
 
 /** Installs the guards once per process. */
 export function installCrashGuards(): void {

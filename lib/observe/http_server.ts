@@ -3,7 +3,7 @@
  * `GET /healthz` (the process is alive) and `GET /readyz` (every source
  * streaming, lag under the bound). Failing to listen never stops kvsz.
  */
-import { log } from "./log.ts";
+import { log } from "../log.ts";
 import type { Metrics, Readiness } from "./metrics.ts";
 
 /** A running endpoint. */

@@ -5,12 +5,13 @@
  * text exposition format. Also the readiness of every source, for `/readyz`.
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { PipelineEvents } from "../source/pipeline.ts";
 import type { CommitInfo } from "../apply/applier.ts";
 import type { Anomaly } from "../apply/types.ts";
 import type { DriftReport } from "../apply/routes.ts";
 import type { SlotLag } from "../source/slot.ts";
-import { VERSION } from "../cli/version.ts";
+import { VERSION } from "../version.ts";
+import { type PipelineEvents } from "../engine/events.ts";
+import { SyncProgressDisplay } from "./sync_progress.ts";
 
 /** A row operation as counted in `streamer_operations_total{operation}`. */
 export type Operation = "insert" | "update" | "delete" | "truncate";
@@ -265,12 +266,13 @@ export class Metrics {
         if (walEnd > s.keepaliveLsn) s.keepaliveLsn = walEnd;
         s.caughtUpMs = this.#now();
       },
-      onSyncRows: (table, rows, bytes) => {
-        beat();
-        if (!s.connected) s.syncing = true;
-        if (rows > 0) this.syncRows.inc({ ...labels, table }, rows);
-        if (bytes > 0) this.syncBytes.inc({ ...labels, table }, bytes);
-      },
+      syncProgress: () =>
+        new SyncProgressDisplay({ database, sid }, undefined, (table, rows, bytes) => {
+          beat();
+          if (!s.connected) s.syncing = true;
+          if (rows > 0) this.syncRows.inc({ ...labels, table }, rows);
+          if (bytes > 0) this.syncBytes.inc({ ...labels, table }, bytes);
+        }),
       onOperations: (table, operation, count, seconds) => {
         beat();
         const l = { ...labels, table, operation, result: "success" };

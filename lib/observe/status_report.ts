@@ -7,11 +7,11 @@ import type { Config } from "../config/types.ts";
 import { connect, type Sql } from "../pg/connect.ts";
 import { kvszObjectName } from "../pg/identifiers.ts";
 import { redactText, redactUrl } from "../pg/redact.ts";
-import { describeUrl } from "../source/preflight.ts";
 import { partitionsPublicationName } from "../source/publication.ts";
-import { humanBytes } from "../cli/output.ts";
 import { type ColumnDrift, driftNotice } from "../apply/drift.ts";
 import { readAllSyncedTables } from "../apply/progress.ts";
+import { describeUrl } from "../pg/describe.ts";
+import { humanBytes } from "./human_units.ts";
 
 /** The kvsz replication slot of a source. */
 export interface SlotStatus {

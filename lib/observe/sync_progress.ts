@@ -2,7 +2,8 @@
  * Initial-sync progress: a bar per table on a terminal (rows, MB, rate, ETA
  * from the planner's estimate), a log line per table otherwise.
  */
-import { log } from "./log.ts";
+import { log } from "../log.ts";
+import { type SyncProgress } from "../engine/events.ts";
 
 interface TableState {
   label: string;
@@ -11,14 +12,6 @@ interface TableState {
   bytes: number;
   started: number;
   lastLogged: number;
-}
-
-/** Receives progress of the tables being copied. */
-export interface SyncProgress {
-  /** `ranges` > 1: the table is copied as that many page ranges in parallel. */
-  start(table: string, estimatedRows: number, ranges?: number): void;
-  update(table: string, rows: number, bytes: number): void;
-  finish(table: string, rows: number): void;
 }
 
 /** Progress as log lines (and a live bar when stderr is a terminal). */

@@ -6,6 +6,7 @@
  * correction): the destination must take it. This says how.
  */
 import { quoteIdent } from "./identifiers.ts";
+import { errorCode, pgErrorFields } from "./errors.ts";
 
 /** The fields of a server error that say what was refused and where (npm:postgres's names). */
 export interface RefusedValueError {
@@ -20,9 +21,9 @@ export interface RefusedValueError {
 
 /** The server error `e` when it refuses a value, else null. */
 export function refusedValue(e: unknown): RefusedValueError | null {
-  const err = e as Partial<RefusedValueError> | null;
-  const code = err?.code;
-  if (typeof code !== "string" || typeof err?.message !== "string") return null;
+  const err = pgErrorFields(e);
+  const code = errorCode(e);
+  if (code === undefined || typeof err.message !== "string") return null;
   const refused = code.startsWith("22") || code === "23502" || code === "23514";
   return refused ? err as RefusedValueError : null;
 }

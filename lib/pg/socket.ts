@@ -8,6 +8,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import { type ConnInfo, hostLabel, type HostPort, type SslMode } from "./conninfo.ts";
+import { errorCode } from "./errors.ts";
 
 /** A connection kvsz could not open; `code` is the system's (ECONNREFUSED) or kvsz's own. */
 export class ConnectError extends Error {
@@ -133,14 +134,14 @@ async function candidates(
 function combined(failures: { host: HostPort; error: Error }[]): Error {
   if (failures.length === 1) {
     const { host, error } = failures[0];
-    const code = (error as { code?: string }).code ?? "CONNECT_FAILED";
+    const code = errorCode(error) ?? "CONNECT_FAILED";
     const message = error.message.includes(hostLabel(host))
       ? error.message
       : `${hostLabel(host)}: ${error.message}`;
     return new ConnectError(message, code, { cause: error });
   }
   const parts = failures.map(({ host, error }) => `${hostLabel(host)}: ${error.message}`);
-  const codes = new Set(failures.map((f) => (f.error as { code?: string }).code));
+  const codes = new Set(failures.map((f) => errorCode(f.error)));
   const code = codes.size === 1 ? [...codes][0] ?? "CONNECT_FAILED" : "CONNECT_FAILED";
   return new ConnectError(`could not connect to any host: ${parts.join("; ")}`, code);
 }

@@ -1,7 +1,7 @@
 /** Reads source tables from the catalog: columns, replica identity, keys, partitions. */
 import type { Sql } from "../pg/connect.ts";
 import type { ReplicaIdentity } from "./messages.ts";
-import { indexColumns, primaryKeyColumns } from "../apply/catalog.ts";
+import { indexColumns, primaryKeyColumns } from "../pg/catalog.ts";
 
 /** A table name with its schema. */
 export interface QualifiedName {

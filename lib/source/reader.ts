@@ -11,7 +11,6 @@ import { CopyBothTap, CopyDataFrames } from "./copy_both_tap.ts";
 import { PgoutputDecoder } from "./pgoutput.ts";
 import type { PgoutputMessage, StreamCommitMessage } from "./messages.ts";
 import { isSpooled, removeStaleSpools, StreamedTransactions } from "./stream_spool.ts";
-import { StreamRestart } from "./stream_restart.ts";
 import {
   encodeStandbyStatus,
   originOptionSupported,
@@ -19,6 +18,9 @@ import {
   protoVersionFor,
   startReplicationCommand,
 } from "./replication_protocol.ts";
+import { StreamRestart } from "../errors.ts";
+import { KvszError } from "../errors.ts";
+import { overServerLimit, pgErrorFields } from "../pg/errors.ts";
 
 /** CopyData kind 'w' and the length of its header (kind, start, end, time). */
 const XLOG_DATA = 0x77;
@@ -401,11 +403,9 @@ export async function streamChanges(
  * memory request or a string over 1 GB), said as what it is; else null.
  */
 function cannotSend(e: unknown): Error | null {
-  const { code, message, where } = e as { code?: unknown; message?: unknown; where?: unknown };
+  if (!overServerLimit(e)) return null;
+  const { message, where } = pgErrorFields(e);
   const text = String(message);
-  const limit = code === "54000" ||
-    (code === "XX000" && /invalid memory alloc request size/.test(text));
-  if (!limit) return null;
   const lsn = /associated LSN ([0-9A-F]+\/[0-9A-F]+)/.exec(String(where ?? ""))?.[1];
   return new Error(
     `the source cannot send the change${lsn ? ` at ${lsn}` : ""}: ${text}. pgoutput sends every ` +
@@ -418,12 +418,11 @@ function cannotSend(e: unknown): Error | null {
 }
 
 /** The source sent nothing for the receive timeout: the connection is taken for dead. */
-export class ReceiveTimeout extends Error {
+export class ReceiveTimeout extends KvszError {
   constructor(readonly seconds: number) {
     super(
       `no message from the source for ${seconds} s (timeouts.replication_receive_seconds): ` +
         `the connection is dead or the server stopped sending; reconnecting`,
     );
-    this.name = "ReceiveTimeout";
   }
 }

@@ -13,6 +13,7 @@
  * is back.
  */
 import { socketOf, type Sql } from "../pg/connect.ts";
+import { errorCode, pgErrorFields } from "../pg/errors.ts";
 
 /** What the watch reads of the apply. */
 export interface ApplyProgress {
@@ -76,9 +77,8 @@ export function watchSourceShutdown(
  * refusals such as too many connections: the replication connection stays.
  */
 export function stopping(e: unknown): boolean {
-  const answer = e as { severity?: unknown; code?: unknown } | null;
-  if (!answer?.severity) return true; // no answer from the server: the connection failed
-  return /^(57|08)/.test(String(answer.code));
+  if (!pgErrorFields(e).severity) return true; // no answer from the server: the connection failed
+  return /^(57|08)/.test(errorCode(e) ?? "");
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   readSourceTable,
   type SourceTable,
 } from "./catalog.ts";
+import { NeedsPersonError } from "../errors.ts";
 
 /** A configured table as found on one source. */
 export interface ResolvedTable {
@@ -28,7 +29,7 @@ export interface ResolvedTable {
 }
 
 /** A configured table that the source does not have. */
-export class MissingTableError extends Error {}
+export class MissingTableError extends NeedsPersonError {}
 
 /** Resolves every mapping; throws {@link MissingTableError} naming all missing tables. */
 export async function resolveTables(

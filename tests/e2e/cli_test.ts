@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { runCli, tempConfig } from "../support/run_cli.ts";
 import { COMMANDS } from "../../lib/cli/main.ts";
-import { VERSION } from "../../lib/cli/version.ts";
+import { VERSION } from "../../lib/version.ts";
 
 Deno.test("kvsz with no command, `help` and `--help` print the command list", async () => {
   for (const args of [[], ["help"], ["--help"], ["-h"]]) {

@@ -11,7 +11,7 @@ import { Metrics } from "../../lib/observe/metrics.ts";
 import { startHttpServer } from "../../lib/observe/http_server.ts";
 import { startSlotPoller } from "../../lib/observe/slot_poller.ts";
 import { parseConfig } from "../../lib/config/load.ts";
-import { SourcePipeline } from "../../lib/source/pipeline.ts";
+import { SourcePipeline } from "../../lib/engine/pipeline.ts";
 import { clusterSuite, startCluster, type TestCluster } from "../support/cluster.ts";
 import { KvszProcess, waitFor, writeConfig } from "../support/kvsz.ts";
 import { freePort } from "../../lib/pg/local_cluster.ts";

@@ -33,8 +33,10 @@ Deno.test("hooks move the series; the exposition parses strictly and with promto
   const a = m.pipelineEvents("db1", "1");
   const b = m.pipelineEvents('we"ird\\db\n', "2");
 
-  a.onSyncRows!("public.t1", 500, 20_000);
-  a.onSyncRows!("public.t1", 250, 10_000);
+  const copy = a.syncProgress!();
+  copy.start("public.t1", 750);
+  copy.update("public.t1", 500, 20_000);
+  copy.update("public.t1", 750, 30_000);
   a.onConnected!(true);
   a.onOperations!("public.t1", "insert", 40, 0.004);
   a.onOperations!("public.t1", "insert", 2, 0.002);
@@ -189,7 +191,9 @@ Deno.test("readiness: every source connected and under the lag bound", async () 
   let r = m.readiness(60);
   assert.equal(r.ready, false);
   assert.deepEqual(r.sources.map((s) => s.state), ["disconnected", "disconnected"]);
-  b.onSyncRows!("t", 10, 100);
+  const copyB = b.syncProgress!();
+  copyB.start("t", 10);
+  copyB.update("t", 10, 100);
   a.onConnected!(true);
   a.onWalEnd!(1n);
   r = m.readiness(60);

@@ -6,18 +6,13 @@
 import type { Config, DatabaseMapping, TableMapping } from "../config/types.ts";
 import { connect, type Sql } from "../pg/connect.ts";
 import type { SourceTable } from "../source/catalog.ts";
-import {
-  type Check,
-  connectionFix,
-  connectionProblem,
-  describeUrl,
-  type PreflightOptions,
-  sqlName,
-} from "../source/preflight.ts";
-import { HISTORY_COLUMNS, KVSZ_COLUMNS, readTargetTable, SID_COLUMN } from "./catalog.ts";
-import type { TargetTable } from "./types.ts";
-import { compareColumns, driftNotice } from "./drift.ts";
-import { readAllSyncedTables, type SyncedTableRow } from "./progress.ts";
+import { HISTORY_COLUMNS, KVSZ_COLUMNS, readTargetTable, SID_COLUMN } from "../apply/catalog.ts";
+import type { TargetTable } from "../apply/types.ts";
+import { compareColumns, driftNotice } from "../apply/drift.ts";
+import { readAllSyncedTables, type SyncedTableRow } from "../apply/progress.ts";
+import { type Check, type PreflightOptions } from "./check.ts";
+import { connectionFix, connectionProblem, describeUrl } from "../pg/describe.ts";
+import { sqlName } from "../pg/identifiers.ts";
 
 /** Type every history column must have, as `format_type` prints it. */
 export const HISTORY_COLUMN_TYPES: Record<string, string> = {

@@ -5,28 +5,14 @@
  */
 import type { DatabaseMapping, SourceUrl, TableMapping } from "../config/types.ts";
 import { connect, type Sql } from "../pg/connect.ts";
-import { kvszObjectName, quoteIdent } from "../pg/identifiers.ts";
-import { redactText, redactUrl } from "../pg/redact.ts";
-import { type QualifiedName, readSourceTable, type SourceTable } from "./catalog.ts";
-import { partitionsPublicationName } from "./publication.ts";
-import { noMatch, regexMatches } from "./tables.ts";
-
-/** The outcome of one check: `ok`, `WARN` (works, with a caveat) or `FAIL` (will not work). */
-export interface Check {
-  status: "ok" | "WARN" | "FAIL";
-  /** What was checked, naming the object. */
-  check: string;
-  /** What is wrong (WARN and FAIL). */
-  problem?: string;
-  /** How to fix it. */
-  fix?: string;
-}
-
-/** Options for the preflight checks. */
-export interface PreflightOptions {
-  /** Seconds to wait for each connection (default 5). */
-  connectTimeout?: number;
-}
+import { kvszObjectName } from "../pg/identifiers.ts";
+import { type QualifiedName, readSourceTable, type SourceTable } from "../source/catalog.ts";
+import { partitionsPublicationName } from "../source/publication.ts";
+import { noMatch, regexMatches } from "../source/tables.ts";
+import { connectionFix, connectionProblem, describeUrl } from "../pg/describe.ts";
+import { sqlName, sqlQualified } from "../pg/identifiers.ts";
+import { type Check, type PreflightOptions } from "./check.ts";
+import { pgErrorFields } from "../pg/errors.ts";
 
 /** What {@link preflightSource} found. */
 export interface SourcePreflight {
@@ -41,73 +27,9 @@ export interface SourcePreflight {
   tables: Map<string, SourceTable | null>;
 }
 
-/** `host:port/database` of a connection URL, without user or password. */
-export function describeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    const db = decodeURIComponent(u.pathname.replace(/^\//, ""));
-    return `${u.host || u.searchParams.get("host") || "localhost"}/${db}`;
-  } catch {
-    return redactUrl(url);
-  }
-}
-
 /** How a source connection is named in checks: `source db1 sid 12 (host:5432/db1)`. */
 export function sourceLabel(database: string, sid: string, url: string): string {
   return `source ${database} sid ${sid} (${describeUrl(url)})`;
-}
-
-/** A connection error's message with every password of `url` removed. */
-export function connectionProblem(e: unknown, url: string): string {
-  const err = e as { message?: string; code?: string };
-  const message = err?.message ?? String(e);
-  return redactText(message, [url]).replace(/\s+/g, " ").trim();
-}
-
-/** A fix for a connection error, judged from its SQLSTATE or system error code. */
-export function connectionFix(e: unknown, url: string): string {
-  const err = e as { code?: string; message?: string };
-  const code = err?.code ?? "";
-  const message = err?.message ?? "";
-  const user = userOf(url);
-  if (code === "28P01") return `check the user and password in the URL (role ${user})`;
-  if (code === "28000" && /pg_hba/.test(message)) {
-    return `add a line to pg_hba.conf for role ${user} (e.g. "host all ${user} <client-address>/32 scram-sha-256") and reload the server`;
-  }
-  if (code === "3D000") return `create the database or correct its name in the URL`;
-  if (code === "ECONNREFUSED") {
-    return "check host and port in the URL, that the server runs and that listen_addresses includes this address";
-  }
-  if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "check the host name in the URL";
-  if (code === "NOT_POSTGRES") {
-    return "check the port in the URL: something other than PostgreSQL answers there";
-  }
-  if (code === "SSL_NOT_SUPPORTED") {
-    return "turn ssl on in the server's postgresql.conf, or lower sslmode in the URL";
-  }
-  if (/altnames|not in the cert/i.test(message)) {
-    return "write the host exactly as the server's certificate names it (name or IP address), " +
-      "or have a certificate issued for this host (see README, TLS)";
-  }
-  if (/certificate|TLS failed/i.test(message) || code.startsWith("SSL_")) {
-    return "give the CA that issued the server's certificate as sslrootcert in the URL " +
-      "(or PGSSLROOTCERT; see README, TLS)";
-  }
-  if (code === "WRONG_ROLE") {
-    return "list the primary among the URL's hosts, or relax target_session_attrs";
-  }
-  if (/CONNECT_TIMEOUT|timeout/i.test(`${code} ${message}`)) {
-    return "check the host and port, and that no firewall drops the connection";
-  }
-  return "check the URL and that the server accepts connections from here";
-}
-
-function userOf(url: string): string {
-  try {
-    return decodeURIComponent(new URL(url).username) || "<user>";
-  } catch {
-    return "<user>";
-  }
 }
 
 interface ServerFacts {
@@ -290,7 +212,7 @@ async function replicationConnectionCheck(
     await repl.unsafe("IDENTIFY_SYSTEM");
     return { status: "ok", check };
   } catch (e) {
-    const err = e as { code?: string; message?: string };
+    const err = pgErrorFields(e);
     const problem = connectionProblem(e, url);
     if (err.code === "28000" && /pg_hba/.test(err.message ?? "")) {
       // A logical replication connection is matched like a normal one, by database name.
@@ -644,26 +566,4 @@ async function publicationCheck(
       wanted.length > 0 ? ` FOR TABLE ${list(wanted)}` : ""
     }${via};`,
   };
-}
-
-const RESERVED = new Set(
-  ("all analyse analyze and any array as asc asymmetric authorization binary both case cast check " +
-    "collate collation column concurrently constraint create cross current_catalog current_date " +
-    "current_role current_schema current_time current_timestamp current_user default deferrable " +
-    "desc distinct do else end except false fetch for foreign freeze from full grant group having " +
-    "ilike in initially inner intersect into is isnull join lateral leading left like limit " +
-    "localtime localtimestamp natural not notnull null offset on only or order outer overlaps " +
-    "placing primary references returning right select session_user similar some symmetric " +
-    "system_user table tablesample then to trailing true union unique user using variadic verbose " +
-    "when where window with").split(" "),
-);
-
-/** `schema.name` as a person would write it (see {@link sqlName}). */
-export function sqlQualified(schema: string, name: string): string {
-  return `${sqlName(schema)}.${sqlName(name)}`;
-}
-
-/** An identifier as a person would write it: bare when that is safe, quoted otherwise. */
-export function sqlName(name: string): string {
-  return /^[a-z_][a-z0-9_$]*$/.test(name) && !RESERVED.has(name) ? name : quoteIdent(name);
 }

@@ -5,8 +5,9 @@
  * again; a removed one stops; a new one starts.
  */
 import type { Config, DatabaseMapping, SourceUrl } from "../config/types.ts";
-import { log } from "../observe/log.ts";
-import { type PipelineEvents, SourcePipeline } from "./pipeline.ts";
+import { log } from "../log.ts";
+import { SourcePipeline } from "./pipeline.ts";
+import { type PipelineEvents } from "./events.ts";
 
 interface Running {
   pipeline: SourcePipeline;

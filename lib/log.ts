@@ -4,8 +4,8 @@
  * every line, whatever produced it.
  */
 import { configureSync, getLogger, type Logger, type LogRecord, resetSync } from "@logtape/logtape";
-import type { LogConfig } from "../config/types.ts";
-import { passwordsOf } from "../pg/redact.ts";
+import type { LogConfig } from "./config/types.ts";
+import { passwordsOf } from "./pg/redact.ts";
 
 const secrets = new Set<string>();
 const encoder = new TextEncoder();

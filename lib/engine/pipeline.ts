@@ -9,17 +9,15 @@ import type { Config, DatabaseMapping, SourceUrl, TableMapping } from "../config
 import { connect, serverMajor, type Sql } from "../pg/connect.ts";
 import { kvszObjectName, qualify } from "../pg/identifiers.ts";
 import { formatLsn, parseLsn } from "../pg/lsn.ts";
-import { StreamRestart } from "./stream_restart.ts";
 import { OneByOneRestart } from "../apply/one_by_one_restart.ts";
 import { TableStopped } from "../apply/large_change.ts";
-import { redactUrl } from "../pg/redact.ts";
-import { log } from "../observe/log.ts";
-import { SyncProgressDisplay } from "../observe/sync_progress.ts";
+import { log } from "../log.ts";
+import type { PipelineEvents, SyncProgress } from "./events.ts";
 import { readTargetTable } from "../apply/catalog.ts";
-import { Applier, type CommitInfo } from "../apply/applier.ts";
+import { Applier } from "../apply/applier.ts";
 import { SessionWatchdog } from "../apply/session_watchdog.ts";
 import { type DriftReport, RouteTable } from "../apply/routes.ts";
-import type { Anomaly, TargetTable } from "../apply/types.ts";
+import type { TargetTable } from "../apply/types.ts";
 import {
   ensureKvszSchema,
   markTablesRemoved,
@@ -30,8 +28,8 @@ import {
   writeColumnState,
 } from "../apply/progress.ts";
 import { compareColumns, dated, describeDrift, stopsTable } from "../apply/drift.ts";
-import { readSourceTable } from "./catalog.ts";
-import { partitionsPublicationName, syncPublication } from "./publication.ts";
+import { readSourceTable } from "../source/catalog.ts";
+import { partitionsPublicationName, syncPublication } from "../source/publication.ts";
 import {
   createSlotWithSnapshot,
   dropSlot,
@@ -40,37 +38,19 @@ import {
   readWalEnd,
   setSlotFailover,
   type SlotInfo,
-  type SlotLag,
-} from "./slot.ts";
-import { recopyReason } from "./slot_trust.ts";
-import { mappingLookup, type ResolvedTable, resolveTables } from "./tables.ts";
+} from "../source/slot.ts";
+import { recopyReason } from "../source/slot_trust.ts";
+import { mappingLookup, type ResolvedTable, resolveTables } from "../source/tables.ts";
 import { copyTables, type SyncJob } from "./initial_sync.ts";
-import { streamChanges } from "./reader.ts";
-import { closeAtOnce, watchSourceShutdown } from "./shutdown_watch.ts";
+import { streamChanges } from "../source/reader.ts";
+import { closeAtOnce, watchSourceShutdown } from "../source/shutdown_watch.ts";
+import { describeError } from "../pg/describe.ts";
+import { StreamRestart } from "../errors.ts";
+import { NeedsPersonError } from "../errors.ts";
+import { recoveryOf, RetrySchedule } from "./recovery.ts";
 
-/** Hooks for metrics and status; all optional. */
-export interface PipelineEvents {
-  onConnected?(connected: boolean): void;
-  onCommit?(info: CommitInfo): void;
-  onAnomaly?(a: Anomaly): void;
-  /** A batch broke a constraint of destination table `table` (or had a value refused) and goes again one change at a time. */
-  onOneByOne?(table: string): void;
-  /** A table's column drift (none: an empty list), and whether it is stopped for it. */
-  onColumnDrift?(report: DriftReport): void;
-  onWalEnd?(walEnd: bigint): void;
-  /** What the source says of the slot's WAL as the stream starts (the slot poller says it later). */
-  onSlotLag?(lag: SlotLag): void;
-  onSyncRows?(table: string, rows: number, bytes: number): void;
-  onOperations?(
-    table: string,
-    operation: "insert" | "update" | "delete" | "truncate",
-    count: number,
-    seconds: number,
-  ): void;
-}
-
-/** An error retrying will not fix by itself; logged loudly with its fix, retried slowly. */
-export class SourceError extends Error {}
+/** Progress of a copy nobody displays. */
+const QUIET_PROGRESS: SyncProgress = { start() {}, update() {}, finish() {} };
 
 /** One source's pipeline. */
 export class SourcePipeline {
@@ -118,9 +98,14 @@ export class SourcePipeline {
     this.#stopRequested();
   }
 
-  /** Runs until {@link stop}; retries failures with backoff (1 s doubling to 30 s). */
+  /**
+   * Runs until {@link stop}. After a failure the error's recovery decides
+   * (see `recovery.ts`): reconnect at once with what it changed, back off
+   * (1 s doubling to 30 s), or, for a problem that needs a person, say it
+   * once and retry slowly.
+   */
   async run(): Promise<void> {
-    let delay = 1000;
+    const retries = new RetrySchedule();
     while (!this.#stopping) {
       const started = performance.now();
       try {
@@ -129,36 +114,44 @@ export class SourcePipeline {
       } catch (e) {
         this.events.onConnected?.(false);
         if (this.#stopping) return;
-        if (e instanceof TableStopped && !this.#stopped.has(e.relation)) {
-          this.#stopped.add(e.relation);
-          this.#restarting = true;
-          this.#log.error("{message}", { message: e.message });
-          continue;
-        }
-        if (e instanceof StreamRestart) {
-          this.#spoolOnly.add(e.xid);
-          this.#restarting = true;
-          this.#log.info("{message}", { message: e.message });
-          continue;
-        }
-        // A restart that would change nothing falls through to the backoff below.
-        if (e instanceof OneByOneRestart && this.#widens(e)) {
-          if (e.untilLsn > this.#oneByOneUntil) this.#oneByOneUntil = e.untilLsn;
-          if (e.streamedXid !== null) this.#spoolOnly.add(e.streamedXid);
-          this.#restarting = true;
-          this.#log.warn("{message}", { message: e.message });
-          this.events.onOneByOne?.(e.table);
-          continue;
-        }
-        if (performance.now() - started > 60_000) delay = 1000;
-        this.#log.error("{error}; retrying in {seconds} s", {
-          error: describeError(e),
-          seconds: delay / 1000,
-        });
-        await Promise.race([new Promise((r) => setTimeout(r, delay)), this.#stop]);
-        delay = Math.min(delay * 2, 30_000);
+        const recovery = recoveryOf(e);
+        if (recovery === "reconnect" && this.#reconnectsFor(e)) continue;
+        const error = describeError(e);
+        const slow = recovery === "needs-person";
+        const step = retries.next(slow ? recovery : "backoff", error, performance.now() - started);
+        const seconds = step.delayMs / 1000;
+        if (!slow) this.#log.error("{error}; retrying in {seconds} s", { error, seconds });
+        else if (step.say) {
+          this.#log.error(
+            "{error}; retrying in {seconds} s, then at most every minute (said again in 10 minutes if it lasts)",
+            { error, seconds },
+          );
+        } else this.#log.debug("{error}; retrying in {seconds} s", { error, seconds });
+        await Promise.race([new Promise((r) => setTimeout(r, step.delayMs)), this.#stop]);
       }
     }
+  }
+
+  /**
+   * Takes in what a `reconnect` error changes; false when it would change
+   * nothing (the same table stopped again, the same restart), which is then
+   * backed off as a failure.
+   */
+  #reconnectsFor(e: unknown): boolean {
+    if (e instanceof TableStopped && !this.#stopped.has(e.relation)) {
+      this.#stopped.add(e.relation);
+      this.#log.error("{message}", { message: e.message });
+    } else if (e instanceof StreamRestart) {
+      this.#spoolOnly.add(e.xid);
+      this.#log.info("{message}", { message: e.message });
+    } else if (e instanceof OneByOneRestart && this.#widens(e)) {
+      if (e.untilLsn > this.#oneByOneUntil) this.#oneByOneUntil = e.untilLsn;
+      if (e.streamedXid !== null) this.#spoolOnly.add(e.streamedXid);
+      this.#log.warn("{message}", { message: e.message });
+      this.events.onOneByOne?.(e.table);
+    } else return false;
+    this.#restarting = true;
+    return true;
   }
 
   /** True when `e` applies more one change at a time, or spools one more transaction. */
@@ -192,7 +185,7 @@ export class SourcePipeline {
       applyPid.catch(() => {}); // awaited below, after the source's errors
       const [major] = await Promise.all([serverMajor(src), checkWalLevel(src)]);
       if (this.source.failover && major < 17) {
-        throw new SourceError(
+        throw new NeedsPersonError(
           `failover: true needs a PostgreSQL 17 or later source (this one is ${major}): ` +
             `remove failover from the source's entry, or upgrade the source`,
         );
@@ -216,13 +209,13 @@ export class SourcePipeline {
       }
       this.#restarting = false;
       if (slot?.active) {
-        throw new SourceError(
+        throw new NeedsPersonError(
           `replication slot ${this.name} is in use by process ${slot.activePid}; ` +
             `another kvsz (or client) is streaming this source: stop it first`,
         );
       }
       if (slot?.walStatus === "lost") {
-        throw new SourceError(
+        throw new NeedsPersonError(
           `replication slot ${this.name} was invalidated (wal_status=lost): the source removed WAL it still needed. ` +
             `Re-sync: drop the slot (SELECT pg_drop_replication_slot('${this.name}') on the source, or kvsz drop) ` +
             `and restart kvsz; consider raising max_slot_wal_keep_size`,
@@ -588,11 +581,7 @@ export class SourcePipeline {
       splitBytes: this.config.sync.splitMb * 1024 * 1024,
       rate: this.config.sync.rate,
       burst: this.config.sync.burst,
-      progress: new SyncProgressDisplay(
-        { database: this.db.database, sid: this.source.sid },
-        undefined,
-        this.events.onSyncRows,
-      ),
+      progress: this.events.syncProgress?.() ?? QUIET_PROGRESS,
       onCopied: (target) => {
         const table = qualify(target.schema, target.name);
         dest.unsafe(`ANALYZE ${table}`).catch((e) =>
@@ -634,7 +623,7 @@ function destinationParams(cfg: Config): Record<string, string> | undefined {
 async function checkWalLevel(src: Sql): Promise<void> {
   const [row] = await src.unsafe(`SHOW wal_level`);
   if (row.wal_level !== "logical") {
-    throw new SourceError(
+    throw new NeedsPersonError(
       `source wal_level is ${row.wal_level}, kvsz needs logical: run ALTER SYSTEM SET wal_level = logical and restart the source server`,
     );
   }
@@ -655,17 +644,11 @@ async function readTargets(
     else missing.push(`${schema}.${name}`);
   });
   if (missing.length > 0) {
-    throw new SourceError(
+    throw new NeedsPersonError(
       `destination table(s) ${
         missing.join(", ")
       } do not exist: create them (kvsz validate prints the DDL)`,
     );
   }
   return out;
-}
-
-/** A one-line description of an error, with any URL redacted. */
-export function describeError(e: unknown): string {
-  const msg = e instanceof Error ? e.message : String(e);
-  return msg.replace(/postgres(?:ql)?:\/\/\S+/g, (u) => redactUrl(u));
 }

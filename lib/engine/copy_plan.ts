@@ -8,7 +8,7 @@ import { qualify, quoteIdent, quoteLiteral } from "../pg/identifiers.ts";
 import type { TableMode } from "../config/types.ts";
 import type { TargetTable } from "../apply/types.ts";
 import { KVSZ_COLUMNS } from "../apply/catalog.ts";
-import { type QualifiedName, readSourceTable } from "./catalog.ts";
+import { type QualifiedName, readSourceTable } from "../source/catalog.ts";
 
 /** One source relation of a table's copy (a partitioned table's leaves are read by its root). */
 export interface CopyPart {

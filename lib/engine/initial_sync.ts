@@ -22,16 +22,21 @@ import { targetName } from "../apply/write_order.ts";
 import { markTableSynced } from "../apply/progress.ts";
 import { prepareResync } from "../apply/resync.ts";
 import { textArray } from "../apply/text_array.ts";
-import { importSnapshot } from "./slot.ts";
-import type { ResolvedTable } from "./tables.ts";
-import { RateLimiter } from "./rate_limiter.ts";
-import type { SyncProgress } from "../observe/sync_progress.ts";
+import { importSnapshot } from "../source/slot.ts";
+import type { ResolvedTable } from "../source/tables.ts";
+import { RateLimiter } from "../source/rate_limiter.ts";
 import { type CopyPart, copyStatements, type PageRange, planParts } from "./copy_plan.ts";
-import { type ChunkHook, pipeCopy } from "./copy_pipe.ts";
-import { relayCopy } from "./copy_relay.ts";
-import { refusedCopy } from "./refused_copy.ts";
-import { ensureRangeLog, forgetRanges, recordRange, undoInterruptedCopies } from "./range_log.ts";
-import { log } from "../observe/log.ts";
+import { type ChunkHook, pipeCopy } from "../source/copy_pipe.ts";
+import { relayCopy } from "../source/copy_relay.ts";
+import { refusedCopy } from "../source/refused_copy.ts";
+import {
+  ensureRangeLog,
+  forgetRanges,
+  recordRange,
+  undoInterruptedCopies,
+} from "../source/range_log.ts";
+import { log } from "../log.ts";
+import { type SyncProgress } from "./events.ts";
 
 /** One table to copy. */
 export interface SyncJob {

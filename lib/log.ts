@@ -4,15 +4,20 @@
  * every line, whatever produced it.
  */
 import { configureSync, getLogger, type Logger, type LogRecord, resetSync } from "@logtape/logtape";
-import type { LogConfig } from "./config/types.ts";
-import { passwordsOf } from "./pg/redact.ts";
 
 const secrets = new Set<string>();
 const encoder = new TextEncoder();
 
-/** Registers passwords found in `urls` so they never reach a log line. */
-export function registerSecrets(urls: string[]): void {
-  for (const url of urls) for (const password of passwordsOf(url)) secrets.add(password);
+/** How logs are written: the lowest level written, and the line format. */
+export interface LogConfig {
+  level: "debug" | "info" | "warning" | "error";
+  /** `auto`: text on a terminal, json otherwise. */
+  format: "auto" | "text" | "json";
+}
+
+/** Registers secrets (passwords) so they never reach a log line. */
+export function registerSecrets(secretTexts: string[]): void {
+  for (const s of secretTexts) if (s) secrets.add(s);
 }
 
 /** Replaces every registered secret in `text` with `***`. */

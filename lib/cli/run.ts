@@ -10,6 +10,7 @@ import { startHttpServer } from "../observe/http_server.ts";
 import { startSlotPoller } from "../observe/slot_poller.ts";
 import { validateConfig } from "./validate.ts";
 import { formatCheck } from "./output.ts";
+import { passwordsOf } from "../pg/redact.ts";
 
 /** Every secret-bearing URL of a config (for log masking). */
 export function configUrls(config: Config): string[] {
@@ -33,7 +34,7 @@ ${CONFIG_HELP}
   options: { ...CONFIG_OPTION, "skip-checks": { type: "boolean" } },
   async run(flags) {
     const config = await findAndLoadConfig(flags.config as string | undefined);
-    registerSecrets(configUrls(config));
+    registerSecrets(configUrls(config).flatMap(passwordsOf));
     configureLogging(config.log);
     installCrashGuards();
     const logger = log("run");
@@ -84,7 +85,7 @@ export async function runPipelines(config: Config): Promise<number> {
     reloading = reloading.then(async () => {
       try {
         const next = await loadConfig(config.file);
-        registerSecrets(configUrls(next));
+        registerSecrets(configUrls(next).flatMap(passwordsOf));
         const removed = config.databases.flatMap((d) =>
           d.urls.filter((u) =>
             !next.databases.some((n) =>

@@ -1,6 +1,7 @@
 /** Values used when the config leaves a setting out. */
 
-import type { ColumnDriftPolicy, LogConfig, TableMode } from "./types.ts";
+import type { ColumnDriftPolicy, TableMode } from "./types.ts";
+import { type LogConfig } from "../log.ts";
 
 /** Destination schema of the target tables. */
 export const DEFAULT_DESTINATION_SCHEMA = "public";

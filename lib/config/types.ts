@@ -1,4 +1,5 @@
 /** The validated configuration kvsz runs with (defaults applied, `${ENV}` expanded). */
+import { type LogConfig } from "../log.ts";
 
 /** How a table's changes are written to its target. */
 export type TableMode = "clone" | "append" | "history";
@@ -119,12 +120,6 @@ export interface MetricsConfig {
 }
 
 /** Logging. */
-export interface LogConfig {
-  level: "debug" | "info" | "warning" | "error";
-  /** `auto`: text on a terminal, json otherwise. */
-  format: "auto" | "text" | "json";
-}
-
 /** The whole validated config. */
 export interface Config {
   /** File the config was read from (for messages). */

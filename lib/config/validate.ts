@@ -23,7 +23,6 @@ import type {
   Config,
   DatabaseMapping,
   DestinationConfig,
-  LogConfig,
   MetricsConfig,
   SourceUrl,
   SyncConfig,
@@ -31,6 +30,7 @@ import type {
   TableMode,
   TimeoutsConfig,
 } from "./types.ts";
+import { type LogConfig } from "../log.ts";
 
 /** Table modes accepted in `type:`. */
 export const TABLE_MODES: readonly TableMode[] = ["clone", "append", "history"];

@@ -38,6 +38,7 @@ import {
 } from "./render.ts";
 import { describeError } from "../pg/describe.ts";
 import { SyncProgressDisplay } from "../observe/sync_progress.ts";
+import { passwordsOf } from "../pg/redact.ts";
 
 /** Options of {@link runDemo}. */
 export interface DemoOptions {
@@ -233,10 +234,10 @@ class Demo {
     const file = `${source.dir}/kvsz-demo.yaml`;
     await Deno.writeTextFile(file, text);
     const config = parseConfig(text, file, {});
-    registerSecrets([
-      config.destination.url,
-      ...config.databases.flatMap((d) => d.urls.map((u) => u.url)),
-    ]);
+    registerSecrets(
+      [config.destination.url, ...config.databases.flatMap((d) => d.urls.map((u) => u.url))]
+        .flatMap(passwordsOf),
+    );
     // The demo runs the engine itself: no metrics endpoint while it shows its own progress.
     const engineConfig: Config = { ...config, metrics: { ...config.metrics, listen: "" } };
     let streaming: () => void = () => {};

@@ -189,4 +189,32 @@ clusterSuite("kvsz run: tables", {
     });
     assert.equal(await kvsz.stop(), 0);
   },
+
+  "a destination table dropped while streaming is said once, retried slowly, and streams once back":
+    async (c) => {
+      const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
+      await src.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
+      await dst.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
+      const config = runConfig(c, srcDb, dstDb, { t: null });
+      await using kvsz = KvszProcess.start([
+        "run",
+        "--config",
+        await writeConfig({ ...config, log: { level: "debug", format: "text" } }),
+      ]);
+      await kvsz.waitForOutput(/streaming from/);
+      await dst.unsafe(`DROP TABLE t`);
+      await src.unsafe(`INSERT INTO t VALUES (1, 'while the target is gone')`);
+      const problem = /destination table\(s\) public\.t do not exist: create them/;
+      await kvsz.waitForOutput(
+        /ERR source: destination table\(s\) public\.t do not exist: create them \(kvsz validate prints the DDL\); retrying in \d+ s, then at most every minute/,
+      );
+      // The next attempt fails the same way and says it only at debug level.
+      await kvsz.waitForOutput(/DBG source: destination table\(s\) public\.t do not exist/);
+      const said = kvsz.output.split("\n").filter((l) => problem.test(l));
+      assert.deepEqual(said.map((l) => l.split(" ")[1]), ["ERR", "DBG"]);
+      await dst.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
+      await src.unsafe(`INSERT INTO t VALUES (2, 'after')`);
+      await waitForEqualRows(() => tableRows(src, "t"), () => tableRows(dst, "t"), { kvsz });
+      assert.equal(await kvsz.stop(), 0);
+    },
 });

@@ -105,7 +105,9 @@ export function clusterSuite(
       fn: async (t) => {
         await using _dirs = tempDirScope();
         await using cluster = await startCluster({ settings: opts.settings, major });
+        const only = Deno.env.get("KVSZ_TEST_CASE"); // a regex: run only the cases it matches
         for (const [caseName, fn] of Object.entries(cases)) {
+          if (only && !new RegExp(only).test(caseName)) continue;
           // A case's clients close with it: a long suite stays under max_connections.
           await t.step(caseName, async () => {
             try {

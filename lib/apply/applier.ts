@@ -153,6 +153,7 @@ export class Applier {
   #skipUpTo: bigint;
   /** Highest end LSN whose effects are committed in the destination (or need none). */
   #safeLsn: bigint;
+  /** The commit timer: commits grouped transactions `commitIntervalMs` after the first. */
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Highest WAL position with nothing for this source, to record then confirm (see {@link #noteIdle}). */
   #idleLsn = 0n;
@@ -194,7 +195,7 @@ export class Applier {
     return this.#safeLsn;
   }
 
-  /** True between a source transaction's Begin and its Commit. */
+  /** True between a source transaction's Begin and its Commit, or in a block of a streamed one. */
   get inTransaction(): boolean {
     return this.#txn !== null;
   }
@@ -205,7 +206,7 @@ export class Applier {
       this.#streamed !== null;
   }
 
-  /** The reader's wake-up: called when a commit moved {@link safeLsn}. */
+  /** The reader's wake-up: called after each job (a commit moves {@link safeLsn}). */
   setWake(wake: () => void): void {
     this.#wake = wake;
   }

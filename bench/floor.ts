@@ -9,7 +9,7 @@
 import process from "node:process";
 import { connect, type Sql as KvszSql } from "../lib/pg/connect.ts";
 import { formatLsn, parseLsn } from "../lib/pg/lsn.ts";
-import type { PgoutputMessage } from "../lib/source/messages.ts";
+import type { PgoutputMessage, StreamCommitMessage } from "../lib/source/messages.ts";
 import { type ReaderSink, streamChanges } from "../lib/source/reader.ts";
 import { originOptionSupported, protoVersionFor } from "../lib/source/replication_protocol.ts";
 import { onCleanup } from "./cleanup.ts";
@@ -187,7 +187,10 @@ export class FloorSlot {
   }
 }
 
-/** Discards every message; acknowledges each commit's end LSN; notices the end LSN. */
+/**
+ * Discards every message; acknowledges each commit's end LSN; notices the end
+ * LSN. A transaction streamed while it runs is discarded as it arrives.
+ */
 class NullSink implements ReaderSink {
   safeLsn = 0n;
   inTransaction = false;
@@ -210,12 +213,40 @@ class NullSink implements ReaderSink {
         this.changes++;
         break;
       case "commit":
-        this.inTransaction = false;
-        this.transactions++;
-        this.safeLsn = msg.endLsn;
-        if (msg.endLsn >= this.end) this.#reach(`commit ending at ${formatLsn(msg.endLsn)}`);
+        this.#committed(msg.endLsn);
         break;
     }
+  }
+
+  drained(): void {}
+
+  setWake(): void {}
+
+  beginStreamed(): void {
+    this.inTransaction = true;
+  }
+
+  resumeStreamed(): void {
+    this.inTransaction = true;
+  }
+
+  pauseStreamed(): void {
+    this.inTransaction = false;
+  }
+
+  abortStreamed(): boolean {
+    return true;
+  }
+
+  commitStreamed(msg: StreamCommitMessage): void {
+    this.#committed(msg.endLsn);
+  }
+
+  #committed(endLsn: bigint): void {
+    this.inTransaction = false;
+    this.transactions++;
+    this.safeLsn = endLsn;
+    if (endLsn >= this.end) this.#reach(`commit ending at ${formatLsn(endLsn)}`);
   }
 
   noteIdlePosition(walEnd: bigint): void {

@@ -4,11 +4,13 @@
  * set-based per table, records progress in that same transaction, and tells
  * the reader what it may acknowledge.
  *
- * Destination work runs as jobs in a queue, one at a time and in order, on the
+ * Destination work runs as jobs in a serial queue (job_queue.ts) on the
  * applier's own connection. A job takes the buffered changes with it when it
  * is queued, so the reader goes on decoding and folding the next batch while
  * the destination writes the previous one; it waits only when a job is
- * already waiting behind the running one (memory stays bounded).
+ * already waiting behind the running one (memory stays bounded). A failed
+ * job is reported as job_failure.ts reads it; a transaction applied as it
+ * streams is streamed_transaction.ts.
  */
 import type { SessionWatchdog } from "./session_watchdog.ts";
 import type { Sql } from "../pg/connect.ts";
@@ -16,9 +18,9 @@ import { formatLsn } from "../pg/lsn.ts";
 import {
   LARGE_VALUE_BYTES,
   type PgoutputMessage,
+  pgTimestampToIso,
   type StreamCommitMessage,
 } from "../source/messages.ts";
-import { pgTimestampToIso } from "../source/messages.ts";
 import { log } from "../log.ts";
 import type { RouteTable } from "./routes.ts";
 import { type OpCounts, TableBatch } from "./table_batch.ts";
@@ -29,13 +31,12 @@ import {
   type SourceProgress,
   writeProgress,
 } from "./progress.ts";
-import { OneByOneRestart, orderSensitiveViolation } from "./one_by_one_restart.ts";
-import { refusedValue } from "../pg/refused_value.ts";
-import { describeRefusedChange } from "./refused_change.ts";
-import { parentsFirst, targetName } from "./write_order.ts";
-import { holdsLargeValue, largeChangeError } from "./large_change.ts";
+import { parentsFirst } from "./write_order.ts";
+import { holdsLargeValue } from "./large_change.ts";
 import { truncateTogether } from "./sql_truncate.ts";
-import { StreamRestart } from "../errors.ts";
+import { JobQueue } from "./job_queue.ts";
+import { explainJobFailure, type JobScope } from "./job_failure.ts";
+import { StreamedTransaction } from "./streamed_transaction.ts";
 
 /**
  * Bytes of changes (as received) buffered before they are written, whatever
@@ -109,7 +110,8 @@ interface OpenTransaction {
   skip: boolean;
   /** Applied one change at a time (see {@link ApplierOptions.oneByOneUntil}). */
   oneByOne?: true;
-  streamed?: true;
+  /** A block of the transaction applied as it streams (its commit LSN is not known yet). */
+  streamed?: StreamedTransaction;
 }
 
 /** The transaction's commit time as history rows carry it, formatted once. */
@@ -117,19 +119,10 @@ function commitTimeIso(txn: OpenTransaction): string {
   return txn.commitTimeIso ??= pgTimestampToIso(txn.commitTime);
 }
 
-/** What a job's failure is read against (see `Applier.#explain`). */
-interface JobScope {
-  /** The job writes folded changes (not applied one change at a time). */
-  folded: boolean;
-  /** The transaction applied as it streamed whose changes the job's destination transaction holds. */
-  streamedXid: number | null;
-  /** The one change the job writes, applied on its own, and its transaction's commit LSN. */
-  one?: { change: Change; commitLsn: bigint };
-  /** The route whose changes are being written (set by `#write`). */
-  writing?: TableRoute;
-}
-
-/** Applies one source's stream; `handle` is called by one reader, in order. */
+/**
+ * Applies one source's stream; `handle` is called by one reader, in order.
+ * It is the reader's `ReaderSink` (lib/source/reader.ts), structurally.
+ */
 export class Applier {
   readonly #log;
   #inDestTx = false;
@@ -142,12 +135,8 @@ export class Applier {
   #bufferedFolded = false;
   /** Current source transaction, from Begin to Commit (or a streamed one's block). */
   #txn: OpenTransaction | null = null;
-  /**
-   * The transaction applied while it streams: its changes, and those of the
-   * transactions committed meanwhile, go into one destination transaction
-   * that commits at its Stream Commit.
-   */
-  #streamed: { xid: number; holding: boolean } | null = null;
+  /** The transaction applied as it streams, from its first Stream Start to its Stream Commit or Abort. */
+  #streamed: StreamedTransaction | null = null;
   /**
    * The streamed transaction whose changes the open destination transaction
    * holds; it outlives {@link #streamed} until that transaction's commit job.
@@ -164,23 +153,15 @@ export class Applier {
   #skipUpTo: bigint;
   /** Highest end LSN whose effects are committed in the destination (or need none). */
   #safeLsn: bigint;
+  /** The commit timer: commits grouped transactions `commitIntervalMs` after the first. */
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Highest WAL position with nothing for this source, to record then confirm (see {@link #noteIdle}). */
   #idleLsn = 0n;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
-  /** The last queued job; the next one starts when it settles. */
-  #tail: Promise<void> = Promise.resolve();
-  /** Jobs queued and not finished (the running one included). */
-  #jobs = 0;
+  readonly #jobs: JobQueue<JobScope>;
   /** True while the reader has nothing queued (set by `drained`, cleared by `handle`). */
   #idle = false;
-  #failure: unknown = null;
   #wake: () => void = () => {};
-  #reportFailure: (e: unknown) => void = () => {};
-  /** Rejects when a destination job fails; the reader races it. */
-  readonly failed: Promise<never> = new Promise((_, reject) => {
-    this.#reportFailure = reject;
-  });
 
   constructor(
     /** A client with exactly one connection (max 1), used by nothing else. */
@@ -190,7 +171,13 @@ export class Applier {
     private readonly opts: ApplierOptions,
   ) {
     this.#log = log("apply").with({ database: opts.database, sid: opts.sid });
-    this.failed.catch(() => {}); // observed by the reader
+    const watchdog = opts.watchdog;
+    this.#jobs = new JobQueue<JobScope>({
+      explain: (e, scope) => explainJobFailure(e, scope, this.#readUpTo()),
+      afterJob: () => this.#afterJob(),
+      watch: watchdog &&
+        ((job) => watchdog.watch(job, () => void this.dest.end({ timeout: 0 }).catch(() => {}))),
+    });
     this.#skipUpTo = progress?.commitLsn ?? 0n;
     this.#safeLsn = progress?.endLsn ?? 0n;
     this.#lastCommitLsn = opts.startLsn && opts.startLsn > this.#skipUpTo
@@ -198,30 +185,35 @@ export class Applier {
       : this.#skipUpTo;
   }
 
+  /** Rejects when a destination job fails (or a transaction waited too long); the reader races it. */
+  get failed(): Promise<never> {
+    return this.#jobs.failed;
+  }
+
   /** LSN the reader may acknowledge to the source: everything below it is safely applied. */
   get safeLsn(): bigint {
     return this.#safeLsn;
   }
 
-  /** True between a source transaction's Begin and its Commit. */
+  /** True between a source transaction's Begin and its Commit, or in a block of a streamed one. */
   get inTransaction(): boolean {
     return this.#txn !== null;
   }
 
   /** True while anything received is not yet committed in the destination. */
   get busy(): boolean {
-    return this.#txn !== null || this.#pending !== null || this.#jobs > 0 ||
+    return this.#txn !== null || this.#pending !== null || this.#jobs.size > 0 ||
       this.#streamed !== null;
   }
 
-  /** The reader's wake-up: called when a commit moved {@link safeLsn}. */
+  /** The reader's wake-up: called after each job (a commit moves {@link safeLsn}). */
   setWake(wake: () => void): void {
     this.#wake = wake;
   }
 
   /** Handles one message (`bytes` long on the wire); returns a promise only when the reader has to wait. */
   handle(msg: PgoutputMessage, bytes = 0): void | Promise<void> {
-    if (this.#failure) throw this.#failure;
+    if (this.#jobs.failure) throw this.#jobs.failure;
     this.#idle = false;
     switch (msg.tag) {
       case "begin":
@@ -260,7 +252,7 @@ export class Applier {
       case "commit":
         return this.#commit(msg.commitLsn, msg.endLsn);
       default:
-        // origin, type, message: nothing to apply. Streamed transactions are not requested.
+        // origin, type, message: nothing to apply. The reader handles the stream_* messages.
         return;
     }
   }
@@ -269,7 +261,7 @@ export class Applier {
   drained(): void {
     this.#idle = true;
     // With a job running, its end commits what gathered meanwhile (one commit, not many).
-    if (this.#txn === null && this.#pending && this.#jobs === 0) this.#queueCommit();
+    if (this.#txn === null && this.#pending && this.#jobs.size === 0) this.#queueCommit();
   }
 
   /**
@@ -299,8 +291,8 @@ export class Applier {
     this.#idleTimer = undefined;
     const lsn = this.#idleLsn;
     // Busy: the pending commit records a later position.
-    if (lsn <= this.#safeLsn || this.busy || this.#failure) return;
-    this.#queue({ folded: false, streamedXid: null }, async () => {
+    if (lsn <= this.#safeLsn || this.busy || this.#jobs.failure) return;
+    this.#jobs.push({ folded: false, streamedXid: null }, async () => {
       if (this.#inDestTx) return;
       await recordIdlePosition(this.dest, this.opts.database, this.opts.sid, formatLsn(lsn));
       if (lsn > this.#safeLsn) this.#safeLsn = lsn;
@@ -311,10 +303,11 @@ export class Applier {
   async close(): Promise<void> {
     clearTimeout(this.#timer);
     clearTimeout(this.#idleTimer);
+    this.#streamed?.end();
     // An open streamed transaction is rolled back with what waited for it (all streamed again).
     if (this.#txn === null && this.#pending && !this.#streamed) this.#queueCommit();
-    await this.#tail;
-    if (this.#failure) throw this.#failure;
+    await this.#jobs.settled;
+    if (this.#jobs.failure) throw this.#jobs.failure;
     if (this.#inDestTx) {
       this.#inDestTx = false;
       await this.dest.unsafe("ROLLBACK");
@@ -328,23 +321,22 @@ export class Applier {
   abort(): void {
     clearTimeout(this.#timer);
     clearTimeout(this.#idleTimer);
+    this.#streamed?.end();
     this.#takeBatches();
     this.#inDestTx = false;
   }
 
   /**
-   * A transaction starts streaming while it runs: applies it as it arrives
-   * (returns false when it cannot: another one is being applied that way, or
-   * a source transaction is open). What is pending commits first, so the
-   * destination transaction it opens holds it alone until another commits.
+   * The first block of a transaction the reader has it apply as it arrives
+   * (see `StreamedApply` in lib/source/reader.ts; one at a time). What is
+   * pending commits first, so the destination transaction it opens holds it
+   * alone until another commits.
    */
-  beginStreamed(xid: number): boolean {
-    if (this.#streamed || this.#txn || this.#failure) return false;
+  beginStreamed(xid: number): void {
     this.#queueCommit();
-    this.#streamed = { xid, holding: false };
+    this.#streamed = new StreamedTransaction(xid);
     this.#streamedInDestTx = xid;
     this.resumeStreamed();
-    return true;
   }
 
   /** A block of the streamed transaction begins: its changes follow. */
@@ -354,7 +346,7 @@ export class Applier {
       finalLsn: this.#lastCommitLsn,
       commitTime: 0n,
       skip: false,
-      streamed: true,
+      streamed: this.#streamed ?? undefined,
     };
   }
 
@@ -369,14 +361,14 @@ export class Applier {
    */
   abortStreamed(): boolean {
     if (!this.#streamed || this.#pending) return false;
-    this.#streamed = null;
+    this.#endStreamed();
     this.#rollBack();
     return true;
   }
 
   /** The streamed transaction committed at the source: commits its destination transaction. */
   commitStreamed(m: StreamCommitMessage): void | Promise<void> {
-    this.#streamed = null;
+    this.#endStreamed();
     // Applied and committed before a restart (so were the transactions that
     // joined it): what was written again is rolled back.
     if (m.commitLsn <= this.#skipUpTo) return this.#rollBack();
@@ -398,7 +390,7 @@ export class Applier {
     const scope = this.#takeScope();
     this.#takeBatches();
     this.#streamedInDestTx = null;
-    return this.#queue(scope, async () => {
+    return this.#jobs.push(scope, async () => {
       if (!this.#inDestTx) return;
       this.#inDestTx = false;
       await this.#begin;
@@ -406,35 +398,9 @@ export class Applier {
     });
   }
 
-  /**
-   * Changes before their commit time is known go only to clone targets whose
-   * copy the stream has passed: otherwise the commit may fall on either side
-   * of the copy's snapshot (before it, the copy holds the changes already).
-   */
-  #checkStreamedRoute(route: TableRoute): void {
-    const xid = this.#streamed?.xid ?? 0;
-    if (route.mode !== "clone") {
-      throw new StreamRestart(xid, `it changes ${route.source}, a ${route.mode} table`);
-    }
-    if (route.syncedLsn > this.#lastCommitLsn) {
-      throw new StreamRestart(xid, `the stream has not passed the copy of ${route.source} yet`);
-    }
-  }
-
-  /** A transaction committed while the streamed one is open waits for it, but not too long. */
-  #holdForStreamed(): void {
-    const streamed = this.#streamed!;
-    if (streamed.holding) return;
-    streamed.holding = true;
-    const waitMs = this.opts.streamWaitMs ?? 5000;
-    setTimeout(() => {
-      if (this.#streamed !== streamed || this.#failure) return;
-      this.#failure = new StreamRestart(
-        streamed.xid,
-        `transactions committed meanwhile waited ${waitMs} ms for it`,
-      );
-      this.#reportFailure(this.#failure);
-    }, waitMs);
+  #endStreamed(): void {
+    this.#streamed?.end();
+    this.#streamed = null;
   }
 
   #relation(relationId: number, msg: PgoutputMessage & { tag: "relation" }): Promise<void> {
@@ -461,7 +427,7 @@ export class Applier {
     }
     // Named together (TRUNCATE a, b, or CASCADE): what is buffered is written first,
     // then one job truncates them all (foreign keys between them need that).
-    if (txn.streamed) { for (const r of routes) this.#checkStreamedRoute(r); }
+    for (const r of routes) txn.streamed?.checkRoute(r, this.#lastCommitLsn);
     if (this.#buffered > 0) {
       const wait = this.#queueFlush();
       if (wait) await wait;
@@ -470,7 +436,7 @@ export class Applier {
     const at = txn.streamed ? "" : commitTimeIso(txn);
     const counts = this.#counts;
     const scope = { folded: !txn.oneByOne, streamedXid: this.#streamedInDestTx };
-    const wait = this.#queue(scope, async () => {
+    const wait = this.#jobs.push(scope, async () => {
       const started = performance.now();
       const rows = await truncateTogether(this.#ensureDestTx(), routes, at);
       const seconds = (performance.now() - started) / 1000;
@@ -490,7 +456,7 @@ export class Applier {
     const txn = this.#txn;
     if (!txn || txn.skip) return;
     const route = this.routes.get(relationId);
-    if (txn.streamed && route) this.#checkStreamedRoute(route);
+    if (txn.streamed && route) txn.streamed.checkRoute(route, this.#lastCommitLsn);
     // The table's initial copy already holds commits before its snapshot LSN.
     if (!route || txn.finalLsn < route.syncedLsn) return;
     // Only history rows carry the commit time.
@@ -534,12 +500,12 @@ export class Applier {
       streamedXid: this.#streamedInDestTx,
       one: { change, commitLsn },
     };
-    this.#queue(scope, async () => {
+    this.#jobs.push(scope, async () => {
       this.#ensureDestTx();
       await this.#begin; // the value goes on the connection's socket: nothing may be in flight
       await this.#write(batches, counts, scope);
     });
-    return this.#tail;
+    return this.#jobs.settled;
   }
 
   #commit(commitLsn: bigint, endLsn: bigint): void | Promise<void> {
@@ -555,7 +521,10 @@ export class Applier {
     if (!this.#pending) this.#firstPendingAt = performance.now();
     this.#pending = { commitLsn, endLsn, commitTime: txn.commitTime };
     this.#pendingTxns++;
-    if (this.#streamed) return this.#holdForStreamed();
+    if (this.#streamed) {
+      // It waits for the streamed one (they share its destination transaction), but not too long.
+      return this.#streamed.hold(this.opts.streamWaitMs ?? 5000, (e) => this.#jobs.fail(e));
+    }
     // Applied one change at a time, each transaction commits on its own: one the
     // destination refuses leaves every transaction before it committed.
     const due = txn.oneByOne || this.#pendingChanges >= this.opts.batchSize ||
@@ -577,84 +546,18 @@ export class Applier {
     this.#queueCommit()?.catch(() => {}); // a failure reaches the reader through `failed`
   }
 
-  /**
-   * Queues a job. Returns a promise when the reader should wait: while an
-   * earlier job is still queued behind the running one.
-   */
-  #queue(scope: JobScope, work: () => Promise<void>): Promise<void> | undefined {
-    const before = this.#tail;
-    const mustWait = this.#jobs > 0;
-    this.#jobs++;
-    const job = before.then(async () => {
-      if (this.#failure) throw this.#failure;
-      const watchdog = this.opts.watchdog;
-      if (!watchdog) return await work();
-      await watchdog.watch(work(), () => void this.dest.end({ timeout: 0 }).catch(() => {}));
-    });
-    this.#tail = job.then(
-      () => {
-        this.#jobs--;
-        this.#afterJob();
-      },
-      (e) => {
-        this.#jobs--;
-        if (!this.#failure) {
-          this.#failure = this.#explain(e, scope);
-          this.#reportFailure(this.#failure);
-        }
-      },
-    );
-    return mustWait ? before : undefined;
-  }
-
   /** After a job: commit what gathered while it ran if the reader is idle, and wake the reader. */
   #afterJob(): void {
-    if (this.#jobs === 0 && this.#idle && this.#txn === null && this.#pending) {
+    if (this.#jobs.size === 0 && this.#idle && this.#txn === null && this.#pending) {
       this.#queueCommit();
     }
     this.#wake();
   }
 
-  /**
-   * A constraint that a folded batch broke may hold in source order (a unique
-   * value swapped between rows, a child written before its parent): then the
-   * pipeline restarts and the transactions read so far are applied one change
-   * at a time. Broken one change at a time, the destination holds a row the
-   * source does not, and the error says so. A value the destination refuses
-   * (out of range, too long, NULL, a CHECK) goes the same way, so that the
-   * error names the change it belongs to: its table, column, key and LSN.
-   */
-  #explain(e: unknown, scope: JobScope): unknown {
-    if (scope.one && holdsLargeValue(scope.one.change)) {
-      return largeChangeError(e, scope.one.change, scope.one.commitLsn);
-    }
-    const violation = orderSensitiveViolation(e);
-    const refused = violation ? null : refusedValue(e);
-    if (violation === null && refused === null) return e;
-    if (!scope.folded && refused) {
-      const one = scope.one;
-      return one ? new Error(describeRefusedChange(refused, one.change, one.commitLsn)) : e;
-    }
-    if (!scope.folded) {
-      return new Error(
-        `${
-          violation!.description
-        } even one change at a time, in source order: the destination holds a row the source does not, ` +
-          `or an index the source's changes cannot satisfy (kvsz validate checks targets); fix it, kvsz retries`,
-      );
-    }
-    const table = violation?.table ?? (scope.writing ? targetName(scope.writing.target) : "?");
-    const description = violation?.description ?? `${table}: ${refused!.message}`;
+  /** Commit LSN up to which the source transactions read so far commit (the open one's included). */
+  #readUpTo(): bigint {
     const txnLsn = this.#txn?.streamed ? 0n : this.#txn?.finalLsn ?? 0n;
-    const until = txnLsn > this.#lastCommitLsn ? txnLsn : this.#lastCommitLsn;
-    return new OneByOneRestart(
-      until,
-      scope.streamedXid,
-      table,
-      `${description}; applying the source transactions up to ${
-        formatLsn(until)
-      } one change at a time, in source order`,
-    );
+    return txnLsn > this.#lastCommitLsn ? txnLsn : this.#lastCommitLsn;
   }
 
   /**
@@ -665,7 +568,7 @@ export class Applier {
     const scope: JobScope = { ...this.#takeScope(), one };
     const batches = this.#takeBatches();
     const counts = this.#counts; // committed with the pending source transactions
-    return this.#queue(scope, () => this.#write(batches, counts, scope));
+    return this.#jobs.push(scope, () => this.#write(batches, counts, scope));
   }
 
   /** Hands the buffered changes and the pending source commits to a job that commits them. */
@@ -689,7 +592,7 @@ export class Applier {
     this.#pendingTxns = 0;
     this.#pendingChanges = 0;
     this.#counts = { clone: 0, append: 0, history: 0, anomalies: 0 };
-    return this.#queue(scope, async () => {
+    return this.#jobs.push(scope, async () => {
       const started = performance.now();
       await this.#write(batches, info.counts, scope);
       const tx = this.#ensureDestTx();

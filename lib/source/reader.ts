@@ -34,8 +34,40 @@ const MAX_QUEUED_BYTES = 32 << 20;
  */
 const TAP_QUEUED_BYTES = 256 << 10;
 
+/**
+ * How a transaction that the server streams while it runs (protocol 2+,
+ * `streamInProgress`) is handled, as PostgreSQL's worker.c names its
+ * `TransApplyAction`. Decided once, at the transaction's first Stream Start
+ * (`streamedApply` in {@link streamChanges}), and kept to its Stream Commit or
+ * Abort:
+ *
+ * - `"apply-as-it-arrives"`: each block's changes go to the sink between
+ *   {@link StreamedSink.resumeStreamed} and {@link StreamedSink.pauseStreamed}
+ *   as they arrive, and its Stream Commit is {@link StreamedSink.commitStreamed}.
+ *   One transaction at a time, not one the pipeline asked to spool
+ *   (`spoolOnly`), and only from its first block.
+ * - `"spool"`: its changes go to disk (stream_spool.ts) and are handed to the
+ *   sink at its Stream Commit as one whole transaction, Begin to Commit, as
+ *   if it had arrived then; its Stream Abort drops them.
+ */
+export type StreamedApply = "apply-as-it-arrives" | "spool";
+
+/** The sink's side of the transaction it applies as it arrives (see {@link StreamedApply}). */
+export interface StreamedSink {
+  /** Its first block begins: its changes follow. */
+  beginStreamed(xid: number): void;
+  /** A later block begins: its changes follow. */
+  resumeStreamed(): void;
+  /** A block ends: other transactions may follow. */
+  pauseStreamed(): void;
+  /** It was rolled back at the source: false when the sink cannot undo it alone (the stream restarts). */
+  abortStreamed(): boolean;
+  /** It committed at the source. */
+  commitStreamed(msg: StreamCommitMessage): void | Promise<void>;
+}
+
 /** What the reader feeds and asks. */
-export interface ReaderSink {
+export interface ReaderSink extends StreamedSink {
   /** Handles one message (`bytes` long on the wire); a returned promise pauses reading until it settles. */
   handle(msg: PgoutputMessage, bytes: number): void | Promise<void>;
   /** Everything below this LSN is committed in the destination. */
@@ -45,25 +77,14 @@ export interface ReaderSink {
    * it waits for the answer (as it does when it shuts down).
    */
   noteIdlePosition(walEnd: bigint, urgent: boolean): void;
-  /** True between a transaction's Begin and Commit (a clean stop waits for the Commit). */
+  /** True between a transaction's Begin and Commit, or inside a block applied as it arrives (a clean stop waits for its end). */
   readonly inTransaction: boolean;
   /** Called when every received message is handled; may commit what is pending. */
-  drained?(): void;
+  drained(): void;
   /** Gives the sink the reader's wake-up, to call when {@link safeLsn} moved. */
-  setWake?(wake: () => void): void;
+  setWake(wake: () => void): void;
   /** Rejects when the sink fails on its own (e.g. a timed commit): streaming stops with that error. */
   readonly failed: Promise<never>;
-  /**
-   * A transaction starts streaming while it runs: true when the sink applies
-   * it as it arrives (its changes are then handed over between
-   * {@link resumeStreamed} and {@link pauseStreamed}); otherwise it is spooled.
-   */
-  beginStreamed?(xid: number): boolean;
-  resumeStreamed?(): void;
-  pauseStreamed?(): void;
-  /** The streamed transaction was rolled back: false when the sink cannot undo it alone. */
-  abortStreamed?(): boolean;
-  commitStreamed?(msg: StreamCommitMessage): void | Promise<void>;
 }
 
 /** Options for {@link streamChanges}. */
@@ -90,15 +111,14 @@ export interface ReaderOptions {
   onWalEnd?: (walEnd: bigint) => void;
   /**
    * Have the server stream large transactions while they run (PostgreSQL 14+):
-   * applied as they arrive when the sink can (`beginStreamed`), otherwise
-   * spooled to disk and handed over at their commit (stream_spool.ts).
+   * applied as they arrive or spooled, see {@link StreamedApply}.
    */
   streamInProgress?: boolean;
   /** Where spools go (default: the system's temporary directory). */
   spoolDir?: string;
   /** Where the replay of a streamed transaction is reported. */
   log?: Logger;
-  /** Streamed transactions to spool even when the sink could apply them as they arrive. */
+  /** Streamed transactions to spool even when they could be applied as they arrive. */
   spoolOnly?: ReadonlySet<number>;
 }
 
@@ -134,9 +154,20 @@ export async function streamChanges(
     }
   }
   const streamed = new StreamedTransactions(opts.spoolDir);
-  /** The streamed transaction the sink applies as it arrives, and whether its block is open. */
+  /** The streamed transaction the sink applies as it arrives (at most one). */
   let applying: number | null = null;
-  let applyingBlock = false;
+  /** How the open stream block is handled; null outside one. */
+  let block: StreamedApply | null = null;
+  /**
+   * How streamed transaction `xid` is handled, the one place that decides
+   * it: at its first Stream Start (`first`), applied as it arrives when no
+   * other one is and the pipeline did not ask to spool it; afterwards as
+   * decided then.
+   */
+  const streamedApply = (xid: number, first = false): StreamedApply => {
+    if (first && applying === null && !opts.spoolOnly?.has(xid)) applying = xid;
+    return xid === applying ? "apply-as-it-arrives" : "spool";
+  };
   // On plain TCP the frames are read off the socket (see copy_both_tap.ts);
   // otherwise (TLS) through the driver's stream, one message per event.
   const socket = await connectedSocketOf(replication);
@@ -192,7 +223,7 @@ export async function streamChanges(
     ended = true;
     notify();
   });
-  sink.setWake?.(notify);
+  sink.setWake(notify);
   sink.failed.catch((e) => {
     failure = e;
     notify();
@@ -250,7 +281,7 @@ export async function streamChanges(
     if (buf[start] === XLOG_DATA && end - start > XLOG_HEADER) {
       // The hot path: the header's positions are not needed, skip parsing them.
       const at = start + XLOG_HEADER;
-      if (decoder.inStreamBlock && !applyingBlock && isSpooled(buf, at)) {
+      if (block === "spool" && isSpooled(buf, at)) {
         return streamed.append(buf, at, end);
       }
       msg = decoder.decodeAt(buf, at, end);
@@ -266,45 +297,30 @@ export async function streamChanges(
     }
     switch (msg.tag) {
       case "stream_start":
-        if (msg.xid === applying) {
-          applyingBlock = true;
-          return sink.resumeStreamed!();
-        }
-        if (
-          applying === null && msg.first && !opts.spoolOnly?.has(msg.xid) &&
-          sink.beginStreamed?.(msg.xid)
-        ) {
-          applying = msg.xid;
-          applyingBlock = true;
+        block = streamedApply(msg.xid, msg.first);
+        if (block === "spool") return streamed.start(msg.xid);
+        return msg.first ? sink.beginStreamed(msg.xid) : sink.resumeStreamed();
+      case "stream_stop": {
+        const ended = block;
+        block = null;
+        return ended === "apply-as-it-arrives" ? sink.pauseStreamed() : streamed.stop();
+      }
+      case "stream_abort":
+        if (streamedApply(msg.xid) === "spool") return streamed.abort(msg.xid, msg.subXid);
+        if (msg.subXid === msg.xid && sink.abortStreamed()) {
+          applying = null;
           return;
         }
-        return streamed.start(msg.xid);
-      case "stream_stop":
-        if (applyingBlock) {
-          applyingBlock = false;
-          return sink.pauseStreamed!();
-        }
-        return streamed.stop();
-      case "stream_abort":
-        if (msg.xid === applying) {
-          if (msg.subXid === msg.xid && sink.abortStreamed!()) {
-            applying = null;
-            return;
-          }
-          throw new StreamRestart(
-            msg.xid,
-            msg.subXid === msg.xid
-              ? "it was rolled back after transactions committed meanwhile were written with it"
-              : "a savepoint of it was rolled back after its changes were written",
-          );
-        }
-        return streamed.abort(msg.xid, msg.subXid);
+        throw new StreamRestart(
+          msg.xid,
+          msg.subXid === msg.xid
+            ? "it was rolled back after transactions committed meanwhile were written with it"
+            : "a savepoint of it was rolled back after its changes were written",
+        );
       case "stream_commit":
-        if (msg.xid === applying) {
-          applying = null;
-          return sink.commitStreamed!(msg);
-        }
-        return applyStreamed(msg);
+        if (streamedApply(msg.xid) === "spool") return applyStreamed(msg);
+        applying = null;
+        return sink.commitStreamed(msg);
     }
     return sink.handle(msg, end - start);
   };
@@ -359,7 +375,7 @@ export async function streamChanges(
           stream.resume();
         }
         // Nothing more to read right now: commit instead of waiting for the timer.
-        sink.drained?.();
+        sink.drained();
         if (lastSent !== sink.safeLsn) sendStatus(false);
         if (queue.length > 0 || failure || stopping || tap?.queued) continue;
         waitingSince = performance.now();

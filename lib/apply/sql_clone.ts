@@ -8,31 +8,30 @@
 import type { Sql } from "../pg/connect.ts";
 import { insertRowsParams, insertRowsSql } from "./sql_keyless.ts";
 import { BinaryParam } from "../pg/wire_statement.ts";
-import type { ColumnValue, Tuple } from "../source/messages.ts";
+import type { ColumnValue } from "../source/messages.ts";
 import type { WireParam } from "../pg/wire_statement.ts";
 import { boolArray, textArray } from "./text_array.ts";
-import { type CloneEntry, firstOpAnomaly, type FoldAnomaly, type KeyValues } from "./fold.ts";
+import type { CloneEntry } from "./fold.ts";
 import {
   addValueArrays,
   and,
   insertColumns,
-  keyMatch,
+  keyEquals,
+  newValues,
   Params,
   PREPARED,
   q,
   type RouteShape,
   run,
   sidMatch,
+  sidParam,
+  sidValue,
   stagedKeyMatch,
+  stagedKeys,
 } from "./sql_common.ts";
+import type { KeyChange, StepResult } from "./sql_step.ts";
+import { cachedSql, clearNewKey, readAnomalies, sqlTag } from "./sql_step.ts";
 import { errorCode } from "../pg/errors.ts";
-
-/** What applying part of a batch did. */
-export interface StepResult {
-  /** Destination rows inserted, updated or deleted. */
-  rows: number;
-  anomalies: FoldAnomaly[];
-}
 
 /**
  * The set-based clone statement. Parameters: sid (when the target has it),
@@ -48,25 +47,14 @@ export interface StepResult {
  */
 export function cloneChunkSql(shape: RouteShape, keepCols: readonly boolean[]): string {
   const p = new Params();
-  const sid = shape.route.target.hasSid ? p.text(null) : null;
-  const args: string[] = [`${p.add(null)}::bool[]`, `${p.add(null)}::bool[]`];
-  const names: string[] = ["d", "e"];
-  shape.key.forEach((_, j) => {
-    args.push(`${p.add(null)}::text[]`);
-    names.push(`k${j}`);
-  });
+  const { sid, args, names } = stagedKeys(shape, p, [["d", "bool[]"], ["e", "bool[]"]]);
   addValueArrays(shape, p, keepCols, args, names);
   const T = shape.table;
   const match = stagedKeyMatch(shape, sid);
-  const sets = shape.values.map((c, j) =>
-    keepCols[j]
-      ? `${q(c.name)} = CASE WHEN s.p${j} THEN t.${q(c.name)} ELSE s.c${j}::${c.type} END`
-      : `${q(c.name)} = s.c${j}::${c.type}`
-  );
-  if (sets.length === 0) sets.push(`${q(shape.key[0].name)} = t.${q(shape.key[0].name)}`);
+  const sets = keptSets(shape, keepCols);
   const insCols = insertColumns(sid, shape.keyThenValues);
   const insVals = [
-    ...(sid ? [`${sid}::${shape.sidType}`] : []),
+    ...sidValue(shape, sid),
     ...shape.key.map((k, j) => `s.k${j}::${k.type}`),
     ...shape.values.map((c, j) => `s.c${j}::${c.type}`),
   ];
@@ -84,16 +72,6 @@ f AS (SELECT i FROM del UNION ALL SELECT i FROM upd)
 SELECT s.i::int4 AS i FROM s WHERE s.e AND NOT EXISTS (SELECT FROM f WHERE f.i = s.i)
 UNION ALL
 SELECT s.i::int4 FROM s WHERE NOT s.e AND EXISTS (SELECT FROM f WHERE f.i = s.i)`;
-}
-
-const sqlCache = new WeakMap<RouteShape, Map<string, string>>();
-
-function cached(shape: RouteShape, tag: string, build: () => string): string {
-  let m = sqlCache.get(shape);
-  if (!m) sqlCache.set(shape, m = new Map());
-  let text = m.get(tag);
-  if (text === undefined) m.set(tag, text = build());
-  return text;
 }
 
 /**
@@ -148,26 +126,33 @@ function entryParams(
   return { params, keepCols };
 }
 
+/**
+ * `col = s.c<j>::type` per value column (a column listed in `keepCols` keeps
+ * the destination's value where `s.p<j>` is true); the key set to itself
+ * when there is no value column.
+ */
+function keptSets(shape: RouteShape, keepCols: readonly boolean[]): string[] {
+  const sets = shape.values.map((c, j) =>
+    keepCols[j]
+      ? `${q(c.name)} = CASE WHEN s.p${j} THEN t.${q(c.name)} ELSE s.c${j}::${c.type} END`
+      : `${q(c.name)} = s.c${j}::${c.type}`
+  );
+  if (sets.length === 0) sets.push(`${q(shape.key[0].name)} = t.${q(shape.key[0].name)}`);
+  return sets;
+}
+
 /** Applies folded clone entries (distinct keys) in one statement. */
 export async function applyCloneChunk(
   tx: Sql,
   shape: RouteShape,
   entries: readonly CloneEntry[],
 ): Promise<StepResult> {
-  const n = entries.length;
   const { params, keepCols } = entryParams(shape, entries, true);
-  const tag = keepCols.map((k) => (k ? "1" : "0")).join("");
-  const text = cached(shape, `chunk:${tag}`, () => cloneChunkSql(shape, keepCols));
+  const text = cachedSql(shape, sqlTag("chunk", keepCols), () => cloneChunkSql(shape, keepCols));
   const { rows } = await run(tx, text, params);
-  const anomalous = new Uint8Array(n);
-  const anomalies: FoldAnomaly[] = [];
-  for (const row of rows) {
-    const i = (row.i as number) - 1;
-    anomalous[i] = 1;
-    anomalies.push({ kind: firstOpAnomaly(entries[i].first), key: entries[i].key });
-  }
+  const { anomalous, anomalies } = readAnomalies(rows, entries);
   let written = 0;
-  for (let r = 0; r < n; r++) {
+  for (let r = 0; r < entries.length; r++) {
     if (entries[r].row !== null) written++;
     else if ((entries[r].first === "I") === (anomalous[r] === 1)) written++;
   }
@@ -179,22 +164,11 @@ export async function applyCloneChunk(
  * {@link cloneChunkSql} without `d` and `e`. No RETURNING: the row count
  * tells whether every key was found.
  */
-export function cloneUpdateSql(shape: RouteShape, keepCols: readonly boolean[]): string {
+function cloneUpdateSql(shape: RouteShape, keepCols: readonly boolean[]): string {
   const p = new Params();
-  const sid = shape.route.target.hasSid ? p.text(null) : null;
-  const args: string[] = [];
-  const names: string[] = [];
-  shape.key.forEach((_, j) => {
-    args.push(`${p.add(null)}::text[]`);
-    names.push(`k${j}`);
-  });
+  const { sid, args, names } = stagedKeys(shape, p, []);
   addValueArrays(shape, p, keepCols, args, names);
-  const sets = shape.values.map((c, j) =>
-    keepCols[j]
-      ? `${q(c.name)} = CASE WHEN s.p${j} THEN t.${q(c.name)} ELSE s.c${j}::${c.type} END`
-      : `${q(c.name)} = s.c${j}::${c.type}`
-  );
-  if (sets.length === 0) sets.push(`${q(shape.key[0].name)} = t.${q(shape.key[0].name)}`);
+  const sets = keptSets(shape, keepCols);
   return `UPDATE ${shape.table} t SET ${sets.join(", ")} FROM unnest(${args.join(", ")}) AS s(${
     names.join(", ")
   }) WHERE ${stagedKeyMatch(shape, sid)}`;
@@ -213,11 +187,7 @@ export async function applyCloneUpdates(
   entries: readonly CloneEntry[],
 ): Promise<StepResult> {
   const { params, keepCols } = entryParams(shape, entries, false);
-  const text = cached(
-    shape,
-    `update:${keepCols.map((k) => (k ? "1" : "0")).join("")}`,
-    () => cloneUpdateSql(shape, keepCols),
-  );
+  const text = cachedSql(shape, sqlTag("update", keepCols), () => cloneUpdateSql(shape, keepCols));
   const { count } = await run(tx, text, params);
   if (count === entries.length) return { rows: count, anomalies: [] };
   return await applyCloneChunk(tx, shape, entries);
@@ -302,52 +272,31 @@ export function coversKey(shape: RouteShape): boolean {
 export async function applyCloneKeyChange(
   tx: Sql,
   shape: RouteShape,
-  oldKey: KeyValues,
-  newKey: KeyValues,
-  row: Tuple,
+  { oldKey, newKey, row }: KeyChange,
 ): Promise<StepResult> {
-  const anomalies: FoldAnomaly[] = [];
-  let written = 0;
   const T = shape.table;
-  const hasSid = shape.route.target.hasSid;
-  {
-    const p = new Params();
-    const match = keyMatch(shape, p, newKey);
-    const { count } = await run(tx, `DELETE FROM ${T} t WHERE ${match}`, p.values);
-    if (count > 0) {
-      anomalies.push({ kind: "insert_existing", key: newKey });
-      written += count;
-    }
-  }
-  const p = new Params();
-  const sid = hasSid ? p.text(shape.route.sid) : null;
-  const newK = shape.key.map((k, j) => `${p.text(newKey[j])}::${k.type}`);
-  const oldMatch = and(
-    sidMatch(shape, sid),
-    ...shape.key.map((k, j) => `t.${q(k.name)} = ${p.text(oldKey[j])}::${k.type}`),
-  );
-  const newV = shape.values.map((c) => {
-    const v = row[c.sourceIndex];
-    return v === undefined ? null : `${p.text(v)}::${c.type}`;
+  const cleared = await clearNewKey(tx, shape, {
+    newKey,
+    write: (_, match) => `DELETE FROM ${T} t WHERE ${match}`,
   });
+  const p = new Params();
+  const sid = sidParam(shape, p);
+  const newK = shape.key.map((k, j) => `${p.text(newKey[j])}::${k.type}`);
+  const oldMatch = and(sidMatch(shape, sid), ...keyEquals(shape, p, oldKey));
+  const newV = newValues(p, shape.values, row);
   const sets = [
     ...shape.key.map((k, j) => `${q(k.name)} = ${newK[j]}`),
     ...shape.values.flatMap((c, j) => newV[j] === null ? [] : [`${q(c.name)} = ${newV[j]}`]),
   ];
   const insCols = insertColumns(sid, shape.keyThenValues);
-  const insVals = [
-    ...(sid ? [`${sid}::${shape.sidType}`] : []),
-    ...newK,
-    ...newV.map((v) => v ?? "NULL"),
-  ];
+  const insVals = [...sidValue(shape, sid), ...newK, ...newV.map((v) => v ?? "NULL")];
   const text = `WITH u AS (UPDATE ${T} t SET ${sets.join(", ")} WHERE ${oldMatch} RETURNING 1)
 INSERT INTO ${T} (${insCols}) OVERRIDING SYSTEM VALUE SELECT ${
     insVals.join(", ")
   } WHERE NOT EXISTS (SELECT FROM u) RETURNING 1`;
   const { count } = await run(tx, text, p.values);
-  if (count > 0) anomalies.push({ kind: "update_missing", key: oldKey });
-  written += 1;
-  return { rows: written, anomalies };
+  if (count > 0) cleared.anomalies.push({ kind: "update_missing", key: oldKey });
+  return { rows: cleared.rows + 1, anomalies: cleared.anomalies };
 }
 
 /** Applies a TRUNCATE in clone mode: the sid's rows are deleted, or the whole target truncated. */

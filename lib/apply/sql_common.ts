@@ -2,7 +2,7 @@
 import type { Sql } from "../pg/connect.ts";
 import { qualify, quoteIdent } from "../pg/identifiers.ts";
 import { BinaryParam, binaryText, runWire, type WireParam } from "../pg/wire_statement.ts";
-import { LargeValue } from "../source/messages.ts";
+import { LargeValue, type Tuple } from "../source/messages.ts";
 import { castType } from "./catalog.ts";
 import type { MappedColumn, TableRoute } from "./types.ts";
 
@@ -128,6 +128,26 @@ export function stagedKeyMatch(shape: RouteShape, sidParam: string | null): stri
 }
 
 /**
+ * The start of a set-based statement's parameters: a placeholder for the sid
+ * (when the target has it), then an unnest argument for each `lead` column
+ * (`[name, array type]`) and a `text[]` for each key column (named k0…).
+ */
+export function stagedKeys(
+  shape: RouteShape,
+  p: Params,
+  lead: readonly [string, string][],
+): { sid: string | null; args: string[]; names: string[] } {
+  const sid = shape.route.target.hasSid ? p.text(null) : null;
+  const args = lead.map(([, type]) => `${p.add(null)}::${type}`);
+  const names = lead.map(([name]) => name);
+  shape.key.forEach((_, j) => {
+    args.push(`${p.add(null)}::text[]`);
+    names.push(`k${j}`);
+  });
+  return { sid, args, names };
+}
+
+/**
  * Adds one `text[]` parameter per value column (named c0…) and one `bool[]`
  * per flagged column (named p0…) to an unnest argument list.
  */
@@ -155,11 +175,58 @@ export function keyMatch(
   p: Params,
   key: readonly (string | null)[],
 ): string {
-  const sid = shape.route.target.hasSid ? p.text(shape.route.sid) : null;
-  return and(
-    sidMatch(shape, sid),
-    ...shape.key.map((k, j) => `t.${q(k.name)} = ${p.text(key[j])}::${k.type}`),
-  );
+  return and(sidMatch(shape, sidParam(shape, p)), ...keyEquals(shape, p, key));
+}
+
+/** `t.k1 = $m::type`, one per key column: the key's values as parameters. */
+export function keyEquals(
+  shape: RouteShape,
+  p: Params,
+  key: readonly (string | null)[],
+): string[] {
+  return shape.key.map((k, j) => `t.${q(k.name)} = ${p.text(key[j])}::${k.type}`);
+}
+
+/** The route's sid as a parameter (`$n::text`), or null when the target has no sid. */
+export function sidParam(shape: RouteShape, p: Params): string | null {
+  return shape.route.target.hasSid ? p.text(shape.route.sid) : null;
+}
+
+/** The sid's value in an INSERT's select list (none when `sid` is null). */
+export function sidValue(shape: RouteShape, sid: string | null): string[] {
+  return sid ? [`${sid}::${shape.sidType}`] : [];
+}
+
+/** Each column's value in `row` as a parameter cast to its type; null for an unchanged TOAST value. */
+export function newValues(
+  p: Params,
+  cols: readonly MappedColumn[],
+  row: Tuple,
+): (string | null)[] {
+  return cols.map((c) => {
+    const v = row[c.sourceIndex];
+    return v === undefined ? null : `${p.text(v)}::${c.type}`;
+  });
+}
+
+/**
+ * The values of a new history version: each column's value in `row` as a
+ * parameter, or for an unchanged TOAST value `<from>.c<j>`, which the closing
+ * UPDATE returns from the closed row (`carried`, its RETURNING list).
+ */
+export function carriedValues(
+  p: Params,
+  cols: readonly MappedColumn[],
+  opts: { row: Tuple; from: string },
+): { values: string[]; carried: string[] } {
+  const carried = ["1 AS one"];
+  const values = cols.map((c, j) => {
+    const v = opts.row[c.sourceIndex];
+    if (v !== undefined) return `${p.text(v)}::${c.type}`;
+    carried.push(`t.${q(c.name)} AS c${j}`);
+    return `${opts.from}.c${j}`;
+  });
+  return { values, carried };
 }
 
 /** Joins non-empty SQL conditions with AND (TRUE when there are none). */
@@ -172,3 +239,13 @@ export function and(...conds: string[]): string {
 export const OPEN_END = "9999-01-01";
 /** kvsz_start of a key's first version. */
 export const FIRST_START = "1900-01-01";
+/** The condition that the target row `t` is a current history row. */
+export const CURRENT = `t.${END} = '${OPEN_END}'`;
+
+/** The history columns an INSERT of a version names after the mapped ones. */
+export const VERSION_COLUMNS: readonly string[] = [START, END, DELETED];
+
+/** The values of {@link VERSION_COLUMNS} for a current version from `start` (SQL text). */
+export function openVersion(shape: RouteShape, start: string): string[] {
+  return [`${start}::${shape.startType}`, `'${OPEN_END}'::${shape.endType}`, "false"];
+}

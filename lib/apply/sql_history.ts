@@ -7,28 +7,35 @@
  * operation expected (the anomalies).
  */
 import type { Sql } from "../pg/connect.ts";
-import type { ColumnValue, Tuple } from "../source/messages.ts";
+import type { ColumnValue } from "../source/messages.ts";
 import type { WireParam } from "../pg/wire_statement.ts";
 import { boolArray, textArray } from "./text_array.ts";
-import { firstOpAnomaly, type FoldAnomaly, type HistoryEntry, type KeyValues } from "./fold.ts";
+import type { HistoryEntry } from "./fold.ts";
 import {
   addValueArrays,
   and,
+  carriedValues,
+  CURRENT,
   DELETED,
   END,
   FIRST_START,
   insertColumns,
-  keyMatch,
+  keyEquals,
   OPEN_END,
+  openVersion,
   Params,
   q,
   type RouteShape,
   run,
   sidMatch,
+  sidParam,
+  sidValue,
   stagedKeyMatch,
-  START,
+  stagedKeys,
+  VERSION_COLUMNS,
 } from "./sql_common.ts";
-import type { StepResult } from "./sql_clone.ts";
+import type { KeyChange, StepResult } from "./sql_step.ts";
+import { cachedSql, clearNewKey, readAnomalies, sqlTag } from "./sql_step.ts";
 
 /**
  * The set-based history statement. Parameters: sid (when the target has it);
@@ -40,13 +47,8 @@ import type { StepResult } from "./sql_clone.ts";
  */
 export function historyChunkSql(shape: RouteShape, carryCols: readonly boolean[]): string {
   const p = new Params();
-  const sid = shape.route.target.hasSid ? p.text(null) : null;
-  const sArgs = [`${p.add(null)}::text[]`, `${p.add(null)}::text[]`];
-  const sNames = ["f", "t1"];
-  shape.key.forEach((_, j) => {
-    sArgs.push(`${p.add(null)}::text[]`);
-    sNames.push(`k${j}`);
-  });
+  const staged = stagedKeys(shape, p, [["f", "text[]"], ["t1", "text[]"]]);
+  const sid = staged.sid;
   const vArgs = [
     `${p.add(null)}::int8[]`,
     `${p.add(null)}::text[]`,
@@ -60,9 +62,9 @@ export function historyChunkSql(shape: RouteShape, carryCols: readonly boolean[]
   const match = stagedKeyMatch(shape, sid);
   const carried = shape.values.flatMap((c, j) => carryCols[j] ? [`t.${q(c.name)} AS c${j}`] : []);
   const anyCarry = carried.length > 0;
-  const insCols = insertColumns(sid, shape.keyThenValues, [START, END, DELETED]);
+  const insCols = insertColumns(sid, shape.keyThenValues, VERSION_COLUMNS);
   const insVals = [
-    ...(sid ? [`${sid}::${shape.sidType}`] : []),
+    ...sidValue(shape, sid),
     ...shape.key.map((k, j) => `s.k${j}::${k.type}`),
     ...shape.values.map((c, j) =>
       carryCols[j]
@@ -78,11 +80,11 @@ export function historyChunkSql(shape: RouteShape, carryCols: readonly boolean[]
   const cl = anyCarry
     ? `SELECT DISTINCT ON (i) * FROM closed ORDER BY i`
     : `SELECT DISTINCT i FROM closed`;
-  return `WITH s AS (SELECT * FROM unnest(${sArgs.join(", ")}) WITH ORDINALITY AS s(${
-    sNames.join(", ")
+  return `WITH s AS (SELECT * FROM unnest(${staged.args.join(", ")}) WITH ORDINALITY AS s(${
+    staged.names.join(", ")
   }, i)),
 v AS (SELECT * FROM unnest(${vArgs.join(", ")}) AS v(${vNames.join(", ")})),
-closed AS (UPDATE ${T} t SET ${END} = s.t1::${shape.endType}, ${DELETED} = (s.f = 'D') FROM s WHERE ${match} AND t.${END} = '${OPEN_END}' RETURNING ${
+closed AS (UPDATE ${T} t SET ${END} = s.t1::${shape.endType}, ${DELETED} = (s.f = 'D') FROM s WHERE ${match} AND ${CURRENT} RETURNING ${
     ["s.i", ...carried].join(", ")
   }),
 cl AS (${cl}),
@@ -93,8 +95,6 @@ SELECT s.i::int4 AS i FROM s WHERE s.f = 'I' AND EXISTS (SELECT FROM cl WHERE cl
 UNION ALL
 SELECT s.i::int4 FROM s WHERE s.f <> 'I' AND NOT EXISTS (SELECT FROM cl WHERE cl.i = s.i)`;
 }
-
-const sqlCache = new WeakMap<RouteShape, Map<string, string>>();
 
 /** Applies folded history entries (distinct keys) in one statement. */
 export async function applyHistoryChunk(
@@ -145,19 +145,13 @@ export async function applyHistoryChunk(
   for (let j = 0; j < nv; j++) {
     if (carryCols[j]) params.push(boolArray(vals[j].map((x) => x === undefined)));
   }
-  const tag = carryCols.map((k) => (k ? "1" : "0")).join("");
-  let m = sqlCache.get(shape);
-  if (!m) sqlCache.set(shape, m = new Map());
-  let text = m.get(tag);
-  if (text === undefined) m.set(tag, text = historyChunkSql(shape, carryCols));
+  const text = cachedSql(
+    shape,
+    sqlTag("history", carryCols),
+    () => historyChunkSql(shape, carryCols),
+  );
   const { rows } = await run(tx, text, params);
-  const anomalous = new Uint8Array(n);
-  const anomalies: FoldAnomaly[] = [];
-  for (const row of rows) {
-    const i = (row.i as number) - 1;
-    anomalous[i] = 1;
-    anomalies.push({ kind: firstOpAnomaly(entries[i].first), key: entries[i].key });
-  }
+  const { anomalous, anomalies } = readAnomalies(rows, entries);
   let closed = 0;
   for (let r = 0; r < n; r++) if ((entries[r].first === "I") === (anomalous[r] === 1)) closed++;
   return { rows: closed + versions, anomalies };
@@ -172,55 +166,28 @@ export async function applyHistoryChunk(
 export async function applyHistoryKeyChange(
   tx: Sql,
   shape: RouteShape,
-  oldKey: KeyValues,
-  newKey: KeyValues,
-  row: Tuple,
-  at: string,
+  { oldKey, newKey, row, at }: KeyChange,
 ): Promise<StepResult> {
-  const anomalies: FoldAnomaly[] = [];
-  let written = 0;
   const T = shape.table;
-  const hasSid = shape.route.target.hasSid;
-  {
-    const p = new Params();
-    const match = keyMatch(shape, p, newKey);
-    const { count } = await run(
-      tx,
-      `UPDATE ${T} t SET ${END} = ${
-        p.text(at)
-      }::${shape.endType} WHERE ${match} AND t.${END} = '${OPEN_END}'`,
-      p.values,
-    );
-    if (count > 0) {
-      anomalies.push({ kind: "insert_existing", key: newKey });
-      written += count;
-    }
-  }
-  const p = new Params();
-  const sid = hasSid ? p.text(shape.route.sid) : null;
-  const atP = p.text(at);
-  const oldMatch = and(
-    sidMatch(shape, sid),
-    ...shape.key.map((k, j) => `t.${q(k.name)} = ${p.text(oldKey[j])}::${k.type}`),
-  );
-  const carried: string[] = ["1 AS one"];
-  const values = shape.values.map((c, j) => {
-    const v = row[c.sourceIndex];
-    if (v !== undefined) return `${p.text(v)}::${c.type}`;
-    carried.push(`t.${q(c.name)} AS c${j}`);
-    return `c1.c${j}`;
+  const cleared = await clearNewKey(tx, shape, {
+    newKey,
+    write: (p, match) =>
+      `UPDATE ${T} t SET ${END} = ${p.text(at)}::${shape.endType} WHERE ${match} AND ${CURRENT}`,
   });
-  const insCols = insertColumns(sid, shape.keyThenValues, [START, END, DELETED]);
+  const p = new Params();
+  const sid = sidParam(shape, p);
+  const atP = p.text(at);
+  const oldMatch = and(sidMatch(shape, sid), ...keyEquals(shape, p, oldKey));
+  const { values, carried } = carriedValues(p, shape.values, { row, from: "c1" });
+  const insCols = insertColumns(sid, shape.keyThenValues, VERSION_COLUMNS);
   const insVals = [
-    ...(sid ? [`${sid}::${shape.sidType}`] : []),
+    ...sidValue(shape, sid),
     ...shape.key.map((k, j) => `${p.text(newKey[j])}::${k.type}`),
     ...values,
-    `${atP}::${shape.startType}`,
-    `'${OPEN_END}'::${shape.endType}`,
-    "false",
+    ...openVersion(shape, atP),
   ];
   const text =
-    `WITH c AS (UPDATE ${T} t SET ${END} = ${atP}::${shape.endType}, ${DELETED} = false WHERE ${oldMatch} AND t.${END} = '${OPEN_END}' RETURNING ${
+    `WITH c AS (UPDATE ${T} t SET ${END} = ${atP}::${shape.endType}, ${DELETED} = false WHERE ${oldMatch} AND ${CURRENT} RETURNING ${
       carried.join(", ")
     }),
 c1 AS (SELECT * FROM c LIMIT 1)
@@ -229,9 +196,8 @@ FROM (SELECT) x LEFT JOIN c1 ON true
 RETURNING (SELECT count(*) FROM c)::int4 AS n`;
   const { rows } = await run(tx, text, p.values);
   const closedOld = Number(rows[0]?.n ?? 0);
-  if (closedOld === 0) anomalies.push({ kind: "update_missing", key: oldKey });
-  written += closedOld + 1;
-  return { rows: written, anomalies };
+  if (closedOld === 0) cleared.anomalies.push({ kind: "update_missing", key: oldKey });
+  return { rows: cleared.rows + closedOld + 1, anomalies: cleared.anomalies };
 }
 
 /** Applies a TRUNCATE in history mode: every current row (of the sid) is closed as deleted at `at`. */
@@ -241,12 +207,10 @@ export async function applyHistoryTruncate(
   at: string,
 ): Promise<StepResult> {
   const p = new Params();
-  const sid = shape.route.target.hasSid ? p.text(shape.route.sid) : null;
+  const sid = sidParam(shape, p);
   const text = `UPDATE ${shape.table} t SET ${END} = ${
     p.text(at)
-  }::${shape.endType}, ${DELETED} = true WHERE ${
-    and(sidMatch(shape, sid), `t.${END} = '${OPEN_END}'`)
-  }`;
+  }::${shape.endType}, ${DELETED} = true WHERE ${and(sidMatch(shape, sid), CURRENT)}`;
   const { count } = await run(tx, text, p.values);
   return { rows: count, anomalies: [] };
 }

@@ -10,21 +10,27 @@ import type { ColumnValue, Tuple } from "../source/messages.ts";
 import type { WireParam } from "../pg/wire_statement.ts";
 import { textArray } from "./text_array.ts";
 import type { FoldAnomaly } from "./fold.ts";
+import type { AnomalyKind } from "./types.ts";
 import {
   and,
+  carriedValues,
+  CURRENT,
   DELETED,
   END,
   FIRST_START,
   insertColumns,
-  OPEN_END,
+  newValues,
+  openVersion,
   Params,
   q,
   type RouteShape,
   run,
   sidMatch,
-  START,
+  sidParam,
+  sidValue,
+  VERSION_COLUMNS,
 } from "./sql_common.ts";
-import type { StepResult } from "./sql_clone.ts";
+import type { StepResult } from "./sql_step.ts";
 
 /** The multi-row insert: one `text[]` parameter per mapped column (plus sid first). */
 export function insertRowsSql(shape: RouteShape, history: boolean): string {
@@ -33,13 +39,11 @@ export function insertRowsSql(shape: RouteShape, history: boolean): string {
   const cols = shape.route.columns;
   const args = cols.map(() => `${p.add(null)}::text[]`);
   const names = cols.map((_, j) => `c${j}`);
-  const insCols = insertColumns(sid, cols, history ? [START, END, DELETED] : []);
+  const insCols = insertColumns(sid, cols, history ? VERSION_COLUMNS : []);
   const insVals = [
-    ...(sid ? [`${sid}::${shape.sidType}`] : []),
+    ...sidValue(shape, sid),
     ...cols.map((c, j) => `s.c${j}::${c.type}`),
-    ...(history
-      ? [`'${FIRST_START}'::${shape.startType}`, `'${OPEN_END}'::${shape.endType}`, "false"]
-      : []),
+    ...(history ? openVersion(shape, `'${FIRST_START}'`) : []),
   ];
   if (args.length === 0) {
     // No mapped column: one row per element of a dummy array.
@@ -55,10 +59,10 @@ export function insertRowsSql(shape: RouteShape, history: boolean): string {
 export async function insertRows(
   tx: Sql,
   shape: RouteShape,
-  rows: readonly Tuple[],
-  history: boolean,
+  opts: { rows: readonly Tuple[]; history: boolean },
 ): Promise<StepResult> {
-  const { count } = await run(tx, insertRowsSql(shape, history), insertRowsParams(shape, rows));
+  const text = insertRowsSql(shape, opts.history);
+  const { count } = await run(tx, text, insertRowsParams(shape, opts.rows));
   return { rows: count, anomalies: [] };
 }
 
@@ -79,26 +83,44 @@ export function insertRowsParams(shape: RouteShape, rows: readonly Tuple[]): Wir
 }
 
 /** The anomaly key of a keyless row: every mapped column (unchanged TOAST as NULL, a large value described). */
-export function rowKey(shape: RouteShape, row: Tuple): (string | null)[] {
+function rowKey(shape: RouteShape, row: Tuple): (string | null)[] {
   return shape.allIdx.map((i) => {
     const v = row[i];
     return v === undefined || v === null ? null : String(v);
   });
 }
 
+/** A keyless UPDATE: the old row it matches, the new row, its commit time (read by history). */
+export interface KeylessUpdate {
+  old: Tuple;
+  row: Tuple;
+  at: string;
+}
+
+/** A keyless DELETE: the old row it matches, its commit time (read by history). */
+export interface KeylessDelete {
+  old: Tuple;
+  at: string;
+}
+
+/** The anomaly `kind` of the keyless row `old`, which matched no destination row. */
+function missingRow(shape: RouteShape, old: Tuple, kind: AnomalyKind): FoldAnomaly[] {
+  return [{ kind, key: rowKey(shape, old) }];
+}
+
 /**
  * `m` CTE: the (tableoid, ctid) of one row (of the sid) whose mapped columns
- * equal `old` as text (columns whose old value is unchanged TOAST are skipped).
+ * equal `old` as text (columns whose old value is unchanged TOAST are skipped);
+ * in history mode, a current row.
  */
-function matchOne(shape: RouteShape, p: Params, old: Tuple, currentOnly: boolean): string {
-  const sid = shape.route.target.hasSid ? p.text(shape.route.sid) : null;
-  const conds = [sidMatch(shape, sid)];
+function matchOne(shape: RouteShape, p: Params, old: Tuple): string {
+  const conds = [sidMatch(shape, sidParam(shape, p))];
   for (const c of shape.route.columns) {
     const v = old[c.sourceIndex];
     if (v === undefined) continue;
     conds.push(`t.${q(c.name)}::text IS NOT DISTINCT FROM ${p.text(v)}::${c.type}::text`);
   }
-  if (currentOnly) conds.push(`t.${END} = '${OPEN_END}'`);
+  if (shape.route.mode === "history") conds.push(CURRENT);
   return `m AS (SELECT t.tableoid AS r, t.ctid AS c FROM ${shape.table} t WHERE ${
     and(...conds)
   } LIMIT 1)`;
@@ -110,21 +132,17 @@ const ONE_ROW = "t.tableoid = m.r AND t.ctid = m.c";
 export async function keylessUpdate(
   tx: Sql,
   shape: RouteShape,
-  old: Tuple,
-  row: Tuple,
+  { old, row }: KeylessUpdate,
 ): Promise<StepResult> {
   const p = new Params();
-  const m = matchOne(shape, p, old, false);
+  const m = matchOne(shape, p, old);
   const cols = shape.route.columns;
-  const vals = cols.map((c) => {
-    const v = row[c.sourceIndex];
-    return v === undefined ? null : `${p.text(v)}::${c.type}`;
-  });
+  const vals = newValues(p, cols, row);
   const sets = cols.flatMap((c, j) => vals[j] === null ? [] : [`${q(c.name)} = ${vals[j]}`]);
   if (sets.length === 0 && cols.length > 0) sets.push(`${q(cols[0].name)} = t.${q(cols[0].name)}`);
-  const sid = shape.route.target.hasSid ? p.text(shape.route.sid) : null;
+  const sid = sidParam(shape, p);
   const insCols = insertColumns(sid, cols);
-  const insVals = [...(sid ? [`${sid}::${shape.sidType}`] : []), ...vals.map((v) => v ?? "NULL")];
+  const insVals = [...sidValue(shape, sid), ...vals.map((v) => v ?? "NULL")];
   const text = sets.length === 0 ? `WITH ${m} SELECT count(*)::int4 AS n FROM m` : `WITH ${m},
 u AS (UPDATE ${shape.table} t SET ${sets.join(", ")} FROM m WHERE ${ONE_ROW} RETURNING 1),
 ins AS (INSERT INTO ${shape.table} (${insCols}) OVERRIDING SYSTEM VALUE SELECT ${
@@ -132,18 +150,22 @@ ins AS (INSERT INTO ${shape.table} (${insCols}) OVERRIDING SYSTEM VALUE SELECT $
   } WHERE NOT EXISTS (SELECT FROM u))
 SELECT count(*)::int4 AS n FROM u`;
   const { rows } = await run(tx, text, p.values);
-  if (Number(rows[0]?.n ?? 0) > 0) return { rows: 1, anomalies: [] };
-  return { rows: 1, anomalies: [{ kind: "update_missing", key: rowKey(shape, old) }] };
+  const found = Number(rows[0]?.n ?? 0) > 0;
+  return { rows: 1, anomalies: found ? [] : missingRow(shape, old, "update_missing") };
 }
 
 /** Clone DELETE of one matching row (delete_missing when none matches). */
-export async function keylessDelete(tx: Sql, shape: RouteShape, old: Tuple): Promise<StepResult> {
+export async function keylessDelete(
+  tx: Sql,
+  shape: RouteShape,
+  { old }: KeylessDelete,
+): Promise<StepResult> {
   const p = new Params();
   const text = `WITH ${
-    matchOne(shape, p, old, false)
+    matchOne(shape, p, old)
   } DELETE FROM ${shape.table} t USING m WHERE ${ONE_ROW}`;
   const { count } = await run(tx, text, p.values);
-  return anomalyUnless(shape, old, count, "delete_missing");
+  return { rows: count, anomalies: count > 0 ? [] : missingRow(shape, old, "delete_missing") };
 }
 
 /**
@@ -153,29 +175,19 @@ export async function keylessDelete(tx: Sql, shape: RouteShape, old: Tuple): Pro
 export async function keylessHistoryUpdate(
   tx: Sql,
   shape: RouteShape,
-  old: Tuple,
-  row: Tuple,
-  at: string,
+  { old, row, at }: KeylessUpdate,
 ): Promise<StepResult> {
   const p = new Params();
-  const m = matchOne(shape, p, old, true);
+  const m = matchOne(shape, p, old);
   const atP = p.text(at);
   const cols = shape.route.columns;
-  const carried = ["1 AS one"];
-  const vals = cols.map((c, j) => {
-    const v = row[c.sourceIndex];
-    if (v !== undefined) return `${p.text(v)}::${c.type}`;
-    carried.push(`t.${q(c.name)} AS c${j}`);
-    return `c.c${j}`;
-  });
-  const sid = shape.route.target.hasSid ? p.text(shape.route.sid) : null;
-  const insCols = insertColumns(sid, cols, [START, END, DELETED]);
+  const { values, carried } = carriedValues(p, cols, { row, from: "c" });
+  const sid = sidParam(shape, p);
+  const insCols = insertColumns(sid, cols, VERSION_COLUMNS);
   const insVals = [
-    ...(sid ? [`${sid}::${shape.sidType}`] : []),
-    ...vals,
-    `${atP}::${shape.startType}`,
-    `'${OPEN_END}'::${shape.endType}`,
-    "false",
+    ...sidValue(shape, sid),
+    ...values,
+    ...openVersion(shape, atP),
   ];
   const text = `WITH ${m},
 c AS (UPDATE ${shape.table} t SET ${END} = ${atP}::${shape.endType} FROM m WHERE ${ONE_ROW} RETURNING ${
@@ -186,33 +198,23 @@ FROM (SELECT) x LEFT JOIN c ON true
 RETURNING (SELECT count(*) FROM c)::int4 AS n`;
   const { rows } = await run(tx, text, p.values);
   const closed = Number(rows[0]?.n ?? 0);
-  const res = anomalyUnless(shape, old, closed, "update_missing");
-  return { rows: closed + 1, anomalies: res.anomalies };
+  return {
+    rows: closed + 1,
+    anomalies: closed > 0 ? [] : missingRow(shape, old, "update_missing"),
+  };
 }
 
 /** History DELETE at `at`: closes one matching current row as deleted. */
 export async function keylessHistoryDelete(
   tx: Sql,
   shape: RouteShape,
-  old: Tuple,
-  at: string,
+  { old, at }: KeylessDelete,
 ): Promise<StepResult> {
   const p = new Params();
-  const m = matchOne(shape, p, old, true);
+  const m = matchOne(shape, p, old);
   const text = `WITH ${m} UPDATE ${shape.table} t SET ${END} = ${
     p.text(at)
   }::${shape.endType}, ${DELETED} = true FROM m WHERE ${ONE_ROW}`;
   const { count } = await run(tx, text, p.values);
-  return anomalyUnless(shape, old, count, "delete_missing");
-}
-
-function anomalyUnless(
-  shape: RouteShape,
-  old: Tuple,
-  count: number,
-  kind: FoldAnomaly["kind"],
-): StepResult {
-  return count > 0
-    ? { rows: count, anomalies: [] }
-    : { rows: 0, anomalies: [{ kind, key: rowKey(shape, old) }] };
+  return { rows: count, anomalies: count > 0 ? [] : missingRow(shape, old, "delete_missing") };
 }

@@ -25,14 +25,16 @@ import {
   applyCloneTruncate,
   applyCloneUpdates,
   coversKey,
-  type StepResult,
 } from "./sql_clone.ts";
+import type { KeyChange, StepResult } from "./sql_step.ts";
 import { applyHistoryChunk, applyHistoryKeyChange, applyHistoryTruncate } from "./sql_history.ts";
 import {
   insertRows,
+  type KeylessDelete,
   keylessDelete,
   keylessHistoryDelete,
   keylessHistoryUpdate,
+  type KeylessUpdate,
   keylessUpdate,
 } from "./sql_keyless.ts";
 import type { Anomaly, Change, TableRoute } from "./types.ts";
@@ -63,15 +65,15 @@ export interface ChunkLimits {
 }
 
 /** Default statement limits: large enough to amortize the round trip, small enough to keep memory flat. */
-export const DEFAULT_CHUNK_LIMITS: ChunkLimits = { rows: 20_000, bytes: 16 << 20 };
+const DEFAULT_CHUNK_LIMITS: ChunkLimits = { rows: 20_000, bytes: 16 << 20 };
 
 type Segment =
   | { t: "clone"; fold: CloneFold }
   | { t: "history"; fold: HistoryFold }
   | { t: "inserts"; rows: Tuple[] }
-  | { t: "keyless_update"; old: Tuple; row: Tuple; at: string }
-  | { t: "keyless_delete"; old: Tuple; at: string }
-  | { t: "key_change"; oldKey: KeyValues; newKey: KeyValues; row: Tuple; at: string }
+  | ({ t: "keyless_update" } & KeylessUpdate)
+  | ({ t: "keyless_delete" } & KeylessDelete)
+  | ({ t: "key_change" } & KeyChange)
   | { t: "truncate"; at: string };
 
 /** Buffers one route's changes and writes their net effect set-based. */
@@ -200,28 +202,18 @@ export class TableBatch {
           break;
         case "inserts":
           for (const chunk of this.#chunks(seg.rows.values(), (r) => r, () => 1)) {
-            collect(await insertRows(tx, shape, chunk, this.#history));
+            collect(await insertRows(tx, shape, { rows: chunk, history: this.#history }));
           }
           break;
         case "keyless_update":
-          collect(
-            this.#history
-              ? await keylessHistoryUpdate(tx, shape, seg.old, seg.row, seg.at)
-              : await keylessUpdate(tx, shape, seg.old, seg.row),
-          );
+          collect(await (this.#history ? keylessHistoryUpdate : keylessUpdate)(tx, shape, seg));
           break;
         case "keyless_delete":
-          collect(
-            this.#history
-              ? await keylessHistoryDelete(tx, shape, seg.old, seg.at)
-              : await keylessDelete(tx, shape, seg.old),
-          );
+          collect(await (this.#history ? keylessHistoryDelete : keylessDelete)(tx, shape, seg));
           break;
         case "key_change":
           collect(
-            this.#history
-              ? await applyHistoryKeyChange(tx, shape, seg.oldKey, seg.newKey, seg.row, seg.at)
-              : await applyCloneKeyChange(tx, shape, seg.oldKey, seg.newKey, seg.row),
+            await (this.#history ? applyHistoryKeyChange : applyCloneKeyChange)(tx, shape, seg),
           );
           break;
         case "truncate":

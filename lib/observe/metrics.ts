@@ -13,9 +13,6 @@ import { VERSION } from "../version.ts";
 import { type PipelineEvents } from "../engine/events.ts";
 import { SyncProgressDisplay } from "./sync_progress.ts";
 
-/** A row operation as counted in `streamer_operations_total{operation}`. */
-export type Operation = "insert" | "update" | "delete" | "truncate";
-
 /** Readiness of one source, as `/readyz` reports it. */
 export interface SourceReadiness {
   database: string;

@@ -215,8 +215,3 @@ export function pgTimestampToIso(us: bigint): string {
   const iso = new Date(Number(ms)).toISOString(); // YYYY-MM-DDTHH:MM:SS.mmmZ
   return `${iso.slice(0, 19)}.${String(micros).padStart(6, "0")}Z`;
 }
-
-/** Converts a PostgreSQL timestamp (µs since 2000-01-01) to a JS Date (ms precision). */
-export function pgTimestampToDate(us: bigint): Date {
-  return new Date(Number((us + PG_EPOCH_OFFSET_US) / 1000n));
-}

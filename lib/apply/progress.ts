@@ -239,10 +239,16 @@ export async function readAllSyncedTables(sql: Sql): Promise<SyncedTableRow[]> {
   });
 }
 
-/** Which table of which source a record is about. */
-export interface TableKey {
+/** Which source a record is about. */
+export interface SourceKey {
+  /** `DatabaseMapping.database`. */
   database: string;
+  /** The source's `sid`. */
   sid: string;
+}
+
+/** Which table of which source a record is about. */
+export interface TableKey extends SourceKey {
   /** `TableMapping.source`. */
   sourceTable: string;
 }
@@ -333,18 +339,13 @@ export async function writeColumnState(sql: Sql, table: TableKey, state: ColumnS
  * The commit LSN goes to 0/0: what the copies cover is told per table by
  * `kvsz.synced_tables`, and a commit exactly at the slot's start must stream.
  */
-export async function resetProgress(
-  sql: Sql,
-  database: string,
-  sid: string,
-  lsn: string,
-): Promise<void> {
+export async function resetProgress(sql: Sql, source: SourceKey, lsn: string): Promise<void> {
   await sql.unsafe(
     `INSERT INTO kvsz.progress (database, sid, commit_lsn, end_lsn, commit_time)
      VALUES ($1, $2, '0/0', $3::pg_lsn, NULL)
      ON CONFLICT (database, sid) DO UPDATE SET
        commit_lsn = excluded.commit_lsn, end_lsn = excluded.end_lsn, applied_at = now()`,
-    [database, sid, lsn],
+    [source.database, source.sid, lsn],
   );
 }
 
@@ -354,13 +355,12 @@ export async function resetProgress(
  */
 export async function markTablesRemoved(
   sql: Sql,
-  database: string,
-  sid: string,
+  source: SourceKey,
   configured: string[],
 ): Promise<void> {
   await sql.unsafe(
     `UPDATE kvsz.synced_tables SET synced_lsn = '0/0'
       WHERE database = $1 AND sid = $2 AND NOT (source_table = ANY($3::text[]))`,
-    [database, sid, textArray(configured)],
+    [source.database, source.sid, textArray(configured)],
   );
 }

@@ -223,8 +223,7 @@ export class SourcePipeline {
       }
       await markTablesRemoved(
         dest,
-        this.db.database,
-        this.source.sid,
+        { database: this.db.database, sid: this.source.sid },
         tables.map((t) => t.mapping.source),
       );
       const [synced, progress, walEnd] = await Promise.all([
@@ -268,8 +267,7 @@ export class SourcePipeline {
         await this.#copy(jobs, created.snapshotName, created.consistentPoint, major, dest);
         await resetProgress(
           dest,
-          this.db.database,
-          this.source.sid,
+          { database: this.db.database, sid: this.source.sid },
           formatLsn(created.consistentPoint),
         );
         startLsn = created.consistentPoint;

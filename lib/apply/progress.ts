@@ -5,6 +5,7 @@
  * knows, their drift and whether the table is stopped for it.
  */
 import type { Sql } from "../pg/connect.ts";
+import type { SourceKey, TableKey } from "../config/types.ts";
 import { formatLsn, parseLsn } from "../pg/lsn.ts";
 import type { ColumnDrift } from "./drift.ts";
 import { textArray } from "./text_array.ts";
@@ -237,20 +238,6 @@ export async function readAllSyncedTables(sql: Sql): Promise<SyncedTableRow[]> {
       stoppedLsn: t.stopped_lsn ?? null,
     };
   });
-}
-
-/** Which source a record is about. */
-export interface SourceKey {
-  /** `DatabaseMapping.database`. */
-  database: string;
-  /** The source's `sid`. */
-  sid: string;
-}
-
-/** Which table of which source a record is about. */
-export interface TableKey extends SourceKey {
-  /** `TableMapping.source`. */
-  sourceTable: string;
 }
 
 /** What a table's copy records, in the copy's own destination transaction. */

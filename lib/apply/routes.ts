@@ -31,8 +31,9 @@ export function buildRoute(
   relation: RelationMessage,
   mapping: TableMapping,
   target: TargetTable,
-  { database, sid, syncedLsn }: BuildRouteOptions,
+  opts: BuildRouteOptions,
 ): TableRoute {
+  const { database, sid, syncedLsn } = opts;
   const source = `${relation.schema}.${relation.name}`;
   const columns: MappedColumn[] = [];
   relation.columns.forEach((col, i) => {

@@ -387,8 +387,9 @@ function tableOptions(
   check: Checker,
   value: unknown,
   path: Path,
-  { drift }: MappingOptions,
+  opts: MappingOptions,
 ): TableOptions | undefined {
+  const { drift } = opts;
   if (value === null) return { mode: DEFAULT_TABLE_MODE, onColumnDrift: drift };
   if (!(value instanceof Map)) {
     check.report(

@@ -413,7 +413,7 @@ export class SourcePipeline {
     ];
     const names: string[] = [];
     for (const { name, tables, opts } of wanted) {
-      const change = await syncPublication(src, name, tables, major, opts);
+      const change = await syncPublication(src, name, tables, { major, ...opts });
       if (change.exists) names.push(name);
       if (change.created) this.#log.info("created publication {name}", { name });
       if (change.added.length || change.dropped.length) {

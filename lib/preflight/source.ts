@@ -212,7 +212,6 @@ function walLevelCheck(label: string, facts: ServerFacts): Check {
 /** Options of {@link replicationConnectionCheck}. */
 interface ReplicationCheckOptions {
   /** What the normal connection read (for the pg_hba.conf line and max_wal_senders). */
-  /** The server's settings and the role's rights. */
   facts: ServerFacts;
   /** Seconds to wait for the connection. */
   connectTimeout: number;

@@ -5,6 +5,7 @@
  * knows, their drift and whether the table is stopped for it.
  */
 import type { Sql } from "../pg/connect.ts";
+import type { SourceKey, TableKey } from "../config/types.ts";
 import { formatLsn, parseLsn } from "../pg/lsn.ts";
 import type { ColumnDrift } from "./drift.ts";
 import { textArray } from "./text_array.ts";
@@ -239,14 +240,6 @@ export async function readAllSyncedTables(sql: Sql): Promise<SyncedTableRow[]> {
   });
 }
 
-/** Which table of which source a record is about. */
-export interface TableKey {
-  database: string;
-  sid: string;
-  /** `TableMapping.source`. */
-  sourceTable: string;
-}
-
 /** What a table's copy records, in the copy's own destination transaction. */
 export interface CopyRecord {
   target: string;
@@ -333,18 +326,13 @@ export async function writeColumnState(sql: Sql, table: TableKey, state: ColumnS
  * The commit LSN goes to 0/0: what the copies cover is told per table by
  * `kvsz.synced_tables`, and a commit exactly at the slot's start must stream.
  */
-export async function resetProgress(
-  sql: Sql,
-  database: string,
-  sid: string,
-  lsn: string,
-): Promise<void> {
+export async function resetProgress(sql: Sql, source: SourceKey, lsn: string): Promise<void> {
   await sql.unsafe(
     `INSERT INTO kvsz.progress (database, sid, commit_lsn, end_lsn, commit_time)
      VALUES ($1, $2, '0/0', $3::pg_lsn, NULL)
      ON CONFLICT (database, sid) DO UPDATE SET
        commit_lsn = excluded.commit_lsn, end_lsn = excluded.end_lsn, applied_at = now()`,
-    [database, sid, lsn],
+    [source.database, source.sid, lsn],
   );
 }
 
@@ -354,13 +342,12 @@ export async function resetProgress(
  */
 export async function markTablesRemoved(
   sql: Sql,
-  database: string,
-  sid: string,
+  source: SourceKey,
   configured: string[],
 ): Promise<void> {
   await sql.unsafe(
     `UPDATE kvsz.synced_tables SET synced_lsn = '0/0'
       WHERE database = $1 AND sid = $2 AND NOT (source_table = ANY($3::text[]))`,
-    [database, sid, textArray(configured)],
+    [source.database, source.sid, textArray(configured)],
   );
 }

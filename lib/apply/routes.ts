@@ -16,15 +16,24 @@ import { NeedsPersonError } from "../errors.ts";
 /** A route could not be built: the message names the table and the fix. */
 export class RouteError extends NeedsPersonError {}
 
+/** Options of {@link buildRoute}: the source the relation comes from. */
+export interface BuildRouteOptions {
+  /** `DatabaseMapping.database`. */
+  database: string;
+  /** The source's `sid`, written into the target's `sid` column when it has one. */
+  sid: string;
+  /** The LSN the table's initial copy covers (0 when not copied). */
+  syncedLsn: bigint;
+}
+
 /** Builds a route for one relation onto its target table. */
 export function buildRoute(
   relation: RelationMessage,
   mapping: TableMapping,
   target: TargetTable,
-  database: string,
-  sid: string,
-  syncedLsn: bigint,
+  opts: BuildRouteOptions,
 ): TableRoute {
+  const { database, sid, syncedLsn } = opts;
   const source = `${relation.schema}.${relation.name}`;
   const columns: MappedColumn[] = [];
   relation.columns.forEach((col, i) => {
@@ -147,16 +156,13 @@ export class RouteTable {
         `target table ${schema}.${mapping.target} for ${relation.schema}.${relation.name} does not exist; create it (see \`kvsz validate\`)`,
       );
     }
-    const route = buildRoute(
-      relation,
-      mapping,
-      target,
-      this.opts.database,
-      this.opts.sid,
-      this.opts.synced.get(mapping.source)?.lsn ?? 0n,
-    );
+    const route = buildRoute(relation, mapping, target, {
+      database: this.opts.database,
+      sid: this.opts.sid,
+      syncedLsn: this.opts.synced.get(mapping.source)?.lsn ?? 0n,
+    });
     const names = relation.columns.map((c) => c.name);
-    if (await this.#stopped(mapping, target, names, atLsn)) return undefined;
+    if (await this.#stopped(mapping, target, { names, atLsn })) return undefined;
     this.#routes.set(relation.relationId, route);
     this.#mappingOfRoute.set(relation.relationId, mapping.source);
     return route;
@@ -166,8 +172,7 @@ export class RouteTable {
   async #stopped(
     mapping: TableMapping,
     target: TargetTable,
-    names: string[],
-    atLsn: bigint,
+    { names, atLsn }: Layout,
   ): Promise<boolean> {
     const before = this.#columns.get(mapping.source);
     // Not yet copied (nothing to compare), or a layout older than the one recorded.
@@ -198,7 +203,7 @@ export class RouteTable {
         if (this.#mappingOfRoute.get(id) === mapping.source) this.#routes.delete(id);
       }
     }
-    this.#report(mapping, target, before.drift, after);
+    this.#report(mapping, target, { before: before.drift, after });
     return after.stoppedLsn !== null;
   }
 
@@ -206,8 +211,7 @@ export class RouteTable {
   #report(
     mapping: TableMapping,
     target: TargetTable,
-    before: ColumnDrift[],
-    after: ColumnState,
+    { before, after }: ColumnChange,
   ): void {
     const place = {
       source: `${mapping.sourceSchema}.${mapping.sourceName}`,
@@ -231,6 +235,22 @@ export class RouteTable {
     }
     this.opts.onDrift?.({ table: place.source, drift: after.drift, stopped });
   }
+}
+
+/** A relation's layout as a Relation message sent it. */
+interface Layout {
+  /** Its column names, in the source's order. */
+  names: string[];
+  /** Where the layout was sent (the commit of the transaction it came in). */
+  atLsn: bigint;
+}
+
+/** A recorded change of a table's columns. */
+interface ColumnChange {
+  /** The drift recorded before. */
+  before: ColumnDrift[];
+  /** The state recorded now. */
+  after: ColumnState;
 }
 
 function driftKey(d: { column: string; kind: string }): string {

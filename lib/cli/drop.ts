@@ -96,12 +96,13 @@ export async function dropSources(config: Config, opts: DropOptions = {}): Promi
   }
 
   const dropped: Target[] = [];
+  const step = { secrets, print, connectTimeout: opts.connectTimeout ?? 10 };
   for (const i of droppable) {
-    if (await dropOne(i, secrets, opts.connectTimeout ?? 10, print)) dropped.push(i.target);
+    if (await dropOne(i, step)) dropped.push(i.target);
     else failed = true;
   }
   if (opts.progress && dropped.length > 0) {
-    if (!(await deleteProgress(config, dropped, secrets, print))) failed = true;
+    if (!(await deleteProgress(config, dropped, step))) failed = true;
   }
   return failed ? EXIT_FAILURE : EXIT_OK;
 }
@@ -190,15 +191,23 @@ function planLines(droppable: Inspection[], progress: boolean, config: Config): 
   return lines;
 }
 
+/** Options of {@link dropOne} and {@link deleteProgress}. */
+interface StepOptions {
+  /** Connection URLs whose passwords are kept out of the output. */
+  secrets: string[];
+  /** Receives each output line. */
+  print: (line: string) => void;
+  /** Seconds to wait for a source connection (`dropOne` only). */
+  connectTimeout: number;
+}
+
 /** Drops the slot then the publication of one source; false when either failed. */
 async function dropOne(
   i: Inspection,
-  secrets: string[],
-  timeout: number,
-  print: (line: string) => void,
+  { secrets, print, connectTimeout }: StepOptions,
 ): Promise<boolean> {
   const t = i.target;
-  const sql = connect(t.url, { connectTimeout: timeout });
+  const sql = connect(t.url, { connectTimeout });
   try {
     // Slot first: if it became active meanwhile, the publication stays for its reader.
     try {
@@ -242,8 +251,7 @@ async function dropOne(
 async function deleteProgress(
   config: Config,
   targets: Target[],
-  secrets: string[],
-  print: (line: string) => void,
+  { secrets, print }: StepOptions,
 ): Promise<boolean> {
   const where = `destination ${describeUrl(config.destination.url)}`;
   const sql = connect(config.destination.url);

@@ -81,7 +81,7 @@ export function readDocument(text: string, file: string, env: Env): ReadResult {
     const message = `YAML syntax error: ${brief(first.message)}`;
     return { problems: [{ file, line, column: col, path: "", message }] };
   }
-  const reader = new Reader(doc, file, env, lineCounter);
+  const reader = new Reader(doc, lineCounter, { file, env });
   const value = reader.walk(doc.contents, []);
   const document: SourceDocument = {
     file,
@@ -99,6 +99,14 @@ function brief(message: string): string {
   return first.replace(/(\/\/[^\s:/@]*:)[^\s@]*@/g, "$1***@");
 }
 
+/** Options of {@link Reader}. */
+interface ReaderOptions {
+  /** The file's name in messages. */
+  file: string;
+  /** Where `${VAR}` references are expanded from. */
+  env: Env;
+}
+
 class Reader {
   readonly lines = new Map<string, number>();
   readonly numberText = new Map<string, string>();
@@ -107,12 +115,13 @@ class Reader {
   /** Collections being read, to stop at an alias that points at its own ancestor. */
   readonly #open = new Set<unknown>();
 
-  constructor(
-    readonly doc: Document,
-    readonly file: string,
-    readonly env: Env,
-    readonly lineCounter: LineCounter,
-  ) {}
+  readonly file: string;
+  readonly env: Env;
+
+  constructor(readonly doc: Document, readonly lineCounter: LineCounter, opts: ReaderOptions) {
+    this.file = opts.file;
+    this.env = opts.env;
+  }
 
   walk(node: unknown, path: PathSegment[]): unknown {
     if (isAlias(node)) node = node.resolve(this.doc);

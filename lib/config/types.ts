@@ -44,6 +44,20 @@ export interface SourceUrl {
   failover: boolean;
 }
 
+/** Which source a record is about. */
+export interface SourceKey {
+  /** `DatabaseMapping.database`. */
+  database: string;
+  /** The source's `sid`. */
+  sid: string;
+}
+
+/** Which table of which source a record is about. */
+export interface TableKey extends SourceKey {
+  /** `TableMapping.source`. */
+  sourceTable: string;
+}
+
 /** One source database with its connections and table map (kuvasz-streamer's map entry). */
 export interface DatabaseMapping {
   database: string;

@@ -102,7 +102,7 @@ export function validateConfig(main: SourceDocument, mapDocument?: SourceDocumen
   config.metrics = metrics(check, check.section(root.get("metrics"), ["metrics"], METRICS_KEYS));
   config.log = log(check, check.section(root.get("log"), ["log"], LOG_KEYS));
   const status = check.section(root.get("status"), ["status"], STATUS_KEYS);
-  const warnMb = check.integer(status, "retained_wal_warn_mb", ["status"], 1);
+  const warnMb = check.integer(status, "retained_wal_warn_mb", ["status"], { min: 1 });
   config.retainedWalWarnBytes = (warnMb ?? DEFAULT_RETAINED_WAL_WARN_MB) * 1024 * 1024;
 
   const mapProblems: Problem[] = [];
@@ -116,14 +116,14 @@ export function validateConfig(main: SourceDocument, mapDocument?: SourceDocumen
   }
   const drift = config.apply.onColumnDrift;
   if (hasDatabases) {
-    config.databases = databases(check, root.get("databases"), ["databases"], drift);
+    config.databases = databases(check, root.get("databases"), ["databases"], { drift });
   } else if (hasMapFile) {
     const mapFile = root.get("map_file");
     if (typeof mapFile !== "string" || mapFile === "") {
       check.report(["map_file"], `must be a file path, not ${describe(mapFile)}`);
     } else if (mapDocument !== undefined) {
       const mapCheck = new Checker(mapDocument);
-      config.databases = databases(mapCheck, mapDocument.value, [], drift);
+      config.databases = databases(mapCheck, mapDocument.value, [], { drift });
       mapProblems.push(...mapCheck.problems);
     }
   }
@@ -167,36 +167,38 @@ function destination(check: Checker, value: unknown): DestinationConfig {
 function apply(check: Checker, map: Map<string, unknown>): ApplyConfig {
   const path = ["apply"];
   return {
-    batchSize: check.integer(map, "batch_size", path, 1) ?? DEFAULT_APPLY.batchSize,
-    commitIntervalMs: check.integer(map, "commit_interval_ms", path, 0) ??
+    batchSize: check.integer(map, "batch_size", path, { min: 1 }) ?? DEFAULT_APPLY.batchSize,
+    commitIntervalMs: check.integer(map, "commit_interval_ms", path, { min: 0 }) ??
       DEFAULT_APPLY.commitIntervalMs,
-    queueSize: check.integer(map, "queue_size", path, 1) ?? DEFAULT_APPLY.queueSize,
+    queueSize: check.integer(map, "queue_size", path, { min: 1 }) ?? DEFAULT_APPLY.queueSize,
     streamInProgress: check.boolean(map, "stream_in_progress", path) ??
       DEFAULT_APPLY.streamInProgress,
-    streamWaitMs: check.integer(map, "stream_wait_ms", path, 0) ?? DEFAULT_APPLY.streamWaitMs,
+    streamWaitMs: check.integer(map, "stream_wait_ms", path, { min: 0 }) ??
+      DEFAULT_APPLY.streamWaitMs,
     spoolDir: check.string(map, "spool_dir", path),
-    onColumnDrift: check.choice(map, "on_column_drift", path, COLUMN_DRIFT_POLICIES) ??
+    onColumnDrift: check.choice(map, "on_column_drift", path, { allowed: COLUMN_DRIFT_POLICIES }) ??
       DEFAULT_APPLY.onColumnDrift,
   };
 }
 
 function sync(check: Checker, map: Map<string, unknown>): SyncConfig {
   const path = ["sync"];
-  const rate = check.integer(map, "rate", path, 0) ?? DEFAULT_SYNC.rate;
+  const rate = check.integer(map, "rate", path, { min: 0 }) ?? DEFAULT_SYNC.rate;
   return {
-    parallelism: check.integer(map, "parallelism", path, 1) ?? DEFAULT_SYNC.parallelism,
+    parallelism: check.integer(map, "parallelism", path, { min: 1 }) ?? DEFAULT_SYNC.parallelism,
     rate,
-    burst: check.integer(map, "burst", path, 0) ?? rate,
-    splitMb: check.integer(map, "split_mb", path, 0) ?? DEFAULT_SYNC.splitMb,
+    burst: check.integer(map, "burst", path, { min: 0 }) ?? rate,
+    splitMb: check.integer(map, "split_mb", path, { min: 0 }) ?? DEFAULT_SYNC.splitMb,
   };
 }
 
 function timeouts(check: Checker, map: Map<string, unknown>): TimeoutsConfig {
   const path = ["timeouts"];
   return {
-    replicationReceiveSeconds: check.integer(map, "replication_receive_seconds", path, 0) ??
-      DEFAULT_TIMEOUTS.replicationReceiveSeconds,
-    destinationCheckSeconds: check.integer(map, "destination_check_seconds", path, 0) ??
+    replicationReceiveSeconds:
+      check.integer(map, "replication_receive_seconds", path, { min: 0 }) ??
+        DEFAULT_TIMEOUTS.replicationReceiveSeconds,
+    destinationCheckSeconds: check.integer(map, "destination_check_seconds", path, { min: 0 }) ??
       DEFAULT_TIMEOUTS.destinationCheckSeconds,
   };
 }
@@ -214,7 +216,7 @@ function metrics(check: Checker, map: Map<string, unknown>): MetricsConfig {
   }
   return {
     listen: listen ?? DEFAULT_METRICS.listen,
-    readyMaxLagSeconds: check.integer(map, "ready_max_lag_seconds", path, 1) ??
+    readyMaxLagSeconds: check.integer(map, "ready_max_lag_seconds", path, { min: 1 }) ??
       DEFAULT_METRICS.readyMaxLagSeconds,
   };
 }
@@ -229,20 +231,23 @@ function isHostPort(text: string): boolean {
 function log(check: Checker, map: Map<string, unknown>): LogConfig {
   const path = ["log"];
   return {
-    level: check.choice(map, "level", path, LOG_LEVELS) ?? DEFAULT_LOG.level,
-    format: check.choice(map, "format", path, LOG_FORMATS) ?? DEFAULT_LOG.format,
+    level: check.choice(map, "level", path, { allowed: LOG_LEVELS }) ?? DEFAULT_LOG.level,
+    format: check.choice(map, "format", path, { allowed: LOG_FORMATS }) ?? DEFAULT_LOG.format,
   };
 }
 
-/**
- * Checks a list of database entries (the `databases:` list or a whole map
- * file); tables without `on_column_drift` get `drift`.
- */
+/** Options of {@link databases} and of the checks of their parts. */
+interface MappingOptions {
+  /** `on_column_drift` of a table that sets none (`apply.on_column_drift`). */
+  drift: ColumnDriftPolicy;
+}
+
+/** Checks a list of database entries (the `databases:` list or a whole map file). */
 function databases(
   check: Checker,
   value: unknown,
   path: Path,
-  drift: ColumnDriftPolicy,
+  opts: MappingOptions,
 ): DatabaseMapping[] {
   if (!Array.isArray(value)) {
     const message = value === null
@@ -256,7 +261,7 @@ function databases(
   const paths: Path[] = [];
   value.forEach((entry, index) => {
     const at = [...path, index];
-    const mapping = database(check, entry, at, drift);
+    const mapping = database(check, entry, at, opts);
     if (mapping !== undefined) {
       result.push(mapping);
       paths.push(at);
@@ -271,7 +276,7 @@ function database(
   check: Checker,
   value: unknown,
   path: Path,
-  drift: ColumnDriftPolicy,
+  opts: MappingOptions,
 ): DatabaseMapping | undefined {
   const map = check.mapping(value, path, DATABASE_KEYS);
   if (map === undefined) return undefined;
@@ -279,7 +284,7 @@ function database(
   return {
     database: name ?? "",
     urls: sourceUrls(check, map.get("urls"), [...path, "urls"]),
-    tables: tables(check, map.get("tables"), [...path, "tables"], drift),
+    tables: tables(check, map.get("tables"), [...path, "tables"], opts),
   };
 }
 
@@ -327,7 +332,7 @@ function tables(
   check: Checker,
   value: unknown,
   path: Path,
-  drift: ColumnDriftPolicy,
+  opts: MappingOptions,
 ): TableMapping[] {
   if (value === undefined || value === null) {
     check.report(path, "required: map at least one source table");
@@ -356,7 +361,7 @@ function tables(
       continue;
     }
     sourceOwners.set(qualified, source);
-    const table = tableOptions(check, options, at, drift);
+    const table = tableOptions(check, options, at, opts);
     if (table === undefined) continue;
     result.push({
       source,
@@ -382,8 +387,9 @@ function tableOptions(
   check: Checker,
   value: unknown,
   path: Path,
-  drift: ColumnDriftPolicy,
+  opts: MappingOptions,
 ): TableOptions | undefined {
+  const { drift } = opts;
   if (value === null) return { mode: DEFAULT_TABLE_MODE, onColumnDrift: drift };
   if (!(value instanceof Map)) {
     check.report(
@@ -410,9 +416,10 @@ function tableOptions(
   }
   return {
     target,
-    mode: check.choice(value, "type", path, TABLE_MODES) ?? DEFAULT_TABLE_MODE,
+    mode: check.choice(value, "type", path, { allowed: TABLE_MODES }) ?? DEFAULT_TABLE_MODE,
     partitionsRegex: regex,
-    onColumnDrift: check.choice(value, "on_column_drift", path, COLUMN_DRIFT_POLICIES) ?? drift,
+    onColumnDrift:
+      check.choice(value, "on_column_drift", path, { allowed: COLUMN_DRIFT_POLICIES }) ?? drift,
   };
 }
 
@@ -572,7 +579,12 @@ class Checker {
   }
 
   /** An integer of at least `min`; undefined when absent or invalid. */
-  integer(map: Map<string, unknown>, key: string, parent: Path, min: number): number | undefined {
+  integer(
+    map: Map<string, unknown>,
+    key: string,
+    parent: Path,
+    { min }: { /** The least value allowed. */ min: number },
+  ): number | undefined {
     if (!this.#has(map, key, parent)) return undefined;
     const value = map.get(key);
     if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
@@ -596,22 +608,22 @@ class Checker {
     return undefined;
   }
 
-  /** One of `options`, exactly; undefined when absent or invalid. */
+  /** One of `allowed`, exactly; undefined when absent or invalid. */
   choice<T extends string>(
     map: Map<string, unknown>,
     key: string,
     parent: Path,
-    options: readonly T[],
+    { allowed }: { /** The values accepted. */ allowed: readonly T[] },
   ): T | undefined {
     if (!this.#has(map, key, parent)) return undefined;
     const value = map.get(key);
-    if (typeof value === "string" && (options as readonly string[]).includes(value)) {
+    if (typeof value === "string" && (allowed as readonly string[]).includes(value)) {
       return value as T;
     }
-    const hint = typeof value === "string" ? didYouMean(value, options) : "";
+    const hint = typeof value === "string" ? didYouMean(value, allowed) : "";
     this.report(
       [...parent, key],
-      `must be one of ${options.join(", ")}, not ${describe(value)}${hint}`,
+      `must be one of ${allowed.join(", ")}, not ${describe(value)}${hint}`,
     );
     return undefined;
   }

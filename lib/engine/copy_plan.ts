@@ -9,6 +9,7 @@ import type { TableMode } from "../config/types.ts";
 import type { TargetTable } from "../apply/types.ts";
 import { KVSZ_COLUMNS } from "../apply/catalog.ts";
 import { type QualifiedName, readSourceTable } from "../source/catalog.ts";
+import type { CopyStatements } from "../source/copy_pipe.ts";
 
 /** One source relation of a table's copy (a partitioned table's leaves are read by its root). */
 export interface CopyPart {
@@ -62,15 +63,24 @@ export async function planParts(
   return parts;
 }
 
+/** Options of {@link copyStatements}. */
+export interface CopyStatementOptions {
+  /** The table's mode (history adds its bound columns). */
+  mode: TableMode;
+  /** The source's sid, written when the target has a `sid` column. */
+  sid: string;
+  /** The table the rows go into: the target, or a re-sync's staging table. */
+  sinkTable: string;
+  /** The pages to copy; null for all of them. */
+  range: PageRange | null;
+}
+
 /** The `COPY … TO STDOUT` and `COPY … FROM STDIN` of one part, into `sinkTable`. */
 export function copyStatements(
   part: CopyPart,
   target: TargetTable,
-  mode: TableMode,
-  sid: string,
-  sinkTable: string,
-  range: PageRange | null,
-): { copyOut: string; copyIn: string; binary: boolean } {
+  { mode, sid, sinkTable, range }: CopyStatementOptions,
+): CopyStatements {
   const extra = extraColumns(target, mode, sid);
   const binary = part.binary && extra.every((e) => e.binary);
   const select = [...part.columns.map(quoteIdent), ...extra.map((e) => e.expr)].join(", ");

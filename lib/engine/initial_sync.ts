@@ -14,6 +14,7 @@
  * a crash never leaves a half-copied table marked synced.
  */
 import type { Sql } from "../pg/connect.ts";
+import type { TableKey } from "../config/types.ts";
 import { connect, socketOf } from "../pg/connect.ts";
 import { qualify } from "../pg/identifiers.ts";
 import { formatLsn } from "../pg/lsn.ts";
@@ -26,7 +27,7 @@ import { importSnapshot } from "../source/slot.ts";
 import type { ResolvedTable } from "../source/tables.ts";
 import { RateLimiter } from "../source/rate_limiter.ts";
 import { type CopyPart, copyStatements, type PageRange, planParts } from "./copy_plan.ts";
-import { type ChunkHook, pipeCopy } from "../source/copy_pipe.ts";
+import { type ChunkHook, type CopyStatements, pipeCopy } from "../source/copy_pipe.ts";
 import { relayCopy } from "../source/copy_relay.ts";
 import { refusedCopy } from "../source/refused_copy.ts";
 import {
@@ -79,6 +80,8 @@ export interface CopyOptions {
 interface TableCopy {
   job: SyncJob;
   label: string;
+  /** The table in kvsz's records. */
+  key: TableKey;
   /** Catalog plan, read by the first task that runs. */
   parts: Promise<CopyPart[]> | null;
   /** Tasks of the table (1, or its page ranges). */
@@ -106,6 +109,18 @@ interface Task {
   bytes: number;
 }
 
+/** What one task copies with, besides its table. */
+interface TaskRun {
+  /** The worker running the task. */
+  worker: Worker;
+  /** The task's page range; null for a whole table. */
+  range: PageRange | null;
+  /** Counts each chunk copied and waits for the rate limiter. */
+  onChunk: ChunkHook;
+  /** The options of {@link copyTables}. */
+  opts: CopyOptions;
+}
+
 /** Copies every job, `parallelism` tasks at a time, in the exported snapshot. */
 export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<void> {
   if (jobs.length === 0) return;
@@ -124,7 +139,7 @@ export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<vo
     const queue = new ParentsFirstQueue(tasks);
     const run = async (worker: Worker) => {
       for (let task = await queue.next(); task; task = await queue.next()) {
-        await runTask(worker, task, opts, limiter);
+        await runTask(worker, task, limiter, opts);
         queue.done();
       }
     };
@@ -197,7 +212,11 @@ async function undoInterrupted(jobs: SyncJob[], opts: CopyOptions): Promise<Sync
     ]),
   );
   if (candidates.size === 0) return jobs;
-  const undone = await undoInterruptedCopies(opts.dest, opts.database, opts.sid, candidates);
+  const undone = await undoInterruptedCopies(
+    opts.dest,
+    { database: opts.database, sid: opts.sid },
+    candidates,
+  );
   for (const table of undone) {
     log("sync").with({ database: opts.database, sid: opts.sid }).info(
       "removed the rows of the interrupted copy of {table}; copying it again",
@@ -233,6 +252,7 @@ async function planTasks(source: Sql, jobs: SyncJob[], opts: CopyOptions): Promi
     const table: TableCopy = {
       job,
       label: job.table.mapping.source,
+      key: { database: opts.database, sid: opts.sid, sourceTable: job.table.mapping.source },
       parts: null,
       tasks: 0,
       remaining: 0,
@@ -281,8 +301,8 @@ function splitRanges(
 async function runTask(
   worker: Worker,
   task: Task,
-  opts: CopyOptions,
   limiter: RateLimiter | null,
+  opts: CopyOptions,
 ): Promise<void> {
   const t = task.table;
   t.parts ??= planParts(worker.source, t.job.table.copied, t.job.target);
@@ -300,16 +320,17 @@ async function runTask(
   const explain = (e: unknown) => {
     throw refusedCopy(e, t.label, targetName(t.job.target)) ?? e;
   };
+  const run: TaskRun = { worker, range: task.range, onChunk, opts };
   if (task.range) {
-    await copyRange(worker, t, parts[0], task.range, opts, onChunk).catch(explain);
+    await copyRange(t, parts[0], run).catch(explain);
     // Exactly one range sees 0 here: it records the table as synced.
     if (--t.remaining > 0) return;
     await opts.dest.begin(async (tx) => {
-      await markSynced(tx as unknown as Sql, t, opts, formatLsn(opts.snapshotLsn));
-      await forgetRanges(tx as unknown as Sql, opts.database, opts.sid, t.label);
+      await markSynced(tx as unknown as Sql, t, formatLsn(opts.snapshotLsn));
+      await forgetRanges(tx as unknown as Sql, t.key);
     });
   } else {
-    await copyWhole(worker, t, parts, opts, onChunk).catch(explain);
+    await copyWhole(t, parts, run).catch(explain);
     t.remaining--;
   }
   opts.progress.finish(t.label, t.rows);
@@ -317,14 +338,9 @@ async function runTask(
 }
 
 /** Copies every part of a table in one destination transaction with its synced record. */
-async function copyWhole(
-  worker: Worker,
-  t: TableCopy,
-  parts: CopyPart[],
-  opts: CopyOptions,
-  onChunk: ChunkHook,
-): Promise<void> {
+async function copyWhole(t: TableCopy, parts: CopyPart[], run: TaskRun): Promise<void> {
   const { job } = t;
+  const { worker, opts } = run;
   await inTransaction(worker.dest, async (tx) => {
     const columns = parts[0]?.columns.filter((c) => parts.every((p) => p.columns.includes(c)));
     const sink = await prepareResync(tx, {
@@ -336,41 +352,37 @@ async function copyWhole(
       exclusive: job.exclusive,
     }, opts.sid);
     for (const part of parts) {
-      const copy = copyStatements(
-        part,
-        job.target,
-        job.table.mapping.mode,
-        opts.sid,
-        sink.table,
-        null,
-      );
-      const rows = await copyPart(worker, tx, copy, onChunk);
+      const copy = copyStatements(part, job.target, {
+        mode: job.table.mapping.mode,
+        sid: opts.sid,
+        sinkTable: sink.table,
+        range: null,
+      });
+      const rows = await copyPart(tx, copy, run);
       t.rows += rows;
     }
     await sink.finish();
-    await markSynced(tx, t, opts, formatLsn(opts.snapshotLsn));
+    await markSynced(tx, t, formatLsn(opts.snapshotLsn));
   });
 }
 
 /** Copies one page range of a split table in its own destination transaction, after its 0/0 record. */
-async function copyRange(
-  worker: Worker,
-  t: TableCopy,
-  part: CopyPart,
-  range: PageRange,
-  opts: CopyOptions,
-  onChunk: ChunkHook,
-): Promise<void> {
+async function copyRange(t: TableCopy, part: CopyPart, run: TaskRun): Promise<void> {
   const { job } = t;
-  t.begun ??= markSynced(opts.dest, t, opts, "0/0");
+  const { opts } = run;
+  t.begun ??= markSynced(opts.dest, t, "0/0");
   await t.begun;
-  const into = qualify(job.target.schema, job.target.name);
-  const copy = copyStatements(part, job.target, job.table.mapping.mode, opts.sid, into, range);
+  const copy = copyStatements(part, job.target, {
+    mode: job.table.mapping.mode,
+    sid: opts.sid,
+    sinkTable: qualify(job.target.schema, job.target.name),
+    range: run.range,
+  });
   let rows = 0;
-  await inTransaction(worker.dest, async (tx) => {
-    rows = await copyPart(worker, tx, copy, onChunk);
+  await inTransaction(run.worker.dest, async (tx) => {
+    rows = await copyPart(tx, copy, run);
     // With the rows: a crash after this commit lets the next start remove exactly them.
-    await recordRange(tx, opts.database, opts.sid, t.label, rows);
+    await recordRange(tx, t.key, rows);
   });
   t.rows += rows;
 }
@@ -396,30 +408,24 @@ async function inTransaction(dest: Sql, fn: (tx: Sql) => Promise<void>): Promise
 }
 
 /** One COPY into `tx` (on the worker's destination connection): relayed, or piped under TLS. */
-async function copyPart(
-  worker: Worker,
-  tx: Sql,
-  copy: { copyOut: string; copyIn: string; binary: boolean },
-  onChunk: ChunkHook,
-): Promise<number> {
-  const { copyOut, copyIn, binary } = copy;
-  const relayed = await relayCopy(worker.source, tx, copyOut, copyIn, binary, onChunk, {
+async function copyPart(tx: Sql, copy: CopyStatements, run: TaskRun): Promise<number> {
+  const { worker, onChunk } = run;
+  const relayed = await relayCopy(worker.source, tx, {
+    ...copy,
+    onChunk,
     destSocket: socketOf(worker.dest),
   });
-  return relayed ?? await pipeCopy(worker.source, tx, copyOut, copyIn, binary, onChunk);
+  return relayed ?? await pipeCopy(worker.source, tx, { ...copy, onChunk });
 }
 
-async function markSynced(sql: Sql, t: TableCopy, opts: CopyOptions, lsn: string): Promise<void> {
+/** Records the table's copy at `lsn` (0/0 while a split copy runs). */
+async function markSynced(sql: Sql, t: TableCopy, lsn: string): Promise<void> {
   const { mapping } = t.job.table;
   const parts = await t.parts ?? [];
   const sourceColumns = parts[0]?.sourceColumns.filter((c) =>
     parts.every((p) => p.sourceColumns.includes(c))
   );
-  await markTableSynced(sql, {
-    database: opts.database,
-    sid: opts.sid,
-    sourceTable: mapping.source,
-  }, {
+  await markTableSynced(sql, t.key, {
     target: mapping.target,
     lsn,
     rows: t.rows,

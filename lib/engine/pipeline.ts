@@ -223,8 +223,7 @@ export class SourcePipeline {
       }
       await markTablesRemoved(
         dest,
-        this.db.database,
-        this.source.sid,
+        { database: this.db.database, sid: this.source.sid },
         tables.map((t) => t.mapping.source),
       );
       const [synced, progress, walEnd] = await Promise.all([
@@ -268,8 +267,7 @@ export class SourcePipeline {
         await this.#copy(jobs, created.snapshotName, created.consistentPoint, major, dest);
         await resetProgress(
           dest,
-          this.db.database,
-          this.source.sid,
+          { database: this.db.database, sid: this.source.sid },
           formatLsn(created.consistentPoint),
         );
         startLsn = created.consistentPoint;
@@ -415,7 +413,7 @@ export class SourcePipeline {
     ];
     const names: string[] = [];
     for (const { name, tables, opts } of wanted) {
-      const change = await syncPublication(src, name, tables, major, opts);
+      const change = await syncPublication(src, name, tables, { major, ...opts });
       if (change.exists) names.push(name);
       if (change.created) this.#log.info("created publication {name}", { name });
       if (change.added.length || change.dropped.length) {

@@ -3,7 +3,7 @@
  * the kvsz slot (lag, WAL retained), its walsender, its publication, and the
  * progress kvsz stored in the destination. Reads only.
  */
-import type { Config } from "../config/types.ts";
+import type { Config, SourceUrl } from "../config/types.ts";
 import { connect, type Sql } from "../pg/connect.ts";
 import { kvszObjectName } from "../pg/identifiers.ts";
 import { redactText, redactUrl } from "../pg/redact.ts";
@@ -146,7 +146,7 @@ export async function collectStatus(
     readDestination(config, opts, urls),
     Promise.all(
       config.databases.flatMap((db) =>
-        db.urls.map((u) => readSource(db.database, u.sid, u.url, opts, urls))
+        db.urls.map((u) => readSource(db.database, u, { ...opts, secrets: urls }))
       ),
     ),
   ]);
@@ -196,13 +196,18 @@ export async function collectStatus(
   return { sources, destination: dest, warnings };
 }
 
+/** Options of {@link readSource}. */
+interface ReadSourceOptions extends StatusOptions {
+  /** Connection URLs whose passwords are removed from error messages. */
+  secrets: string[];
+}
+
 async function readSource(
   database: string,
-  sid: string,
-  url: string,
-  opts: StatusOptions,
-  secrets: string[],
+  source: SourceUrl,
+  opts: ReadSourceOptions,
 ): Promise<SourceStatus> {
+  const { sid, url } = source;
   const status: SourceStatus = {
     database,
     sid,
@@ -229,25 +234,32 @@ async function readSource(
     status.reachable = true;
     status.serverVersion = Number(srv.version_num);
     const name = kvszObjectName(database, sid);
-    status.slot = await readSlot(sql, name, String(srv.current_lsn), status.serverVersion);
+    status.slot = await readSlot(sql, name, {
+      currentLsn: String(srv.current_lsn),
+      versionNum: status.serverVersion,
+    });
     if (status.slot.activePid !== null) {
       status.replication = await readReplication(sql, status.slot.activePid);
     }
     status.publication = await readPublication(sql, name);
   } catch (e) {
-    status.error = errorText(e, secrets);
+    status.error = errorText(e, opts.secrets);
   } finally {
     await sql.end({ timeout: 1 }).catch(() => {});
   }
   return status;
 }
 
-async function readSlot(
-  sql: Sql,
-  name: string,
-  currentLsn: string,
-  versionNum: number,
-): Promise<SlotStatus> {
+/** The source server's state a slot is read against. */
+interface ServerState {
+  /** Its current WAL LSN (the replayed one on a standby). */
+  currentLsn: string;
+  /** Its `server_version_num`. */
+  versionNum: number;
+}
+
+async function readSlot(sql: Sql, name: string, server: ServerState): Promise<SlotStatus> {
+  const { currentLsn, versionNum } = server;
   const pg13 = versionNum >= 130000;
   const [r] = await sql.unsafe(
     `SELECT s.active, s.active_pid, s.restart_lsn::text AS restart_lsn,

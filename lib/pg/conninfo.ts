@@ -211,15 +211,13 @@ export function parseConnInfo(url: string, env: Env = Deno.env.toObject()): Conn
 
   const info: ConnInfo = {
     hosts: hosts(hostList, values, fail),
-    sslmode: oneOf(values.sslmode ?? "prefer", SSL_MODES, "sslmode", fail),
+    sslmode: oneOf(values.sslmode ?? "prefer", SSL_MODES, { name: "sslmode", fail }),
     sslsni: flag(values.sslsni ?? "1", "sslsni", fail),
     keepalives: flag(values.keepalives ?? "1", "keepalives", fail),
-    targetSessionAttrs: oneOf(
-      values.target_session_attrs ?? "any",
-      SESSION_ATTRS,
-      "target_session_attrs",
+    targetSessionAttrs: oneOf(values.target_session_attrs ?? "any", SESSION_ATTRS, {
+      name: "target_session_attrs",
       fail,
-    ),
+    }),
     settings,
   };
   if (values.user) info.user = values.user;
@@ -294,12 +292,16 @@ function decode(text: string, what: string, fail: (message: string) => never): s
   }
 }
 
-function oneOf<T extends string>(
-  value: string,
-  allowed: readonly T[],
-  name: string,
-  fail: (message: string) => never,
-): T {
+/** Options of {@link oneOf}. */
+interface OneOfOptions {
+  /** The parameter's name in the message. */
+  name: string;
+  /** Throws the error for a bad value. */
+  fail: (message: string) => never;
+}
+
+function oneOf<T extends string>(value: string, allowed: readonly T[], opts: OneOfOptions): T {
+  const { name, fail } = opts;
   if ((allowed as readonly string[]).includes(value)) return value as T;
   return fail(`${name} must be one of ${allowed.join(", ")}, not "${value.slice(0, 30)}"`);
 }

@@ -19,17 +19,40 @@ export interface LocalClusterOptions {
 /** Superuser created in every local cluster. */
 export const LOCAL_SUPERUSER = "postgres";
 
+/** What a {@link LocalCluster} is: its server and where it lives. */
+export interface LocalClusterSetup {
+  /** Major version. */
+  major: number;
+  /** The loopback port it listens on. */
+  port: number;
+  /** The superuser's password. */
+  password: string;
+  /** Its directory: `data/` and the server log. */
+  dir: string;
+  /** Directory with initdb/pg_ctl/postgres. */
+  binDir: string;
+  /** The user the server runs as (`postgres` when we are root); undefined: ourselves. */
+  runAs: string | undefined;
+}
+
 /** A running local cluster; `await using` stops and removes it. */
-export class LocalCluster implements AsyncDisposable {
+export class LocalCluster implements AsyncDisposable, LocalClusterSetup {
   #stopped = false;
-  constructor(
-    readonly major: number,
-    readonly port: number,
-    readonly password: string,
-    readonly dir: string,
-    readonly binDir: string,
-    readonly runAs: string | undefined,
-  ) {}
+  readonly major: number;
+  readonly port: number;
+  readonly password: string;
+  readonly dir: string;
+  readonly binDir: string;
+  readonly runAs: string | undefined;
+
+  constructor(setup: LocalClusterSetup) {
+    this.major = setup.major;
+    this.port = setup.port;
+    this.password = setup.password;
+    this.dir = setup.dir;
+    this.binDir = setup.binDir;
+    this.runAs = setup.runAs;
+  }
 
   /** Connection URL for `database` as `user` (default: the superuser). */
   url(database = "postgres", user = LOCAL_SUPERUSER, password = this.password): string {
@@ -149,7 +172,7 @@ export async function startLocalCluster(opts: LocalClusterOptions = {}): Promise
         "",
       ].join("\n"),
     );
-    const cluster = new LocalCluster(major, port, password, dir, binDir, runAs);
+    const cluster = new LocalCluster({ major, port, password, dir, binDir, runAs });
     await cluster.start();
     return cluster;
   } catch (e) {

@@ -165,7 +165,8 @@ async function open(
   try {
     if (info.sslmode === "allow" && await plainAccepted(host, opts)) return plain;
     plain.write(SSL_REQUEST);
-    const reply = await firstAnswer(plain, opts.timeoutMs, host, "SSL negotiation");
+    const step = { host, timeoutMs: opts.timeoutMs };
+    const reply = await firstAnswer(plain, "SSL negotiation", step);
     const answer = reply[0];
     // 'S' or 'N', and nothing after it: anything else is not PostgreSQL.
     if (reply.length > 1 || (answer !== 0x53 && answer !== 0x4e)) {
@@ -179,7 +180,7 @@ async function open(
         "SSL_NOT_SUPPORTED",
       );
     }
-    return await upgrade(plain, info, host, opts.timeoutMs);
+    return await upgrade(plain, info, step);
   } catch (e) {
     plain.destroy();
     throw e;
@@ -215,13 +216,17 @@ function tcp(host: HostPort, timeoutMs: number): Promise<net.Socket> {
   });
 }
 
+/** One step of opening a connection: which server, and how long it may take. */
+interface Step {
+  /** The server, named in errors. */
+  host: HostPort;
+  /** Milliseconds the step may take (0 = no limit). */
+  timeoutMs: number;
+}
+
 /** The first chunk the server sends, or why none came; `what` names the exchange in errors. */
-function firstAnswer(
-  socket: net.Socket,
-  timeoutMs: number,
-  host: HostPort,
-  what: string,
-): Promise<Uint8Array> {
+function firstAnswer(socket: net.Socket, what: string, step: Step): Promise<Uint8Array> {
+  const { host, timeoutMs } = step;
   return new Promise((resolve, reject) => {
     const done = () => {
       clearTimeout(timer);
@@ -264,12 +269,8 @@ function firstAnswer(
 }
 
 /** Wraps `plain` in TLS with libpq's checks for the mode: chain (verify-ca), and host (verify-full). */
-async function upgrade(
-  plain: net.Socket,
-  info: ConnInfo,
-  host: HostPort,
-  timeoutMs: number,
-): Promise<net.Socket> {
+async function upgrade(plain: net.Socket, info: ConnInfo, step: Step): Promise<net.Socket> {
+  const { host, timeoutMs } = step;
   const options = await tlsOptions(info, host);
   return await new Promise((resolve, reject) => {
     const secure = tls.connect({ ...options, socket: plain });
@@ -389,7 +390,8 @@ async function plainAccepted(host: HostPort, opts: SocketFactoryOptions): Promis
     view.setInt32(4, 196608); // protocol 3.0
     packet.set(body, 8);
     probe.write(packet);
-    const reply = await firstAnswer(probe, opts.timeoutMs, host, "startup").catch(() => null);
+    const reply = await firstAnswer(probe, "startup", { host, timeoutMs: opts.timeoutMs })
+      .catch(() => null);
     return reply?.[0] === 0x52 || reply?.[0] === 0x76; // authentication request, protocol version
   } finally {
     probe.destroy();

@@ -101,20 +101,24 @@ export async function runWire(
   // Replies are read from the first byte sent: the server answers the Parse at once.
   const replies = new Replies(socket);
   try {
-    await send(new BlockWriter(socket), text, values, bindLength);
+    await send(new BlockWriter(socket), text, { values, length: bindLength });
     return await replies.done;
   } finally {
     replies.handBack();
   }
 }
 
-/** Writes Parse, Bind (of `bindLength` bytes), Describe, Execute and Sync. */
-async function send(
-  out: BlockWriter,
-  text: string,
-  values: readonly (Uint8Array | BinaryParam | null)[],
-  bindLength: number,
-): Promise<void> {
+/** A statement's values and the length of the Bind message that carries them. */
+interface Bind {
+  /** The values, encoded (null for SQL NULL). */
+  values: readonly (Uint8Array | BinaryParam | null)[];
+  /** The Bind message's length in bytes (checked against the limit before anything is sent). */
+  length: number;
+}
+
+/** Writes Parse, Bind, Describe, Execute and Sync. */
+async function send(out: BlockWriter, text: string, bind: Bind): Promise<void> {
+  const { values, length: bindLength } = bind;
   const sqlText = encoder.encode(text);
   out.header(0x50, 4 + 1 + sqlText.byteLength + 1 + 2 + 4 * values.length); // Parse
   out.bytes(new Uint8Array(1));

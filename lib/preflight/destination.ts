@@ -3,7 +3,7 @@
  * `kvsz` can be created, and each target table exists with the privileges, the
  * history columns, the column types and the key columns its sources need.
  */
-import type { Config, DatabaseMapping, TableMapping } from "../config/types.ts";
+import type { Config, DatabaseMapping, TableMapping, TableMode } from "../config/types.ts";
 import { connect, type Sql } from "../pg/connect.ts";
 import type { SourceTable } from "../source/catalog.ts";
 import { HISTORY_COLUMNS, KVSZ_COLUMNS, readTargetTable, SID_COLUMN } from "../apply/catalog.ts";
@@ -70,7 +70,7 @@ export async function preflightDestination(
     const names = [...new Set(config.databases.flatMap((db) => db.tables.map((m) => m.target)))];
     const [kvszSchema, targetSchema, targetList, records] = await Promise.all([
       kvszSchemaCheck(sql, label, user),
-      targetSchemaCheck(sql, label, schema, user),
+      targetSchemaCheck(sql, label, { schema, user }),
       Promise.all(names.map((name) => readTargetTable(sql, schema, name))),
       readColumnRecords(sql),
     ]);
@@ -166,13 +166,21 @@ async function kvszSchemaCheck(sql: Sql, label: string, user: string): Promise<C
   };
 }
 
+/** What {@link targetSchemaCheck} checks. */
+interface SchemaCheckInput {
+  /** `destination.schema`. */
+  schema: string;
+  /** The role kvsz connects as. */
+  user: string;
+}
+
 /** Checks that `destination.schema` exists and the role may use it. */
 async function targetSchemaCheck(
   sql: Sql,
   label: string,
-  schema: string,
-  user: string,
+  input: SchemaCheckInput,
 ): Promise<Check> {
+  const { schema, user } = input;
   const check = `${label} schema ${schema}`;
   const [r] = await sql.unsafe(
     `SELECT n.oid IS NOT NULL AS present,
@@ -246,7 +254,7 @@ async function targetChecks(
       check: label,
       problem: `table ${schema}.${mapping.target} does not exist`,
       fix: source
-        ? createTableHint(qualified, source, mapping, multi)
+        ? createTableHint(qualified, source, { mode: mapping.mode, withSid: multi })
         : `create ${qualified} with the columns of ${mapping.source} you want${
           multi ? ", a sid text column" : ""
         }${mapping.mode === "history" ? " and kvsz_start, kvsz_end, kvsz_deleted" : ""}`,
@@ -271,7 +279,7 @@ async function targetChecks(
   );
 
   if (mapping.mode === "history") out.push(historyCheck(label, qualified, target));
-  if (!replicaRole) out.push(...foreignKeyChecks(label, qualified, schema, db, target));
+  if (!replicaRole) out.push(...foreignKeyChecks(label, qualified, { schema, db, target }));
   if (multi && !target.hasSid) {
     out.push({
       status: "WARN",
@@ -311,9 +319,11 @@ async function targetChecks(
     if (mismatches.length === 0) out.push({ status: "ok", check: typeCheck });
   }
 
-  out.push(...columnChecks(label, qualified, input.records, { mapping, source, target }));
+  out.push(...columnChecks(label, qualified, { records: input.records, mapping, source, target }));
   if (mapping.mode === "history") {
-    out.push(...historyUniqueChecks(label, qualified, target, source.identityColumns));
+    out.push(
+      ...historyUniqueChecks(label, qualified, { target, keyColumns: source.identityColumns }),
+    );
   }
   const keyCheck = `${label} replica identity key`;
   const missingKey = source.identityColumns.filter((c) => !target.columns.has(c));
@@ -337,6 +347,18 @@ async function targetChecks(
   return out;
 }
 
+/** What {@link columnChecks} compares. */
+interface ColumnCheckInput {
+  /** kvsz's records of the table, one per sid that has one. */
+  records: SyncedTableRow[];
+  /** The table's mapping (its drift policy). */
+  mapping: TableMapping;
+  /** The source table as the source has it. */
+  source: SourceTable;
+  /** The target table as the destination has it. */
+  target: TargetTable;
+}
+
 /**
  * Target columns the source does not fill. Once kvsz has run, its records
  * tell which target columns it filled from source columns that are gone
@@ -346,13 +368,8 @@ async function targetChecks(
  * default (or is `sid` or `kvsz_*`), and fails when it is NOT NULL (every
  * new row would fail).
  */
-function columnChecks(
-  label: string,
-  qualified: string,
-  records: SyncedTableRow[],
-  tables: { mapping: TableMapping; source: SourceTable; target: TargetTable },
-): Check[] {
-  const { mapping, source, target } = tables;
+function columnChecks(label: string, qualified: string, input: ColumnCheckInput): Check[] {
+  const { records, mapping, source, target } = input;
   const check = `${label} columns`;
   const names = source.columns.map((c) => c.name);
   const unfilled = [...target.columns.values()].filter((c) =>
@@ -403,6 +420,16 @@ function columnChecks(
   return out.length > 0 ? out : [{ status: "ok", check }];
 }
 
+/** What {@link foreignKeyChecks} looks at. */
+interface ForeignKeyCheckInput {
+  /** `destination.schema`. */
+  schema: string;
+  /** The source database: its targets are the ones a key may reference. */
+  db: DatabaseMapping;
+  /** The target whose foreign keys are checked. */
+  target: TargetTable;
+}
+
 /**
  * A foreign key checked row by row (not DEFERRABLE) between two targets of one
  * source database. kvsz writes parents before children, but a batch that
@@ -413,10 +440,9 @@ function columnChecks(
 function foreignKeyChecks(
   label: string,
   qualified: string,
-  schema: string,
-  db: DatabaseMapping,
-  target: TargetTable,
+  input: ForeignKeyCheckInput,
 ): Check[] {
+  const { schema, db, target } = input;
   const targets = new Set(db.tables.map((m) => `${schema}.${m.target}`));
   return target.foreignKeys
     .filter((fk) => !fk.deferrable && targets.has(fk.references))
@@ -429,6 +455,14 @@ function foreignKeyChecks(
     }));
 }
 
+/** What {@link historyUniqueChecks} looks at. */
+interface HistoryUniqueInput {
+  /** The history target. */
+  target: TargetTable;
+  /** The source table's replica identity columns. */
+  keyColumns: string[];
+}
+
 /**
  * A unique index of a history target on columns that versions of one key
  * share (`sid`, the key, `kvsz_*`) rejects versions kvsz writes: a key changed
@@ -438,9 +472,9 @@ function foreignKeyChecks(
 function historyUniqueChecks(
   label: string,
   qualified: string,
-  target: TargetTable,
-  keyColumns: string[],
+  input: HistoryUniqueInput,
 ): Check[] {
+  const { target, keyColumns } = input;
   const shared = new Set<string>([SID_COLUMN, ...HISTORY_COLUMNS, ...keyColumns]);
   return target.uniqueKeys
     .filter((cols) => cols.every((c) => shared.has(c)))
@@ -485,23 +519,31 @@ function historyCheck(label: string, qualified: string, target: TargetTable): Ch
   };
 }
 
+/** Options of {@link createTableHint}. */
+export interface TableHintOptions {
+  /** The mapping's mode: history adds the kvsz_* columns and no primary key. */
+  mode: TableMode;
+  /** Add a `sid text` column, first in the primary key (several sources share the table). */
+  withSid: boolean;
+}
+
 /** A `CREATE TABLE` statement for a target of `source`, as a fix hint. */
 export function createTableHint(
   qualified: string,
   source: SourceTable,
-  mapping: TableMapping,
-  withSid: boolean,
+  opts: TableHintOptions,
 ): string {
+  const { mode, withSid } = opts;
   const cols = [
     ...(withSid ? ["sid text"] : []),
     ...source.columns.filter((c) => !(withSid && c.name === SID_COLUMN)).map((c) =>
       `${sqlName(c.name)} ${c.type}`
     ),
-    ...(mapping.mode === "history"
+    ...(mode === "history"
       ? ["kvsz_start timestamptz", "kvsz_end timestamptz", "kvsz_deleted boolean"]
       : []),
   ];
-  const key = source.primaryKey.length > 0 && mapping.mode !== "history"
+  const key = source.primaryKey.length > 0 && mode !== "history"
     ? [
       `PRIMARY KEY (${
         [...(withSid ? ["sid"] : []), ...source.primaryKey].map(sqlName).join(", ")

@@ -95,7 +95,7 @@ async function readMapping(
 ): Promise<MappedTables> {
   const table = await readSourceTable(sql, mapping.sourceSchema, mapping.sourceName);
   const { matches, leavesOf } = mapping.partitionsRegex
-    ? await regexMatches(sql, mapping, table, major)
+    ? await regexMatches(sql, mapping, { table, major })
     : { matches: [], leavesOf: null };
   let representative = table;
   if (!representative && matches.length > 0) {
@@ -147,15 +147,15 @@ export async function preflightSource(
     );
     // Count slots and WAL senders before our own replication connection takes one.
     const slotName = kvszObjectName(db.database, source.sid);
-    const slots = await slotChecks(sql, label, slotName, facts, db);
+    const slots = await slotChecks(sql, label, { slotName, facts, db });
     // The replication connection and the table reads run at once (the table
     // queries pipelined on one connection); the checks keep their order.
     const replication = mayReplicate
-      ? replicationConnectionCheck(label, source.url, facts, timeout)
+      ? replicationConnectionCheck(label, source.url, { facts, connectTimeout: timeout })
       : null;
     const perTable = await Promise.all(db.tables.map(async (mapping) => {
       const m = await readMapping(sql, mapping, facts.major);
-      return { m, checks: await tableChecks(sql, label, facts, m) };
+      return { m, checks: await tableChecks(sql, label, { facts, m }) };
     }));
     if (replication) checks.push(await replication);
     checks.push(...slots);
@@ -169,11 +169,20 @@ export async function preflightSource(
     }
     const partitioned = mapped.some((m) => m.table?.kind === "partitioned") && facts.major >= 13;
     const published = mapped.flatMap((m) => m.published);
-    checks.push(await publicationCheck(sql, label, slotName, facts, published, partitioned));
+    checks.push(
+      await publicationCheck(sql, label, {
+        name: slotName,
+        facts,
+        wanted: published,
+        viaRoot: partitioned,
+      }),
+    );
     const leaves = mapped.flatMap((m) => m.leavesOf ?? []);
     if (leaves.length > 0) {
       const name = partitionsPublicationName(slotName);
-      checks.push(await publicationCheck(sql, label, name, facts, leaves, false));
+      checks.push(
+        await publicationCheck(sql, label, { name, facts, wanted: leaves, viaRoot: false }),
+      );
     }
     return { checks, reachable: true, tables };
   } catch (e) {
@@ -200,14 +209,22 @@ function walLevelCheck(label: string, facts: ServerFacts): Check {
   };
 }
 
+/** Options of {@link replicationConnectionCheck}. */
+interface ReplicationCheckOptions {
+  /** What the normal connection read (for the pg_hba.conf line and max_wal_senders). */
+  facts: ServerFacts;
+  /** Seconds to wait for the connection. */
+  connectTimeout: number;
+}
+
 async function replicationConnectionCheck(
   label: string,
   url: string,
-  facts: ServerFacts,
-  timeout: number,
+  opts: ReplicationCheckOptions,
 ): Promise<Check> {
+  const { facts, connectTimeout } = opts;
   const check = `${label} replication connection`;
-  const repl = connect(url, { replication: true, connectTimeout: timeout });
+  const repl = connect(url, { replication: true, connectTimeout });
   try {
     await repl.unsafe("IDENTIFY_SYSTEM");
     return { status: "ok", check };
@@ -253,13 +270,18 @@ async function replicationConnectionCheck(
   }
 }
 
-async function slotChecks(
-  sql: Sql,
-  label: string,
-  slotName: string,
-  facts: ServerFacts,
-  db: DatabaseMapping,
-): Promise<Check[]> {
+/** What {@link slotChecks} looks at. */
+interface SlotCheckInput {
+  /** The source's slot (and publication) name. */
+  slotName: string;
+  /** The server's settings and the role's rights. */
+  facts: ServerFacts;
+  /** The source database's mapping. */
+  db: DatabaseMapping;
+}
+
+async function slotChecks(sql: Sql, label: string, input: SlotCheckInput): Promise<Check[]> {
+  const { slotName, facts, db } = input;
   const [r] = await sql.unsafe(
     `SELECT (SELECT count(*) FROM pg_catalog.pg_replication_slots)::int AS slots,
             -- every role sees the rows of pg_stat_replication (not their details)
@@ -404,12 +426,16 @@ async function failoverChecks(sql: Sql, label: string, facts: ServerFacts): Prom
   return out;
 }
 
-async function tableChecks(
-  sql: Sql,
-  label: string,
-  facts: ServerFacts,
-  m: MappedTables,
-): Promise<Check[]> {
+/** What {@link tableChecks} looks at. */
+interface TableCheckInput {
+  /** The server's settings and the role's rights. */
+  facts: ServerFacts;
+  /** The mapping and the tables it names. */
+  m: MappedTables;
+}
+
+async function tableChecks(sql: Sql, label: string, input: TableCheckInput): Promise<Check[]> {
+  const { facts, m } = input;
   const { mapping } = m;
   const name = `${mapping.sourceSchema}.${mapping.sourceName}`;
   const check = `${label} table ${name}`;
@@ -492,15 +518,25 @@ async function identityChecks(sql: Sql, label: string, m: MappedTables): Promise
   return out;
 }
 
-/** Publication `name` publishes `wanted`, or the role may make it so (`viaRoot`: its WITH option). */
+/** What {@link publicationCheck} looks at. */
+interface PublicationCheckInput {
+  /** The publication. */
+  name: string;
+  /** The server's settings and the role's rights. */
+  facts: ServerFacts;
+  /** The tables it must publish. */
+  wanted: QualifiedName[];
+  /** Its WITH option `publish_via_partition_root`, for the CREATE in the fix. */
+  viaRoot: boolean;
+}
+
+/** Publication `name` publishes `wanted`, or the role may make it so. */
 async function publicationCheck(
   sql: Sql,
   label: string,
-  name: string,
-  facts: ServerFacts,
-  wanted: QualifiedName[],
-  viaRoot: boolean,
+  input: PublicationCheckInput,
 ): Promise<Check> {
+  const { name, facts, wanted, viaRoot } = input;
   const check = `${label} publication ${name}`;
   const [pub] = await sql.unsafe(
     `SELECT p.oid::int8 AS oid, pg_has_role(p.pubowner, 'USAGE') AS owned

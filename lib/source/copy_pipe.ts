@@ -23,18 +23,27 @@ export function failOnce(
   };
 }
 
-/**
- * Pipes `copyOut` (a `COPY … TO STDOUT`) into `copyIn` (a `COPY … FROM
- * STDIN`) and returns the number of rows. `binary` says both use
- * `FORMAT binary`, whose last message is a trailer, not a row.
- */
+/** The two statements of one COPY. */
+export interface CopyStatements {
+  /** `COPY … TO STDOUT`, run on the source. */
+  copyOut: string;
+  /** `COPY … FROM STDIN`, run on the destination. */
+  copyIn: string;
+  /** Both use `FORMAT binary`, whose last message is a trailer, not a row. */
+  binary: boolean;
+}
+
+/** Options of {@link pipeCopy}: the statements and the hook called as rows go. */
+export interface PipeOptions extends CopyStatements {
+  /** Called about every 64 KiB; may return a wait (rate limit). */
+  onChunk: ChunkHook;
+}
+
+/** Pipes `copyOut` into `copyIn` and returns the number of rows. */
 export async function pipeCopy(
   source: Sql,
   dest: Sql,
-  copyOut: string,
-  copyIn: string,
-  binary: boolean,
-  onChunk: ChunkHook,
+  { copyOut, copyIn, binary, onChunk }: PipeOptions,
 ): Promise<number> {
   // deno-lint-ignore no-explicit-any
   const reader: any = await source.unsafe(copyOut).readable();

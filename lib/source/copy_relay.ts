@@ -9,9 +9,15 @@
  */
 import type net from "node:net";
 import { socketOf, type Sql } from "../pg/connect.ts";
-import { type ChunkHook, failOnce } from "./copy_pipe.ts";
+import { type ChunkHook, failOnce, type PipeOptions } from "./copy_pipe.ts";
 import { ERROR_RESPONSE, parseErrorResponse } from "../pg/error_response.ts";
 import { FrameBoundaries, int32At } from "../pg/frame_boundaries.ts";
+
+/** Options of {@link relayCopy}. */
+export interface RelayOptions extends PipeOptions {
+  /** The socket under `dest` when it is a transaction of a one-connection client (default: `dest`'s own). */
+  destSocket?: net.Socket | null;
+}
 
 const COPY_DATA = 0x64; // 'd'
 const COPY_OUT_RESPONSE = 0x48; // 'H'
@@ -24,15 +30,10 @@ const COPY_OUT_RESPONSE = 0x48; // 'H'
 export async function relayCopy(
   source: Sql,
   dest: Sql,
-  copyOut: string,
-  copyIn: string,
-  binary: boolean,
-  onChunk: ChunkHook,
-  /** The socket under `dest` when it is a transaction of a one-connection client. */
-  opts: { destSocket?: net.Socket | null } = {},
+  { copyOut, copyIn, binary, onChunk, destSocket }: RelayOptions,
 ): Promise<number | null> {
   const from = socketOf(source);
-  const to = opts.destSocket ?? socketOf(dest);
+  const to = destSocket ?? socketOf(dest);
   if (!from || !to || from.listenerCount("data") !== 1) return null;
   // The destination is in COPY FROM STDIN before the first source row can arrive.
   // deno-lint-ignore no-explicit-any

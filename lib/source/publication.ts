@@ -22,6 +22,16 @@ export function partitionsPublicationName(name: string): string {
   return `kvszp_${name.slice("kvsz_".length)}`.slice(0, 63);
 }
 
+/** Options of {@link syncPublication}. */
+export interface PublicationOptions {
+  /** The source's major version (publishing through the partition root needs 13+). */
+  major: number;
+  /** Publish partitions through their root (`publish_via_partition_root`; default true). */
+  viaRoot?: boolean;
+  /** Create the publication when `tables` is empty too (default true). */
+  createEmpty?: boolean;
+}
+
 /**
  * Makes publication `name` publish exactly `tables`: creates it when missing
  * (through the partition root on PG13+, unless `viaRoot` is false; not when
@@ -31,9 +41,9 @@ export async function syncPublication(
   sql: Sql,
   name: string,
   tables: QualifiedName[],
-  major: number,
-  opts: { viaRoot?: boolean; createEmpty?: boolean } = {},
+  opts: PublicationOptions,
 ): Promise<PublicationChange> {
+  const { major } = opts;
   const wanted = new Map(tables.map((t) => [`${t.schema}.${t.name}`, t]));
   const existing = await sql.unsafe(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [name]);
   if (existing.length === 0) {

@@ -5,6 +5,7 @@
  * of those ids are the ones it wrote — and then redone from scratch.
  */
 import type { Sql } from "../pg/connect.ts";
+import type { SourceKey, TableKey } from "../config/types.ts";
 
 const DDL = `CREATE TABLE IF NOT EXISTS kvsz.sync_ranges (
   database text NOT NULL,
@@ -24,31 +25,20 @@ export async function ensureRangeLog(dest: Sql): Promise<void> {
 }
 
 /** Records, inside a range's destination transaction, that this transaction wrote `rows`. */
-export async function recordRange(
-  tx: Sql,
-  database: string,
-  sid: string,
-  sourceTable: string,
-  rows: number,
-): Promise<void> {
+export async function recordRange(tx: Sql, table: TableKey, rows: number): Promise<void> {
   // xmin holds the 32-bit transaction id; txid_current() adds the epoch above it.
   await tx.unsafe(
     `INSERT INTO kvsz.sync_ranges (database, sid, source_table, xid, rows)
      VALUES ($1, $2, $3, txid_current() % 4294967296, $4)`,
-    [database, sid, sourceTable, rows],
+    [table.database, table.sid, table.sourceTable, rows],
   );
 }
 
 /** Forgets the ranges of a table whose copy is complete (in the transaction that marks it synced). */
-export async function forgetRanges(
-  tx: Sql,
-  database: string,
-  sid: string,
-  sourceTable: string,
-): Promise<void> {
+export async function forgetRanges(tx: Sql, table: TableKey): Promise<void> {
   await tx.unsafe(
     `DELETE FROM kvsz.sync_ranges WHERE database = $1 AND sid = $2 AND source_table = $3`,
-    [database, sid, sourceTable],
+    [table.database, table.sid, table.sourceTable],
   );
 }
 
@@ -60,10 +50,10 @@ export async function forgetRanges(
  */
 export async function undoInterruptedCopies(
   dest: Sql,
-  database: string,
-  sid: string,
+  source: SourceKey,
   targets: Map<string, string>,
 ): Promise<Set<string>> {
+  const { database, sid } = source;
   const undone = new Set<string>();
   const [log] = await dest.unsafe(`SELECT to_regclass('kvsz.sync_ranges') IS NOT NULL AS exists`);
   if (!log?.exists) return undone;
@@ -82,7 +72,7 @@ export async function undoInterruptedCopies(
         `DELETE FROM ${target} WHERE xmin::text::int8 = ANY($1::int8[])`,
         [`{${r.xids}}`],
       );
-      await forgetRanges(tx, database, sid, table);
+      await forgetRanges(tx, { database, sid, sourceTable: table });
       await tx.unsafe(
         `DELETE FROM kvsz.synced_tables
           WHERE database = $1 AND sid = $2 AND source_table = $3 AND synced_lsn = '0/0'`,

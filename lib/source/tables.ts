@@ -42,7 +42,7 @@ export async function resolveTables(
   for (const mapping of mappings) {
     const table = await readSourceTable(sql, mapping.sourceSchema, mapping.sourceName);
     if (mapping.partitionsRegex) {
-      const { matches, leavesOf } = await regexMatches(sql, mapping, table, major);
+      const { matches, leavesOf } = await regexMatches(sql, mapping, { table, major });
       if (matches.length === 0) {
         missing.push(`${noMatch(mapping, leavesOf)} (table ${mapping.source})`);
         continue;
@@ -64,6 +64,14 @@ export async function resolveTables(
   return resolved;
 }
 
+/** Options of {@link regexMatches}. */
+export interface RegexMatchOptions {
+  /** The mapped table as the source has it; null when it does not exist. */
+  table: SourceTable | null;
+  /** The source's major version (a partitioned table's leaves are matched on 13+). */
+  major: number;
+}
+
 /**
  * The tables a mapping's `partitions_regex` names: the leaves of the mapped
  * table when it is partitioned (PostgreSQL 13+; `leavesOf` is that table),
@@ -72,9 +80,9 @@ export async function resolveTables(
 export async function regexMatches(
   sql: Sql,
   mapping: TableMapping,
-  table: SourceTable | null,
-  major: number,
+  opts: RegexMatchOptions,
 ): Promise<{ matches: QualifiedName[]; leavesOf: QualifiedName | null }> {
+  const { table, major } = opts;
   if (table?.kind === "partitioned" && major >= 13) {
     const re = partitionsRegex(mapping)!;
     return {

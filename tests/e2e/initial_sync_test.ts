@@ -224,14 +224,12 @@ clusterSuite("kvsz run: initial sync", {
     try {
       for (const format of ["", " WITH (FORMAT binary)"]) {
         await to.unsafe(`TRUNCATE wide`);
-        const rows = await pipeCopy(
-          from,
-          to,
-          `COPY (SELECT * FROM wide) TO STDOUT${format}`,
-          `COPY wide FROM STDIN${format}`,
-          format !== "",
-          () => {},
-        );
+        const rows = await pipeCopy(from, to, {
+          copyOut: `COPY (SELECT * FROM wide) TO STDOUT${format}`,
+          copyIn: `COPY wide FROM STDIN${format}`,
+          binary: format !== "",
+          onChunk: () => {},
+        });
         assert.equal(rows, 20_000, `rows counted${format}`);
         assert.deepEqual(await tableRows(dst, "wide"), await tableRows(src, "wide"));
       }

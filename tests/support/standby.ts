@@ -33,14 +33,14 @@ export async function startStandby(
   const server = primary.server;
   const admin = postgres(primary.url(), { max: 1, onnotice: () => {} });
   const dir = await makeTempDir(`kvsz-pg${server.major}-standby-`);
-  const standby = new LocalCluster(
-    server.major,
-    freePort(),
-    server.password,
+  const standby = new LocalCluster({
+    major: server.major,
+    port: freePort(),
+    password: server.password,
     dir,
-    server.binDir,
-    server.runAs,
-  );
+    binDir: server.binDir,
+    runAs: server.runAs,
+  });
   try {
     await admin.unsafe(`SELECT pg_create_physical_replication_slot($1, true)`, [slot]);
     await server.stop("fast");

@@ -294,7 +294,7 @@ export class Applier {
     if (lsn <= this.#safeLsn || this.busy || this.#jobs.failure) return;
     this.#jobs.push({ folded: false, streamedXid: null }, async () => {
       if (this.#inDestTx) return;
-      await recordIdlePosition(this.dest, this.opts.database, this.opts.sid, formatLsn(lsn));
+      await recordIdlePosition(this.dest, this.opts, formatLsn(lsn));
       if (lsn > this.#safeLsn) this.#safeLsn = lsn;
     })?.catch(() => {}); // a failure reaches the reader through `failed`
   }
@@ -596,15 +596,12 @@ export class Applier {
       const started = performance.now();
       await this.#write(batches, info.counts, scope);
       const tx = this.#ensureDestTx();
-      await writeProgress(
-        tx,
-        this.opts.database,
-        this.opts.sid,
-        formatLsn(pending.commitLsn),
-        formatLsn(pending.endLsn),
-        info.commitTimeIso,
-        info.counts,
-      );
+      await writeProgress(tx, this.opts, {
+        commitLsn: formatLsn(pending.commitLsn),
+        endLsn: formatLsn(pending.endLsn),
+        commitTimeIso: info.commitTimeIso,
+        counts: info.counts,
+      });
       await this.#begin;
       const result = await tx.unsafe("COMMIT");
       this.#inDestTx = false;

@@ -64,11 +64,9 @@ function restart(
   until: bigint,
 ): OneByOneRestart {
   return new OneByOneRestart(
-    until,
-    scope.streamedXid,
-    broken.table,
     `${broken.description}; applying the source transactions up to ${
       formatLsn(until)
     } one change at a time, in source order`,
+    { untilLsn: until, streamedXid: scope.streamedXid, table: broken.table },
   );
 }

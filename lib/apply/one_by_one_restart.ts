@@ -16,16 +16,21 @@ export class OneByOneRestart extends KvszError {
     return "reconnect";
   }
 
+  /** Source transactions committed at or below this LSN are applied one change at a time. */
+  readonly untilLsn: bigint;
+  /** A transaction being applied as it streamed (its commit LSN is not known yet): spool it. */
+  readonly streamedXid: number | null;
+  /** The destination table whose constraint broke (or that refused a value). */
+  readonly table: string;
+
   constructor(
-    /** Source transactions committed at or below this LSN are applied one change at a time. */
-    readonly untilLsn: bigint,
-    /** A transaction being applied as it streamed (its commit LSN is not known yet): spool it. */
-    readonly streamedXid: number | null,
-    /** The destination table whose constraint broke (or that refused a value). */
-    readonly table: string,
     message: string,
+    what: Pick<OneByOneRestart, "untilLsn" | "streamedXid" | "table">,
   ) {
     super(message);
+    this.untilLsn = what.untilLsn;
+    this.streamedXid = what.streamedXid;
+    this.table = what.table;
   }
 }
 

@@ -109,15 +109,22 @@ export interface BatchCounts {
   anomalies: number;
 }
 
+/** What a destination transaction records of one source in its progress row. */
+export interface ProgressRecord {
+  /** The last source commit applied, and the end of its record (`X/Y`). */
+  commitLsn: string;
+  endLsn: string;
+  /** Its commit time (ISO), or null when unknown. */
+  commitTimeIso: string | null;
+  /** Rows applied per mode and anomalies, added to the row's totals. */
+  counts: BatchCounts;
+}
+
 /** Upserts the progress row; must run inside the destination transaction of the batch. */
 export async function writeProgress(
   tx: Sql,
-  database: string,
-  sid: string,
-  commitLsn: string,
-  endLsn: string,
-  commitTimeIso: string | null,
-  counts: BatchCounts,
+  { database, sid }: SourceKey,
+  { commitLsn, endLsn, commitTimeIso, counts }: ProgressRecord,
 ): Promise<void> {
   await tx.unsafe(
     `INSERT INTO kvsz.progress AS p (database, sid, commit_lsn, end_lsn, commit_time, applied_at,
@@ -152,8 +159,7 @@ export async function writeProgress(
  */
 export async function recordIdlePosition(
   sql: Sql,
-  database: string,
-  sid: string,
+  { database, sid }: SourceKey,
   lsn: string,
 ): Promise<void> {
   await sql.unsafe(

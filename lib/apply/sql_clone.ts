@@ -48,7 +48,7 @@ import { errorCode } from "../pg/errors.ts";
 export function cloneChunkSql(shape: RouteShape, keepCols: readonly boolean[]): string {
   const p = new Params();
   const { sid, args, names } = stagedKeys(shape, p, [["d", "bool[]"], ["e", "bool[]"]]);
-  addValueArrays(shape, p, keepCols, args, names);
+  addValueArrays(shape, p, { flagged: keepCols, args, names });
   const T = shape.table;
   const match = stagedKeyMatch(shape, sid);
   const sets = keptSets(shape, keepCols);
@@ -167,7 +167,7 @@ export async function applyCloneChunk(
 function cloneUpdateSql(shape: RouteShape, keepCols: readonly boolean[]): string {
   const p = new Params();
   const { sid, args, names } = stagedKeys(shape, p, []);
-  addValueArrays(shape, p, keepCols, args, names);
+  addValueArrays(shape, p, { flagged: keepCols, args, names });
   const sets = keptSets(shape, keepCols);
   return `UPDATE ${shape.table} t SET ${sets.join(", ")} FROM unnest(${args.join(", ")}) AS s(${
     names.join(", ")

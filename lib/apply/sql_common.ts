@@ -147,16 +147,20 @@ export function stagedKeys(
   return { sid, args, names };
 }
 
+/** An unnest argument list being built: the arguments and the column names they get. */
+export interface UnnestList {
+  args: string[];
+  names: string[];
+}
+
 /**
  * Adds one `text[]` parameter per value column (named c0…) and one `bool[]`
- * per flagged column (named p0…) to an unnest argument list.
+ * per column `flagged` true (named p0…) to an unnest argument list.
  */
 export function addValueArrays(
   shape: RouteShape,
   p: Params,
-  flagged: readonly boolean[],
-  args: string[],
-  names: string[],
+  { flagged, args, names }: UnnestList & { flagged: readonly boolean[] },
 ): void {
   shape.values.forEach((_, j) => {
     args.push(`${p.add(null)}::text[]`);

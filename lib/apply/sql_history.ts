@@ -57,7 +57,7 @@ export function historyChunkSql(shape: RouteShape, carryCols: readonly boolean[]
     `${p.add(null)}::bool[]`,
   ];
   const vNames = ["i", "st", "fs", "en", "dl"];
-  addValueArrays(shape, p, carryCols, vArgs, vNames);
+  addValueArrays(shape, p, { flagged: carryCols, args: vArgs, names: vNames });
   const T = shape.table;
   const match = stagedKeyMatch(shape, sid);
   const carried = shape.values.flatMap((c, j) => carryCols[j] ? [`t.${q(c.name)} AS c${j}`] : []);

@@ -76,12 +76,17 @@ export class SourcePipeline {
    */
   readonly #stopped = new Set<string>();
 
+  readonly db: DatabaseMapping;
+  readonly source: SourceUrl;
+
   constructor(
     readonly config: Config,
-    readonly db: DatabaseMapping,
-    readonly source: SourceUrl,
+    /** The source: its database entry and its URL entry. */
+    { db, source }: { db: DatabaseMapping; source: SourceUrl },
     readonly events: PipelineEvents = {},
   ) {
+    this.db = db;
+    this.source = source;
     this.name = kvszObjectName(db.database, source.sid);
     this.#log = log("source").with({ database: db.database, sid: source.sid });
     this.#stop = new Promise((resolve) => (this.#stopRequested = resolve));
@@ -264,7 +269,7 @@ export class SourcePipeline {
           lsn: formatLsn(created.consistentPoint),
         });
         const jobs = tables.filter(copied).map(job);
-        await this.#copy(jobs, created.snapshotName, created.consistentPoint, major, dest);
+        await this.#copy(jobs, { snapshot: created, major, dest });
         await resetProgress(
           dest,
           { database: this.db.database, sid: this.source.sid },
@@ -558,17 +563,20 @@ export class SourcePipeline {
    */
   async #copy(
     jobs: SyncJob[],
-    snapshotName: string,
-    snapshotLsn: bigint,
-    major: number,
-    dest: Sql,
+    { snapshot, major, dest }: {
+      /** The slot's exported snapshot and its consistent point. */
+      snapshot: { snapshotName: string; consistentPoint: bigint };
+      /** The source's major version. */
+      major: number;
+      dest: Sql;
+    },
   ): Promise<void> {
     if (jobs.length === 0) return;
     await copyTables(jobs, {
       sourceUrl: this.source.url,
       sourceMajor: major,
-      snapshotName,
-      snapshotLsn,
+      snapshotName: snapshot.snapshotName,
+      snapshotLsn: snapshot.consistentPoint,
       dest,
       destUrl: this.config.destination.url,
       destParams: destinationParams(this.config),
@@ -606,7 +614,7 @@ export class SourcePipeline {
         count: jobs.length,
         lsn: formatLsn(temp.consistentPoint),
       });
-      await this.#copy(jobs, temp.snapshotName, temp.consistentPoint, major, dest);
+      await this.#copy(jobs, { snapshot: temp, major, dest });
     } finally {
       await replication.end({ timeout: 2 });
     }

@@ -64,8 +64,7 @@ export class Supervisor {
       if (this.#running.has(key)) continue;
       const pipeline = new SourcePipeline(
         config,
-        db,
-        source,
+        { db, source },
         this.events(db.database, source.sid),
       );
       this.#running.set(key, {

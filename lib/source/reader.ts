@@ -247,7 +247,7 @@ export async function streamChanges(
     const lsn = sink.safeLsn;
     if (!force && lsn === lastSent) return;
     lastSent = lsn;
-    if (!ended) stream.write(encodeStandbyStatus(lsn, lsn, lsn));
+    if (!ended) stream.write(encodeStandbyStatus(lsn));
   };
   const interval = Math.min(opts.statusIntervalSeconds ?? 10, 10) * 1000;
   const timer = setInterval(() => sendStatus(true), interval);
@@ -263,7 +263,7 @@ export async function streamChanges(
       } else if (silent < receiveTimeout) {
         if (!keepaliveAsked) {
           const lsn = sink.safeLsn;
-          stream.write(encodeStandbyStatus(lsn, lsn, lsn, true));
+          stream.write(encodeStandbyStatus(lsn, true));
         }
         keepaliveAsked = true;
       } else {

@@ -87,20 +87,16 @@ export function pgNowMicros(): bigint {
 
 /**
  * Encodes a Standby status update ('r', 34 bytes): WAL written, flushed and
- * applied positions, the current time, and whether we ask for a reply.
+ * applied up to `lsn` (kvsz reports only what the destination committed, so
+ * the three are one), the current time, and whether we ask for a reply.
  */
-export function encodeStandbyStatus(
-  written: bigint,
-  flushed: bigint,
-  applied: bigint,
-  replyRequested = false,
-): Uint8Array {
+export function encodeStandbyStatus(lsn: bigint, replyRequested = false): Uint8Array {
   const buf = new Uint8Array(34);
   const view = new DataView(buf.buffer);
   buf[0] = 0x72; // r
-  view.setBigUint64(1, written);
-  view.setBigUint64(9, flushed);
-  view.setBigUint64(17, applied);
+  view.setBigUint64(1, lsn);
+  view.setBigUint64(9, lsn);
+  view.setBigUint64(17, lsn);
   view.setBigInt64(25, pgNowMicros());
   buf[33] = replyRequested ? 1 : 0;
   return buf;

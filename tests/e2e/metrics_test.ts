@@ -164,8 +164,7 @@ async function pipelineMoves(c: TestCluster): Promise<void> {
   const metrics = new Metrics();
   const pipeline = new SourcePipeline(
     config,
-    db,
-    db.urls[0],
+    { db, source: db.urls[0] },
     metrics.pipelineEvents(srcDb, "1"),
   );
   const running = pipeline.run();

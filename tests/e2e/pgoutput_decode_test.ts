@@ -495,7 +495,7 @@ async function streamsLive(cluster: TestCluster): Promise<void> {
       const frame = parseCopyData(chunk);
       frames.push(frame);
       if (frame.kind === "xlog") decoded.push({ frame, msg: decoder.decode(frame.payload) });
-      else if (frame.replyRequested) stream.write(encodeStandbyStatus(acked, acked, acked));
+      else if (frame.replyRequested) stream.write(encodeStandbyStatus(acked));
     });
     const commits = () => decoded.filter((d) => d.msg.tag === "commit");
     await until("the first commit", () => commits()[0]);
@@ -535,7 +535,7 @@ async function streamsLive(cluster: TestCluster): Promise<void> {
     // Nothing acknowledged yet: the slot stays where it was created.
     strictEqual(await confirmed(), consistentPoint);
     acked = c1.endLsn;
-    stream.write(encodeStandbyStatus(acked, acked, acked));
+    stream.write(encodeStandbyStatus(acked));
     await until(
       "confirmed_flush_lsn at the first commit",
       async () => (await confirmed()) === c1.endLsn ? true : undefined,
@@ -543,7 +543,7 @@ async function streamsLive(cluster: TestCluster): Promise<void> {
     // Acknowledge with a reply request: the server answers with a keepalive.
     const seen = frames.length;
     acked = c2.endLsn;
-    stream.write(encodeStandbyStatus(acked, acked, acked, true));
+    stream.write(encodeStandbyStatus(acked, true));
     await until(
       "the keepalive answering our request",
       () => frames.slice(seen).find((f) => f.kind === "keepalive"),

@@ -67,3 +67,20 @@ Deno.test("lib/ imports run down the floors of DESIGN.md", () => {
   }
   assert.deepEqual(wrong, []);
 });
+Deno.test("lib/ has no import cycle", () => {
+  const graph = importGraph();
+  const state = new Map<string, "open" | "done">();
+  const cycles: string[] = [];
+  const visit = (file: string, path: string[]) => {
+    if (state.get(file) === "done") return;
+    if (state.get(file) === "open") {
+      cycles.push([...path.slice(path.indexOf(file)), file].join(" -> "));
+      return;
+    }
+    state.set(file, "open");
+    for (const t of graph.get(file) ?? []) visit(t, [...path, file]);
+    state.set(file, "done");
+  };
+  for (const file of graph.keys()) visit(file, []);
+  assert.deepEqual(cycles, []);
+});

@@ -470,20 +470,20 @@ Deno.test("parseCopyData: XLogData payload is a view; keepalive flag", () => {
   throws(() => parseCopyData(m().ch("w").i64(1n).bytes), /short XLogData/);
 });
 
-Deno.test("encodeStandbyStatus: 'r', three LSNs, clock in µs since 2000, reply flag", () => {
+Deno.test("encodeStandbyStatus: 'r', the LSN as written, flushed and applied, clock in µs since 2000, reply flag", () => {
   const before = BigInt(Date.now()) * 1000n - PG_EPOCH_OFFSET_US;
-  const buf = encodeStandbyStatus(1n, 0x2_00000000n, 3n, true);
+  const buf = encodeStandbyStatus(0x2_00000003n, true);
   const after = BigInt(Date.now()) * 1000n - PG_EPOCH_OFFSET_US;
   strictEqual(buf.length, 34);
   const v = new DataView(buf.buffer);
   strictEqual(buf[0], 0x72);
-  strictEqual(v.getBigUint64(1), 1n);
-  strictEqual(v.getBigUint64(9), 0x2_00000000n);
-  strictEqual(v.getBigUint64(17), 3n);
+  strictEqual(v.getBigUint64(1), 0x2_00000003n);
+  strictEqual(v.getBigUint64(9), 0x2_00000003n);
+  strictEqual(v.getBigUint64(17), 0x2_00000003n);
   const t = v.getBigInt64(25);
   strictEqual(t >= before && t <= after, true);
   strictEqual(buf[33], 1);
-  strictEqual(encodeStandbyStatus(0n, 0n, 0n)[33], 0);
+  strictEqual(encodeStandbyStatus(0n)[33], 0);
 });
 
 Deno.test("startReplicationCommand quotes the slot, publications and values", () => {

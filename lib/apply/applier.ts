@@ -52,6 +52,13 @@ const MAX_BATCH_BYTES = 4 << 20;
  */
 const IDLE_RECORD_MS = 5000;
 
+/** Changes of one operation applied to a table by one flush, and how long the flush took. */
+export interface AppliedOperations {
+  operation: keyof OpCounts;
+  count: number;
+  seconds: number;
+}
+
 /** Batching knobs of the applier. */
 export interface ApplierOptions {
   database: string;
@@ -78,7 +85,7 @@ export interface ApplierOptions {
    */
   oneByOneUntil?: bigint;
   /** Called after each table flush with the changes applied per operation. */
-  onOperations?: (table: string, operation: keyof OpCounts, count: number, seconds: number) => void;
+  onOperations?: (table: string, applied: AppliedOperations) => void;
   /** Looks at the destination session when a job goes unanswered (none: jobs wait as long as it takes). */
   watchdog?: SessionWatchdog;
 }
@@ -442,7 +449,7 @@ export class Applier {
       const seconds = (performance.now() - started) / 1000;
       for (const [route, n] of rows) {
         counts[route.mode] += n;
-        this.opts.onOperations?.(route.source, "truncate", 1, seconds);
+        this.opts.onOperations?.(route.source, { operation: "truncate", count: 1, seconds });
       }
     });
     if (wait) await wait;
@@ -664,7 +671,7 @@ export class Applier {
       const result = await batch.flush(tx);
       const seconds = (performance.now() - started) / 1000;
       for (const [op, count] of Object.entries(result.ops) as [keyof OpCounts, number][]) {
-        if (count > 0) this.opts.onOperations?.(route.source, op, count, seconds);
+        if (count > 0) this.opts.onOperations?.(route.source, { operation: op, count, seconds });
       }
       counts[route.mode] += result.rowsWritten;
       counts.anomalies += result.anomalies.length;

@@ -2,7 +2,7 @@
  * What the engine reports as it runs, for metrics, the progress display and
  * the demo: the engine calls these and imports nothing of who listens.
  */
-import type { CommitInfo } from "../apply/applier.ts";
+import type { AppliedOperations, CommitInfo } from "../apply/applier.ts";
 import type { DriftReport } from "../apply/routes.ts";
 import type { Anomaly } from "../apply/types.ts";
 import type { SlotLag } from "../source/slot.ts";
@@ -21,12 +21,8 @@ export interface PipelineEvents {
   onSlotLag?(lag: SlotLag): void;
   /** A display of the initial copy's progress, one for each copy (none: copied quietly). */
   syncProgress?(): SyncProgress;
-  onOperations?(
-    table: string,
-    operation: "insert" | "update" | "delete" | "truncate",
-    count: number,
-    seconds: number,
-  ): void;
+  /** Changes applied to a table by one flush. */
+  onOperations?(table: string, applied: AppliedOperations): void;
 }
 
 /** Receives progress of the tables being copied. */

@@ -270,7 +270,7 @@ export class Metrics {
           if (rows > 0) this.syncRows.inc({ ...labels, table }, rows);
           if (bytes > 0) this.syncBytes.inc({ ...labels, table }, bytes);
         }),
-      onOperations: (table, operation, count, seconds) => {
+      onOperations: (table, { operation, count, seconds }) => {
         beat();
         const l = { ...labels, table, operation, result: "success" };
         if (count > 0) this.operations.inc(l, count);

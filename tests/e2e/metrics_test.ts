@@ -52,7 +52,7 @@ Deno.test("HTTP endpoint: /metrics, /healthz, /readyz 200 then 503 for a disconn
   a.onWalEnd!(1n);
   b.onConnected!(true);
   b.onWalEnd!(1n);
-  a.onOperations!("public.t1", "insert", 5, 0.001);
+  a.onOperations!("public.t1", { operation: "insert", count: 5, seconds: 0.001 });
   const [server] = await captureLogs(() =>
     startHttpServer("127.0.0.1:0", metrics, () => metrics.readiness(60))
   );

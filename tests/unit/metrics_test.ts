@@ -38,10 +38,10 @@ Deno.test("hooks move the series; the exposition parses strictly and with promto
   copy.update("public.t1", 500, 20_000);
   copy.update("public.t1", 750, 30_000);
   a.onConnected!(true);
-  a.onOperations!("public.t1", "insert", 40, 0.004);
-  a.onOperations!("public.t1", "insert", 2, 0.002);
-  a.onOperations!("public.t1", "delete", 3, 0.3);
-  a.onOperations!("public.t2", "truncate", 1, 0.02);
+  a.onOperations!("public.t1", { operation: "insert", count: 40, seconds: 0.004 });
+  a.onOperations!("public.t1", { operation: "insert", count: 2, seconds: 0.002 });
+  a.onOperations!("public.t1", { operation: "delete", count: 3, seconds: 0.3 });
+  a.onOperations!("public.t2", { operation: "truncate", count: 1, seconds: 0.02 });
   a.onAnomaly!(anomaly("delete_missing", "public.t1"));
   a.onAnomaly!(anomaly("delete_missing", "public.t1"));
   a.onAnomaly!(anomaly("insert_existing", "public.t2"));

@@ -1,5 +1,6 @@
 /** The shape every subcommand shares, and flag parsing with kvsz's exit codes. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { KvszError } from "../errors.ts";
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error. */
 export const EXIT_OK = 0;
@@ -7,7 +8,7 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 /** A usage mistake: printed as one line plus the subcommand's usage, exit 2. */
-export class UsageError extends Error {}
+export class UsageError extends KvszError {}
 
 /** One subcommand of `kvsz`. */
 export interface Command {

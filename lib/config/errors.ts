@@ -12,6 +12,7 @@
  *
  *     kvsz.yaml:12: databases[0].tables.t3.type: must be one of clone, append, history, not "apend" (did you mean "append"?)
  */
+import { NeedsPersonError } from "../errors.ts";
 
 /** One thing wrong with a config file. */
 export interface Problem {
@@ -39,7 +40,7 @@ export function formatProblem(problem: Problem): string {
 }
 
 /** A config that cannot be used; `problems` lists everything wrong with it, one line each. */
-export class ConfigError extends Error {
+export class ConfigError extends NeedsPersonError {
   /** Every problem, formatted as one line each (the message is these lines joined). */
   readonly problems: string[];
   /** The same problems, structured. */
@@ -48,7 +49,6 @@ export class ConfigError extends Error {
   constructor(details: Problem[]) {
     const problems = details.map(formatProblem);
     super(problems.join("\n"));
-    this.name = "ConfigError";
     this.problems = problems;
     this.details = details;
   }

@@ -4,9 +4,10 @@
  * major, and, when no major was asked for, any other installed major.
  */
 import { pgBinDir } from "../pg/server_binaries.ts";
+import { KvszError } from "../errors.ts";
 
 /** No usable server binaries; the message says how to get some. */
-export class NoServerBinariesError extends Error {}
+export class NoServerBinariesError extends KvszError {}
 
 /** Server binaries found for the demo. */
 export interface DemoBinaries {

@@ -39,6 +39,7 @@ import {
 import { describeError } from "../pg/describe.ts";
 import { SyncProgressDisplay } from "../observe/sync_progress.ts";
 import { passwordsOf } from "../pg/redact.ts";
+import { KvszError } from "../errors.ts";
 
 /** Options of {@link runDemo}. */
 export interface DemoOptions {
@@ -63,14 +64,14 @@ export function runDemo(opts: DemoOptions): Promise<number> {
 }
 
 /** The user pressed Ctrl-C (or the process got SIGTERM). */
-class Interrupted extends Error {
+class Interrupted extends KvszError {
   constructor(readonly signal: string) {
     super(`interrupted by ${signal}`);
   }
 }
 
 /** A failure the demo explains itself (timeouts, mismatches). */
-class DemoFailure extends Error {}
+class DemoFailure extends KvszError {}
 
 const encoder = new TextEncoder();
 

@@ -4,6 +4,7 @@
  * …). A parameter libpq does not know is sent to the server as a setting at connection start (as
  * kuvasz-streamer's driver does); one libpq knows but kvsz cannot honour is an error, never ignored.
  */
+import { NeedsPersonError } from "../errors.ts";
 
 /** libpq's `sslmode`: how much of TLS is required and checked. */
 export type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full";
@@ -58,12 +59,7 @@ export interface ConnInfo {
 }
 
 /** A URL kvsz cannot use; the message never contains the password. */
-export class ConnInfoError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ConnInfoError";
-  }
-}
+export class ConnInfoError extends NeedsPersonError {}
 
 /** Environment variables as read by libpq (subset); `Deno.env.toObject()` by default. */
 export type Env = Record<string, string | undefined>;

@@ -9,12 +9,12 @@ import net from "node:net";
 import tls from "node:tls";
 import { type ConnInfo, hostLabel, type HostPort, type SslMode } from "./conninfo.ts";
 import { errorCode } from "./errors.ts";
+import { KvszError } from "../errors.ts";
 
 /** A connection kvsz could not open; `code` is the system's (ECONNREFUSED) or kvsz's own. */
-export class ConnectError extends Error {
+export class ConnectError extends KvszError {
   constructor(message: string, readonly code: string, options?: ErrorOptions) {
     super(message, options);
-    this.name = "ConnectError";
   }
 }
 

@@ -12,6 +12,7 @@
 import { socketOf, type Sql } from "./connect.ts";
 import { errorFields } from "./error_response.ts";
 import { int32At } from "./frame_boundaries.ts";
+import { KvszError } from "../errors.ts";
 
 /** A statement parameter in binary format, as a run of byte pieces. */
 export class BinaryParam {
@@ -61,14 +62,13 @@ export function binaryTextArray(values: readonly (string | Uint8Array | null)[])
 }
 
 /** The statement would be a protocol message larger than PostgreSQL reads. */
-export class MessageTooLarge extends Error {
+export class MessageTooLarge extends KvszError {
   constructor(readonly bytes: number) {
     super(
       `the statement's values take ${
         (bytes / 1048576).toFixed(1)
       } MiB, over the 1 GB PostgreSQL takes in one message`,
     );
-    this.name = "MessageTooLarge";
   }
 }
 

@@ -1,14 +1,15 @@
 /**
- * Polls every source's kvsz slot for the metrics: WAL not yet confirmed
+ * Polls the kvsz slots of every source for the metrics: WAL not yet confirmed
  * (`kvsz_lag_bytes`) and WAL retained (`kvsz_slot_retained_wal_bytes`). Only
- * the source can say these; an unreachable source or a missing slot clears them.
- * Each pipeline also reports them once when it starts streaming (a new slot
- * would otherwise wait for the next poll).
+ * the source can say these; an unreachable server or a missing slot clears
+ * them. Each pipeline also reports them once when it starts streaming (a new
+ * slot would otherwise wait for the next poll).
  */
 import type { Config } from "../config/types.ts";
 import { connect, type Sql } from "../pg/connect.ts";
+import { serverOf } from "../pg/conninfo.ts";
 import { kvszObjectName } from "../pg/identifiers.ts";
-import { readSlotLag } from "../source/slot.ts";
+import { readSlotLags } from "../source/slot.ts";
 import type { Metrics } from "./metrics.ts";
 
 /** Options of {@link startSlotPoller}. */
@@ -25,38 +26,56 @@ export interface SlotPoller {
   stop(): Promise<void>;
 }
 
+/** The sources of one server, polled through one connection. */
+interface Server {
+  /** A URL of one of its sources: any database of the server shows every slot. */
+  url: string;
+  sources: { database: string; sid: string; slot: string }[];
+  client?: Sql;
+}
+
 /**
- * Polls the slot of every configured source every `intervalMs` (one small
- * connection per source, kept between polls) and feeds {@link Metrics.setLag}.
+ * Polls the slots of every configured source every `intervalMs` with one
+ * query per source server (host and port), through one small connection per
+ * server kept between polls, and feeds {@link Metrics.setLag}: a thousand
+ * tenants of one server cost one connection, not a thousand.
  */
 export function startSlotPoller(
   config: Pick<Config, "databases">,
   metrics: Metrics,
   opts: SlotPollerOptions = {},
 ): SlotPoller {
-  const sources = config.databases.flatMap((db) =>
-    db.urls.map((u) => ({ database: db.database, sid: u.sid, url: u.url }))
-  );
-  const clients = new Map<string, Sql>();
+  const servers = new Map<string, Server>();
+  for (const db of config.databases) {
+    for (const u of db.urls) {
+      const key = serverOf(u.url);
+      const server = servers.get(key) ?? { url: u.url, sources: [] };
+      server.sources.push({
+        database: db.database,
+        sid: u.sid,
+        slot: kvszObjectName(db.database, u.sid),
+      });
+      servers.set(key, server);
+    }
+  }
   let running: Promise<void> | null = null;
   let stopped = false;
 
-  const pollOne = async (s: (typeof sources)[number]) => {
-    let sql = clients.get(s.url);
-    if (!sql) {
-      sql = connect(s.url, { connectTimeout: 5 });
-      clients.set(s.url, sql);
-    }
+  const pollServer = async (server: Server) => {
+    server.client ??= connect(server.url, { connectTimeout: 5 });
     try {
-      metrics.setLag(s.database, s.sid, await readSlotLag(sql, kvszObjectName(s.database, s.sid)));
+      const lags = await readSlotLags(server.client, server.sources.map((s) => s.slot));
+      for (const s of server.sources) metrics.setLag(s.database, s.sid, lags.get(s.slot)!);
     } catch {
-      // Unreachable: what was known is stale now. (The pipeline logs connection errors.)
-      metrics.setLag(s.database, s.sid, { bytes: null, retainedBytes: null });
+      // Unreachable: what was known is stale now. (The pipelines log connection errors.)
+      for (const s of server.sources) {
+        metrics.setLag(s.database, s.sid, { bytes: null, retainedBytes: null });
+      }
     }
   };
   const poll = () => {
     if (stopped) return Promise.resolve();
-    running ??= Promise.all(sources.map(pollOne)).then(() => {
+    running ??= Promise.all([...servers.values()].map(pollServer)).then(() => {
       running = null;
     });
     return running;
@@ -69,8 +88,9 @@ export function startSlotPoller(
       stopped = true;
       clearInterval(timer);
       await running;
-      await Promise.all([...clients.values()].map((c) => c.end({ timeout: 1 }).catch(() => {})));
-      clients.clear();
+      await Promise.all(
+        [...servers.values()].map((s) => s.client?.end({ timeout: 1 }).catch(() => {})),
+      );
     },
   };
 }

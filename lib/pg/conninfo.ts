@@ -321,6 +321,14 @@ function tlsVersion(value: string, fail: (message: string) => never): string {
   return fail(`TLS protocol version must be one of ${versions.join(", ")}, not "${value}"`);
 }
 
+/**
+ * The server a URL names, as `host:port` (several hosts joined by commas):
+ * URLs that differ only in database, user or parameters share it.
+ */
+export function serverOf(url: string): string {
+  return parseConnInfo(url).hosts.map(hostLabel).join(",");
+}
+
 /** `host:port` of a host entry, with IPv6 addresses bracketed. */
 export function hostLabel(h: HostPort): string {
   if (h.host.startsWith("/")) return `${h.host}/.s.PGSQL.${h.port}`;

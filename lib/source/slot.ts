@@ -62,18 +62,32 @@ export interface SlotLag {
 
 /** Reads the lag and retained WAL of slot `name`, or nulls when it does not exist. */
 export async function readSlotLag(sql: Sql, name: string): Promise<SlotLag> {
+  return (await readSlotLags(sql, [name])).get(name)!;
+}
+
+/**
+ * Reads the lag and retained WAL of each slot of `names` in one query (slots
+ * belong to the server: any database of it shows them all); nulls for a slot
+ * that does not exist.
+ */
+export async function readSlotLags(sql: Sql, names: string[]): Promise<Map<string, SlotLag>> {
   const rows = await sql.unsafe(
-    `SELECT pg_wal_lsn_diff(c.lsn, s.confirmed_flush_lsn)::int8 AS lag,
+    `SELECT s.slot_name AS name, pg_wal_lsn_diff(c.lsn, s.confirmed_flush_lsn)::int8 AS lag,
             pg_wal_lsn_diff(c.lsn, s.restart_lsn)::int8 AS retained
        FROM pg_catalog.pg_replication_slots s,
             (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
                          ELSE pg_current_wal_lsn() END AS lsn) c
-      WHERE s.slot_name = $1`,
-    [name],
+      WHERE s.slot_name = ANY(string_to_array($1::text, ','))`,
+    [names.join(",")], // kvsz's slot names are [a-z0-9_]
   );
-  if (rows.length === 0) return { bytes: null, retainedBytes: null };
   const num = (v: unknown) => v === null || v === undefined ? null : Math.max(0, Number(v));
-  return { bytes: num(rows[0].lag), retainedBytes: num(rows[0].retained) };
+  const lags = new Map<string, SlotLag>(
+    names.map((n) => [n, { bytes: null, retainedBytes: null }]),
+  );
+  for (const r of rows) {
+    lags.set(String(r.name), { bytes: num(r.lag), retainedBytes: num(r.retained) });
+  }
+  return lags;
 }
 
 /** A freshly created slot with the snapshot it exported. */

@@ -238,7 +238,64 @@ async function lagFromTheStart(c: TestCluster): Promise<void> {
   assert.equal(await kvsz.stop(), 0);
 }
 
+/**
+ * The slot poller reads the slots of many sources of one server through one
+ * connection: each source's lag and retained WAL, nulls for a source whose
+ * slot does not exist.
+ */
+async function onePollerConnectionPerServer(c: TestCluster): Promise<void> {
+  const dbs: string[] = [];
+  for (let i = 0; i < 6; i++) dbs.push(await c.createDatabase("tenant"));
+  const sid = (db: string) => String(dbs.indexOf(db) + 1); // one target table, a sid each
+  const admin = c.sql("postgres");
+  // Slots of the first five sources, with WAL written after the first two were made.
+  for (const db of dbs.slice(0, 2)) {
+    await admin.unsafe(
+      `SELECT pg_create_logical_replication_slot('kvsz_${db}_${sid(db)}', 'pgoutput')`,
+    );
+  }
+  await admin.unsafe(`CREATE TABLE IF NOT EXISTS filler (v text)`);
+  await admin.unsafe(`INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 2000)`);
+  for (const db of dbs.slice(2, 5)) {
+    await admin.unsafe(
+      `SELECT pg_create_logical_replication_slot('kvsz_${db}_${sid(db)}', 'pgoutput')`,
+    );
+  }
+  const config = parseConfig(
+    JSON.stringify({
+      destination: { url: c.url("postgres") },
+      databases: dbs.map((db) => ({
+        database: db,
+        urls: [{ url: c.url(db), sid: sid(db) }],
+        tables: { t1: null },
+      })),
+    }),
+    "poller-test.yaml",
+  );
+  const metrics = new Metrics();
+  const poller = startSlotPoller(config, metrics, { intervalMs: 60_000 });
+  try {
+    await poller.poll();
+    const text = await metrics.render();
+    const lag = (db: string) => sample(text, "kvsz_lag_bytes", { database: db, sid: sid(db) });
+    for (const db of dbs.slice(0, 2)) assert.ok(lag(db)! > 1_000_000, `${db}: ${lag(db)}`);
+    for (const db of dbs.slice(2, 5)) assert.ok(lag(db)! < 1_000_000, `${db}: ${lag(db)}`);
+    assert.equal(lag(dbs[5]), null);
+    const held = await admin.unsafe(
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE application_name = 'kvsz' AND pid <> pg_backend_pid()`,
+    );
+    assert.equal(held[0].n, 1);
+  } finally {
+    await poller.stop();
+    for (const db of dbs.slice(0, 5)) {
+      await admin.unsafe(`SELECT pg_drop_replication_slot('kvsz_${db}_${sid(db)}')`);
+    }
+  }
+}
+
 clusterSuite("metrics on real servers", {
+  "the slot poller holds one connection per source server": onePollerConnectionPerServer,
   "rows flowing move the metrics; the slot poller; unready when the source stops": pipelineMoves,
   "kvsz_lag_bytes of a new slot is there as soon as kvsz streams": lagFromTheStart,
 });

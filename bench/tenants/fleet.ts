@@ -46,7 +46,8 @@ export function tenantList(n: number): Tenant[] {
  * Starts the scenario's own two servers. The source fits N tenants (slots,
  * walsenders and connections for both engines and the bench's load); the
  * destination keeps `max_connections = 100` and gets one logical replication
- * worker per native subscription (plus room for table syncs) when `native`.
+ * worker and replication origin per native subscription (plus room for table
+ * syncs) when `native`.
  */
 export async function startFleet(
   major: number,
@@ -70,7 +71,12 @@ export async function startFleet(
       ...SERVER_SETTINGS,
       max_connections: destMaxConnections,
       ...(opts.native
-        ? { max_logical_replication_workers: n + 8, max_worker_processes: n + 16 }
+        ? {
+          max_logical_replication_workers: n + 8,
+          max_worker_processes: n + 16,
+          // On a subscriber this bounds the replication origins: one per subscription and table sync.
+          max_replication_slots: n + 50,
+        }
         : {}),
     });
     started.push(dest);

@@ -51,26 +51,51 @@ export class KvszTenants implements TenantEngine {
     await this.engine.start();
   }
 
+  /**
+   * Every tenant streaming: a `streaming from` line per sid, or (should the
+   * log change) every kvsz slot's walsender past START_REPLICATION on the
+   * source, which kvsz sends once the tenant's copy is committed.
+   */
   async waitAllStreaming(timeoutMs: number): Promise<void> {
     const started = now();
     const n = this.fleet.tenants.length;
-    while (this.watch.streaming.size < n) {
+    let replicating = 0;
+    let polled = 0;
+    while (Math.max(this.watch.streaming.size, replicating) < n) {
       this.engine.checkAlive();
+      if (now() - polled > 1000) {
+        polled = now();
+        const count = await this.#replicatingSlots();
+        if (count > replicating) this.watch.progressAt = now();
+        replicating = count;
+      }
       const waited = now() - started;
       const stalled = now() - this.watch.progressAt > STALL_MS && this.watch.problems.size > 0;
       if (waited > timeoutMs || stalled) {
         const why = stalled
           ? `no new tenant copied or streaming for ${STALL_MS / 1000} s`
           : `timed out after ${Math.round(waited / 1000)} s`;
+        const streaming = Math.max(this.watch.streaming.size, replicating);
         throw new NotStreamingError(
-          `kvsz did not get every tenant copied and streaming (${why}): ${this.watch.streaming.size} of ${n} streaming, ${this.watch.copied.size} copied`,
-          this.watch.streaming.size,
+          `kvsz did not get every tenant copied and streaming (${why}): ${streaming} of ${n} streaming, ${this.watch.copied.size} copied`,
+          streaming,
           waited / 1000,
           this.watch.summary(),
         );
       }
       await sleep(200);
     }
+  }
+
+  /** kvsz slots whose walsender is replicating (catchup or streaming). */
+  async #replicatingSlots(): Promise<number> {
+    const [r] = await this.fleet.source.sql().unsafe(
+      `SELECT count(*)::int AS n FROM pg_replication_slots s
+         JOIN pg_stat_replication r ON r.pid = s.active_pid
+        WHERE s.slot_name = ANY($1::text[]) AND r.state IN ('catchup', 'streaming')`,
+      [this.engine.slots],
+    );
+    return r.n;
   }
 
   pause(): Promise<void> {

@@ -46,6 +46,7 @@ export async function steadyLoad(
   const { tenants, source } = fleet;
   const perSecond = opts.changesPerSecond / CHANGES_PER_TRANSACTION;
   const clients = tenants.map((t) => source.sql(t.database));
+  await inBatches(clients, 8, async (sql) => void await sql.unsafe(`SELECT 1`)); // connected before
   const pending: Promise<unknown>[] = [];
   const started = performance.now();
   let issued = 0;

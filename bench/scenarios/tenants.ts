@@ -50,6 +50,12 @@ export async function tenantsScenario(ctx: BenchContext): Promise<void> {
     o.changesPerSecond.toLocaleString("en-US")
   } changes/s for ${o.loadSeconds} s; 1 run)`;
   say(`tenants: ${n} tenant databases${withNative ? ", kvsz then native" : ", kvsz alone"}`);
+  const load = (await Deno.readTextFile("/proc/loadavg").catch(() => "")).split(" ")[0];
+  if (load) {
+    ctx.rec.notes.push(
+      `tenants: machine load average ${load} when it started (${navigator.hardwareConcurrency} cores)`,
+    );
+  }
   if (!withNative) {
     ctx.rec.notes.push(
       `tenants: native not run above ${o.nativeMax} tenants (one apply worker process per subscription; --native-max-tenants)`,
@@ -116,9 +122,11 @@ async function runEngine(
       say(`  tenants: ${e.message}`);
       for (const p of e.problems) say(`    ${p}`);
       ctx.rec.notes.push(
-        `tenants: ${e.message}; destination connections peaked at ${sampler.peak.destConnections} of max_connections ${fleet.destMaxConnections}${
-          e.problems.length ? `; most frequent problems: ${e.problems.join("; ")}` : ""
-        }`,
+        `tenants: ${e.message}; ${
+          kvsz
+            ? `destination connections peaked at ${sampler.peak.destConnections} of max_connections ${fleet.destMaxConnections}`
+            : `destination workers peaked at ${sampler.peak.destWorkers}`
+        }${e.problems.length ? `; most frequent problems: ${e.problems.join("; ")}` : ""}`,
       );
       return run;
     }

@@ -74,8 +74,9 @@ export async function startFleet(
         ? {
           max_logical_replication_workers: n + 8,
           max_worker_processes: n + 16,
-          // On a subscriber this bounds the replication origins: one per subscription and table sync.
-          max_replication_slots: n + 50,
+          // On a subscriber this bounds the replication origins: one per subscription, and one
+          // per table until its sync is done (the launcher syncs many tenants' tables at once).
+          max_replication_slots: 3 * n + 50,
         }
         : {}),
     });

@@ -62,7 +62,7 @@ export class KvszTenants implements TenantEngine {
     let replicating = 0;
     let polled = 0;
     while (Math.max(this.watch.streaming.size, replicating) < n) {
-      this.engine.checkAlive();
+      this.#checkAlive(n, (now() - started) / 1000);
       if (now() - polled > 1000) {
         polled = now();
         const count = await this.#replicatingSlots();
@@ -84,6 +84,21 @@ export class KvszTenants implements TenantEngine {
         );
       }
       await sleep(200);
+    }
+  }
+
+  /** Throws {@link NotStreamingError} when kvsz exited (e.g. its start-up checks failed). */
+  #checkAlive(n: number, seconds: number): void {
+    try {
+      this.engine.checkAlive();
+    } catch (e) {
+      const exited = (e as Error).message.split("\n")[0];
+      throw new NotStreamingError(
+        `${exited} before every tenant was copied and streaming: ${this.watch.streaming.size} of ${n} streaming`,
+        this.watch.streaming.size,
+        seconds,
+        this.watch.summary(),
+      );
     }
   }
 

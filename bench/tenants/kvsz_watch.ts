@@ -38,7 +38,9 @@ export class KvszWatch {
     try {
       rec = JSON.parse(line);
     } catch {
-      return; // not a log line (a stack trace, Deno's own output)
+      // Not a log line: a failed start-up check ("FAIL source … — fix: …"), a stack trace.
+      if (line.startsWith("FAIL ")) this.#problem(line, line.match(/ sid (\S+)/)?.[1] ?? null);
+      return;
     }
     const message = String(rec.message ?? "");
     const sid = typeof rec.sid === "string" ? rec.sid : null;
@@ -50,16 +52,18 @@ export class KvszWatch {
       this.copied.add(sid);
       this.progressAt = now();
     }
-    if (rec.level === "warning" || rec.level === "error") {
-      // Counted by the message without numbers (seconds, LSNs, counts vary between repeats).
-      const key = message.replace(/\d+(\.\d+)?/g, "N").slice(0, 300);
-      const p = this.problems.get(key) ?? { message, count: 0, sids: new Set<string>() };
-      p.count++;
-      p.message = message;
-      if (sid && p.sids.size < 3) p.sids.add(sid);
-      this.problems.set(key, p);
-    }
+    if (rec.level === "warning" || rec.level === "error") this.#problem(message, sid);
   };
+
+  /** Counts a problem by its message without numbers (seconds, LSNs, names vary between repeats). */
+  #problem(message: string, sid: string | null): void {
+    const key = message.replace(/\d+(\.\d+)?/g, "N").slice(0, 300);
+    const p = this.problems.get(key) ?? { message, count: 0, sids: new Set<string>() };
+    p.count++;
+    p.message = message;
+    if (sid && p.sids.size < 3) p.sids.add(sid);
+    this.problems.set(key, p);
+  }
 
   /** The `top` most frequent warnings and errors, one line each, e.g. `×12 "…" (t0001, …)`. */
   summary(top = 3): string[] {

@@ -92,7 +92,7 @@ export class KvszTenants implements TenantEngine {
     try {
       this.engine.checkAlive();
     } catch (e) {
-      const exited = (e as Error).message.split("\n")[0];
+      const exited = (e as Error).message.split("; last output")[0];
       throw new NotStreamingError(
         `${exited} before every tenant was copied and streaming: ${this.watch.streaming.size} of ${n} streaming`,
         this.watch.streaming.size,

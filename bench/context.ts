@@ -12,6 +12,7 @@ export const SCENARIOS = [
   "history",
   "latency",
   "fan-in",
+  "tenants",
 ] as const;
 export type Scenario = typeof SCENARIOS[number];
 
@@ -36,6 +37,8 @@ export interface BenchOptions {
   latencySeconds: number;
   /** pgbench --rate of the latency load; 0 = half of the measured maximum. */
   latencyRate: number;
+  /** The `tenants` scenario: tenant databases, accounts per tenant, and its loads. */
+  tenants: TenantOptions;
   /** Native subscription `streaming` option. */
   nativeStreaming: string;
   /** kvsz `apply:` overrides. */
@@ -62,3 +65,23 @@ export interface BenchContext {
 
 /** Database of the main source. */
 export const SOURCE_DB = "bench";
+
+/** Sizes of the `tenants` scenario. */
+export interface TenantOptions {
+  /** Tenant databases on the source server. */
+  count: number;
+  /** Rows of each tenant's accounts table. */
+  rows: number;
+  /** Changed rows of the backlog, over all tenants together. */
+  backlogChanges: number;
+  /** Changed rows per second of the steady load, over all tenants together. */
+  changesPerSecond: number;
+  /** Seconds of the steady load. */
+  loadSeconds: number;
+  /** Seconds kvsz is watched while every tenant is idle. */
+  idleSeconds: number;
+  /** Seconds an engine gets to copy every tenant and stream (0: 120 + 1 per tenant). */
+  timeoutSeconds: number;
+  /** Above this many tenants native is not run (one worker process per tenant). */
+  nativeMax: number;
+}

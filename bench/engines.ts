@@ -69,6 +69,8 @@ export interface KvszOptions {
   cpuProfDir?: string;
   /** Where the kvsz logs of every start are appended. */
   logFile: string;
+  /** Called with every line kvsz prints (JSON log lines). */
+  onLine?: (line: string) => void;
 }
 
 /** The name kvsz gives a source's slot and publication (see lib/pg/identifiers.ts). */
@@ -180,6 +182,7 @@ export class KvszEngine implements Engine {
         const line = pending.slice(0, nl);
         pending = pending.slice(nl + 1);
         this.#lastOutputAt = now();
+        this.opts.onLine?.(line);
         this.#tail.push(line);
         if (this.#tail.length > 15) this.#tail.shift();
         if (line.includes(`"message":"copied `)) {

@@ -3,13 +3,14 @@
  * the same two throwaway servers, in the same run. See bench/README.md.
  */
 import { parseArgs } from "node:util";
-import { cleanupAll, installSignalHandlers, onCleanup } from "./cleanup.ts";
+import { cleanupAll, installSignalHandlers } from "./cleanup.ts";
 import { type BenchContext, type BenchOptions, type Scenario, SCENARIOS } from "./context.ts";
-import { findPgbench, pgbenchVersion, type Server, startServers } from "./servers.ts";
+import { findPgbench, pgbenchVersion, startServers } from "./servers.ts";
 import { machineInfo, markdownTable, Recorder } from "./report.ts";
 import { elapsedSeconds, say } from "./util.ts";
 import { latencyRate, mainRound, setupMainSource } from "./scenarios/round.ts";
 import { fanInRound, setupFanIn } from "./scenarios/fan_in.ts";
+import { tenantsScenario } from "./scenarios/tenants.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -23,11 +24,20 @@ const USAGE = `Usage: deno task bench [options]
   --fan-in-sources N      source databases of fan-in (default 8)
   --fan-in-transactions N backlog over all fan-in sources (default: --transactions)
   --fan-in-scale N        pgbench scale of each fan-in source (default 1)
+  --tenants N             tenant databases of the tenants scenario (default 200; --quick: 20)
+  --tenant-rows N         accounts per tenant (default 1000)
+  --tenant-backlog N      changed rows of the tenants backlog, all tenants (default 100000)
+  --tenant-rate N         changed rows/s of the tenants steady load, all tenants (default 2000)
+  --tenant-load-seconds N duration of the tenants steady load (default 15)
+  --tenant-idle-seconds N kvsz watched idle for its CPU (default 20)
+  --tenant-timeout N      seconds to get every tenant copied and streaming (default 120 + 1 per tenant)
+  --native-max-tenants N  above this many tenants, tenants runs kvsz alone (default 300)
   --latency-seconds N     duration of the steady load (default 15)
   --latency-rate N        pgbench --rate of the latency load (default: half of the measured max)
   --native-streaming X    subscription streaming option: off (default), on, parallel
   --batch-size N          kvsz apply.batch_size (default: kvsz's default)
   --commit-interval-ms N  kvsz apply.commit_interval_ms (default: kvsz's default)
+  --apply-workers N       kvsz apply.workers (default: kvsz's default)
   --cpu-prof DIR          profile every kvsz start with deno --cpu-prof into DIR
   --keep                  keep the work directory (kvsz configs and kvsz.log) after success
   --quick                 small sizes for a smoke run (scale 2, 10000 transactions, 1 round)
@@ -49,6 +59,15 @@ function parseOptions(): BenchOptions {
       "fan-in-sources": { type: "string" },
       "fan-in-transactions": { type: "string" },
       "fan-in-scale": { type: "string" },
+      tenants: { type: "string" },
+      "tenant-rows": { type: "string" },
+      "tenant-backlog": { type: "string" },
+      "tenant-rate": { type: "string" },
+      "tenant-load-seconds": { type: "string" },
+      "tenant-idle-seconds": { type: "string" },
+      "tenant-timeout": { type: "string" },
+      "native-max-tenants": { type: "string" },
+      "apply-workers": { type: "string" },
       "latency-seconds": { type: "string" },
       "latency-rate": { type: "string" },
       "native-streaming": { type: "string" },
@@ -97,6 +116,7 @@ function parseOptions(): BenchOptions {
   if (values["commit-interval-ms"] !== undefined) {
     apply.commit_interval_ms = int("commit-interval-ms", 0);
   }
+  if (values["apply-workers"] !== undefined) apply.workers = int("apply-workers", 0);
   return {
     scenarios,
     rounds: Math.max(1, int("rounds", quick ? 1 : 3)),
@@ -109,6 +129,16 @@ function parseOptions(): BenchOptions {
     fanInTransactions: int("fan-in-transactions", transactions),
     fanInScale: Math.max(1, int("fan-in-scale", 1)),
     latencySeconds: Math.max(1, int("latency-seconds", quick ? 5 : 15)),
+    tenants: {
+      count: Math.max(1, int("tenants", quick ? 20 : 200)),
+      rows: Math.max(3, int("tenant-rows", 1000)),
+      backlogChanges: int("tenant-backlog", quick ? 20_000 : 100_000),
+      changesPerSecond: Math.max(4, int("tenant-rate", 2000)),
+      loadSeconds: Math.max(1, int("tenant-load-seconds", quick ? 5 : 15)),
+      idleSeconds: Math.max(1, int("tenant-idle-seconds", quick ? 5 : 20)),
+      timeoutSeconds: int("tenant-timeout", 0),
+      nativeMax: int("native-max-tenants", 300),
+    },
     latencyRate: int("latency-rate", 0),
     nativeStreaming: streaming,
     apply,
@@ -151,12 +181,7 @@ async function main(): Promise<number> {
     say(`pgbench: ${pgbench} (${pgbenchV})`);
     const revision = await kvszRevision();
     say(`kvsz: ${revision}`);
-    // Registered before the servers, so released after them: on an abrupt exit
-    // (second signal, Deno.exit) before they are stopped, pg_ctl stops them here.
-    const started: Server[] = [];
-    onCleanup("servers (fallback)", () => {}, () => started.forEach(stopServerSync));
     const { source, dest } = await startServers(opts.major);
-    started.push(source, dest);
     const ctx: BenchContext = { opts, source, dest, pgbench, workDir, rec, kvszLog };
     const main = [
       "initial",
@@ -181,6 +206,7 @@ async function main(): Promise<number> {
       if (main) await mainRound(ctx, round, sourceRows, rate);
       if (opts.scenarios.has("fan-in")) await fanInRound(ctx, round);
     }
+    if (opts.scenarios.has("tenants")) await tenantsScenario(ctx);
     const table = markdownTable(rec);
     const seconds = elapsedSeconds();
     const result = {
@@ -193,6 +219,7 @@ async function main(): Promise<number> {
       options: { ...opts, scenarios: [...opts.scenarios] },
       titles: rec.titles,
       notes: rec.mergedNotes(),
+      targets: rec.targets,
       kvsz_restarts_after_hang: rec.incidents,
       headlines: rec.headlines(),
       summary: rec.summary(),
@@ -202,7 +229,8 @@ async function main(): Promise<number> {
     await Deno.writeTextFile(opts.json, JSON.stringify(result, null, 2) + "\n");
     console.log(`\nkvsz ${revision}, PostgreSQL ${opts.major}, ${pgbenchV}\n\n${table}\n`);
     for (const h of rec.headlines()) console.log(h);
-    if (rec.hasFloor()) console.log("");
+    if (rec.targets.length) console.log(`\n${rec.targets.join("\n")}`);
+    if (rec.hasFloor() || rec.targets.length) console.log("");
     for (const n of rec.mergedNotes()) console.log(`- ${n}`);
     if (opts.keep) say(`kept ${workDir} (kvsz configs, kvsz.log)`);
     else await Deno.remove(workDir, { recursive: true }).catch(() => {});
@@ -219,20 +247,6 @@ async function main(): Promise<number> {
   } finally {
     await cleanupAll();
   }
-}
-
-/** Stops a server synchronously (pg_ctl stop -m immediate) and removes its directory. */
-function stopServerSync(server: Server): void {
-  const c = server.cluster;
-  try {
-    Deno.statSync(`${c.dir}/data/postmaster.pid`);
-  } catch {
-    return; // already stopped
-  }
-  const pgCtl = [`${c.binDir}/pg_ctl`, "-D", `${c.dir}/data`, "stop", "-m", "immediate", "-w"];
-  const [program, ...args] = c.runAs ? ["runuser", "-u", c.runAs, "--", ...pgCtl] : pgCtl;
-  new Deno.Command(program, { args, stdout: "null", stderr: "null", cwd: "/tmp" }).outputSync();
-  Deno.removeSync(c.dir, { recursive: true });
 }
 
 function describeScenarios(ctx: BenchContext, sourceRows: number, rate: number): void {

@@ -104,6 +104,75 @@ export const METRICS: MetricSpec[] = [
   m("latency", "p99_ms", "source commit → destination write, p99", "ms", 0, false),
   m("latency", "max_ms", "source commit → destination write, max", "ms", 0, false),
   m("latency", "tps", "pgbench tps (target: half of max)", "tps", 0, null),
+  m("tenants", "copy_seconds", "seconds until every tenant is copied and streaming", "s", 1, false),
+  m(
+    "tenants",
+    "dest_connections",
+    "destination connections at peak (of max_connections)",
+    "",
+    0,
+    null,
+  ),
+  m(
+    "tenants",
+    "dest_workers",
+    "destination worker processes at peak (native: apply + sync)",
+    "",
+    0,
+    null,
+  ),
+  m("tenants", "source_connections", "source connections at peak (not walsenders)", "", 0, null),
+  m("tenants", "walsenders", "source walsenders at peak", "", 0, null),
+  m("tenants", "rss_mb", "kvsz RSS, every tenant idle", "MiB", 0, null),
+  m("tenants", "rss_per_tenant_kib", "kvsz RSS per tenant (idle RSS / tenants)", "KiB", 0, null),
+  m("tenants", "peak_rss_mb", "kvsz peak RSS (VmHWM), whole run", "MiB", 0, null),
+  m(
+    "tenants",
+    "dest_processes",
+    "destination processes of the engine (kvsz: its connections; native: its workers)",
+    "",
+    0,
+    false,
+  ),
+  m("tenants", "dest_private_mb", "… their private memory (smaps_rollup)", "MiB", 0, false),
+  m(
+    "tenants",
+    "idle_cpu_pct",
+    "CPU, every tenant idle (kvsz process; native: its workers), % of a core",
+    "%",
+    2,
+    false,
+  ),
+  m(
+    "tenants",
+    "changes_per_s",
+    "catch-up, backlog over every tenant: changed rows/s",
+    "rows/s",
+    0,
+    true,
+  ),
+  m(
+    "tenants",
+    "catchup_seconds",
+    "catch-up: seconds (start → every tenant's marker)",
+    "s",
+    2,
+    false,
+  ),
+  m("tenants", "load_changes_per_s", "steady load achieved: changed rows/s", "rows/s", 0, null),
+  m("tenants", "p50_ms", "steady load: source commit → destination write, p50", "ms", 0, false),
+  m("tenants", "p99_ms", "steady load: source commit → destination write, p99", "ms", 0, false),
+  m("tenants", "max_ms", "steady load: source commit → destination write, max", "ms", 0, false),
+  m("tenants", "median_tenant_ms", "steady load: the median tenant's mean latency", "ms", 0, false),
+  m(
+    "tenants",
+    "slowest_tenant_ms",
+    "steady load: the slowest tenant's mean latency",
+    "ms",
+    0,
+    false,
+  ),
+  m("tenants", "slowest_over_median", "slowest tenant / median tenant", "×", 2, false),
 ];
 
 function m(
@@ -133,6 +202,8 @@ export type RawResults = Record<string, Record<string, Record<string, (number | 
 export class Recorder {
   readonly raw: RawResults = {};
   readonly notes: string[] = [];
+  /** Targets of issue 15 with "met" / "not met" (the tenants scenario). */
+  readonly targets: string[] = [];
   /** Times kvsz hung and had to be restarted. */
   incidents = 0;
   /** Scenario headings with their sizes, e.g. "initial (1,000,110 rows)". */

@@ -27,6 +27,8 @@ export const SERVER_SETTINGS: Record<string, string | number> = {
 /** One server with cached clients per database. */
 export class Server {
   #clients = new Map<string, Sql>();
+  /** Set once the server is stopped for good (cleanups of its slots then have nothing to do). */
+  stopped = false;
   constructor(readonly name: string, readonly cluster: LocalCluster) {}
 
   /** Connection URL of `db` as the superuser, over plain TCP (sslmode=disable). */
@@ -89,6 +91,20 @@ export class Server {
     return c;
   }
 
+  /** Runs `task` on a connection of its own to `db`, closed afterwards (not cached). */
+  async withSession<T>(db: string, task: (sql: Sql) => Promise<T>): Promise<T> {
+    const sql = postgres(this.url(db), {
+      max: 1,
+      onnotice: () => {},
+      connection: { application_name: "kvsz-bench" },
+    });
+    try {
+      return await task(sql);
+    } finally {
+      await sql.end({ timeout: 2 });
+    }
+  }
+
   /** Closes the client on `db` (before the database is dropped). */
   async close(db: string): Promise<void> {
     const c = this.#clients.get(db);
@@ -117,19 +133,50 @@ export class Server {
 
 /** Starts the source and destination servers (PostgreSQL `major`), stopped at cleanup. */
 export async function startServers(major: number): Promise<{ source: Server; dest: Server }> {
-  const start = async (name: string) => {
-    const cluster = await startLocalCluster({ major, settings: SERVER_SETTINGS });
-    const server = new Server(name, cluster);
-    onCleanup(`${name} server`, async () => {
-      await server.closeAll().catch(() => {});
-      await cluster.destroy();
-    });
-    say(`${name} server: PostgreSQL ${major} on port ${cluster.port} (${cluster.dir})`);
-    return server;
-  };
-  const source = await start("source");
-  const dest = await start("destination");
+  const source = (await startServer("source", major, SERVER_SETTINGS)).server;
+  const dest = (await startServer("destination", major, SERVER_SETTINGS)).server;
   return { source, dest };
+}
+
+/**
+ * Starts one throwaway server with `settings`, registered for cleanup (also
+ * on an abrupt exit: `pg_ctl stop -m immediate`); `stop()` destroys it early.
+ */
+export async function startServer(
+  name: string,
+  major: number,
+  settings: Record<string, string | number>,
+): Promise<{ server: Server; stop(): Promise<void> }> {
+  const cluster = await startLocalCluster({ major, settings });
+  const server = new Server(name, cluster);
+  const destroy = async () => {
+    server.stopped = true;
+    await server.closeAll().catch(() => {});
+    await cluster.destroy();
+  };
+  const unregister = onCleanup(`${name} server`, destroy, () => stopServerSync(server));
+  say(`${name} server: PostgreSQL ${major} on port ${cluster.port} (${cluster.dir})`);
+  return {
+    server,
+    async stop() {
+      await destroy();
+      unregister();
+    },
+  };
+}
+
+/** Stops a server synchronously (pg_ctl stop -m immediate) and removes its directory. */
+export function stopServerSync(server: Server): void {
+  const c = server.cluster;
+  try {
+    Deno.statSync(`${c.dir}/data/postmaster.pid`);
+  } catch {
+    return; // already stopped
+  }
+  const pgCtl = [`${c.binDir}/pg_ctl`, "-D", `${c.dir}/data`, "stop", "-m", "immediate", "-w"];
+  const [program, ...args] = c.runAs ? ["runuser", "-u", c.runAs, "--", ...pgCtl] : pgCtl;
+  new Deno.Command(program, { args, stdout: "null", stderr: "null", cwd: "/tmp" }).outputSync();
+  Deno.removeSync(c.dir, { recursive: true });
 }
 
 /**

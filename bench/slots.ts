@@ -18,7 +18,10 @@ export function dropSlotAtCleanup(server: Server, slot: string): void {
   const key = `${server.name}\0${slot}`;
   if (registered.has(key)) return;
   registered.add(key);
-  onCleanup(`slot ${slot} on the ${server.name} server`, () => dropSlot(server, slot, 10_000));
+  onCleanup(
+    `slot ${slot} on the ${server.name} server`,
+    () => server.stopped ? undefined : dropSlot(server, slot, 10_000),
+  );
 }
 
 /**

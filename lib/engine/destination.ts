@@ -15,8 +15,8 @@ import { CopySlots } from "./copy_slots.ts";
 
 /** The destination connections and turns every source shares (see the module comment). */
 export class SharedDestination {
-  /** kvsz's catalog, progress reads and schema work: one connection, statements queue. */
-  readonly catalog: Sql;
+  #catalog: Sql;
+  readonly #connectCatalog: () => Sql;
   readonly writers: WriterPool;
   readonly copySlots: CopySlots;
   readonly watchdog: SessionWatchdog;
@@ -27,7 +27,8 @@ export class SharedDestination {
     const url = config.destination.url;
     const params = destinationParams(config);
     this.key = sharedKey(config);
-    this.catalog = connect(url, { max: 1, params });
+    this.#connectCatalog = () => connect(url, { max: 1, params });
+    this.#catalog = this.#connectCatalog();
     this.writers = new WriterPool({ url, size: config.apply.workers, params, log: log("apply") });
     this.copySlots = new CopySlots(config.sync.parallelism);
     this.watchdog = new SessionWatchdog(url, {
@@ -35,9 +36,26 @@ export class SharedDestination {
     });
   }
 
+  /** kvsz's catalog, progress reads and schema work: one connection, statements queue. */
+  get catalog(): Sql {
+    return this.#catalog;
+  }
+
+  /**
+   * A source found a destination session dead while it used catalog client
+   * `stale`: its connection may be as dead (the same path), and nothing
+   * watches its reads, so it is replaced (once, whichever source says it
+   * first); reads waiting on it fail and their sources retry.
+   */
+  renewCatalog(stale: Sql): void {
+    if (stale !== this.#catalog) return;
+    this.#catalog = this.#connectCatalog();
+    stale.end({ timeout: 0 }).catch(() => {});
+  }
+
   /** Ends every connection; call once no source uses them. */
   async close(): Promise<void> {
-    await Promise.all([this.writers.close(), this.catalog.end({ timeout: 5 })]).catch(() => {});
+    await Promise.all([this.writers.close(), this.#catalog.end({ timeout: 5 })]).catch(() => {});
   }
 }
 

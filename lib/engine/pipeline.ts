@@ -17,6 +17,7 @@ import type { PipelineEvents, SyncProgress } from "./events.ts";
 import { readTargetTable } from "../apply/catalog.ts";
 import { Applier } from "../apply/applier.ts";
 import { createReplicationOrigin } from "../apply/writer_pool.ts";
+import { DeadSession } from "../apply/session_watchdog.ts";
 import { destinationParams, type SharedDestination } from "./destination.ts";
 import { type DriftReport, RouteTable } from "../apply/routes.ts";
 import type { TargetTable } from "../apply/types.ts";
@@ -383,6 +384,9 @@ export class SourcePipeline {
       await applier.close();
       applier = null;
       this.#log.info("stopped cleanly");
+    } catch (e) {
+      if (e instanceof DeadSession) this.destination.renewCatalog(dest);
+      throw e;
     } finally {
       applier?.abort();
       this.events.onConnected?.(false);

@@ -17,7 +17,7 @@ const SOURCES = 12;
 const WORKERS = 2;
 const PARALLELISM = 2;
 const BUDGET = WORKERS + PARALLELISM + 2;
-const ACCOUNTS = 300;
+const ACCOUNTS = 3000;
 
 interface Source {
   sid: string;

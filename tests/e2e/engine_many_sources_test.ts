@@ -117,7 +117,11 @@ async function assertStreamed(dst: postgres.Sql, sources: Source[], last: number
   for (const r of history) {
     assert.deepEqual(r.versions, expected, `history of sid ${r.sid}: versions in commit order`);
     assert.equal(r.current, 1, `history of sid ${r.sid}: one current version`);
-    assert.equal(r.chained, true, `history of sid ${r.sid}: each version ends when the next starts`);
+    assert.equal(
+      r.chained,
+      true,
+      `history of sid ${r.sid}: each version ends when the next starts`,
+    );
   }
   assert.equal(history.length, sources.length);
 }
@@ -204,6 +208,11 @@ Deno.test({
           kvsz = KvszProcess.start(["run", "--config", cfg]);
         }
         await writing;
+        // Every source of the last process resumed (what it applies again would show below).
+        await waitFor(() => (kvsz.output.match(/streaming from/g) ?? []).length === SOURCES, {
+          what: "every source streaming",
+          context: () => kvsz.output.slice(-3000),
+        });
         await waitFor(async () => {
           const [r] = await dst.unsafe(
             `SELECT count(*)::int AS n FROM h WHERE kvsz_end = '9999-01-01' AND n = $1`,

@@ -66,6 +66,36 @@ function sampleConnections(dst: postgres.Sql, dstDb: string) {
   };
 }
 
+/**
+ * Locks `accounts` in the destination until kvsz has `waiters` sessions
+ * waiting for the lock, and a second longer: sessions beyond the bound would
+ * show by then.
+ */
+async function whileLocked(
+  dst: postgres.Sql,
+  dstDb: string,
+  { waiters, meanwhile }: { waiters: number; meanwhile: () => Promise<unknown> },
+): Promise<void> {
+  const locker = await dst.reserve();
+  try {
+    await locker.unsafe(`BEGIN`);
+    await locker.unsafe(`LOCK TABLE accounts IN EXCLUSIVE MODE`);
+    await meanwhile();
+    await waitFor(async () => {
+      const [r] = await dst.unsafe(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = $1 AND application_name = 'kvsz' AND wait_event_type = 'Lock'`,
+        [dstDb],
+      );
+      return r.n >= waiters;
+    }, { what: `${waiters} kvsz sessions waiting for the lock` });
+    await new Promise((r) => setTimeout(r, 1000));
+  } finally {
+    await locker.unsafe(`COMMIT`);
+    locker.release();
+  }
+}
+
 /** Per source: `updates` updates of h (one row) and inserts into ev, one transaction each. */
 async function write(sources: Source[], from: number, to: number): Promise<void> {
   await Promise.all(sources.map(async (s) => {
@@ -170,9 +200,22 @@ Deno.test({
       const sampler = sampleConnections(dst, dstDb);
       await using kvsz = KvszProcess.start(["run", "--config", cfg]);
       try {
+        // Every copy of accounts waits for the lock holding its copy turn; the others wait
+        // for a turn.
+        await whileLocked(dst, dstDb, {
+          waiters: PARALLELISM,
+          meanwhile: () => Promise.resolve(kvsz.waitForOutput(/created slot/)),
+        });
         await accountsEqual();
         await write(sources, 1, rounds);
         await sources[0].sql.unsafe(`UPDATE accounts SET v = -v WHERE id <= 10`);
+        // Every source writes while the destination table is locked: each destination
+        // transaction holds its writer while it waits, and the others wait for a writer.
+        await whileLocked(dst, dstDb, {
+          waiters: WORKERS,
+          meanwhile: () =>
+            Promise.all(sources.map((s) => s.sql.unsafe(`UPDATE accounts SET v = v + 1`))),
+        });
         await accountsEqual();
         await waitFor(async () => {
           const [r] = await dst.unsafe(`SELECT count(*)::int AS n FROM ev`);

@@ -4,8 +4,9 @@
  * set-based per table, records progress in that same transaction, and tells
  * the reader what it may acknowledge.
  *
- * Destination work runs as jobs in a serial queue (job_queue.ts) on the
- * applier's own connection. A job takes the buffered changes with it when it
+ * Destination work runs as jobs in a serial queue (job_queue.ts). A
+ * destination transaction leases one of the shared writers (writer_pool.ts)
+ * at its first statement and gives it back at its COMMIT or ROLLBACK. A job takes the buffered changes with it when it
  * is queued, so the reader goes on decoding and folding the next batch while
  * the destination writes the previous one; it waits only when a job is
  * already waiting behind the running one (memory stays bounded). A failed
@@ -13,6 +14,7 @@
  * streams is streamed_transaction.ts.
  */
 import type { SessionWatchdog } from "./session_watchdog.ts";
+import type { WriterLease } from "./writer_pool.ts";
 import type { Sql } from "../pg/connect.ts";
 import { formatLsn } from "../pg/lsn.ts";
 import {
@@ -88,6 +90,14 @@ export interface ApplierOptions {
   onOperations?: (table: string, applied: AppliedOperations) => void;
   /** Looks at the destination session when a job goes unanswered (none: jobs wait as long as it takes). */
   watchdog?: SessionWatchdog;
+  /** Replication origin the source's writes are tagged with (none: untagged). */
+  origin?: string | null;
+}
+
+/** Where the applier's destination transactions get a writer (a `WriterPool`). */
+export interface Writers {
+  /** A writer tagged with `origin`, the caller's alone until released; rejects once `signal` aborts. */
+  lease(origin: string | null, signal?: AbortSignal): Promise<WriterLease>;
 }
 
 /** What one destination commit contained. */
@@ -132,7 +142,12 @@ function commitTimeIso(txn: OpenTransaction): string {
  */
 export class Applier {
   readonly #log;
+  /** The writer leased: from a destination transaction's first statement to its end, or briefly. */
+  #writer: WriterLease | null = null;
+  /** True while a destination transaction is open on {@link #writer}. */
   #inDestTx = false;
+  /** Aborted by {@link abort}: no writer is leased after it. */
+  readonly #aborted = new AbortController();
   /** The open destination transaction's BEGIN (sent, not awaited). */
   #begin: Promise<unknown> = Promise.resolve();
   #batches = new Map<TableRoute, TableBatch>();
@@ -171,8 +186,8 @@ export class Applier {
   #wake: () => void = () => {};
 
   constructor(
-    /** A client with exactly one connection (max 1), used by nothing else. */
-    private readonly dest: Sql,
+    /** The shared writers. */
+    private readonly writers: Writers,
     private readonly routes: RouteTable,
     progress: SourceProgress | null,
     private readonly opts: ApplierOptions,
@@ -182,8 +197,7 @@ export class Applier {
     this.#jobs = new JobQueue<JobScope>({
       explain: (e, scope) => explainJobFailure(e, scope, this.#readUpTo()),
       afterJob: () => this.#afterJob(),
-      watch: watchdog &&
-        ((job) => watchdog.watch(job, () => void this.dest.end({ timeout: 0 }).catch(() => {}))),
+      watch: watchdog && ((job) => watchdog.watch(job, () => this.#writer, this.#log)),
     });
     this.#skipUpTo = progress?.commitLsn ?? 0n;
     this.#safeLsn = progress?.endLsn ?? 0n;
@@ -300,8 +314,10 @@ export class Applier {
     // Busy: the pending commit records a later position.
     if (lsn <= this.#safeLsn || this.busy || this.#jobs.failure) return;
     this.#jobs.push({ folded: false, streamedXid: null }, async () => {
-      if (this.#inDestTx) return;
-      await recordIdlePosition(this.dest, this.opts, formatLsn(lsn));
+      if (this.#writer) return;
+      const writer = await this.#lease();
+      await recordIdlePosition(writer.sql, this.opts, formatLsn(lsn));
+      this.#release();
       if (lsn > this.#safeLsn) this.#safeLsn = lsn;
     })?.catch(() => {}); // a failure reaches the reader through `failed`
   }
@@ -315,22 +331,24 @@ export class Applier {
     if (this.#txn === null && this.#pending && !this.#streamed) this.#queueCommit();
     await this.#jobs.settled;
     if (this.#jobs.failure) throw this.#jobs.failure;
-    if (this.#inDestTx) {
-      this.#inDestTx = false;
-      await this.dest.unsafe("ROLLBACK");
-    }
+    if (this.#inDestTx) await this.#writer!.sql.unsafe("ROLLBACK");
+    this.#release();
   }
 
   /**
-   * Forgets uncommitted work after an error. The connection may be dead: no
-   * ROLLBACK is sent; closing the client ends the session and the server rolls back.
+   * Forgets uncommitted work after an error. The writer may be dead: no
+   * ROLLBACK is sent; it is given back broken (its connection ends, the server
+   * rolls back), and no other is leased.
    */
   abort(): void {
     clearTimeout(this.#timer);
     clearTimeout(this.#idleTimer);
     this.#streamed?.end();
     this.#takeBatches();
+    this.#aborted.abort(new Error("the applier stopped"));
     this.#inDestTx = false;
+    this.#writer?.release(true);
+    this.#writer = null;
   }
 
   /**
@@ -399,9 +417,9 @@ export class Applier {
     this.#streamedInDestTx = null;
     return this.#jobs.push(scope, async () => {
       if (!this.#inDestTx) return;
-      this.#inDestTx = false;
       await this.#begin;
-      await this.dest.unsafe("ROLLBACK");
+      await this.#writer!.sql.unsafe("ROLLBACK");
+      this.#release();
     });
   }
 
@@ -445,7 +463,7 @@ export class Applier {
     const scope = { folded: !txn.oneByOne, streamedXid: this.#streamedInDestTx };
     const wait = this.#jobs.push(scope, async () => {
       const started = performance.now();
-      const rows = await truncateTogether(this.#ensureDestTx(), routes, at);
+      const rows = await truncateTogether(await this.#destTx(), routes, at);
       const seconds = (performance.now() - started) / 1000;
       for (const [route, n] of rows) {
         counts[route.mode] += n;
@@ -508,7 +526,7 @@ export class Applier {
       one: { change, commitLsn },
     };
     this.#jobs.push(scope, async () => {
-      this.#ensureDestTx();
+      await this.#destTx();
       await this.#begin; // the value goes on the connection's socket: nothing may be in flight
       await this.#write(batches, counts, scope);
     });
@@ -602,7 +620,7 @@ export class Applier {
     return this.#jobs.push(scope, async () => {
       const started = performance.now();
       await this.#write(batches, info.counts, scope);
-      const tx = this.#ensureDestTx();
+      const tx = await this.#destTx();
       await writeProgress(tx, this.opts, {
         commitLsn: formatLsn(pending.commitLsn),
         endLsn: formatLsn(pending.endLsn),
@@ -611,8 +629,8 @@ export class Applier {
       });
       await this.#begin;
       const result = await tx.unsafe("COMMIT");
-      this.#inDestTx = false;
       if (result.command === "ROLLBACK") throw new Error("destination rolled back the batch");
+      this.#release();
       info.seconds = (performance.now() - started) / 1000;
       this.#safeLsn = pending.endLsn;
       this.#skipUpTo = pending.commitLsn;
@@ -639,18 +657,38 @@ export class Applier {
     return batches;
   }
 
-  #ensureDestTx(): Sql {
-    // A single-connection client: statements run in order on one session. If the
-    // connection dies the statement fails, and the applier is dropped (never reused).
+  /** The open destination transaction's client, leasing a writer and beginning it first. */
+  async #destTx(): Promise<Sql> {
+    // A writer is one connection: statements run in order on one session. If it
+    // dies the statement fails, and the writer is given back broken (never reused).
     if (!this.#inDestTx) {
+      const writer = this.#writer ?? await this.#lease();
       // Not awaited: BEGIN goes out with the first statement (one round trip less).
       // Deferrable constraints are checked at COMMIT: tables are written one after
       // another, so a child row may be written before its parent.
-      this.#begin = this.dest.unsafe("BEGIN; SET CONSTRAINTS ALL DEFERRED").execute();
+      this.#begin = writer.sql.unsafe("BEGIN; SET CONSTRAINTS ALL DEFERRED").execute();
       this.#begin.catch(() => {}); // awaited before COMMIT
       this.#inDestTx = true;
     }
-    return this.dest;
+    return this.#writer!.sql;
+  }
+
+  /** Leases a writer (in line behind the sources that asked first); held until {@link #release}. */
+  async #lease(): Promise<WriterLease> {
+    const writer = await this.writers.lease(this.opts.origin ?? null, this.#aborted.signal);
+    if (this.#aborted.signal.aborted) { // aborted while the lease was on its way
+      writer.release(true);
+      throw this.#aborted.signal.reason;
+    }
+    this.#writer = writer;
+    return writer;
+  }
+
+  /** Gives the writer back after a COMMIT or ROLLBACK (or a brief write outside a transaction). */
+  #release(): void {
+    this.#inDestTx = false;
+    this.#writer?.release();
+    this.#writer = null;
   }
 
   /**
@@ -663,7 +701,7 @@ export class Applier {
     scope: JobScope,
   ): Promise<void> {
     if (batches.size === 0) return;
-    const tx = this.#ensureDestTx();
+    const tx = await this.#destTx();
     for (const [route, batch] of parentsFirst([...batches])) {
       if (batch.size === 0) continue;
       scope.writing = route;

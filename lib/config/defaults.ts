@@ -17,6 +17,8 @@ export const DEFAULT_APPLY = {
   queueSize: 20_000,
   streamInProgress: true,
   streamWaitMs: 5000,
+  /** Destination writer connections shared by every source. */
+  workers: 4,
   /** A table whose target lost a source column stops until fixed: nothing is lost silently. */
   onColumnDrift: "stop" as ColumnDriftPolicy,
 };

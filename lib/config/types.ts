@@ -97,11 +97,16 @@ export interface ApplyConfig {
   spoolDir?: string;
   /** `on_column_drift` of tables that do not set their own. */
   onColumnDrift: ColumnDriftPolicy;
+  /**
+   * Destination connections that write, shared by every source: a source's
+   * destination transaction holds one from its first statement to its COMMIT.
+   */
+  workers: number;
 }
 
 /** Initial sync knobs. */
 export interface SyncConfig {
-  /** Tables copied in parallel per source. */
+  /** Tables (or page ranges) copied at once, over all sources together. */
   parallelism: number;
   /** Rows per second per source during initial copy; 0 = unlimited. */
   rate: number;

@@ -64,6 +64,7 @@ const APPLY_KEYS = [
   "stream_wait_ms",
   "spool_dir",
   "on_column_drift",
+  "workers",
 ];
 const SYNC_KEYS = ["parallelism", "rate", "burst", "split_mb"];
 const TIMEOUTS_KEYS = ["replication_receive_seconds", "destination_check_seconds"];
@@ -178,6 +179,7 @@ function apply(check: Checker, map: Map<string, unknown>): ApplyConfig {
     spoolDir: check.string(map, "spool_dir", path),
     onColumnDrift: check.choice(map, "on_column_drift", path, { allowed: COLUMN_DRIFT_POLICIES }) ??
       DEFAULT_APPLY.onColumnDrift,
+    workers: check.integer(map, "workers", path, { min: 1 }) ?? DEFAULT_APPLY.workers,
   };
 }
 

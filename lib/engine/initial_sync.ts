@@ -2,6 +2,8 @@
  * Initial sync: copies mapped tables from a source snapshot into their targets
  * as a byte pipe (`COPY (SELECT …) TO STDOUT` → `COPY … FROM STDIN`), several
  * at a time, all in the same exported snapshot, optionally rate limited.
+ * Every task takes one of the process's copy turns (copy_slots.ts) and opens
+ * its connections only then.
  *
  * A table copied whole commits together with its `kvsz.synced_tables` record.
  * A large table (PostgreSQL 14+, a key, not a re-sync) is copied as ranges of
@@ -38,6 +40,7 @@ import {
 } from "../source/range_log.ts";
 import { log } from "../log.ts";
 import { type SyncProgress } from "./events.ts";
+import type { CopySlots } from "./copy_slots.ts";
 
 /** One table to copy. */
 export interface SyncJob {
@@ -57,7 +60,9 @@ export interface CopyOptions {
   snapshotName: string;
   /** LSN of the snapshot: changes committed at or below it are in the copy. */
   snapshotLsn: bigint;
-  /** Destination pool for kvsz's records; each worker opens its own connection for copies. */
+  /** The source's catalog connection (sizes the tables; not in the snapshot). */
+  source: Sql;
+  /** Destination client for kvsz's records; each worker opens its own connection for copies. */
   dest: Sql;
   destUrl: string;
   /** Startup parameters of the workers' destination connections. */
@@ -66,6 +71,10 @@ export interface CopyOptions {
   database: string;
   sid: string;
   parallelism: number;
+  /** The copy turns shared by every source: a worker copies only while it holds one. */
+  slots: CopySlots;
+  /** Aborts a wait for a turn (the pipeline stops). */
+  signal?: AbortSignal;
   /** Tables of at least this many bytes are copied as page ranges in parallel (0 = never). */
   splitBytes: number;
   /** Rows per second for this source (0 = unlimited) and burst size. */
@@ -121,37 +130,67 @@ interface TaskRun {
   opts: CopyOptions;
 }
 
-/** Copies every job, `parallelism` tasks at a time, in the exported snapshot. */
+/**
+ * Copies every job in the exported snapshot, with up to `parallelism`
+ * workers, each copying only while it holds a copy turn.
+ */
 export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<void> {
   if (jobs.length === 0) return;
   jobs = await undoInterrupted(jobs, opts);
   const limiter = opts.rate > 0 ? new RateLimiter(opts.rate, opts.burst || opts.rate) : null;
-  // One connection per worker and side (max 1): every source statement runs in the
-  // snapshot transaction, and the relay writes to the destination's own socket.
-  const workers: Worker[] = Array.from({ length: Math.max(1, opts.parallelism) }, () => ({
-    source: connect(opts.sourceUrl, { max: 1 }),
-    dest: connect(opts.destUrl, { max: 1, params: opts.destParams }),
-  }));
-  try {
-    // Every worker imports the snapshot before any copy starts.
-    await Promise.all(workers.map((w) => importSnapshot(w.source, opts.snapshotName)));
-    const tasks = await planTasks(workers[0].source, jobs, opts);
-    const queue = new ParentsFirstQueue(tasks);
-    const run = async (worker: Worker) => {
+  const tasks = await planTasks(opts.source, jobs, opts);
+  const queue = new ParentsFirstQueue(tasks);
+  const run = async () => {
+    let worker: Worker | null = null;
+    try {
       for (let task = await queue.next(); task; task = await queue.next()) {
+        if (!worker) {
+          await opts.slots.acquire(opts.signal);
+          worker = openWorker(opts);
+          await importSnapshot(worker.source, opts.snapshotName);
+        }
         await runTask(worker, task, limiter, opts);
         queue.done();
+        if (opts.slots.contended || !queue.hasReady()) {
+          // Another source's task waits, or this worker would: give the turn up.
+          await closeWorker(worker);
+          worker = null;
+          opts.slots.release();
+        }
       }
-    };
-    // Fail fast on any error.
-    await Promise.all(workers.slice(0, tasks.length).map(run));
-  } finally {
-    // The read-only snapshot transactions end with the connections: no COMMIT,
-    // whose promise npm:postgres sometimes never resolves after a COPY.
-    await Promise.all(
-      workers.flatMap((w) => [w.source.end({ timeout: 0 }), w.dest.end({ timeout: 5 })]),
-    );
-  }
+    } catch (e) {
+      queue.close(); // the other workers stop after their task
+      throw e;
+    } finally {
+      if (worker) {
+        await closeWorker(worker);
+        opts.slots.release();
+      }
+    }
+  };
+  // Fail fast on any error.
+  const workers = Math.min(Math.max(1, opts.parallelism), tasks.length);
+  await Promise.all(Array.from({ length: workers }, run));
+}
+
+/**
+ * A worker's connections, one per side (max 1): every source statement runs in
+ * the snapshot transaction, and the relay writes to the destination's own socket.
+ */
+function openWorker(opts: CopyOptions): Worker {
+  return {
+    source: connect(opts.sourceUrl, { max: 1 }),
+    dest: connect(opts.destUrl, { max: 1, params: opts.destParams }),
+  };
+}
+
+/**
+ * Ends a worker's connections. The read-only snapshot transaction ends with
+ * its connection: no COMMIT, whose promise npm:postgres sometimes never
+ * resolves after a COPY.
+ */
+async function closeWorker(worker: Worker): Promise<void> {
+  await Promise.all([worker.source.end({ timeout: 0 }), worker.dest.end({ timeout: 5 })]);
 }
 
 /**
@@ -181,12 +220,25 @@ class ParentsFirstQueue {
     }
   }
 
+  /** True when a task is waiting whose parents are copied. */
+  hasReady(): boolean {
+    return this.#waiting.some((t) => this.#ready(t));
+  }
+
+  /** Gives up the tasks not taken yet (a task failed): {@link next} returns undefined. */
+  close(): void {
+    this.#waiting = [];
+    for (const wake of this.#wakeUps.splice(0)) wake();
+  }
+
+  #ready(t: Task): boolean {
+    return this.#parents.get(t.table)!.every((p) => p.remaining === 0);
+  }
+
   /** The next task whose parents are copied, waiting for them when needed; undefined at the end. */
   async next(): Promise<Task | undefined> {
     while (this.#waiting.length > 0) {
-      const ready = this.#waiting.findIndex((t) =>
-        this.#parents.get(t.table)!.every((p) => p.remaining === 0)
-      );
+      const ready = this.#waiting.findIndex((t) => this.#ready(t));
       if (ready >= 0 || this.#running === 0) {
         this.#running++;
         return this.#waiting.splice(Math.max(ready, 0), 1)[0];

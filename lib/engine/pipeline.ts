@@ -3,7 +3,8 @@
  * publication in line, create its slot (copying every table in the slot's
  * snapshot) or resume it (copying tables added since), then stream into the
  * applier until asked to stop. Failures are retried with capped exponential
- * backoff, resuming from the progress stored in the destination.
+ * backoff, resuming from the progress stored in the destination. Its
+ * destination connections are the process's shared ones (destination.ts).
  */
 import type { Config, DatabaseMapping, SourceUrl, TableMapping } from "../config/types.ts";
 import { connect, serverMajor, type Sql } from "../pg/connect.ts";
@@ -15,7 +16,9 @@ import { log } from "../log.ts";
 import type { PipelineEvents, SyncProgress } from "./events.ts";
 import { readTargetTable } from "../apply/catalog.ts";
 import { Applier } from "../apply/applier.ts";
-import { SessionWatchdog } from "../apply/session_watchdog.ts";
+import { createReplicationOrigin } from "../apply/writer_pool.ts";
+import { DeadSession } from "../apply/session_watchdog.ts";
+import { destinationParams, type SharedDestination } from "./destination.ts";
 import { type DriftReport, RouteTable } from "../apply/routes.ts";
 import type { TargetTable } from "../apply/types.ts";
 import {
@@ -58,6 +61,8 @@ export class SourcePipeline {
   readonly #log;
   #stopRequested: () => void = () => {};
   readonly #stop: Promise<void>;
+  /** Aborted by {@link stop}: a wait for a copy turn ends. */
+  readonly #stopSignal = new AbortController();
   #stopping = false;
   /** Streamed transactions to spool rather than apply as they arrive (see StreamRestart). */
   readonly #spoolOnly = new Set<number>();
@@ -78,15 +83,22 @@ export class SourcePipeline {
 
   readonly db: DatabaseMapping;
   readonly source: SourceUrl;
+  /** The destination connections every source shares. */
+  readonly destination: SharedDestination;
 
   constructor(
     readonly config: Config,
-    /** The source: its database entry and its URL entry. */
-    { db, source }: { db: DatabaseMapping; source: SourceUrl },
+    /** The source (its database entry and URL entry), and the shared destination. */
+    { db, source, destination }: {
+      db: DatabaseMapping;
+      source: SourceUrl;
+      destination: SharedDestination;
+    },
     readonly events: PipelineEvents = {},
   ) {
     this.db = db;
     this.source = source;
+    this.destination = destination;
     this.name = kvszObjectName(db.database, source.sid);
     this.#log = log("source").with({ database: db.database, sid: source.sid });
     this.#stop = new Promise((resolve) => (this.#stopRequested = resolve));
@@ -101,6 +113,7 @@ export class SourcePipeline {
   stop(): void {
     this.#stopping = true;
     this.#stopRequested();
+    this.#stopSignal.abort(new Error("stopping"));
   }
 
   /**
@@ -168,26 +181,23 @@ export class SourcePipeline {
   /** One attempt: prepare, sync what needs it, stream until stopped or failed. */
   async runOnce(): Promise<void> {
     const cfg = this.config;
-    const params = destinationParams(cfg);
-    const dest = connect(cfg.destination.url, { max: cfg.sync.parallelism + 1, params });
+    const dest = this.destination.catalog;
     const src = connect(this.source.url);
     const replication = connect(this.source.url, { replication: true });
-    const applyConn = connect(cfg.destination.url, { max: 1, params });
     let applier: Applier | null = null;
     try {
-      // The destination's side (kvsz schema, target tables) is read while the source's is
-      // prepared; the replication and apply connections open meanwhile (each costs a round
-      // of authentication), the apply one tagging its writes.
+      // The destination's side (kvsz schema, target tables, the origin tagging the
+      // source's writes) is read while the source's is prepared; the replication
+      // connection opens meanwhile (each costs a round of authentication).
       const destReady = (async () => {
         await ensureKvszSchema(dest);
         return await readTargets(dest, cfg.destination.schema, this.db.tables);
       })();
       destReady.catch(() => {}); // awaited below, after the source's errors
+      const origin = createReplicationOrigin(dest, this.name);
       // The walsender's pid: should this connection die silently, the next attempt ends it.
       const walsender = replication.unsafe("SELECT pg_backend_pid() AS pid")
         .then((rows) => Number(rows[0].pid), () => null); // fails again where it is used
-      const applyPid = this.#prepareApplySession(applyConn);
-      applyPid.catch(() => {}); // awaited below, after the source's errors
       const [major] = await Promise.all([serverMajor(src), checkWalLevel(src)]);
       if (this.source.failover && major < 17) {
         throw new NeedsPersonError(
@@ -269,7 +279,7 @@ export class SourcePipeline {
           lsn: formatLsn(created.consistentPoint),
         });
         const jobs = tables.filter(copied).map(job);
-        await this.#copy(jobs, { snapshot: created, major, dest });
+        await this.#copy(jobs, { snapshot: created, major, src });
         await resetProgress(
           dest,
           { database: this.db.database, sid: this.source.sid },
@@ -281,7 +291,7 @@ export class SourcePipeline {
         const jobs = tables
           .filter((t) => (synced.get(t.mapping.source)?.lsn ?? 0n) === 0n && copied(t))
           .map(job);
-        if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, major, dest);
+        if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, major, src);
         else recordsChanged = false;
         startLsn = storedLsn ?? slot.confirmedFlushLsn ?? 0n;
       }
@@ -312,12 +322,14 @@ export class SourcePipeline {
         synced: syncedNow,
         onDrift,
       });
-      const watchdog = new SessionWatchdog(cfg.destination.url, {
-        checkSeconds: cfg.timeouts.destinationCheckSeconds,
-        log: this.#log,
-      });
+      const tagged = await origin;
+      if (!tagged) {
+        this.#log.debug("writes not tagged with a replication origin: kvsz may not create {name}", {
+          name: this.name,
+        });
+      }
       applier = new Applier(
-        applyConn,
+        this.destination.writers,
         routes,
         progressNow,
         {
@@ -331,15 +343,12 @@ export class SourcePipeline {
           onCommit: this.events.onCommit,
           onAnomaly: this.events.onAnomaly,
           onOperations: this.events.onOperations,
-          watchdog,
+          watchdog: this.destination.watchdog,
+          origin: tagged ? this.name : null,
         },
       );
       // Only a metric: the slot poller tries again.
-      const [lag, pid] = await Promise.all([
-        readSlotLag(src, this.name).catch(() => null),
-        applyPid,
-      ]);
-      watchdog.pid = pid;
+      const lag = await readSlotLag(src, this.name).catch(() => null);
       if (lag) this.events.onSlotLag?.(lag);
       this.#log.info("streaming from {lsn}", { lsn: formatLsn(startLsn) });
       this.events.onConnected?.(true);
@@ -375,14 +384,15 @@ export class SourcePipeline {
       await applier.close();
       applier = null;
       this.#log.info("stopped cleanly");
+    } catch (e) {
+      if (e instanceof DeadSession) this.destination.renewCatalog(dest);
+      throw e;
     } finally {
       applier?.abort();
       this.events.onConnected?.(false);
       await Promise.all([
         replication.end({ timeout: 0 }), // its final status update is already sent
         src.end({ timeout: 2 }),
-        dest.end({ timeout: 5 }),
-        applyConn.end({ timeout: 5 }),
       ]).catch(() => {});
     }
   }
@@ -506,34 +516,6 @@ export class SourcePipeline {
   }
 
   /**
-   * Tags the applier's writes with replication origin `kvsz_<database>_<sid>`,
-   * so a kvsz (or subscription) reading the destination with `origin none`
-   * never echoes them back. Needs superuser (or a granted
-   * pg_replication_origin_* function); without it kvsz streams all the same.
-   */
-  async #markWrites(applyConn: Sql): Promise<void> {
-    try {
-      await applyConn.unsafe(
-        `SELECT pg_replication_origin_create($1)
-          WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`,
-        [this.name],
-      );
-      await applyConn.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [this.name]);
-    } catch (e) {
-      this.#log.debug("writes not tagged with a replication origin: {error}", {
-        error: describeError(e),
-      });
-    }
-  }
-
-  /** Tags the apply session's writes ({@link #markWrites}) and returns its backend pid. */
-  async #prepareApplySession(applyConn: Sql): Promise<number | null> {
-    await this.#markWrites(applyConn);
-    const [row] = await applyConn.unsafe("SELECT pg_backend_pid() AS pid");
-    return Number(row.pid);
-  }
-
-  /**
    * Ends this kvsz's walsender of an earlier attempt whose connection was
    * given up as dead: the server keeps it (and the slot) until its
    * wal_sender_timeout, which may be long or off.
@@ -555,25 +537,28 @@ export class SourcePipeline {
   }
 
   /**
-   * Copies `jobs` in the snapshot, keeping kvsz's records on the pipeline's
-   * destination pool `dest`. Each target is analyzed on that pool once copied,
-   * in the background (fresh statistics, or the first set-based statements
-   * plan against an empty table; a plan made before is replanned when the
-   * statistics change), so streaming need not wait for it.
+   * Copies `jobs` in the snapshot, taking the process's copy turns and keeping
+   * kvsz's records on the shared catalog connection. Each target is analyzed
+   * there once copied, in the background (fresh statistics, or the first
+   * set-based statements plan against an empty table; a plan made before is
+   * replanned when the statistics change), so streaming need not wait for it.
    */
   async #copy(
     jobs: SyncJob[],
-    { snapshot, major, dest }: {
+    { snapshot, major, src }: {
       /** The slot's exported snapshot and its consistent point. */
       snapshot: { snapshotName: string; consistentPoint: bigint };
       /** The source's major version. */
       major: number;
-      dest: Sql;
+      /** The source's catalog connection. */
+      src: Sql;
     },
   ): Promise<void> {
     if (jobs.length === 0) return;
+    const dest = this.destination.catalog;
     await copyTables(jobs, {
       sourceUrl: this.source.url,
+      source: src,
       sourceMajor: major,
       snapshotName: snapshot.snapshotName,
       snapshotLsn: snapshot.consistentPoint,
@@ -584,6 +569,8 @@ export class SourcePipeline {
       database: this.db.database,
       sid: this.source.sid,
       parallelism: this.config.sync.parallelism,
+      slots: this.destination.copySlots,
+      signal: this.#stopSignal.signal,
       splitBytes: this.config.sync.splitMb * 1024 * 1024,
       rate: this.config.sync.rate,
       burst: this.config.sync.burst,
@@ -602,7 +589,7 @@ export class SourcePipeline {
    * exports a snapshot whose LSN is recorded per table, and the stream applies
    * their changes only above it.
    */
-  async #copyWithTemporarySlot(jobs: SyncJob[], major: number, dest: Sql): Promise<void> {
+  async #copyWithTemporarySlot(jobs: SyncJob[], major: number, src: Sql): Promise<void> {
     const replication = connect(this.source.url, { replication: true });
     try {
       const temp = await createSlotWithSnapshot(
@@ -614,16 +601,11 @@ export class SourcePipeline {
         count: jobs.length,
         lsn: formatLsn(temp.consistentPoint),
       });
-      await this.#copy(jobs, { snapshot: temp, major, dest });
+      await this.#copy(jobs, { snapshot: temp, major, src });
     } finally {
       await replication.end({ timeout: 2 });
     }
   }
-}
-
-/** Startup parameters of every destination connection that writes (`destination.replica_role`). */
-function destinationParams(cfg: Config): Record<string, string> | undefined {
-  return cfg.destination.replicaRole ? { session_replication_role: "replica" } : undefined;
 }
 
 async function checkWalLevel(src: Sql): Promise<void> {

@@ -2,12 +2,16 @@
  * Runs one pipeline per source and applies config reloads: a source whose
  * settings did not change keeps streaming; a changed one, or one with column
  * drift (a fixed target is copied again), is stopped cleanly and started
- * again; a removed one stops; a new one starts.
+ * again; a removed one stops; a new one starts. It owns the destination
+ * connections every source shares (destination.ts): a reload that changes the
+ * destination, `apply.workers` or `sync.parallelism` changes every source's
+ * fingerprint, so all stop first, and then the shared ones are made again.
  */
 import type { Config, DatabaseMapping, SourceUrl } from "../config/types.ts";
 import { log } from "../log.ts";
 import { SourcePipeline } from "./pipeline.ts";
 import { type PipelineEvents } from "./events.ts";
+import { SharedDestination, sharedKey } from "./destination.ts";
 
 interface Running {
   pipeline: SourcePipeline;
@@ -21,6 +25,7 @@ function fingerprint(config: Config, db: DatabaseMapping, source: SourceUrl): st
     config.destination,
     config.apply,
     config.sync,
+    config.timeouts,
     db.tables,
     source,
   ]);
@@ -29,6 +34,7 @@ function fingerprint(config: Config, db: DatabaseMapping, source: SourceUrl): st
 /** Owns the running pipelines of a kvsz process. */
 export class Supervisor {
   #running = new Map<string, Running>();
+  #shared: SharedDestination | null = null;
   readonly #log = log("run");
 
   constructor(
@@ -60,11 +66,12 @@ export class Supervisor {
       }
     }
     await Promise.all(stopping);
+    const shared = await this.#sharedFor(config);
     for (const [key, { db, source }] of wanted) {
       if (this.#running.has(key)) continue;
       const pipeline = new SourcePipeline(
         config,
-        { db, source },
+        { db, source, destination: shared },
         this.events(db.database, source.sid),
       );
       this.#running.set(key, {
@@ -73,6 +80,21 @@ export class Supervisor {
         done: pipeline.run(),
       });
     }
+  }
+
+  /**
+   * The shared destination for `config`: the current one, or a new one when
+   * its settings changed (every pipeline was stopped above: their
+   * fingerprints hold those settings).
+   */
+  async #sharedFor(config: Config): Promise<SharedDestination> {
+    if (this.#shared?.key === sharedKey(config)) return this.#shared;
+    if (this.#running.size > 0) {
+      throw new Error("the shared destination changed under running sources");
+    }
+    await this.#shared?.close();
+    this.#shared = new SharedDestination(config);
+    return this.#shared;
   }
 
   /** Number of running pipelines. */
@@ -86,5 +108,7 @@ export class Supervisor {
     for (const r of all) r.pipeline.stop();
     await Promise.all(all.map((r) => r.done));
     this.#running.clear();
+    await this.#shared?.close();
+    this.#shared = null;
   }
 }

@@ -10,6 +10,8 @@ import { clusterSuite, type TestCluster } from "../support/cluster.ts";
 import { connect, type Sql } from "../../lib/pg/connect.ts";
 import { formatLsn } from "../../lib/pg/lsn.ts";
 import { Applier } from "../../lib/apply/applier.ts";
+import { WriterPool } from "../../lib/apply/writer_pool.ts";
+import { log } from "../../lib/log.ts";
 import { RouteTable } from "../../lib/apply/routes.ts";
 import { ensureKvszSchema, readProgress } from "../../lib/apply/progress.ts";
 import type { TableMapping } from "../../lib/config/types.ts";
@@ -112,6 +114,7 @@ async function destination(cluster: TestCluster) {
   const mappings = new Map([["items", mapping("items")], ["other", mapping("other")]]);
   /** Connections the appliers opened, closed by `close`. */
   const opened: Sql[] = [];
+  const writers = new WriterPool({ url: cluster.url(db), size: 1, log: log("apply") });
   return {
     sql,
     /** A new applier resuming from the stored progress, as a pipeline starts one. */
@@ -125,7 +128,7 @@ async function destination(cluster: TestCluster) {
         sid: SID,
         synced: new Map(),
       });
-      return new Applier(conn, routes, await readProgress(sql, DATABASE, SID), {
+      return new Applier(writers, routes, await readProgress(sql, DATABASE, SID), {
         database: DATABASE,
         sid: SID,
         batchSize: 1000,
@@ -148,7 +151,7 @@ async function destination(cluster: TestCluster) {
       return { ...p };
     },
     async close(): Promise<void> {
-      await Promise.all(opened.map((c) => c.end({ timeout: 1 })));
+      await Promise.all([...opened.map((c) => c.end({ timeout: 1 })), writers.close()]);
     },
   };
 }

@@ -12,6 +12,7 @@ import { startHttpServer } from "../../lib/observe/http_server.ts";
 import { startSlotPoller } from "../../lib/observe/slot_poller.ts";
 import { parseConfig } from "../../lib/config/load.ts";
 import { SourcePipeline } from "../../lib/engine/pipeline.ts";
+import { SharedDestination } from "../../lib/engine/destination.ts";
 import { clusterSuite, startCluster, type TestCluster } from "../support/cluster.ts";
 import { KvszProcess, waitFor, writeConfig } from "../support/kvsz.ts";
 import { freePort } from "../../lib/pg/local_cluster.ts";
@@ -162,9 +163,10 @@ async function pipelineMoves(c: TestCluster): Promise<void> {
   const db = config.databases[0];
   const labels = { database: srcDb, sid: "1" };
   const metrics = new Metrics();
+  const destination = new SharedDestination(config);
   const pipeline = new SourcePipeline(
     config,
-    { db, source: db.urls[0] },
+    { db, source: db.urls[0], destination },
     metrics.pipelineEvents(srcDb, "1"),
   );
   const running = pipeline.run();
@@ -214,6 +216,7 @@ async function pipelineMoves(c: TestCluster): Promise<void> {
   } finally {
     pipeline.stop();
     await running;
+    await destination.close();
     await poller.stop();
   }
 }

@@ -108,6 +108,7 @@ Deno.test("defaults are applied to everything left out", () => {
     streamWaitMs: 5000,
     spoolDir: undefined,
     onColumnDrift: "stop",
+    workers: 4,
   });
   assert.deepEqual(cfg.sync, { parallelism: 2, rate: 0, burst: 0, splitMb: 64 });
   assert.deepEqual(cfg.metrics, { listen: "127.0.0.1:9187", readyMaxLagSeconds: 60 });
@@ -119,7 +120,7 @@ Deno.test("every setting is read", () => {
   const cfg = parseConfig(
     config(
       "      t1:\n",
-      `apply: { batch_size: 5, commit_interval_ms: 0, queue_size: 50, stream_in_progress: false, stream_wait_ms: 100, spool_dir: /var/tmp, on_column_drift: continue }
+      `apply: { batch_size: 5, commit_interval_ms: 0, queue_size: 50, stream_in_progress: false, stream_wait_ms: 100, spool_dir: /var/tmp, on_column_drift: continue, workers: 8 }
 sync: { parallelism: 4, rate: 1000 }
 metrics: { listen: "", ready_max_lag_seconds: 5 }
 log: { level: warning, format: json }
@@ -137,6 +138,7 @@ status: { retained_wal_warn_mb: 2 }
     streamWaitMs: 100,
     spoolDir: "/var/tmp",
     onColumnDrift: "continue",
+    workers: 8,
   });
   assert.equal(cfg.databases[0].tables[0].onColumnDrift, "continue", "the tables' default");
   assert.deepEqual(
@@ -212,7 +214,7 @@ Deno.test("error: unknown key far from any known key lists the known keys", () =
   assertOneProblem(
     config("      t1:\n", "apply: { colour: blue }\n"),
     "apply.colour",
-    "unknown key (expected one of batch_size, commit_interval_ms, queue_size, stream_in_progress, stream_wait_ms, spool_dir, on_column_drift)",
+    "unknown key (expected one of batch_size, commit_interval_ms, queue_size, stream_in_progress, stream_wait_ms, spool_dir, on_column_drift, workers)",
   );
 });
 

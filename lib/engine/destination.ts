@@ -1,0 +1,75 @@
+/**
+ * What every source of a kvsz process shares on the destination, so that its
+ * connections there are bounded by configuration, not by the number of
+ * sources: the writers (`apply.workers`), one connection for kvsz's catalog
+ * and progress reads and schema work, the initial copy's turns
+ * (`sync.parallelism`, one connection each), and the session watchdog (one
+ * probe at a time). At most `apply.workers + sync.parallelism + 2`.
+ */
+import type { Config } from "../config/types.ts";
+import { connect, type Sql } from "../pg/connect.ts";
+import { log } from "../log.ts";
+import { WriterPool } from "../apply/writer_pool.ts";
+import { SessionWatchdog } from "../apply/session_watchdog.ts";
+import { CopySlots } from "./copy_slots.ts";
+
+/** The destination connections and turns every source shares (see the module comment). */
+export class SharedDestination {
+  #catalog: Sql;
+  readonly #connectCatalog: () => Sql;
+  readonly writers: WriterPool;
+  readonly copySlots: CopySlots;
+  readonly watchdog: SessionWatchdog;
+  /** The settings these were made with (see {@link sharedKey}). */
+  readonly key: string;
+
+  constructor(config: Config) {
+    const url = config.destination.url;
+    const params = destinationParams(config);
+    this.key = sharedKey(config);
+    this.#connectCatalog = () => connect(url, { max: 1, params });
+    this.#catalog = this.#connectCatalog();
+    this.writers = new WriterPool({ url, size: config.apply.workers, params, log: log("apply") });
+    this.copySlots = new CopySlots(config.sync.parallelism);
+    this.watchdog = new SessionWatchdog(url, {
+      checkSeconds: config.timeouts.destinationCheckSeconds,
+    });
+  }
+
+  /** kvsz's catalog, progress reads and schema work: one connection, statements queue. */
+  get catalog(): Sql {
+    return this.#catalog;
+  }
+
+  /**
+   * A source found a destination session dead while it used catalog client
+   * `stale`: its connection may be as dead (the same path), and nothing
+   * watches its reads, so it is replaced (once, whichever source says it
+   * first); reads waiting on it fail and their sources retry.
+   */
+  renewCatalog(stale: Sql): void {
+    if (stale !== this.#catalog) return;
+    this.#catalog = this.#connectCatalog();
+    stale.end({ timeout: 0 }).catch(() => {});
+  }
+
+  /** Ends every connection; call once no source uses them. */
+  async close(): Promise<void> {
+    await Promise.all([this.writers.close(), this.#catalog.end({ timeout: 5 })]).catch(() => {});
+  }
+}
+
+/** The settings whose change needs a new {@link SharedDestination}. */
+export function sharedKey(config: Config): string {
+  return JSON.stringify([
+    config.destination,
+    config.apply.workers,
+    config.sync.parallelism,
+    config.timeouts.destinationCheckSeconds,
+  ]);
+}
+
+/** Startup parameters of every destination connection that writes (`destination.replica_role`). */
+export function destinationParams(cfg: Config): Record<string, string> | undefined {
+  return cfg.destination.replicaRole ? { session_replication_role: "replica" } : undefined;
+}

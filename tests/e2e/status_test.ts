@@ -67,6 +67,15 @@ async function setup(c: TestCluster): Promise<Setup> {
   };
 }
 
+/** The per-source table of the text output: its header line, then one line per source. */
+function table(stdout: string): string[] {
+  const lines = stdout.split("\n");
+  const start = lines.findIndex((l) => l.startsWith("SOURCE "));
+  assert.ok(start >= 0, `no per-source table:\n${stdout}`);
+  const end = lines.indexOf("", start);
+  return lines.slice(start, end < 0 ? undefined : end);
+}
+
 /** Writes `n` rows to t1 in committed, flushed transactions. */
 async function write(c: TestCluster, db: string, from: number, n: number): Promise<void> {
   await c.sql(db).begin(async (tx) => {
@@ -119,7 +128,7 @@ clusterSuite("kvsz status", {
     assert.equal(after.slot!.confirmedFlushLsn, src.slot.confirmedFlushLsn);
 
     const text = await s.status();
-    const [header, row] = text.stdout.split("\n");
+    const [header, row] = table(text.stdout);
     for (const h of ["SOURCE", "ENDPOINT", "SLOT", "LAG", "RETAINED", "APPLIED LSN", "BEHIND"]) {
       assert.ok(header.includes(h), header);
     }
@@ -161,7 +170,7 @@ clusterSuite("kvsz status", {
     assert.ok(src.lagSeconds! >= 90 && src.lagSeconds! < 200, `lag ${src.lagSeconds}`);
 
     const text = await s.status();
-    const row = text.stdout.split("\n")[1];
+    const row = table(text.stdout)[1];
     assert.match(row, / 0\/1A2B3C4D +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00 +1m3\ds +1200\/34\/5 +2/);
     assert.match(text.stdout, /progress read from kvsz\.progress/);
   },
@@ -243,7 +252,7 @@ clusterSuite("kvsz status", {
     assert.equal(src.slot!.lagBytes, null);
     assert.deepStrictEqual(src.publication, { name: s.slot, exists: false, tables: [] });
     const text = await s.status();
-    const row = text.stdout.split("\n")[1];
+    const row = table(text.stdout)[1];
     assert.ok(row.startsWith(`${s.srcDb} sid 1 `), text.stdout);
     assert.match(row, / missing .*no slot \S+ \(kvsz run has not started\)$/);
     assert.ok(text.stdout.includes(`\n${s.srcDb} sid 1: publication ${s.slot}: missing\n`));

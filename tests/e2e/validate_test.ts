@@ -649,14 +649,23 @@ Deno.test({
       "max_wal_senders",
       "ALTER SYSTEM SET max_wal_senders = 3",
     );
-    assertLine(r, "FAIL", "wal senders", "all 2 WAL senders are busy");
+    const server = `source server 127.0.0.1:${c.server.port}`;
     assertLine(
       r,
       "FAIL",
-      "replication slot kvsz_src_1",
-      "max_replication_slots = 1",
+      `${server} wal senders`,
+      "kvsz needs 1 WAL sender there (one replication connection per source: 1 source), only 0 free: max_wal_senders = 2, 2 in use by others",
+      "ALTER SYSTEM SET max_wal_senders = 3",
+    );
+    assertLine(
+      r,
+      "FAIL",
+      `${server} replication slots`,
+      "kvsz needs 1 replication slot there",
+      "only 0 free: max_replication_slots = 1, 1 in use by others",
       "ALTER SYSTEM SET max_replication_slots = 2",
     );
+    assertLine(r, "ok", `${server} connections`);
     assert.match(r.stdout, /^ok {3}source src sid 1 .* reachable$/m);
     await Promise.all(busy.map((b) => b.end()));
   },

@@ -9,7 +9,7 @@ import { Metrics } from "../observe/metrics.ts";
 import { startHttpServer } from "../observe/http_server.ts";
 import { startSlotPoller } from "../observe/slot_poller.ts";
 import { validateConfig } from "./validate.ts";
-import { formatCheck } from "./output.ts";
+import { formatChecks } from "./output.ts";
 import { passwordsOf } from "../pg/redact.ts";
 
 /** Every secret-bearing URL of a config (for log masking). */
@@ -42,7 +42,9 @@ ${CONFIG_HELP}
       const checks = await validateConfig(config, { connectTimeout: 10 });
       // An unreachable server is retried by the pipelines; anything else is a real mistake.
       const failed = checks.filter((c) => c.status === "FAIL" && !/reachable$/.test(c.check));
-      for (const c of checks.filter((c) => c.status !== "ok")) console.error(formatCheck(c));
+      for (const line of formatChecks(checks.filter((c) => c.status !== "ok"))) {
+        console.error(line);
+      }
       if (failed.length > 0) {
         logger.error("{count} check(s) failed; nothing was written. Fix them and start again.", {
           count: failed.length,

@@ -3,23 +3,45 @@ import { type Command, CONFIG_HELP, CONFIG_OPTION, EXIT_FAILURE, EXIT_OK } from 
 import { findAndLoadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
 import { preflightSource } from "../preflight/source.ts";
+import { serverBudgetChecks } from "../preflight/server_budget.ts";
+import { type Limiter, limiter, mapBounded } from "../preflight/bounded.ts";
+import {
+  configuredSources,
+  groupByServer,
+  serverOf,
+  SOURCE_CONCURRENCY,
+} from "../preflight/servers.ts";
 import { preflightDestination, type SourceTables } from "../preflight/destination.ts";
-import { formatCheck, printJson } from "./output.ts";
+import { formatChecks, GROUP_MIN, printJson } from "./output.ts";
 import { type Check } from "../preflight/check.ts";
 
+/** Replication connection checks that may run at once on one server (each takes a WAL sender). */
+const REPLICATION_CHECKS_PER_SERVER = 2;
+
 /**
- * Runs every check of `config` (the sources in parallel, the destination's
- * reads alongside them), in a stable order.
+ * Runs every check of `config` in a stable order: the sources
+ * {@link SOURCE_CONCURRENCY} at a time (with the destination's reads
+ * alongside), then what each source server must have free for all its
+ * sources (slots, WAL senders, connections), then the destination's.
  */
 export async function validateConfig(
   config: Config,
   opts: { connectTimeout?: number } = {},
 ): Promise<Check[]> {
-  const sourceResults = Promise.all(
-    config.databases.flatMap((db) =>
-      db.urls.map(async (url) => ({ db, result: await preflightSource(db, url, opts) }))
-    ),
-  );
+  const configured = configuredSources(config);
+  const limiters = new Map<string, Limiter>();
+  const replicationLimiter = (url: string) => {
+    const server = serverOf(url);
+    if (!limiters.has(server)) limiters.set(server, limiter(REPLICATION_CHECKS_PER_SERVER));
+    return limiters.get(server)!;
+  };
+  const sourceResults = mapBounded(configured, SOURCE_CONCURRENCY, async (c) => ({
+    ...c,
+    result: await preflightSource(c.db, c.source, {
+      ...opts,
+      replicationLimiter: replicationLimiter(c.source.url),
+    }),
+  }));
   const tables = sourceResults.then((results) => {
     const byDatabase: SourceTables = new Map();
     for (const { db, result } of results) {
@@ -29,11 +51,24 @@ export async function validateConfig(
     }
     return byDatabase;
   });
-  const [results, destination] = await Promise.all([
+  // Once the source checks are done, none of their connections counts as in use.
+  const budgets = sourceResults.then((results) => {
+    const servers = [...groupByServer(results, (r) => r.source.url)].flatMap(([server, rs]) => {
+      const answered = rs.find((r) => r.result.reachable);
+      return answered ? [{ server, sources: rs, url: answered.source.url }] : [];
+    });
+    return mapBounded(
+      servers,
+      SOURCE_CONCURRENCY,
+      (s) => serverBudgetChecks(s, { ...opts, sync: config.sync }),
+    );
+  });
+  const [results, budget, destination] = await Promise.all([
     sourceResults,
+    budgets,
     preflightDestination(config, tables, opts),
   ]);
-  return [...results.flatMap((r) => r.result.checks), ...destination];
+  return [...results.flatMap((r) => r.result.checks), ...budget.flat(), ...destination];
 }
 
 export const validateCommand: Command = {
@@ -48,16 +83,27 @@ writing anything, one line per check:
   WARN <what>: <problem> — fix: <how>     (works, with a caveat)
   FAIL <what>: <problem> — fix: <how>     (kvsz run would fail)
 
-Sources: reachable, wal_level = logical, REPLICATION privilege, a replication
-connection allowed by pg_hba.conf, a free replication slot and WAL sender, the
+Sources (${SOURCE_CONCURRENCY} at a time): reachable, wal_level = logical, REPLICATION
+privilege, a replication connection allowed by pg_hba.conf, the slot, the
 publication, and each mapped table (exists, readable, replica identity).
+Source servers (host:port), counted over all the sources each holds: free
+replication slots (one per source without its slot, max_replication_slots),
+WAL senders (one replication connection per source, max_wal_senders) and
+connections (the initial copy's, at most sync.parallelism, plus one for
+catalog reads; max_connections less the reserved ones), each against what
+others use there; a FAIL names the server, the numbers and the setting.
 Destination: reachable, schema kvsz, each target table (exists, privileges,
 history columns, same column types as the source, replica identity key).
+
+The same result on ${GROUP_MIN} or more sources of one server prints once, with
+their number and the first few (<slot> and <database> stand for each one's
+slot and database); --json lists every check.
 
 Exit status: 0 when nothing FAILs, 1 when a check fails, 2 for a bad config.
 
 ${CONFIG_HELP}
-      --json          print the checks as a JSON array of {status, check, problem?, fix?}`,
+      --json          print every check as a JSON array of {status, check, problem?,
+                      fix?, source?: {database, sid, server, endpoint}}`,
   options: { ...CONFIG_OPTION, json: { type: "boolean" } },
   async run(flags) {
     const config = await findAndLoadConfig(flags.config as string | undefined);
@@ -67,7 +113,7 @@ ${CONFIG_HELP}
     if (flags.json) {
       printJson(checks);
     } else {
-      for (const c of checks) console.log(formatCheck(c));
+      for (const line of formatChecks(checks)) console.log(line);
       const ok = checks.length - failed - warned;
       console.log(
         `\n${config.file}: ${ok} ok, ${warned} warning${warned === 1 ? "" : "s"}, ${failed} failed`,

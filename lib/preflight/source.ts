@@ -1,7 +1,8 @@
 /**
  * Read-only checks of one source connection before streaming: reachable,
- * `wal_level`, replication privilege and pg_hba, free slots and WAL senders,
- * the publication, and each mapped table (exists, readable, replica identity).
+ * `wal_level`, replication privilege and pg_hba, its slot, the publication,
+ * and each mapped table (exists, readable, replica identity). Whether its
+ * server has slots and WAL senders for every source is `server_budget.ts`.
  */
 import type { DatabaseMapping, SourceUrl, TableMapping } from "../config/types.ts";
 import { connect, type Sql } from "../pg/connect.ts";
@@ -13,6 +14,7 @@ import { connectionFix, connectionProblem, describeUrl } from "../pg/describe.ts
 import { sqlName, sqlQualified } from "../pg/identifiers.ts";
 import { type Check, type PreflightOptions } from "./check.ts";
 import { pgErrorFields } from "../pg/errors.ts";
+import { serverOf } from "./servers.ts";
 
 /** What {@link preflightSource} found. */
 export interface SourcePreflight {
@@ -36,7 +38,6 @@ interface ServerFacts {
   user: string;
   database: string;
   walLevel: string;
-  maxSlots: number;
   maxWalSenders: number;
   superuser: boolean;
   replication: boolean;
@@ -49,7 +50,6 @@ async function serverFacts(sql: Sql): Promise<ServerFacts> {
   const [r] = await sql.unsafe(
     `SELECT current_user AS "user", current_database() AS database,
             current_setting('wal_level') AS wal_level,
-            current_setting('max_replication_slots')::int AS max_slots,
             current_setting('max_wal_senders')::int AS max_wal_senders,
             r.rolsuper AS superuser, r.rolreplication AS replication,
             host(inet_client_addr()) AS client_addr,
@@ -61,7 +61,6 @@ async function serverFacts(sql: Sql): Promise<ServerFacts> {
     user: r.user,
     database: r.database,
     walLevel: r.wal_level,
-    maxSlots: Number(r.max_slots),
     maxWalSenders: Number(r.max_wal_senders),
     superuser: r.superuser,
     replication: r.replication,
@@ -116,6 +115,22 @@ export async function preflightSource(
   source: SourceUrl,
   opts: PreflightOptions = {},
 ): Promise<SourcePreflight> {
+  const result = await checkSource(db, source, opts);
+  const about = {
+    database: db.database,
+    sid: source.sid,
+    server: serverOf(source.url),
+    endpoint: describeUrl(source.url),
+  };
+  for (const c of result.checks) c.source = about;
+  return result;
+}
+
+async function checkSource(
+  db: DatabaseMapping,
+  source: SourceUrl,
+  opts: PreflightOptions,
+): Promise<SourcePreflight> {
   const label = sourceLabel(db.database, source.sid, source.url);
   const checks: Check[] = [];
   const tables = new Map<string, SourceTable | null>();
@@ -145,13 +160,15 @@ export async function preflightSource(
         fix: `ALTER ROLE ${sqlName(facts.user)} REPLICATION;`,
       },
     );
-    // Count slots and WAL senders before our own replication connection takes one.
     const slotName = kvszObjectName(db.database, source.sid);
     const slots = await slotChecks(sql, label, { slotName, facts, db });
     // The replication connection and the table reads run at once (the table
     // queries pipelined on one connection); the checks keep their order.
+    const limit = opts.replicationLimiter ?? ((fn) => fn());
     const replication = mayReplicate
-      ? replicationConnectionCheck(label, source.url, { facts, connectTimeout: timeout })
+      ? limit(() =>
+        replicationConnectionCheck(label, source.url, { facts, connectTimeout: timeout })
+      )
       : null;
     const perTable = await Promise.all(db.tables.map(async (mapping) => {
       const m = await readMapping(sql, mapping, facts.major);
@@ -280,13 +297,9 @@ interface SlotCheckInput {
   db: DatabaseMapping;
 }
 
+/** The source's slot, if it exists, is kvsz's; other kvsz slots of its database are used. */
 async function slotChecks(sql: Sql, label: string, input: SlotCheckInput): Promise<Check[]> {
   const { slotName, facts, db } = input;
-  const [r] = await sql.unsafe(
-    `SELECT (SELECT count(*) FROM pg_catalog.pg_replication_slots)::int AS slots,
-            -- every role sees the rows of pg_stat_replication (not their details)
-            (SELECT count(*) FROM pg_catalog.pg_stat_replication)::int AS senders`,
-  );
   const [mine] = await sql.unsafe(
     `SELECT plugin, database, active, active_pid FROM pg_catalog.pg_replication_slots
       WHERE slot_name = $1`,
@@ -307,16 +320,6 @@ async function slotChecks(sql: Sql, label: string, input: SlotCheckInput): Promi
     } else {
       out.push({ status: "ok", check: slotCheck });
     }
-  } else if (r.slots >= facts.maxSlots) {
-    out.push({
-      status: "FAIL",
-      check: slotCheck,
-      problem:
-        `all ${facts.maxSlots} replication slots are in use (max_replication_slots = ${facts.maxSlots})`,
-      fix: `ALTER SYSTEM SET max_replication_slots = ${
-        r.slots + 1
-      }; then restart the server, or drop an unused slot with pg_drop_replication_slot(name)`,
-    });
   } else {
     out.push({ status: "ok", check: slotCheck });
   }
@@ -335,19 +338,6 @@ async function slotChecks(sql: Sql, label: string, input: SlotCheckInput): Promi
         `kvsz slot ${other.slot_name} is not used by this config and retains WAL on the source`,
       fix: `if no other kvsz uses it: SELECT pg_drop_replication_slot('${other.slot_name}');`,
     });
-  }
-  const senderCheck = `${label} wal senders`;
-  const ownSenderRunning = mine?.active === true;
-  if (!ownSenderRunning && r.senders >= facts.maxWalSenders) {
-    out.push({
-      status: "FAIL",
-      check: senderCheck,
-      problem:
-        `all ${facts.maxWalSenders} WAL senders are busy (max_wal_senders = ${facts.maxWalSenders})`,
-      fix: `ALTER SYSTEM SET max_wal_senders = ${r.senders + 1}; then restart the server`,
-    });
-  } else {
-    out.push({ status: "ok", check: senderCheck });
   }
   return out;
 }

@@ -37,6 +37,11 @@ Deno.test("every command has --help, and `kvsz help <command>` shows the same", 
   const validate = await runCli(["validate", "--help"]);
   assert.match(validate.stdout, /--config FILE/);
   assert.match(validate.stdout, /--json/);
+  assert.match(validate.stdout, /max_wal_senders/);
+  const status = await runCli(["status", "--help"]);
+  for (const flag of ["--database NAME", "--source SID", "--json"]) {
+    assert.ok(status.stdout.includes(flag), status.stdout);
+  }
 });
 
 Deno.test("an unknown command: one-line error, the usage, exit 2", async () => {

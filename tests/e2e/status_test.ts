@@ -1,7 +1,9 @@
 /**
  * `kvsz status` against a real server: a kvsz slot and publication made by
  * hand (as `kvsz run` would leave them), the progress row in the destination,
- * an active walsender, a retained-WAL warning and an unreachable source.
+ * an active walsender, a retained-WAL warning and an unreachable source; and
+ * at 41 sources on one server, the summary (by state, most lagging, WAL
+ * retained) and the --source/--database filters.
  */
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
@@ -11,6 +13,8 @@ import { connect } from "../../lib/pg/connect.ts";
 import { freePort } from "../../lib/pg/local_cluster.ts";
 import { kvszObjectName } from "../../lib/pg/identifiers.ts";
 import type { StatusReport } from "../../lib/observe/status_report.ts";
+import { createTenants } from "../support/tenants.ts";
+import postgres from "postgres";
 
 interface Setup {
   srcDb: string;
@@ -67,6 +71,15 @@ async function setup(c: TestCluster): Promise<Setup> {
   };
 }
 
+/** The per-source table of the text output: its header line, then one line per source. */
+function table(stdout: string): string[] {
+  const lines = stdout.split("\n");
+  const start = lines.findIndex((l) => l.startsWith("SOURCE "));
+  assert.ok(start >= 0, `no per-source table:\n${stdout}`);
+  const end = lines.indexOf("", start);
+  return lines.slice(start, end < 0 ? undefined : end);
+}
+
 /** Writes `n` rows to t1 in committed, flushed transactions. */
 async function write(c: TestCluster, db: string, from: number, n: number): Promise<void> {
   await c.sql(db).begin(async (tx) => {
@@ -119,7 +132,7 @@ clusterSuite("kvsz status", {
     assert.equal(after.slot!.confirmedFlushLsn, src.slot.confirmedFlushLsn);
 
     const text = await s.status();
-    const [header, row] = text.stdout.split("\n");
+    const [header, row] = table(text.stdout);
     for (const h of ["SOURCE", "ENDPOINT", "SLOT", "LAG", "RETAINED", "APPLIED LSN", "BEHIND"]) {
       assert.ok(header.includes(h), header);
     }
@@ -161,7 +174,7 @@ clusterSuite("kvsz status", {
     assert.ok(src.lagSeconds! >= 90 && src.lagSeconds! < 200, `lag ${src.lagSeconds}`);
 
     const text = await s.status();
-    const row = text.stdout.split("\n")[1];
+    const row = table(text.stdout)[1];
     assert.match(row, / 0\/1A2B3C4D +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00 +1m3\ds +1200\/34\/5 +2/);
     assert.match(text.stdout, /progress read from kvsz\.progress/);
   },
@@ -243,9 +256,185 @@ clusterSuite("kvsz status", {
     assert.equal(src.slot!.lagBytes, null);
     assert.deepStrictEqual(src.publication, { name: s.slot, exists: false, tables: [] });
     const text = await s.status();
-    const row = text.stdout.split("\n")[1];
+    const row = table(text.stdout)[1];
     assert.ok(row.startsWith(`${s.srcDb} sid 1 `), text.stdout);
     assert.match(row, / missing .*no slot \S+ \(kvsz run has not started\)$/);
     assert.ok(text.stdout.includes(`\n${s.srcDb} sid 1: publication ${s.slot}: missing\n`));
   },
 });
+
+/** Slots of the tenants that lag most: made first, with WAL written after each. */
+const LAGGARDS = [5, 6, 7];
+
+clusterSuite("kvsz status at many tenants", {
+  "41 sources on one server: summary by state, most lagging, WAL retained; filters narrow it":
+    async (c) => {
+      const tenants = await createTenants(c, 40, {
+        ddl: `CREATE TABLE accounts (id int PRIMARY KEY, v text)`,
+      });
+      const sidOf = (i: number) => String(i + 1);
+      const slotOf = (sid: number | string) => kvszObjectName("tenants", String(sid));
+      const inTenant = async (sid: number, sql: string) => {
+        const db = postgres(c.url(tenants[sid - 1]), { max: 1, onnotice: () => {} });
+        try {
+          await db.unsafe(sql);
+        } finally {
+          await db.end();
+        }
+      };
+      const createSlot = (sid: number) =>
+        inTenant(sid, `SELECT pg_create_logical_replication_slot('${slotOf(sid)}', 'pgoutput')`);
+      // Sids 5, 6, 7 first, each followed by about 1 MiB of WAL: they lag most, in that order.
+      for (const sid of LAGGARDS) {
+        await createSlot(sid);
+        await inTenant(
+          sid,
+          `INSERT INTO accounts SELECT g, repeat('x', 200) FROM generate_series(1, 4000) g`,
+        );
+      }
+      // Slots for sids 1 to 38; 39 and 40 have none (not started).
+      for (let sid = 1; sid <= 38; sid++) if (!LAGGARDS.includes(sid)) await createSlot(sid);
+      // Sids 1 and 2 stream; the destination records the copy of sids 1 to 30 only.
+      const streams = [];
+      for (const sid of [1, 2]) {
+        await inTenant(sid, `CREATE PUBLICATION ${slotOf(sid)} FOR TABLE accounts`);
+        const repl = connect(c.url(tenants[sid - 1]), { replication: true });
+        const stream = await repl.unsafe(
+          `START_REPLICATION SLOT ${slotOf(sid)} LOGICAL 0/0 ` +
+            `(proto_version '1', publication_names '${slotOf(sid)}')`,
+        ).readable();
+        stream.on("data", () => {});
+        streams.push({ repl, stream });
+      }
+      const dstDb = await c.createDatabase("dst");
+      await c.sql(dstDb).unsafe(`
+        CREATE SCHEMA kvsz;
+        CREATE TABLE kvsz.progress (database text, sid text, commit_lsn pg_lsn, end_lsn pg_lsn,
+          commit_time timestamptz, applied_at timestamptz, rows_clone bigint, rows_append bigint,
+          rows_history bigint, anomalies bigint, PRIMARY KEY (database, sid));
+        CREATE TABLE kvsz.synced_tables (database text, sid text, source_table text, target text,
+          synced_lsn pg_lsn, PRIMARY KEY (database, sid, source_table));
+        INSERT INTO kvsz.synced_tables
+          SELECT 'tenants', g::text, 'accounts', 'accounts', '0/1' FROM generate_series(1, 30) g;`);
+      try {
+        const admin = c.sql();
+        for (let i = 0; i < 100; i++) {
+          const [{ n }] = await admin.unsafe(
+            `SELECT count(*)::int AS n FROM pg_replication_slots WHERE active`,
+          );
+          if (n === 2) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        // Sid 0 is first: its database is gone, so the server is read through another's URL.
+        const urls = [
+          { url: c.url("tenant_gone"), sid: "0" },
+          ...tenants.map((db, i) => ({ url: c.url(db), sid: sidOf(i) })),
+        ];
+        await using file = await tempConfig(stringify({
+          destination: { url: c.url(dstDb) },
+          databases: [{ database: "tenants", urls, tables: { accounts: null } }],
+        }));
+        const status = (...args: string[]) =>
+          runCli(["status", "--config", file.path, ...args], { timeoutMs: 60_000 });
+        const json = async (...args: string[]) => {
+          const r = await status("--json", ...args);
+          assert.equal(r.code, 0, r.output);
+          return JSON.parse(r.stdout) as StatusReport;
+        };
+
+        const report = await json();
+        const direct = new Map(
+          (await admin.unsafe(
+            `SELECT slot_name, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 AS lag
+               FROM pg_replication_slots`,
+          )).map((r) => [r.slot_name as string, Number(r.lag)]),
+        );
+        assert.equal(report.sources.length, 41);
+        assert.equal(report.summary.sources, 41);
+        assert.equal(report.summary.servers, 1);
+        assert.deepStrictEqual(report.summary.byState, {
+          streaming: 2,
+          copying: 8,
+          erroring: 1,
+          stopped: 28,
+          not_started: 2,
+        });
+        const state = (sid: string) => report.sources.find((s) => s.sid === sid)!.state;
+        assert.deepStrictEqual(
+          ["0", "1", "3", "31", "39"].map(state),
+          ["erroring", "streaming", "stopped", "copying", "not_started"],
+        );
+        const top = report.summary.mostLagging;
+        assert.equal(top.length, 10);
+        assert.deepStrictEqual(top.slice(0, 3).map((l) => l.sid), LAGGARDS.map(String));
+        const lags = top.map((l) => l.lagBytes!);
+        assert.deepStrictEqual(lags, [...lags].sort((a, b) => b - a));
+        const tenth = lags[9];
+        for (const s of report.sources) {
+          if (!top.some((l) => l.sid === s.sid)) assert.ok((s.slot?.lagBytes ?? 0) <= tenth);
+        }
+        // The same lag as pg_replication_slots (read just after: only later WAL differs).
+        for (const l of top.slice(0, 3)) {
+          const now = direct.get(slotOf(l.sid))!;
+          assert.ok(l.lagBytes! <= now && l.lagBytes! > now - 256 * 1024, `${l.lagBytes} ${now}`);
+        }
+        assert.ok(top[2].lagBytes! > top[3].lagBytes! + 512 * 1024, JSON.stringify(top));
+        assert.equal(report.summary.worstRetained?.sid, "5");
+        // One server: its WAL is what its oldest slot keeps, not the sum over its slots.
+        assert.equal(report.summary.walRetainedBytes, report.summary.worstRetained?.retainedBytes);
+
+        const text = await status();
+        assert.equal(text.code, 0, text.output);
+        const lines = text.stdout.split("\n");
+        assert.equal(
+          lines[0],
+          "41 sources on 1 server: 2 streaming, 8 copying, 1 disconnected/erroring, 28 stopped, " +
+            "2 not started",
+        );
+        assert.ok(!lines.some((l) => l.startsWith("SOURCE ")), text.stdout);
+        const at = (sid: string) => lines.findIndex((l) => l.startsWith(`  tenants sid ${sid} `));
+        assert.ok(0 < at("5") && at("5") < at("6") && at("6") < at("7"), text.stdout);
+        assert.match(text.stdout, /^WAL retained: \d+\.\d MiB in total .* most by tenants sid 5 /m);
+        assert.match(
+          text.stdout,
+          /^disconnected\/erroring:\n {2}tenants sid 0 \(.*\/tenant_gone\): unreachable: .*tenant_gone.* does not exist/m,
+        );
+
+        // Filters narrow the summary and the detail, and show the per-source table.
+        const two = await status("--source", "5", "--source", "31");
+        assert.equal(two.code, 0, two.output);
+        assert.ok(
+          two.stdout.startsWith(
+            "2 sources on 1 server: 0 streaming, 1 copying, 0 disconnected/erroring, 1 stopped, " +
+              "0 not started\n",
+          ),
+          two.stdout,
+        );
+        assert.deepStrictEqual(
+          table(two.stdout).slice(1).map((r) => r.split(/ {2,}/)[0]),
+          ["tenants sid 5", "tenants sid 31"],
+        );
+        assert.match(two.stdout, /^tenants sid 31 .* copying: 0 of 1 tables copied$/m);
+        assert.deepStrictEqual(
+          (await json("--database", "tenants", "--source", "39")).sources.map((s) => s.state),
+          ["not_started"],
+        );
+        assert.equal(table((await status("--database", "tenants")).stdout).length, 42);
+        for (
+          const [flag, name, message] of [
+            ["--source", "99", `no source with sid "99"`],
+            ["--database", "nope", `no database "nope"`],
+          ]
+        ) {
+          const bad = await status(flag, name);
+          assert.equal(bad.code, 2, bad.output);
+          assert.ok(bad.stderr.startsWith(`kvsz: ${message}`), bad.stderr);
+        }
+      } finally {
+        for (const { repl, stream } of streams) {
+          stream.destroy();
+          await repl.end({ timeout: 1 });
+        }
+      }
+    },
+}, { settings: { max_replication_slots: 50, max_wal_senders: 20 } });

@@ -12,6 +12,8 @@ import { connect } from "../../lib/pg/connect.ts";
 import { readTargetTable } from "../../lib/apply/catalog.ts";
 import { matchingTables, readSourceTable } from "../../lib/source/catalog.ts";
 import { freePort } from "../../lib/pg/local_cluster.ts";
+import type { Check } from "../../lib/preflight/check.ts";
+import { createTenants } from "../support/tenants.ts";
 
 /** A password that must never be printed. */
 const SECRET = "Pw-n3ver-Pr1nted";
@@ -649,15 +651,89 @@ Deno.test({
       "max_wal_senders",
       "ALTER SYSTEM SET max_wal_senders = 3",
     );
-    assertLine(r, "FAIL", "wal senders", "all 2 WAL senders are busy");
+    const server = `source server 127.0.0.1:${c.server.port}`;
     assertLine(
       r,
       "FAIL",
-      "replication slot kvsz_src_1",
-      "max_replication_slots = 1",
+      `${server} wal senders`,
+      "kvsz needs 1 WAL sender there (one replication connection per source: 1 source), only 0 free: max_wal_senders = 2, 2 in use by others",
+      "ALTER SYSTEM SET max_wal_senders = 3",
+    );
+    assertLine(
+      r,
+      "FAIL",
+      `${server} replication slots`,
+      "kvsz needs 1 replication slot there",
+      "only 0 free: max_replication_slots = 1, 1 in use by others",
       "ALTER SYSTEM SET max_replication_slots = 2",
     );
+    assertLine(r, "ok", `${server} connections`);
     assert.match(r.stdout, /^ok {3}source src sid 1 .* reachable$/m);
     await Promise.all(busy.map((b) => b.end()));
+  },
+});
+
+Deno.test({
+  name: "kvsz validate: 40 tenants on a server with too few WAL senders, then enough",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using c = await startCluster({
+      settings: { wal_level: "replica", max_wal_senders: 10, max_replication_slots: 50 },
+    });
+    const tenants = await createTenants(c, 40, {
+      ddl: `CREATE TABLE accounts (id int PRIMARY KEY, v text)`,
+    });
+    const dstDb = await c.createDatabase("dst");
+    await c.sql(dstDb).unsafe(
+      `CREATE TABLE accounts (sid text, id int, v text, PRIMARY KEY (sid, id))`,
+    );
+    await using file = await tempConfig(stringify({
+      destination: { url: c.url(dstDb) },
+      databases: [{
+        database: "tenants",
+        urls: tenants.map((db, i) => ({ url: c.url(db), sid: String(i + 1) })),
+        tables: { accounts: null },
+      }],
+    }));
+    const validate = async (...args: string[]) => {
+      const r = await runCli(["validate", "--config", file.path, ...args], { timeoutMs: 90_000 });
+      assert(!r.output.includes(c.server.password), `password printed:\n${r.output}`);
+      return r;
+    };
+    const server = `127.0.0.1:${c.server.port}`;
+
+    const r = await validate();
+    assert.equal(r.code, 1, r.output);
+    // Every tenant has the same problem: one line with the count, not 40.
+    const walLevel = r.stdout.split("\n").filter((l) => l.includes("wal_level"));
+    assert.deepStrictEqual(walLevel, [
+      `FAIL wal_level on 40 sources of ${server} (tenants sid 1, tenants sid 2, tenants sid 3, … ` +
+      `37 more): wal_level is replica; logical replication needs logical — fix: ALTER SYSTEM SET ` +
+      `wal_level = logical; then restart the server`,
+    ]);
+    assertLine(
+      r,
+      "FAIL",
+      `source server ${server} wal senders`,
+      "kvsz needs 40 WAL senders there (one replication connection per source: 40 sources), " +
+        "only 10 free: max_wal_senders = 10, 0 in use by others",
+      "ALTER SYSTEM SET max_wal_senders = 40;",
+    );
+    assertLine(r, "ok", `source server ${server} replication slots`);
+    assertLine(r, "ok", `source server ${server} connections`);
+    assert.ok(r.stdout.split("\n").length < 40, r.stdout);
+    // --json keeps every check, each naming its source.
+    const json = JSON.parse((await validate("--json")).stdout) as Check[];
+    const levels = json.filter((x) => x.check.endsWith(" wal_level"));
+    assert.equal(levels.length, 40);
+    assert.ok(levels.every((x) => x.status === "FAIL" && x.source?.server === server));
+
+    await c.server.configure({ wal_level: "logical", max_wal_senders: 40 });
+    await c.server.restart();
+    const raised = await validate();
+    assert.equal(raised.code, 0, raised.output);
+    assertLine(raised, "ok", `source server ${server} wal senders`);
+    assertLine(raised, "ok", `wal_level on 40 sources of ${server}`);
   },
 });

@@ -1,0 +1,47 @@
+/**
+ * Source servers: the sources of a config grouped by the PostgreSQL server
+ * (host and port) they live on. Slots, WAL senders and connections are
+ * limited per server, and `pg_replication_slots` shows every slot of it.
+ */
+import type { Config, DatabaseMapping, SourceUrl } from "../config/types.ts";
+import { hostLabel, parseConnInfo } from "../pg/conninfo.ts";
+import { describeUrl } from "../pg/describe.ts";
+
+/** At most this many sources are read at once by `status` and `validate`. */
+export const SOURCE_CONCURRENCY = 16;
+
+/** `host:port` of the server a URL leads to (every host of a multi-host URL, comma-separated). */
+export function serverOf(url: string): string {
+  try {
+    return parseConnInfo(url).hosts.map(hostLabel).join(",");
+  } catch {
+    const endpoint = describeUrl(url);
+    return endpoint.slice(0, Math.max(0, endpoint.lastIndexOf("/"))) || endpoint;
+  }
+}
+
+/** One configured source with its database mapping. */
+export interface ConfiguredSource {
+  db: DatabaseMapping;
+  source: SourceUrl;
+}
+
+/** Every configured source, in config order. */
+export function configuredSources(config: Pick<Config, "databases">): ConfiguredSource[] {
+  return config.databases.flatMap((db) => db.urls.map((source) => ({ db, source })));
+}
+
+/** `items` grouped by {@link serverOf} their URL, servers in order of first appearance. */
+export function groupByServer<T>(
+  items: readonly T[],
+  urlOf: (item: T) => string,
+): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const server = serverOf(urlOf(item));
+    const group = out.get(server);
+    if (group) group.push(item);
+    else out.set(server, [item]);
+  }
+  return out;
+}

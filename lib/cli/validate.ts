@@ -5,15 +5,11 @@ import type { Config } from "../config/types.ts";
 import { preflightSource } from "../preflight/source.ts";
 import { serverBudgetChecks } from "../preflight/server_budget.ts";
 import { type Limiter, limiter, mapBounded } from "../preflight/bounded.ts";
-import {
-  configuredSources,
-  groupByServer,
-  serverOf,
-  SOURCE_CONCURRENCY,
-} from "../preflight/servers.ts";
+import { configuredSources, groupByServer, SOURCE_CONCURRENCY } from "../preflight/servers.ts";
 import { preflightDestination, type SourceTables } from "../preflight/destination.ts";
 import { formatChecks, GROUP_MIN, printJson } from "./output.ts";
 import { type Check } from "../preflight/check.ts";
+import { serverOf } from "../pg/conninfo.ts";
 
 /** Replication connection checks that may run at once on one server (each takes a WAL sender). */
 const REPLICATION_CHECKS_PER_SERVER = 2;

@@ -22,9 +22,9 @@ import {
   type ConfiguredSource,
   configuredSources,
   groupByServer,
-  serverOf,
   SOURCE_CONCURRENCY,
 } from "../preflight/servers.ts";
+import { serverOf } from "../pg/conninfo.ts";
 
 /** The kvsz replication slot of a source. */
 export interface SlotStatus {

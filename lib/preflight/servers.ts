@@ -4,21 +4,10 @@
  * limited per server, and `pg_replication_slots` shows every slot of it.
  */
 import type { Config, DatabaseMapping, SourceUrl } from "../config/types.ts";
-import { hostLabel, parseConnInfo } from "../pg/conninfo.ts";
-import { describeUrl } from "../pg/describe.ts";
+import { serverOf } from "../pg/conninfo.ts";
 
 /** At most this many sources are read at once by `status` and `validate`. */
 export const SOURCE_CONCURRENCY = 16;
-
-/** `host:port` of the server a URL leads to (every host of a multi-host URL, comma-separated). */
-export function serverOf(url: string): string {
-  try {
-    return parseConnInfo(url).hosts.map(hostLabel).join(",");
-  } catch {
-    const endpoint = describeUrl(url);
-    return endpoint.slice(0, Math.max(0, endpoint.lastIndexOf("/"))) || endpoint;
-  }
-}
 
 /** One configured source with its database mapping. */
 export interface ConfiguredSource {

@@ -14,7 +14,7 @@ import { connectionFix, connectionProblem, describeUrl } from "../pg/describe.ts
 import { sqlName, sqlQualified } from "../pg/identifiers.ts";
 import { type Check, type PreflightOptions } from "./check.ts";
 import { pgErrorFields } from "../pg/errors.ts";
-import { serverOf } from "./servers.ts";
+import { serverOf } from "../pg/conninfo.ts";
 
 /** What {@link preflightSource} found. */
 export interface SourcePreflight {

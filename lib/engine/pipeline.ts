@@ -52,6 +52,9 @@ import { StreamRestart } from "../errors.ts";
 import { NeedsPersonError } from "../errors.ts";
 import { recoveryOf, RetrySchedule } from "./recovery.ts";
 
+/** Seconds the source's normal connection stays open unused once the source streams. */
+const SOURCE_IDLE_SECONDS = 10;
+
 /** Progress of a copy nobody displays. */
 const QUIET_PROGRESS: SyncProgress = { start() {}, update() {}, finish() {} };
 
@@ -182,7 +185,9 @@ export class SourcePipeline {
   async runOnce(): Promise<void> {
     const cfg = this.config;
     const dest = this.destination.catalog;
-    const src = connect(this.source.url);
+    // Used to prepare, then rarely (the shutdown watch): idle, it is closed, so that a
+    // streaming source holds only its replication connection at the source.
+    const src = connect(this.source.url, { idleTimeout: SOURCE_IDLE_SECONDS });
     const replication = connect(this.source.url, { replication: true });
     let applier: Applier | null = null;
     try {

@@ -27,6 +27,8 @@ export interface ConnectOptions {
   connectTimeout?: number;
   /** Extra startup parameters. */
   params?: Record<string, string>;
+  /** Seconds a connection may sit idle before it is closed (the next query opens one); 0: never (default). */
+  idleTimeout?: number;
 }
 
 /** A porsager client; values of every type come back as strings (no parsing). */
@@ -67,7 +69,7 @@ function connectInfo(info: ConnInfo, opts: ConnectOptions): Sql {
     ssl: false,
     max: opts.max ?? 1,
     connect_timeout: timeout,
-    idle_timeout: 0,
+    idle_timeout: opts.idleTimeout ?? 0,
     max_lifetime: null,
     keep_alive: null,
     onnotice: () => {},

@@ -235,6 +235,28 @@ Deno.test({
         assert.ok(peak <= BUDGET, `kvsz held ${peak} destination connections, budget ${BUDGET}`);
       }
       await assertStreamed(dst, sources, rounds);
+      // Streaming, a source holds its replication connection and nothing else at the source;
+      // the slot poller holds one connection for the whole server.
+      const admin = source.sql("postgres");
+      let seen = "";
+      await waitFor(async () => {
+        seen = JSON.stringify(
+          await admin.unsafe(
+            `SELECT backend_type, state, left(query, 60) AS q, count(*)::int AS n
+               FROM pg_stat_activity WHERE application_name = 'kvsz' GROUP BY 1, 2, 3`,
+          ),
+        );
+        const [r] = await admin.unsafe(
+          `SELECT count(*) FILTER (WHERE backend_type = 'walsender')::int AS walsenders,
+                  count(*) FILTER (WHERE backend_type = 'client backend')::int AS clients
+             FROM pg_stat_activity WHERE application_name = 'kvsz'`,
+        );
+        return r.walsenders === SOURCES && r.clients <= 1;
+      }, {
+        what: "only walsenders of kvsz at the source, and the slot poller's connection",
+        timeoutMs: 60_000,
+        context: () => seen,
+      });
       assert.equal(await kvsz.stop(), 0, kvsz.output.slice(-3000));
       assert.doesNotMatch(kvsz.output, /too many clients/);
     });

@@ -1,21 +1,11 @@
 /**
- * PostgreSQL array literals built by hand. The destination client runs with
- * `fetch_types: false`, so porsager sends a JS array parameter as `'' + array`
- * (`a,b,c`), which the server rejects; kvsz passes array parameters as their
- * text literal instead and lets `$n::text[]` parse it. An array holding a
- * {@link LargeValue} goes in binary format instead (lib/pg/wire_statement.ts).
+ * Array parameters of the apply path, as text literals (see
+ * `lib/pg/array_literal.ts`); an array holding a {@link LargeValue} goes in
+ * binary format instead (lib/pg/wire_statement.ts).
  */
+import { arrayElement } from "../pg/array_literal.ts";
 import { BinaryParam, binaryTextArray } from "../pg/wire_statement.ts";
 import { type ColumnValue, LargeValue } from "../source/messages.ts";
-
-const NEEDS_ESCAPE = /["\\]/;
-const ESCAPE = /["\\]/g;
-
-/** Quotes one array element: `a"b` -> `"a\"b"`, SQL NULL -> `NULL`. */
-export function arrayElement(value: string | null | undefined): string {
-  if (value === null || value === undefined) return "NULL";
-  return NEEDS_ESCAPE.test(value) ? `"${value.replace(ESCAPE, "\\$&")}"` : `"${value}"`;
-}
 
 /**
  * Encodes strings (NULL for `null`/`undefined`) as a one-dimensional text

@@ -2,6 +2,7 @@
 import type { Sql } from "../pg/connect.ts";
 import { parseLsn } from "../pg/lsn.ts";
 import { quoteIdent } from "../pg/identifiers.ts";
+import { textArrayLiteral } from "../pg/array_literal.ts";
 
 /** What `pg_replication_slots` says about a slot. */
 export interface SlotInfo {
@@ -77,8 +78,8 @@ export async function readSlotLags(sql: Sql, names: string[]): Promise<Map<strin
        FROM pg_catalog.pg_replication_slots s,
             (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
                          ELSE pg_current_wal_lsn() END AS lsn) c
-      WHERE s.slot_name = ANY(string_to_array($1::text, ','))`,
-    [names.join(",")], // kvsz's slot names are [a-z0-9_]
+      WHERE s.slot_name = ANY($1::text[])`,
+    [textArrayLiteral(names)],
   );
   const num = (v: unknown) => v === null || v === undefined ? null : Math.max(0, Number(v));
   const lags = new Map<string, SlotLag>(

@@ -10,6 +10,8 @@ import type { SlotLag } from "../source/slot.ts";
 /** Hooks for metrics and status; all optional. */
 export interface PipelineEvents {
   onConnected?(connected: boolean): void;
+  /** An attempt failed with `error` (described for people, no password); the source is retried. */
+  onFailure?(error: string): void;
   onCommit?(info: CommitInfo): void;
   onAnomaly?(a: Anomaly): void;
   /** A batch broke a constraint of destination table `table` (or had a value refused) and goes again one change at a time. */

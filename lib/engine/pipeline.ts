@@ -50,7 +50,7 @@ import { closeAtOnce, watchSourceShutdown } from "../source/shutdown_watch.ts";
 import { describeError } from "../pg/describe.ts";
 import { StreamRestart } from "../errors.ts";
 import { NeedsPersonError } from "../errors.ts";
-import { recoveryOf, RetrySchedule } from "./recovery.ts";
+import { recoveryOf, RetrySchedule, sayFailure } from "./recovery.ts";
 
 /** Seconds the source's normal connection stays open unused once the source streams. */
 const SOURCE_IDLE_SECONDS = 10;
@@ -75,6 +75,12 @@ export class SourcePipeline {
   #restarting = false;
   /** Backend pid of the walsender of the last attempt. */
   #walsenderPid: number | null = null;
+  /** The waits between failed attempts, and which failures are said. */
+  readonly #retries = new RetrySchedule();
+  /** True once the attempt streams. */
+  #streaming = false;
+  /** Failed attempts in a row that had reached streaming. */
+  #streamFailures = 0;
   /** Tables with column drift or stopped for it (`schema.name`): a reload looks at them again. */
   readonly #drifted = new Set<string>();
   /**
@@ -126,7 +132,6 @@ export class SourcePipeline {
    * once and retry slowly.
    */
   async run(): Promise<void> {
-    const retries = new RetrySchedule();
     while (!this.#stopping) {
       const started = performance.now();
       try {
@@ -138,19 +143,23 @@ export class SourcePipeline {
         const recovery = recoveryOf(e);
         if (recovery === "reconnect" && this.#reconnectsFor(e)) continue;
         const error = describeError(e);
-        const slow = recovery === "needs-person";
-        const step = retries.next(slow ? recovery : "backoff", error, performance.now() - started);
-        const seconds = step.delayMs / 1000;
-        if (!slow) this.#log.error("{error}; retrying in {seconds} s", { error, seconds });
-        else if (step.say) {
-          this.#log.error(
-            "{error}; retrying in {seconds} s, then at most every minute (said again in 10 minutes if it lasts)",
-            { error, seconds },
-          );
-        } else this.#log.debug("{error}; retrying in {seconds} s", { error, seconds });
+        const slow = recovery === "needs-person" ? recovery : "backoff";
+        const step = this.#retries.next(slow, error, performance.now() - started);
+        this.events.onFailure?.(error);
+        sayFailure(this.#log, error, step);
+        this.#streamFailures = this.#streaming ? this.#streamFailures + 1 : 0;
         await Promise.race([new Promise((r) => setTimeout(r, step.delayMs)), this.#stop]);
       }
     }
+  }
+
+  /** A destination commit of this source: after failed attempts, it works again. */
+  #committed(): void {
+    const failures = this.#retries.failures;
+    if (failures === 0) return;
+    this.#retries.reset();
+    this.#streamFailures = 0;
+    this.#log.info("applying again after {failures} failed attempt(s)", { failures });
   }
 
   /**
@@ -185,6 +194,7 @@ export class SourcePipeline {
   async runOnce(): Promise<void> {
     const cfg = this.config;
     const dest = this.destination.catalog;
+    this.#streaming = false;
     // Used to prepare, then rarely (the shutdown watch): idle, it is closed, so that a
     // streaming source holds only its replication connection at the source.
     const src = connect(this.source.url, { idleTimeout: SOURCE_IDLE_SECONDS });
@@ -345,7 +355,10 @@ export class SourcePipeline {
           streamWaitMs: cfg.apply.streamWaitMs,
           startLsn,
           oneByOneUntil: this.#oneByOneUntil,
-          onCommit: this.events.onCommit,
+          onCommit: (info) => {
+            this.#committed();
+            this.events.onCommit?.(info);
+          },
           onAnomaly: this.events.onAnomaly,
           onOperations: this.events.onOperations,
           watchdog: this.destination.watchdog,
@@ -355,7 +368,10 @@ export class SourcePipeline {
       // Only a metric: the slot poller tries again.
       const lag = await readSlotLag(src, this.name).catch(() => null);
       if (lag) this.events.onSlotLag?.(lag);
-      this.#log.info("streaming from {lsn}", { lsn: formatLsn(startLsn) });
+      // Quiet when the attempts before failed while streaming, again and again (see #sayFailure).
+      const level = this.#streamFailures >= 2 ? "debug" : "info";
+      this.#log[level]("streaming from {lsn}", { lsn: formatLsn(startLsn) });
+      this.#streaming = true;
       this.events.onConnected?.(true);
       let closed = false;
       const stopWatch = watchSourceShutdown(src, applier, {

@@ -25,6 +25,11 @@ export interface SourceReadiness {
   lagSeconds: number;
   /** Last known unconfirmed WAL bytes of the slot, or null when not polled. */
   lagBytes: number | null;
+  /**
+   * The error of the source's last failed attempt, until it applies a
+   * transaction or has streamed for {@link ERROR_SHOWN_MS} since; else null.
+   */
+  error: string | null;
 }
 
 /** Readiness of the whole process: ready when every source is. */
@@ -40,6 +45,8 @@ export interface MetricsOptions {
 }
 
 const SOURCE = ["database", "sid"] as const;
+/** A source connected this long after its last failure is taken to work again. */
+const ERROR_SHOWN_MS = 60_000;
 const OPERATION_SECONDS_BUCKETS = [
   0.0005,
   0.001,
@@ -63,6 +70,10 @@ interface SourceState {
   database: string;
   sid: string;
   connected: boolean;
+  /** When it last connected (ms since the epoch). */
+  connectedMs: number;
+  /** The error of its last failed attempt (see {@link SourceReadiness.error}). */
+  error: string | null;
   /** An initial copy reported rows since the source was last connected. */
   syncing: boolean;
   /** When the hooks were first asked for (the lag baseline before any event). */
@@ -173,6 +184,13 @@ export class Metrics {
     labelNames: ["database", "sid", "table"] as const,
     registers: [this.registry],
   });
+  readonly failures = new Counter({
+    name: "kvsz_source_errors_total",
+    help:
+      "Failed attempts of a source (each retried on its own; the log and /readyz say the error).",
+    labelNames: SOURCE,
+    registers: [this.registry],
+  });
   readonly connected = new Gauge({
     name: "kvsz_source_connected",
     help: "1 while the source's replication stream is running, else 0.",
@@ -225,12 +243,20 @@ export class Metrics {
     return {
       onConnected: (connected) => {
         s.connected = connected;
-        if (connected) s.syncing = false;
+        if (connected) {
+          s.syncing = false;
+          s.connectedMs = this.#now();
+        }
         this.connected.set(labels, connected ? 1 : 0);
         if (connected) beat();
       },
+      onFailure: (error) => {
+        s.error = error;
+        this.failures.inc(labels);
+      },
       onCommit: (info: CommitInfo) => {
         beat();
+        s.error = null;
         if (info.endLsn > s.keepaliveLsn && info.commitTimeIso !== null) {
           const t = Date.parse(info.commitTimeIso);
           if (Number.isFinite(t)) s.caughtUpMs = t;
@@ -317,6 +343,7 @@ export class Metrics {
         connected: s.connected,
         lagSeconds,
         lagBytes: s.lagBytes,
+        error: s.connected && this.#now() - s.connectedMs >= ERROR_SHOWN_MS ? null : s.error,
       };
     });
     return { ready: sources.every((s) => s.ready), sources };
@@ -366,6 +393,7 @@ export class Metrics {
       this.columnDrift,
       this.tableStopped,
       this.connected,
+      this.failures,
       this.batchSize,
       this.commitSeconds,
       this.transactions,
@@ -381,6 +409,8 @@ export class Metrics {
         database,
         sid,
         connected: false,
+        connectedMs: 0,
+        error: null,
         syncing: false,
         registeredMs: this.#now(),
         caughtUpMs: null,
@@ -390,6 +420,7 @@ export class Metrics {
       };
       this.#sources.set(k, s);
       this.connected.set({ database, sid }, 0);
+      this.failures.inc({ database, sid }, 0);
     }
     return s;
   }

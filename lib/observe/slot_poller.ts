@@ -28,8 +28,10 @@ export interface SlotPoller {
 
 /** The sources of one server, polled through one connection. */
 interface Server {
-  /** A URL of one of its sources: any database of the server shows every slot. */
-  url: string;
+  /** The URLs of its sources: any database of the server shows every slot. */
+  urls: string[];
+  /** The URL polled through (its index in {@link urls}). */
+  at: number;
   sources: { database: string; sid: string; slot: string }[];
   client?: Sql;
 }
@@ -49,7 +51,8 @@ export function startSlotPoller(
   for (const db of config.databases) {
     for (const u of db.urls) {
       const key = serverOf(u.url);
-      const server = servers.get(key) ?? { url: u.url, sources: [] };
+      const server = servers.get(key) ?? { urls: [], at: 0, sources: [] };
+      server.urls.push(u.url);
       server.sources.push({
         database: db.database,
         sid: u.sid,
@@ -61,15 +64,27 @@ export function startSlotPoller(
   let running: Promise<void> | null = null;
   let stopped = false;
 
+  const read = async (server: Server) => {
+    server.client ??= connect(server.urls[server.at], { connectTimeout: 5 });
+    const lags = await readSlotLags(server.client, server.sources.map((s) => s.slot));
+    for (const s of server.sources) metrics.setLag(s.database, s.sid, lags.get(s.slot)!);
+  };
   const pollServer = async (server: Server) => {
-    server.client ??= connect(server.url, { connectTimeout: 5 });
     try {
-      const lags = await readSlotLags(server.client, server.sources.map((s) => s.slot));
-      for (const s of server.sources) metrics.setLag(s.database, s.sid, lags.get(s.slot)!);
+      await read(server);
     } catch {
-      // Unreachable: what was known is stale now. (The pipelines log connection errors.)
-      for (const s of server.sources) {
-        metrics.setLag(s.database, s.sid, { bytes: null, retainedBytes: null });
+      // The database polled through may be gone (a tenant dropped) while its server
+      // serves the others: once more through the next source's database.
+      server.client?.end({ timeout: 0 }).catch(() => {});
+      server.client = undefined;
+      server.at = (server.at + 1) % server.urls.length;
+      try {
+        await read(server);
+      } catch {
+        // Unreachable: what was known is stale now. (The pipelines log connection errors.)
+        for (const s of server.sources) {
+          metrics.setLag(s.database, s.sid, { bytes: null, retainedBytes: null });
+        }
       }
     }
   };

@@ -2,8 +2,9 @@
  * Initial sync: copies mapped tables from a source snapshot into their targets
  * as a byte pipe (`COPY (SELECT …) TO STDOUT` → `COPY … FROM STDIN`), several
  * at a time, all in the same exported snapshot, optionally rate limited.
- * Every task takes one of the process's copy turns (copy_slots.ts) and opens
- * its connections only then.
+ * Every task takes one of the process's copy turns (copy_slots.ts), the
+ * first one the turn its source started with, and opens its connections only
+ * then.
  *
  * A table copied whole commits together with its `kvsz.synced_tables` record.
  * A large table (PostgreSQL 14+, a key, not a re-sync) is copied as ranges of
@@ -40,7 +41,7 @@ import {
 } from "../source/range_log.ts";
 import { log } from "../log.ts";
 import { type SyncProgress } from "./events.ts";
-import type { CopySlots } from "./copy_slots.ts";
+import type { CopySlots, CopyTurn } from "./copy_slots.ts";
 
 /** One table to copy. */
 export interface SyncJob {
@@ -73,6 +74,8 @@ export interface CopyOptions {
   parallelism: number;
   /** The copy turns shared by every source: a worker copies only while it holds one. */
   slots: CopySlots;
+  /** The turn the source started its copy with: the first worker copies on it. */
+  turn?: CopyTurn;
   /** Aborts a wait for a turn (the pipeline stops). */
   signal?: AbortSignal;
   /** Tables of at least this many bytes are copied as page ranges in parallel (0 = never). */
@@ -145,7 +148,7 @@ export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<vo
     try {
       for (let task = await queue.next(); task; task = await queue.next()) {
         if (!worker) {
-          await opts.slots.acquire(opts.signal);
+          if (!opts.turn?.take()) await opts.slots.acquire(opts.signal);
           worker = openWorker(opts);
           await importSnapshot(worker.source, opts.snapshotName);
         }

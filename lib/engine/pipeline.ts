@@ -45,6 +45,7 @@ import {
 import { recopyReason } from "../source/slot_trust.ts";
 import { mappingLookup, type ResolvedTable, resolveTables } from "../source/tables.ts";
 import { copyTables, type SyncJob } from "./initial_sync.ts";
+import type { CopyTurn } from "./copy_slots.ts";
 import { streamChanges } from "../source/reader.ts";
 import { closeAtOnce, watchSourceShutdown } from "../source/shutdown_watch.ts";
 import { describeError } from "../pg/describe.ts";
@@ -284,17 +285,21 @@ export class SourcePipeline {
       /** True when a copy (or a new slot's progress reset) changed the records read above. */
       let recordsChanged = true;
       if (!slot) {
-        // New slot: every table is copied in the snapshot the slot exported.
-        const created = await createSlotWithSnapshot(replication, this.name, {
-          major,
-          failover: this.source.failover,
+        // New slot: every table is copied in the snapshot the slot exported, made once
+        // the copy's first turn is this source's (see CopySlots.start).
+        const created = await this.#withCopyTurn(async (turn) => {
+          const created = await createSlotWithSnapshot(replication, this.name, {
+            major,
+            failover: this.source.failover,
+          });
+          this.#log.info("created slot {name} at {lsn}", {
+            name: this.name,
+            lsn: formatLsn(created.consistentPoint),
+          });
+          const jobs = tables.filter(copied).map(job);
+          await this.#copy(jobs, { snapshot: created, major, src, turn });
+          return created;
         });
-        this.#log.info("created slot {name} at {lsn}", {
-          name: this.name,
-          lsn: formatLsn(created.consistentPoint),
-        });
-        const jobs = tables.filter(copied).map(job);
-        await this.#copy(jobs, { snapshot: created, major, src });
         await resetProgress(
           dest,
           { database: this.db.database, sid: this.source.sid },
@@ -566,13 +571,15 @@ export class SourcePipeline {
    */
   async #copy(
     jobs: SyncJob[],
-    { snapshot, major, src }: {
+    { snapshot, major, src, turn }: {
       /** The slot's exported snapshot and its consistent point. */
       snapshot: { snapshotName: string; consistentPoint: bigint };
       /** The source's major version. */
       major: number;
       /** The source's catalog connection. */
       src: Sql;
+      /** The turn the source started its copy with. */
+      turn: CopyTurn;
     },
   ): Promise<void> {
     if (jobs.length === 0) return;
@@ -591,6 +598,7 @@ export class SourcePipeline {
       sid: this.source.sid,
       parallelism: this.config.sync.parallelism,
       slots: this.destination.copySlots,
+      turn,
       signal: this.#stopSignal.signal,
       splitBytes: this.config.sync.splitMb * 1024 * 1024,
       rate: this.config.sync.rate,
@@ -611,20 +619,36 @@ export class SourcePipeline {
    * their changes only above it.
    */
   async #copyWithTemporarySlot(jobs: SyncJob[], major: number, src: Sql): Promise<void> {
-    const replication = connect(this.source.url, { replication: true });
+    await this.#withCopyTurn(async (turn) => {
+      const replication = connect(this.source.url, { replication: true });
+      try {
+        const temp = await createSlotWithSnapshot(
+          replication,
+          `${this.name.slice(0, 50)}_sync_${Date.now() % 1e6}`,
+          { major, temporary: true },
+        );
+        this.#log.info("copying {count} new table(s) at {lsn}", {
+          count: jobs.length,
+          lsn: formatLsn(temp.consistentPoint),
+        });
+        await this.#copy(jobs, { snapshot: temp, major, src, turn });
+      } finally {
+        await replication.end({ timeout: 2 });
+      }
+    });
+  }
+
+  /**
+   * Runs `fn` with the turn this source starts its copy with, waited for in
+   * line before anything of the copy is made (see CopySlots.start); given
+   * back at the end unless the copy's first task took it.
+   */
+  async #withCopyTurn<T>(fn: (turn: CopyTurn) => Promise<T>): Promise<T> {
+    const turn = await this.destination.copySlots.start(this.#stopSignal.signal);
     try {
-      const temp = await createSlotWithSnapshot(
-        replication,
-        `${this.name.slice(0, 50)}_sync_${Date.now() % 1e6}`,
-        { major, temporary: true },
-      );
-      this.#log.info("copying {count} new table(s) at {lsn}", {
-        count: jobs.length,
-        lsn: formatLsn(temp.consistentPoint),
-      });
-      await this.#copy(jobs, { snapshot: temp, major, src });
+      return await fn(turn);
     } finally {
-      await replication.end({ timeout: 2 });
+      turn.release();
     }
   }
 }

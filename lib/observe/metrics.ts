@@ -11,7 +11,7 @@ import type { DriftReport } from "../apply/routes.ts";
 import type { SlotLag } from "../source/slot.ts";
 import { VERSION } from "../version.ts";
 import { type PipelineEvents } from "../engine/events.ts";
-import { SyncProgressDisplay } from "./sync_progress.ts";
+import { SyncBoard } from "./sync_progress.ts";
 
 /** Readiness of one source, as `/readyz` reports it. */
 export interface SourceReadiness {
@@ -42,6 +42,8 @@ export interface Readiness {
 export interface MetricsOptions {
   /** Clock in milliseconds since the epoch (tests pass a fake one). */
   now?: () => number;
+  /** Draw the initial copy's progress on stderr as a terminal (default: when it is one). */
+  tty?: boolean;
 }
 
 const SOURCE = ["database", "sid"] as const;
@@ -100,6 +102,8 @@ export class Metrics {
 
   readonly #now: () => number;
   readonly #sources = new Map<string, SourceState>();
+  /** The initial copy's progress display, and which sources are copied. */
+  readonly sync: SyncBoard;
 
   readonly operations = new Counter({
     name: "streamer_operations_total",
@@ -125,6 +129,23 @@ export class Metrics {
     help: "Bytes copied by the initial sync (COPY text), by source table.",
     labelNames: ["database", "sid", "table"] as const,
     registers: [this.registry],
+  });
+  readonly syncSources: Gauge = new Gauge({
+    name: "kvsz_sync_sources",
+    help: "Sources kvsz runs (the total of the initial copy's kvsz_sync_sources_done).",
+    registers: [this.registry],
+    collect: () => {
+      this.syncSources.set(this.sync.total);
+    },
+  });
+  readonly syncSourcesDone: Gauge = new Gauge({
+    name: "kvsz_sync_sources_done",
+    help:
+      "Sources whose every table is copied: they stream (a source copying a table added later is not).",
+    registers: [this.registry],
+    collect: () => {
+      this.syncSourcesDone.set(this.sync.done);
+    },
   });
   readonly heartbeat = new Gauge({
     name: "url_heartbeat",
@@ -232,6 +253,7 @@ export class Metrics {
 
   constructor(opts: MetricsOptions = {}) {
     this.#now = opts.now ?? Date.now;
+    this.sync = new SyncBoard(opts.tty);
     this.info.set({ version: VERSION }, 1);
   }
 
@@ -246,6 +268,7 @@ export class Metrics {
         if (connected) {
           s.syncing = false;
           s.connectedMs = this.#now();
+          this.sync.streaming(labels);
         }
         this.connected.set(labels, connected ? 1 : 0);
         if (connected) beat();
@@ -290,7 +313,7 @@ export class Metrics {
         s.caughtUpMs = this.#now();
       },
       syncProgress: () =>
-        new SyncProgressDisplay({ database, sid }, undefined, (table, rows, bytes) => {
+        this.sync.source(labels, (table, rows, bytes) => {
           beat();
           if (!s.connected) s.syncing = true;
           if (rows > 0) this.syncRows.inc({ ...labels, table }, rows);
@@ -357,6 +380,7 @@ export class Metrics {
   /** Forgets a source (removed from the config): its series disappear from the exposition. */
   async removeSource(database: string, sid: string): Promise<void> {
     this.#sources.delete(key(database, sid));
+    this.sync.remove({ database, sid });
     for (const metric of this.#all()) {
       const { values } = await metric.get();
       const seen = new Set<string>();
@@ -421,6 +445,7 @@ export class Metrics {
       this.#sources.set(k, s);
       this.connected.set({ database, sid }, 0);
       this.failures.inc({ database, sid }, 0);
+      this.sync.add({ database, sid });
     }
     return s;
   }

@@ -245,3 +245,30 @@ Deno.test("the strict parser rejects malformed expositions", () => {
   assert.equal(good.get("h")?.help, "a \\ help\n");
   assert.equal(good.get("up")?.samples[0].value, 1);
 });
+
+Deno.test("kvsz_sync_sources_done counts the sources copied (streaming) out of kvsz_sync_sources", async () => {
+  const m = new Metrics({ tty: false });
+  const a = m.pipelineEvents("a", "1");
+  const b = m.pipelineEvents("b", "1");
+  m.pipelineEvents("c", "1");
+  const counts = async () => {
+    const families = parseExposition(await m.render());
+    return [
+      valueOf(families, "kvsz_sync_sources_done", {}),
+      valueOf(families, "kvsz_sync_sources", {}),
+    ];
+  };
+  assert.deepEqual(await counts(), [0, 3]);
+  a.syncProgress!().start("t", 10);
+  a.onConnected!(true); // copied, streaming
+  b.onConnected!(true); // nothing to copy
+  assert.deepEqual(await counts(), [2, 3]);
+  a.onConnected!(false); // a failure does not undo a copy
+  a.onConnected!(true);
+  assert.deepEqual(await counts(), [2, 3]);
+  a.syncProgress!().start("added", 10); // a table added later: copying again
+  assert.deepEqual(await counts(), [1, 3]);
+  a.onConnected!(true);
+  await m.removeSource("c", "1");
+  assert.deepEqual(await counts(), [2, 2]);
+});

@@ -19,6 +19,8 @@ export interface PipelineEvents {
   /** A table's column drift (none: an empty list), and whether it is stopped for it. */
   onColumnDrift?(report: DriftReport): void;
   onWalEnd?(walEnd: bigint): void;
+  /** kvsz confirmed `confirmed` to the source, whose WAL ended at `walEnd` as far as kvsz read. */
+  onConfirmed?(confirmed: bigint, walEnd: bigint): void;
   /** What the source says of the slot's WAL as the stream starts (the slot poller says it later). */
   onSlotLag?(lag: SlotLag): void;
   /** A display of the initial copy's progress, one for each copy (none: copied quietly). */

@@ -404,6 +404,7 @@ export class SourcePipeline {
         stop: this.#stop,
         receiveTimeoutSeconds: cfg.timeouts.replicationReceiveSeconds,
         onWalEnd: this.events.onWalEnd,
+        onConfirmed: this.events.onConfirmed,
       }).catch((e) => {
         throw closed ? new Error("replication connection closed: the source shut down") : e;
       }).finally(stopWatch);

@@ -88,7 +88,12 @@ interface SourceState {
   caughtUpMs: number | null;
   /** Highest WAL end reported by a keepalive. */
   keepaliveLsn: bigint;
-  lagBytes: number | null;
+  /** The slot poller's last lag (current LSN − `confirmed_flush_lsn`), null when unknown. */
+  polledLagBytes: number | null;
+  /** While it streams: the server's highest WAL end known (the stream's, or the poller's current LSN). */
+  walEnd: bigint;
+  /** While it streams: what kvsz last confirmed to the server (null before the first status update). */
+  confirmed: bigint | null;
   /** Drifted columns per table, as last reported (the series to remove when they go). */
   drift: Map<string, { column: string; kind: string }[]>;
 }
@@ -153,11 +158,20 @@ export class Metrics {
     labelNames: SOURCE,
     registers: [this.registry],
   });
-  readonly lagBytesGauge = new Gauge({
+  readonly lagBytesGauge: Gauge<"database" | "sid"> = new Gauge({
     name: "kvsz_lag_bytes",
-    help: "Source WAL not yet confirmed by kvsz (current LSN minus confirmed_flush_lsn), in bytes.",
+    help:
+      "Source WAL not yet confirmed by kvsz, in bytes: the server's WAL end minus what kvsz confirmed, from the stream while the source streams, else from the slot poller (current LSN minus confirmed_flush_lsn).",
     labelNames: SOURCE,
     registers: [this.registry],
+    collect: () => {
+      for (const s of this.#sources.values()) {
+        const bytes = this.#lagBytes(s);
+        const labels = { database: s.database, sid: s.sid };
+        if (bytes === null) this.lagBytesGauge.remove(labels);
+        else this.lagBytesGauge.set(labels, bytes);
+      }
+    },
   });
   readonly lagSecondsGauge: Gauge<"database" | "sid"> = new Gauge({
     name: "kvsz_lag_seconds",
@@ -269,6 +283,9 @@ export class Metrics {
           s.syncing = false;
           s.connectedMs = this.#now();
           this.sync.streaming(labels);
+        } else {
+          s.walEnd = 0n;
+          s.confirmed = null;
         }
         this.connected.set(labels, connected ? 1 : 0);
         if (connected) beat();
@@ -307,9 +324,14 @@ export class Metrics {
         else this.tableStopped.remove({ ...labels, table });
       },
       onSlotLag: (lag: SlotLag) => this.setLag(database, sid, lag),
+      onConfirmed: (confirmed, walEnd) => {
+        s.confirmed = confirmed;
+        if (walEnd > s.walEnd) s.walEnd = walEnd;
+      },
       onWalEnd: (walEnd: bigint) => {
         beat();
         if (walEnd > s.keepaliveLsn) s.keepaliveLsn = walEnd;
+        if (s.connected && walEnd > s.walEnd) s.walEnd = walEnd;
         s.caughtUpMs = this.#now();
       },
       syncProgress: () =>
@@ -332,9 +354,11 @@ export class Metrics {
   setLag(database: string, sid: string, lag: SlotLag): void {
     const s = this.#source(database, sid);
     const labels = { database, sid };
-    s.lagBytes = lag.bytes;
-    if (lag.bytes === null) this.lagBytesGauge.remove(labels);
-    else this.lagBytesGauge.set(labels, lag.bytes);
+    s.polledLagBytes = lag.bytes;
+    // The stream's WAL end lags behind while kvsz reads nothing (backpressure): the poller's counts too.
+    if (s.connected && lag.currentLsn !== undefined && lag.currentLsn > s.walEnd) {
+      s.walEnd = lag.currentLsn;
+    }
     if (lag.retainedBytes === null) this.retainedWal.remove(labels);
     else if (lag.retainedBytes !== undefined) this.retainedWal.set(labels, lag.retainedBytes);
   }
@@ -365,7 +389,7 @@ export class Metrics {
         ready: state === "streaming",
         connected: s.connected,
         lagSeconds,
-        lagBytes: s.lagBytes,
+        lagBytes: this.#lagBytes(s),
         error: s.connected && this.#now() - s.connectedMs >= ERROR_SHOWN_MS ? null : s.error,
       };
     });
@@ -439,7 +463,9 @@ export class Metrics {
         registeredMs: this.#now(),
         caughtUpMs: null,
         keepaliveLsn: 0n,
-        lagBytes: null,
+        polledLagBytes: null,
+        walEnd: 0n,
+        confirmed: null,
         drift: new Map(),
       };
       this.#sources.set(k, s);
@@ -450,8 +476,14 @@ export class Metrics {
     return s;
   }
 
+  /** Unconfirmed WAL: from the stream while the source streams, else as polled; null when unknown. */
+  #lagBytes(s: SourceState): number | null {
+    if (!s.connected || s.confirmed === null) return s.polledLagBytes;
+    return s.walEnd > s.confirmed ? Number(s.walEnd - s.confirmed) : 0;
+  }
+
   #lagSeconds(s: SourceState): number {
-    if (s.lagBytes === 0) return 0;
+    if (this.#lagBytes(s) === 0) return 0;
     const since = s.caughtUpMs ?? s.registeredMs;
     return Math.max(0, (this.#now() - since) / 1000);
   }

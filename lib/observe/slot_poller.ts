@@ -1,9 +1,12 @@
 /**
- * Polls the kvsz slots of every source for the metrics: WAL not yet confirmed
- * (`kvsz_lag_bytes`) and WAL retained (`kvsz_slot_retained_wal_bytes`). Only
- * the source can say these; an unreachable server or a missing slot clears
- * them. Each pipeline also reports them once when it starts streaming (a new
- * slot would otherwise wait for the next poll).
+ * Polls the kvsz slots of every source for the metrics: WAL retained
+ * (`kvsz_slot_retained_wal_bytes`), and WAL not yet confirmed
+ * (`kvsz_lag_bytes`) of the sources that do not stream (a streaming source's
+ * comes from its stream; the server's current LSN read here still counts
+ * when it is ahead of what the stream said). Only the source can say these;
+ * an unreachable server or a missing slot clears them. Each pipeline also
+ * reports them once when it starts streaming (a new slot would otherwise
+ * wait for the next poll).
  */
 import type { Config } from "../config/types.ts";
 import { connect, type Sql } from "../pg/connect.ts";

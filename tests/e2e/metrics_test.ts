@@ -297,7 +297,81 @@ async function onePollerConnectionPerServer(c: TestCluster): Promise<void> {
   }
 }
 
+/**
+ * Without the slot poller, `kvsz_lag_bytes` comes from the stream itself
+ * (the server's WAL end in keepalives and data headers, against what kvsz
+ * confirmed): 0 once caught up, up while the destination is blocked and the
+ * source writes, back to 0 once it is free.
+ */
+async function lagFromTheStream(c: TestCluster): Promise<void> {
+  const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
+  for (const db of [src, dst]) await db.unsafe(`CREATE TABLE t1 (id int PRIMARY KEY, v text)`);
+  const config = parseConfig(
+    JSON.stringify({
+      destination: { url: c.url(dstDb) },
+      databases: [{
+        database: srcDb,
+        urls: [{ url: c.url(srcDb), sid: "1" }],
+        tables: { t1: null },
+      }],
+      apply: { commit_interval_ms: 50 },
+      metrics: { listen: "" },
+    }),
+    "lag-test.yaml",
+  );
+  const db = config.databases[0];
+  const labels = { database: srcDb, sid: "1" };
+  const metrics = new Metrics({ tty: false });
+  const destination = new SharedDestination(config);
+  const pipeline = new SourcePipeline(
+    config,
+    { db, source: db.urls[0], destination },
+    metrics.pipelineEvents(srcDb, "1"),
+  );
+  const running = pipeline.run();
+  const lag = async () => sample(await metrics.render(), "kvsz_lag_bytes", labels);
+  const locker = await dst.reserve();
+  try {
+    await waitFor(async () => (await lag()) === 0, {
+      what: "kvsz_lag_bytes 0 once streaming",
+      context: () => metrics.render(),
+      timeoutMs: 60_000,
+    });
+    await locker.unsafe(`BEGIN`);
+    await locker.unsafe(`LOCK TABLE t1 IN ACCESS EXCLUSIVE MODE`);
+    // Each round writes well over 100 kB of WAL for kvsz to read (1000 rows).
+    let before = 0;
+    for (let round = 1; round <= 2; round++) {
+      await src.unsafe(
+        `INSERT INTO t1 SELECT g, repeat('x', 100) FROM generate_series($1::int, $1::int + 999) g`,
+        [round * 10_000],
+      );
+      await waitFor(async () => (await lag())! > before + 100_000, {
+        what: `kvsz_lag_bytes above ${before + 100_000} while the destination is blocked`,
+        context: () => metrics.render(),
+      });
+      before = (await lag())!;
+    }
+    await locker.unsafe(`COMMIT`);
+    await waitFor(async () => (await lag()) === 0, {
+      what: "kvsz_lag_bytes back to 0",
+      context: () => metrics.render(),
+      timeoutMs: 60_000,
+    });
+    const [{ n }] = await dst.unsafe(`SELECT count(*)::int AS n FROM t1`);
+    assert.equal(n, 2000);
+  } finally {
+    await locker.unsafe(`ROLLBACK`).catch(() => {});
+    locker.release();
+    pipeline.stop();
+    await running;
+    await destination.close();
+  }
+}
+
 clusterSuite("metrics on real servers", {
+  "kvsz_lag_bytes comes from the stream: up while the destination is blocked, 0 after":
+    lagFromTheStream,
   "the slot poller holds one connection per source server": onePollerConnectionPerServer,
   "rows flowing move the metrics; the slot poller; unready when the source stops": pipelineMoves,
   "kvsz_lag_bytes of a new slot is there as soon as kvsz streams": lagFromTheStart,

@@ -59,7 +59,7 @@ ${CONFIG_HELP}
 /** Runs one pipeline per source URL until a signal; SIGHUP reloads the config. */
 export async function runPipelines(config: Config): Promise<number> {
   const logger = log("run");
-  const metrics = new Metrics();
+  const metrics = new Metrics({ perSourceTables: config.metrics.perSourceTables });
   const supervisor = new Supervisor((database, sid) => metrics.pipelineEvents(database, sid));
   let poller = startSlotPoller(config, metrics);
   const http = startHttpServer(
@@ -97,6 +97,7 @@ export async function runPipelines(config: Config): Promise<number> {
         );
         for (const [database, sid] of removed) await metrics.removeSource(database, sid);
         config = next;
+        metrics.setPerSourceTables(config.metrics.perSourceTables);
         await poller.stop();
         poller = startSlotPoller(config, metrics);
         logger.info("SIGHUP: reloading {file}", { file: config.file });

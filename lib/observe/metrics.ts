@@ -10,6 +10,7 @@ import type { Anomaly } from "../apply/types.ts";
 import type { DriftReport } from "../apply/routes.ts";
 import type { SlotLag } from "../source/slot.ts";
 import { VERSION } from "../version.ts";
+import { log } from "../log.ts";
 import { type PipelineEvents } from "../engine/events.ts";
 import { SyncBoard } from "./sync_progress.ts";
 
@@ -44,6 +45,12 @@ export interface MetricsOptions {
   now?: () => number;
   /** Draw the initial copy's progress on stderr as a terminal (default: when it is one). */
   tty?: boolean;
+  /**
+   * Per-table series (and the per-source histograms) carry each source's
+   * `database` and `sid` while there are at most this many sources, else
+   * they are summed over sources (`metrics.per_source_tables`; default: always per source).
+   */
+  perSourceTables?: number;
 }
 
 const SOURCE = ["database", "sid"] as const;
@@ -109,6 +116,9 @@ export class Metrics {
   readonly #sources = new Map<string, SourceState>();
   /** The initial copy's progress display, and which sources are copied. */
   readonly sync: SyncBoard;
+  #perSourceTables: number;
+  /** True while per-table series are summed over sources (see {@link MetricsOptions.perSourceTables}). */
+  #summed = false;
 
   readonly operations = new Counter({
     name: "streamer_operations_total",
@@ -267,6 +277,7 @@ export class Metrics {
 
   constructor(opts: MetricsOptions = {}) {
     this.#now = opts.now ?? Date.now;
+    this.#perSourceTables = opts.perSourceTables ?? Infinity;
     this.sync = new SyncBoard(opts.tty);
     this.info.set({ version: VERSION }, 1);
   }
@@ -301,17 +312,17 @@ export class Metrics {
           const t = Date.parse(info.commitTimeIso);
           if (Number.isFinite(t)) s.caughtUpMs = t;
         }
-        this.batchSize.observe(labels, info.changes);
-        this.commitSeconds.observe(labels, info.seconds);
+        this.batchSize.observe(this.#scope(labels), info.changes);
+        this.commitSeconds.observe(this.#scope(labels), info.seconds);
         this.transactions.inc(labels, info.transactions);
         for (const mode of ["clone", "append", "history"] as const) {
           if (info.counts[mode] > 0) this.rows.inc({ ...labels, mode }, info.counts[mode]);
         }
       },
       onAnomaly: (a: Anomaly) => {
-        this.anomalies.inc({ ...labels, table: a.route.source, kind: a.kind });
+        this.anomalies.inc({ ...this.#scope(labels), table: a.route.source, kind: a.kind });
       },
-      onOneByOne: (table: string) => this.oneByOne.inc({ ...labels, table }),
+      onOneByOne: (table: string) => this.oneByOne.inc({ ...this.#scope(labels), table }),
       onColumnDrift: ({ table, drift, stopped }: DriftReport) => {
         for (const d of s.drift.get(table) ?? []) {
           this.columnDrift.remove({ ...labels, table, column: d.column, kind: d.kind });
@@ -338,12 +349,12 @@ export class Metrics {
         this.sync.source(labels, (table, rows, bytes) => {
           beat();
           if (!s.connected) s.syncing = true;
-          if (rows > 0) this.syncRows.inc({ ...labels, table }, rows);
-          if (bytes > 0) this.syncBytes.inc({ ...labels, table }, bytes);
+          if (rows > 0) this.syncRows.inc({ ...this.#scope(labels), table }, rows);
+          if (bytes > 0) this.syncBytes.inc({ ...this.#scope(labels), table }, bytes);
         }),
       onOperations: (table, { operation, count, seconds }) => {
         beat();
-        const l = { ...labels, table, operation, result: "success" };
+        const l = { ...this.#scope(labels), table, operation, result: "success" };
         if (count > 0) this.operations.inc(l, count);
         this.operationSeconds.observe(l, seconds);
       },
@@ -405,6 +416,7 @@ export class Metrics {
   async removeSource(database: string, sid: string): Promise<void> {
     this.#sources.delete(key(database, sid));
     this.sync.remove({ database, sid });
+    this.#checkSummed();
     for (const metric of this.#all()) {
       const { values } = await metric.get();
       const seen = new Set<string>();
@@ -419,6 +431,49 @@ export class Metrics {
         (metric as any).remove(labels);
       }
     }
+  }
+
+  /** Changes `metrics.per_source_tables` (a config reload). */
+  setPerSourceTables(max: number): void {
+    this.#perSourceTables = max;
+    this.#checkSummed();
+  }
+
+  /** The labels of a source on a per-table series or a per-source histogram: none once summed. */
+  #scope(labels: { database: string; sid: string }): { database?: string; sid?: string } {
+    return this.#summed ? {} : labels;
+  }
+
+  /**
+   * Sums the per-table series over sources once there are more sources than
+   * `metrics.per_source_tables`, and labels them per source again when there
+   * are no longer: their series start over.
+   */
+  #checkSummed(): void {
+    const summed = this.#sources.size > this.#perSourceTables;
+    if (summed === this.#summed) return;
+    this.#summed = summed;
+    for (const metric of this.#perTable()) metric.reset();
+    log("metrics").info(
+      summed
+        ? "more sources than metrics.per_source_tables ({max}): per-table series are summed over sources, without database and sid"
+        : "no more sources than metrics.per_source_tables ({max}): per-table series are per source again",
+      { max: this.#perSourceTables },
+    );
+  }
+
+  /** The families whose series are summed over sources beyond `metrics.per_source_tables`. */
+  #perTable() {
+    return [
+      this.operations,
+      this.operationSeconds,
+      this.syncRows,
+      this.syncBytes,
+      this.anomalies,
+      this.oneByOne,
+      this.batchSize,
+      this.commitSeconds,
+    ];
   }
 
   /** The text exposition (format 0.0.4) of every metric. */
@@ -472,6 +527,7 @@ export class Metrics {
       this.connected.set({ database, sid }, 0);
       this.failures.inc({ database, sid }, 0);
       this.sync.add({ database, sid });
+      this.#checkSummed();
     }
     return s;
   }

@@ -16,6 +16,8 @@ import { SharedDestination } from "../../lib/engine/destination.ts";
 import { clusterSuite, startCluster, type TestCluster } from "../support/cluster.ts";
 import { KvszProcess, waitFor, writeConfig } from "../support/kvsz.ts";
 import { freePort } from "../../lib/pg/local_cluster.ts";
+import { createTenants } from "../support/tenants.ts";
+import { parseExposition } from "../support/prometheus.ts";
 
 /** Log records of `fn`, captured from the `kvsz` loggers. */
 async function captureLogs<T>(fn: () => T | Promise<T>): Promise<[T, LogRecord[]]> {
@@ -369,7 +371,84 @@ async function lagFromTheStream(c: TestCluster): Promise<void> {
   }
 }
 
+/**
+ * Five tenants with `metrics.per_source_tables: 2`: the per-table series are
+ * summed over the tenants (as many as one tenant makes, without database and
+ * sid), the per-source ones (lag, connected, heartbeat) stay per tenant.
+ */
+async function summedOverTenants(c: TestCluster): Promise<void> {
+  const TENANTS = 5;
+  const names = await createTenants(c, TENANTS, {
+    ddl: `CREATE TABLE accounts (id int PRIMARY KEY, v int);
+          INSERT INTO accounts VALUES (100, 100);
+          CREATE TABLE events (id int PRIMARY KEY, v int);`,
+    prefix: "msum",
+  });
+  const dstDb = await c.createDatabase("msumdst");
+  const dst = c.sql(dstDb);
+  await dst.unsafe(`CREATE TABLE accounts (sid text, id int, v int, PRIMARY KEY (sid, id))`);
+  await dst.unsafe(`CREATE TABLE events (sid text, id int, v int, PRIMARY KEY (sid, id))`);
+  const port = freePort();
+  const config = await writeConfig({
+    destination: { url: c.url(dstDb) },
+    databases: names.map((db, i) => ({
+      database: db,
+      urls: [{ url: c.url(db), sid: String(i + 1) }],
+      tables: { accounts: null, events: null },
+    })),
+    apply: { commit_interval_ms: 20, workers: 2 },
+    metrics: { listen: `127.0.0.1:${port}`, per_source_tables: 2 },
+    log: { level: "info", format: "text" },
+  });
+  await using kvsz = KvszProcess.start(["run", "--config", config]);
+  await waitFor(() => (kvsz.output.match(/streaming from/g) ?? []).length === TENANTS, {
+    what: "every tenant streaming",
+    context: () => kvsz.output.slice(-3000),
+  });
+  for (const db of names) {
+    const src = c.sql(db);
+    await src.unsafe(`INSERT INTO accounts VALUES (1, 1), (2, 2)`);
+    await src.unsafe(`UPDATE accounts SET v = 3 WHERE id = 1`);
+    await src.unsafe(`INSERT INTO events VALUES (1, 1)`);
+  }
+  await waitFor(async () => {
+    const [r] = await dst.unsafe(`SELECT count(*)::int AS n FROM accounts WHERE v = 3`);
+    return r.n === TENANTS;
+  }, { what: "every tenant's changes", context: () => kvsz.output.slice(-3000) });
+  const families = parseExposition(
+    await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
+  );
+  const series = (name: string) => families.get(name)?.samples ?? [];
+  // Two tables; insert and update on accounts, insert on events: three (table, operation)
+  // pairs, each one counter and 17 histogram series (14 buckets, +Inf, sum, count).
+  assert.equal(series("streamer_operations_total").length, 3);
+  assert.equal(series("streamer_operations_seconds").length, 3 * 17);
+  for (const name of ["streamer_operations_total", "streamer_sync_total_rows", "kvsz_batch_size"]) {
+    assert.ok(series(name).length > 0, name);
+    for (const s of series(name)) {
+      assert.ok(!("sid" in s.labels) && !("database" in s.labels), `${name}: ${JSON.stringify(s)}`);
+    }
+  }
+  const summed = series("streamer_operations_total").find((s) =>
+    s.labels.table === "public.accounts" && s.labels.operation === "insert"
+  );
+  assert.equal(summed?.value, 2 * TENANTS);
+  for (const name of ["kvsz_source_connected", "url_heartbeat", "kvsz_lag_bytes"]) {
+    assert.deepEqual(
+      series(name).map((s) => s.labels.sid).sort(),
+      names.map((_, i) => String(i + 1)),
+      name,
+    );
+  }
+  assert.match(
+    kvsz.output,
+    /more sources than metrics\.per_source_tables \(2\): per-table series are summed/,
+  );
+  assert.equal(await kvsz.stop(), 0);
+}
+
 clusterSuite("metrics on real servers", {
+  "metrics.per_source_tables: per-table series summed over the tenants": summedOverTenants,
   "kvsz_lag_bytes comes from the stream: up while the destination is blocked, 0 after":
     lagFromTheStream,
   "the slot poller holds one connection per source server": onePollerConnectionPerServer,

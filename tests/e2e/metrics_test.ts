@@ -139,6 +139,42 @@ Deno.test("HTTP endpoint: an address in use is a warning and no endpoint; empty 
   assert.deepEqual(logs, []);
 });
 
+/**
+ * Runs the pipeline of one source streaming `t1` of database `src.db` (at
+ * `src.url`, sid 1) into the destination at `destUrl`, its hooks feeding new
+ * metrics; `stop` stops it and closes its destination connections.
+ */
+function runPipeline(src: { db: string; url: string }, destUrl: string) {
+  const config = parseConfig(
+    JSON.stringify({
+      destination: { url: destUrl },
+      databases: [{ database: src.db, urls: [{ url: src.url, sid: "1" }], tables: { t1: null } }],
+      apply: { commit_interval_ms: 50 },
+      metrics: { listen: "" },
+    }),
+    "metrics-test.yaml",
+  );
+  const db = config.databases[0];
+  const metrics = new Metrics({ tty: false });
+  const destination = new SharedDestination(config);
+  const pipeline = new SourcePipeline(
+    config,
+    { db, source: db.urls[0], destination },
+    metrics.pipelineEvents(src.db, "1"),
+  );
+  const running = pipeline.run();
+  return {
+    config,
+    metrics,
+    labels: { database: src.db, sid: "1" },
+    async stop() {
+      pipeline.stop();
+      await running;
+      await destination.close();
+    },
+  };
+}
+
 async function pipelineMoves(c: TestCluster): Promise<void> {
   // The source is its own server, so stopping it leaves the destination up.
   await using source = await startCluster({ major: c.major });
@@ -149,29 +185,10 @@ async function pipelineMoves(c: TestCluster): Promise<void> {
   await src.unsafe(`CREATE TABLE t1 (id int PRIMARY KEY, v text)`);
   await src.unsafe(`INSERT INTO t1 SELECT g, 'x' FROM generate_series(1, 300) g`);
   await dst.unsafe(`CREATE TABLE t1 (id int PRIMARY KEY, v text)`);
-  const config = parseConfig(
-    JSON.stringify({
-      destination: { url: c.url(dstDb) },
-      databases: [{
-        database: srcDb,
-        urls: [{ url: source.url(srcDb), sid: "1" }],
-        tables: { t1: null },
-      }],
-      apply: { commit_interval_ms: 50 },
-      metrics: { listen: "" },
-    }),
-    "metrics-test.yaml",
+  const { config, metrics, labels, stop } = runPipeline(
+    { db: srcDb, url: source.url(srcDb) },
+    c.url(dstDb),
   );
-  const db = config.databases[0];
-  const labels = { database: srcDb, sid: "1" };
-  const metrics = new Metrics();
-  const destination = new SharedDestination(config);
-  const pipeline = new SourcePipeline(
-    config,
-    { db, source: db.urls[0], destination },
-    metrics.pipelineEvents(srcDb, "1"),
-  );
-  const running = pipeline.run();
   const poller = startSlotPoller(config, metrics, { intervalMs: 200 });
   const scrape = () => metrics.render();
   try {
@@ -216,9 +233,7 @@ async function pipelineMoves(c: TestCluster): Promise<void> {
     assert.equal(sample(text, "kvsz_source_connected", labels), 0);
     assert.equal(sample(text, "kvsz_lag_bytes", labels), null);
   } finally {
-    pipeline.stop();
-    await running;
-    await destination.close();
+    await stop();
     await poller.stop();
   }
 }
@@ -308,29 +323,7 @@ async function onePollerConnectionPerServer(c: TestCluster): Promise<void> {
 async function lagFromTheStream(c: TestCluster): Promise<void> {
   const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
   for (const db of [src, dst]) await db.unsafe(`CREATE TABLE t1 (id int PRIMARY KEY, v text)`);
-  const config = parseConfig(
-    JSON.stringify({
-      destination: { url: c.url(dstDb) },
-      databases: [{
-        database: srcDb,
-        urls: [{ url: c.url(srcDb), sid: "1" }],
-        tables: { t1: null },
-      }],
-      apply: { commit_interval_ms: 50 },
-      metrics: { listen: "" },
-    }),
-    "lag-test.yaml",
-  );
-  const db = config.databases[0];
-  const labels = { database: srcDb, sid: "1" };
-  const metrics = new Metrics({ tty: false });
-  const destination = new SharedDestination(config);
-  const pipeline = new SourcePipeline(
-    config,
-    { db, source: db.urls[0], destination },
-    metrics.pipelineEvents(srcDb, "1"),
-  );
-  const running = pipeline.run();
+  const { metrics, labels, stop } = runPipeline({ db: srcDb, url: c.url(srcDb) }, c.url(dstDb));
   const lag = async () => sample(await metrics.render(), "kvsz_lag_bytes", labels);
   const locker = await dst.reserve();
   try {
@@ -365,9 +358,7 @@ async function lagFromTheStream(c: TestCluster): Promise<void> {
   } finally {
     await locker.unsafe(`ROLLBACK`).catch(() => {});
     locker.release();
-    pipeline.stop();
-    await running;
-    await destination.close();
+    await stop();
   }
 }
 

@@ -14,6 +14,7 @@
  */
 import { socketOf, type Sql } from "../pg/connect.ts";
 import type { ServerProbe } from "./server_probe.ts";
+import { everySecond } from "./ticker.ts";
 import { errorCode, pgErrorFields } from "../pg/errors.ts";
 
 /** What the watch reads of the apply. */
@@ -36,7 +37,7 @@ export interface ShutdownWatchOptions {
  * Starts watching; returns the function that stops it. `probe` asks the
  * source `SELECT 1` over an ordinary (not replication) connection (its
  * server's shared one: server_probe.ts), at most once a second while the
- * apply stalls.
+ * apply stalls (ticker.ts).
  */
 export function watchSourceShutdown(
   probe: Pick<ServerProbe, "ask">,
@@ -63,13 +64,13 @@ export function watchSourceShutdown(
       (e) => {
         probing = false;
         if (!stopping(e)) return;
-        clearInterval(timer);
+        stop();
         opts.onShutdown(e instanceof Error ? e.message : String(e), now - since);
       },
     );
   };
-  const timer = setInterval(tick, Math.min(1000, stallMs / 2));
-  return () => clearInterval(timer);
+  const stop = everySecond(tick);
+  return stop;
 }
 
 /**

@@ -427,7 +427,8 @@ export class Applier {
     this.#streamed = null;
   }
 
-  #relation(relationId: number, msg: PgoutputMessage & { tag: "relation" }): Promise<void> {
+  #relation(relationId: number, msg: PgoutputMessage & { tag: "relation" }): void | Promise<void> {
+    if (this.routes.unchanged(msg)) return;
     const old = this.routes.get(relationId);
     // Changes buffered with the old column layout are written with the old route.
     const wait = old && this.#batches.get(old)?.size ? this.#queueFlush() : undefined;

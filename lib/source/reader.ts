@@ -273,9 +273,14 @@ export async function streamChanges(
       notify();
     }
   };
-  // Checked with every other source's, once a second (ticker.ts).
+  // Checked with every other source's, once a second (ticker.ts). A status goes out
+  // every statusEveryMs while kvsz is not reading (the server's requests for one wait
+  // unread) or has a new position to confirm; a reader waiting idle answers the
+  // server's requests (wal_sender_timeout / 2) and is silent otherwise: a thousand
+  // idle tenants cost a few writes a second, not a hundred.
   const stopTicking = everySecond(() => {
-    if (performance.now() - statusAt >= statusEveryMs) sendStatus(true);
+    const due = performance.now() - statusAt >= statusEveryMs;
+    if (due && (waitingSince === null || lastSent !== sink.safeLsn)) sendStatus(true);
     if (receiveTimeout > 0) checkSilence();
   });
 

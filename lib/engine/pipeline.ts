@@ -352,6 +352,7 @@ export class SourcePipeline {
           watchdog: this.destination.watchdog,
           origin: tagged ? this.name : null,
           idlePositions: this.destination.idlePositions,
+          groupCommits: this.destination.groupCommits,
         },
       );
       // Only a metric: the slot poller tries again.

@@ -27,18 +27,15 @@ import { log } from "../log.ts";
 import type { RouteTable } from "./routes.ts";
 import { type OpCounts, TableBatch } from "./table_batch.ts";
 import type { Anomaly, Change, TableRoute } from "./types.ts";
-import {
-  type BatchCounts,
-  recordIdlePosition,
-  type SourceProgress,
-  writeProgress,
-} from "./progress.ts";
+import { type BatchCounts, type SourceProgress, writeProgress } from "./progress.ts";
 import { parentsFirst } from "./write_order.ts";
 import { holdsLargeValue } from "./large_change.ts";
 import { truncateTogether } from "./sql_truncate.ts";
 import { JobQueue } from "./job_queue.ts";
 import { explainJobFailure, type JobScope } from "./job_failure.ts";
 import { StreamedTransaction } from "./streamed_transaction.ts";
+import { IdlePositions } from "./idle_positions.ts";
+import type { GroupCommits } from "./group_commit.ts";
 
 /**
  * Bytes of changes (as received) buffered before they are written, whatever
@@ -92,6 +89,10 @@ export interface ApplierOptions {
   watchdog?: SessionWatchdog;
   /** Replication origin the source's writes are tagged with (none: untagged). */
   origin?: string | null;
+  /** Commits shared with other sources (none: each destination transaction is this source's). */
+  groupCommits?: GroupCommits;
+  /** Records idle positions with other sources' (none: a group of this source alone). */
+  idlePositions?: IdlePositions;
 }
 
 /** Where the applier's destination transactions get a writer (a `WriterPool`). */
@@ -144,6 +145,8 @@ export class Applier {
   readonly #log;
   /** The writer leased: from a destination transaction's first statement to its end, or briefly. */
   #writer: WriterLease | null = null;
+  /** The writer of the group commit this source's job is in, while it is. */
+  #groupWriter: WriterLease | null = null;
   /** True while a destination transaction is open on {@link #writer}. */
   #inDestTx = false;
   /** Aborted by {@link abort}: no writer is leased after it. */
@@ -181,6 +184,7 @@ export class Applier {
   #idleLsn = 0n;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #jobs: JobQueue<JobScope>;
+  readonly #idlePositions: IdlePositions;
   /** True while the reader has nothing queued (set by `drained`, cleared by `handle`). */
   #idle = false;
   #wake: () => void = () => {};
@@ -197,8 +201,10 @@ export class Applier {
     this.#jobs = new JobQueue<JobScope>({
       explain: (e, scope) => explainJobFailure(e, scope, this.#readUpTo()),
       afterJob: () => this.#afterJob(),
-      watch: watchdog && ((job) => watchdog.watch(job, () => this.#writer, this.#log)),
+      watch: watchdog &&
+        ((job) => watchdog.watch(job, () => this.#writer ?? this.#groupWriter, this.#log)),
     });
+    this.#idlePositions = opts.idlePositions ?? new IdlePositions(writers, this.#log);
     this.#skipUpTo = progress?.commitLsn ?? 0n;
     this.#safeLsn = progress?.endLsn ?? 0n;
     this.#lastCommitLsn = opts.startLsn && opts.startLsn > this.#skipUpTo
@@ -293,7 +299,7 @@ export class Applier {
     if (!this.busy && walEnd > this.#safeLsn) this.#noteIdle(walEnd);
     if (urgent && this.#idleTimer !== undefined) {
       clearTimeout(this.#idleTimer);
-      this.#recordIdle();
+      this.#recordIdle(true);
     }
   }
 
@@ -308,18 +314,17 @@ export class Applier {
     this.#idleTimer ??= setTimeout(() => this.#recordIdle(), IDLE_RECORD_MS);
   }
 
-  #recordIdle(): void {
+  /** Records the idle position with other sources' (idle_positions.ts), then lets the reader confirm it. */
+  #recordIdle(now = false): void {
     this.#idleTimer = undefined;
     const lsn = this.#idleLsn;
     // Busy: the pending commit records a later position.
     if (lsn <= this.#safeLsn || this.busy || this.#jobs.failure) return;
-    this.#jobs.push({ folded: false, streamedXid: null }, async () => {
-      if (this.#writer) return;
-      const writer = await this.#lease();
-      await recordIdlePosition(writer.sql, this.opts, formatLsn(lsn));
-      this.#release();
-      if (lsn > this.#safeLsn) this.#safeLsn = lsn;
-    })?.catch(() => {}); // a failure reaches the reader through `failed`
+    this.#idlePositions.record(this.opts, lsn, now).then((recorded) => {
+      if (!recorded || lsn <= this.#safeLsn) return;
+      this.#safeLsn = lsn;
+      this.#wake();
+    });
   }
 
   /** Waits for queued jobs, commits what is pending (at a transaction boundary), ends cleanly. */
@@ -346,6 +351,8 @@ export class Applier {
     this.#streamed?.end();
     this.#takeBatches();
     this.#aborted.abort(new Error("the applier stopped"));
+    // A group it is in fails with it: what is not committed must not commit after the abort.
+    this.#groupWriter?.end();
     this.#inDestTx = false;
     this.#writer?.release(true);
     this.#writer = null;
@@ -428,7 +435,8 @@ export class Applier {
     this.#streamed = null;
   }
 
-  #relation(relationId: number, msg: PgoutputMessage & { tag: "relation" }): Promise<void> {
+  #relation(relationId: number, msg: PgoutputMessage & { tag: "relation" }): void | Promise<void> {
+    if (this.routes.unchanged(msg)) return;
     const old = this.routes.get(relationId);
     // Changes buffered with the old column layout are written with the old route.
     const wait = old && this.#batches.get(old)?.size ? this.#queueFlush() : undefined;
@@ -617,20 +625,44 @@ export class Applier {
     this.#pendingTxns = 0;
     this.#pendingChanges = 0;
     this.#counts = { clone: 0, append: 0, history: 0, anomalies: 0 };
-    return this.#jobs.push(scope, async () => {
-      const started = performance.now();
-      await this.#write(batches, info.counts, scope);
-      const tx = await this.#destTx();
-      await writeProgress(tx, this.opts, {
+    const record = (tx: Sql) =>
+      writeProgress(tx, this.opts, {
         commitLsn: formatLsn(pending.commitLsn),
         endLsn: formatLsn(pending.endLsn),
         commitTimeIso: info.commitTimeIso,
         counts: info.counts,
       });
-      await this.#begin;
-      const result = await tx.unsafe("COMMIT");
-      if (result.command === "ROLLBACK") throw new Error("destination rolled back the batch");
-      this.#release();
+    return this.#jobs.push(scope, async () => {
+      const started = performance.now();
+      const groups = this.opts.groupCommits;
+      if (groups && !this.#inDestTx && !this.#writer) {
+        // The whole destination transaction is this job: it may share one with other sources.
+        try {
+          await groups.commit({
+            write: (tx) => this.#write(batches, info.counts, scope, tx),
+            record,
+          }, {
+            origin: this.opts.origin ?? null,
+            signal: this.#aborted.signal,
+            onWriter: (writer) => (this.#groupWriter = writer),
+          });
+        } finally {
+          this.#groupWriter = null;
+        }
+      } else {
+        await this.#write(batches, info.counts, scope);
+        const tx = await this.#destTx();
+        // The progress row and COMMIT go out together (one round trip): a failed
+        // UPSERT aborts the transaction, and the COMMIT then answers ROLLBACK.
+        const progress = record(tx);
+        const commit = tx.unsafe("COMMIT").execute();
+        commit.catch(() => {}); // awaited below, unless the progress row failed first
+        await this.#begin;
+        await progress;
+        const result = await commit;
+        if (result.command === "ROLLBACK") throw new Error("destination rolled back the batch");
+        this.#release();
+      }
       info.seconds = (performance.now() - started) / 1000;
       this.#safeLsn = pending.endLsn;
       this.#skipUpTo = pending.commitLsn;
@@ -699,9 +731,10 @@ export class Applier {
     batches: Map<TableRoute, TableBatch>,
     counts: BatchCounts,
     scope: JobScope,
+    groupTx?: Sql,
   ): Promise<void> {
     if (batches.size === 0) return;
-    const tx = await this.#destTx();
+    const tx = groupTx ?? await this.#destTx();
     for (const [route, batch] of parentsFirst([...batches])) {
       if (batch.size === 0) continue;
       scope.writing = route;

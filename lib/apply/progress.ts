@@ -120,7 +120,11 @@ export interface ProgressRecord {
   counts: BatchCounts;
 }
 
-/** Upserts the progress row; must run inside the destination transaction of the batch. */
+/**
+ * Upserts the progress row; must run inside the destination transaction of
+ * the batch. The statement is queued on the connection by the call itself, so
+ * a statement queued after the call (the COMMIT) runs after it.
+ */
 export async function writeProgress(
   tx: Sql,
   { database, sid }: SourceKey,
@@ -149,23 +153,27 @@ export async function writeProgress(
       counts.anomalies,
     ],
     { prepare: true },
-  );
+  ).execute();
 }
 
 /**
- * Moves a source's stored position over WAL that held nothing for it, before
- * kvsz confirms that WAL to the slot: the slot is never confirmed beyond what
- * is stored here (see `lib/source/slot_trust.ts`).
+ * Moves sources' stored positions over WAL that held nothing for them (each
+ * only forward), before kvsz confirms that WAL to their slots: a slot is
+ * never confirmed beyond what is stored here (see `lib/source/slot_trust.ts`).
  */
-export async function recordIdlePosition(
+export async function recordIdlePositions(
   sql: Sql,
-  { database, sid }: SourceKey,
-  lsn: string,
+  positions: readonly { key: SourceKey; lsn: string }[],
 ): Promise<void> {
   await sql.unsafe(
-    `UPDATE kvsz.progress SET end_lsn = $3::pg_lsn
-      WHERE database = $1 AND sid = $2 AND end_lsn < $3::pg_lsn`,
-    [database, sid, lsn],
+    `UPDATE kvsz.progress p SET end_lsn = v.lsn::pg_lsn
+       FROM unnest($1::text[], $2::text[], $3::text[]) AS v(database, sid, lsn)
+      WHERE p.database = v.database AND p.sid = v.sid AND p.end_lsn < v.lsn::pg_lsn`,
+    [
+      textArray(positions.map((p) => p.key.database)),
+      textArray(positions.map((p) => p.key.sid)),
+      textArray(positions.map((p) => p.lsn)),
+    ],
   );
 }
 

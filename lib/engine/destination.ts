@@ -11,6 +11,8 @@ import { connect, type Sql } from "../pg/connect.ts";
 import { log } from "../log.ts";
 import { WriterPool } from "../apply/writer_pool.ts";
 import { SessionWatchdog } from "../apply/session_watchdog.ts";
+import { IdlePositions } from "../apply/idle_positions.ts";
+import { GroupCommits } from "../apply/group_commit.ts";
 import { CopySlots } from "./copy_slots.ts";
 
 /** The destination connections and turns every source shares (see the module comment). */
@@ -19,6 +21,10 @@ export class SharedDestination {
   readonly #connectCatalog: () => Sql;
   readonly writers: WriterPool;
   readonly copySlots: CopySlots;
+  /** Ready commits of several sources in one destination transaction. */
+  readonly groupCommits: GroupCommits;
+  /** Every source's idle positions, recorded together. */
+  readonly idlePositions: IdlePositions;
   readonly watchdog: SessionWatchdog;
   /** The settings these were made with (see {@link sharedKey}). */
   readonly key: string;
@@ -30,6 +36,8 @@ export class SharedDestination {
     this.#connectCatalog = () => connect(url, { max: 1, params });
     this.#catalog = this.#connectCatalog();
     this.writers = new WriterPool({ url, size: config.apply.workers, params, log: log("apply") });
+    this.groupCommits = new GroupCommits(this.writers);
+    this.idlePositions = new IdlePositions(this.writers, log("apply"));
     this.copySlots = new CopySlots(config.sync.parallelism);
     this.watchdog = new SessionWatchdog(url, {
       checkSeconds: config.timeouts.destinationCheckSeconds,
@@ -55,6 +63,7 @@ export class SharedDestination {
 
   /** Ends every connection; call once no source uses them. */
   async close(): Promise<void> {
+    await this.idlePositions.close();
     await Promise.all([this.writers.close(), this.#catalog.end({ timeout: 5 })]).catch(() => {});
   }
 }

@@ -48,6 +48,7 @@ import { copyTables, type SyncJob } from "./initial_sync.ts";
 import type { CopyTurn } from "./copy_slots.ts";
 import { streamChanges } from "../source/reader.ts";
 import { closeAtOnce, watchSourceShutdown } from "../source/shutdown_watch.ts";
+import { serverProbe } from "../source/server_probe.ts";
 import { describeError } from "../pg/describe.ts";
 import { StreamRestart } from "../errors.ts";
 import { NeedsPersonError } from "../errors.ts";
@@ -196,8 +197,8 @@ export class SourcePipeline {
     const cfg = this.config;
     const dest = this.destination.catalog;
     this.#streaming = false;
-    // Used to prepare, then rarely (the shutdown watch): idle, it is closed, so that a
-    // streaming source holds only its replication connection at the source.
+    // Used to prepare; closed once unused, so that a streaming source holds only its
+    // replication connection at the source (the shutdown watch asks through its server's).
     const src = connect(this.source.url, { idleTimeout: SOURCE_IDLE_SECONDS });
     const replication = connect(this.source.url, { replication: true });
     let applier: Applier | null = null;
@@ -368,18 +369,21 @@ export class SourcePipeline {
           onOperations: this.events.onOperations,
           watchdog: this.destination.watchdog,
           origin: tagged ? this.name : null,
+          idlePositions: this.destination.idlePositions,
+          groupCommits: this.destination.groupCommits,
         },
       );
       // Only a metric: the slot poller tries again.
       const lag = await readSlotLag(src, this.name).catch(() => null);
       if (lag) this.events.onSlotLag?.(lag);
-      // Quiet when the attempts before failed while streaming, again and again (see #sayFailure).
+      // Quiet when the attempts before failed while streaming, again and again (see sayFailure).
       const level = this.#streamFailures >= 2 ? "debug" : "info";
       this.#log[level]("streaming from {lsn}", { lsn: formatLsn(startLsn) });
       this.#streaming = true;
       this.events.onConnected?.(true);
       let closed = false;
-      const stopWatch = watchSourceShutdown(src, applier, {
+      const probe = serverProbe(this.source.url);
+      const stopWatch = watchSourceShutdown(probe, applier, {
         onShutdown: (answer, stalledMs) => {
           closed = true;
           this.#log.warn(
@@ -407,7 +411,10 @@ export class SourcePipeline {
         onConfirmed: this.events.onConfirmed,
       }).catch((e) => {
         throw closed ? new Error("replication connection closed: the source shut down") : e;
-      }).finally(stopWatch);
+      }).finally(() => {
+        stopWatch();
+        probe.release();
+      });
       await applier.close();
       applier = null;
       this.#log.info("stopped cleanly");

@@ -44,7 +44,7 @@ import {
 } from "../source/slot.ts";
 import { recopyReason } from "../source/slot_trust.ts";
 import { mappingLookup, type ResolvedTable, resolveTables } from "../source/tables.ts";
-import { copyTables, type SyncJob } from "./initial_sync.ts";
+import { type CopyPlan, copyTables, planCopy, type SyncJob } from "./initial_sync.ts";
 import type { CopyTurn } from "./copy_slots.ts";
 import { streamChanges } from "../source/reader.ts";
 import { closeAtOnce, watchSourceShutdown } from "../source/shutdown_watch.ts";
@@ -288,6 +288,7 @@ export class SourcePipeline {
       if (!slot) {
         // New slot: every table is copied in the snapshot the slot exported, made once
         // the copy's first turn is this source's (see CopySlots.start).
+        const plan = await this.#planCopy(tables.filter(copied).map(job), major, src);
         const created = await this.#withCopyTurn(async (turn) => {
           const created = await createSlotWithSnapshot(replication, this.name, {
             major,
@@ -297,8 +298,7 @@ export class SourcePipeline {
             name: this.name,
             lsn: formatLsn(created.consistentPoint),
           });
-          const jobs = tables.filter(copied).map(job);
-          await this.#copy(jobs, { snapshot: created, major, src, turn });
+          await this.#copy(plan, { snapshot: created, turn });
           return created;
         });
         await resetProgress(
@@ -571,44 +571,32 @@ export class SourcePipeline {
   }
 
   /**
-   * Copies `jobs` in the snapshot, taking the process's copy turns and keeping
+   * Copies a planned copy in the snapshot, taking the process's copy turns and keeping
    * kvsz's records on the shared catalog connection. Each target is analyzed
    * there once copied, in the background (fresh statistics, or the first
    * set-based statements plan against an empty table; a plan made before is
    * replanned when the statistics change), so streaming need not wait for it.
    */
   async #copy(
-    jobs: SyncJob[],
-    { snapshot, major, src, turn }: {
+    plan: CopyPlan,
+    { snapshot, turn }: {
       /** The slot's exported snapshot and its consistent point. */
       snapshot: { snapshotName: string; consistentPoint: bigint };
-      /** The source's major version. */
-      major: number;
-      /** The source's catalog connection. */
-      src: Sql;
       /** The turn the source started its copy with. */
       turn: CopyTurn;
     },
   ): Promise<void> {
-    if (jobs.length === 0) return;
     const dest = this.destination.catalog;
-    await copyTables(jobs, {
+    await copyTables(plan, {
       sourceUrl: this.source.url,
-      source: src,
-      sourceMajor: major,
       snapshotName: snapshot.snapshotName,
       snapshotLsn: snapshot.consistentPoint,
-      dest,
       destUrl: this.config.destination.url,
       destParams: destinationParams(this.config),
       destSchema: this.config.destination.schema,
-      database: this.db.database,
-      sid: this.source.sid,
-      parallelism: this.config.sync.parallelism,
       slots: this.destination.copySlots,
       turn,
       signal: this.#stopSignal.signal,
-      splitBytes: this.config.sync.splitMb * 1024 * 1024,
       rate: this.config.sync.rate,
       burst: this.config.sync.burst,
       progress: this.events.syncProgress?.() ?? QUIET_PROGRESS,
@@ -627,6 +615,7 @@ export class SourcePipeline {
    * their changes only above it.
    */
   async #copyWithTemporarySlot(jobs: SyncJob[], major: number, src: Sql): Promise<void> {
+    const plan = await this.#planCopy(jobs, major, src);
     await this.#withCopyTurn(async (turn) => {
       const replication = connect(this.source.url, { replication: true });
       try {
@@ -639,10 +628,23 @@ export class SourcePipeline {
           count: jobs.length,
           lsn: formatLsn(temp.consistentPoint),
         });
-        await this.#copy(jobs, { snapshot: temp, major, src, turn });
+        await this.#copy(plan, { snapshot: temp, turn });
       } finally {
         await replication.end({ timeout: 2 });
       }
+    });
+  }
+
+  /** Plans the copy of `jobs` (see planCopy), before the turn and the snapshot. */
+  #planCopy(jobs: SyncJob[], major: number, src: Sql): Promise<CopyPlan> {
+    return planCopy(jobs, {
+      source: src,
+      dest: this.destination.catalog,
+      database: this.db.database,
+      sid: this.source.sid,
+      sourceMajor: major,
+      parallelism: this.config.sync.parallelism,
+      splitBytes: this.config.sync.splitMb * 1024 * 1024,
     });
   }
 

@@ -14,15 +14,14 @@ import { OneByOneRestart } from "../apply/one_by_one_restart.ts";
 import { TableStopped } from "../apply/large_change.ts";
 import { log } from "../log.ts";
 import type { PipelineEvents, SyncProgress } from "./events.ts";
-import { readTargetTable } from "../apply/catalog.ts";
 import { Applier } from "../apply/applier.ts";
 import { createReplicationOrigin } from "../apply/writer_pool.ts";
 import { DeadSession } from "../apply/session_watchdog.ts";
 import { destinationParams, type SharedDestination } from "./destination.ts";
+import type { CatalogReads } from "./catalog_reads.ts";
 import { type DriftReport, RouteTable } from "../apply/routes.ts";
 import type { TargetTable } from "../apply/types.ts";
 import {
-  ensureKvszSchema,
   markTablesRemoved,
   readProgress,
   readSyncedTables,
@@ -195,9 +194,10 @@ export class SourcePipeline {
       // The destination's side (kvsz schema, target tables, the origin tagging the
       // source's writes) is read while the source's is prepared; the replication
       // connection opens meanwhile (each costs a round of authentication).
+      const catalog = this.destination.catalogReads;
       const destReady = (async () => {
-        await ensureKvszSchema(dest);
-        return await readTargets(dest, cfg.destination.schema, this.db.tables);
+        await catalog.ensureKvszSchema();
+        return await readTargets(catalog, cfg.destination.schema, this.db.tables);
       })();
       destReady.catch(() => {}); // awaited below, after the source's errors
       const origin = createReplicationOrigin(dest, this.name);
@@ -321,6 +321,7 @@ export class SourcePipeline {
         });
       }
       const routes = new RouteTable(dest, {
+        readTarget: (schema, name) => catalog.readTarget(schema, name),
         destSchema: cfg.destination.schema,
         mappingOf: mappingLookup(tables),
         database: this.db.database,
@@ -587,12 +588,8 @@ export class SourcePipeline {
       rate: this.config.sync.rate,
       burst: this.config.sync.burst,
       progress: this.events.syncProgress?.() ?? QUIET_PROGRESS,
-      onCopied: (target) => {
-        const table = qualify(target.schema, target.name);
-        dest.unsafe(`ANALYZE ${table}`).catch((e) =>
-          this.#log.warn("ANALYZE {table} failed: {error}", { table, error: describeError(e) })
-        );
-      },
+      onCopied: (target) =>
+        this.destination.catalogReads.analyze(qualify(target.schema, target.name)),
     });
   }
 
@@ -630,12 +627,12 @@ async function checkWalLevel(src: Sql): Promise<void> {
 }
 
 async function readTargets(
-  dest: Sql,
+  catalog: CatalogReads,
   schema: string,
   mappings: TableMapping[],
 ): Promise<Map<string, TargetTable>> {
   const names = [...new Set(mappings.map((m) => m.target))];
-  const found = await Promise.all(names.map((n) => readTargetTable(dest, schema, n)));
+  const found = await Promise.all(names.map((n) => catalog.readTarget(schema, n)));
   const out = new Map<string, TargetTable>();
   const missing: string[] = [];
   names.forEach((name, i) => {

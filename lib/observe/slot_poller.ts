@@ -87,10 +87,12 @@ export function startSlotPoller(
     async stop() {
       stopped = true;
       clearInterval(timer);
-      await running;
+      // Ended first: a poll waiting on a server that went silent fails now instead of
+      // holding kvsz's exit for as long as the silence lasts.
       await Promise.all(
         [...servers.values()].map((s) => s.client?.end({ timeout: 1 }).catch(() => {})),
       );
+      await running;
     },
   };
 }

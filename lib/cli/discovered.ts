@@ -76,8 +76,8 @@ export function discoveryChecks(config: Config, found: Discovered): Check[] {
     checks.push({
       status: "WARN",
       check: `discover ${r.entry} database ${r.name}`,
-      problem: r.message,
-      fix: "kvsz run streams every other source without it",
+      problem: `not streamed (the others are): ${r.problem}`,
+      fix: r.fix,
     });
   }
   return checks;

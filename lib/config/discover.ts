@@ -22,8 +22,10 @@ type Piece = { text: string } | { group: number | string };
 
 /**
  * Compiles `pattern` (matched against the whole database name) and
- * `sidTemplate` (`$0` the whole name, `$1` or `${1}` a capture group,
- * `${name}` a named group, `$$` a `$`, anything else as written). Throws
+ * `sidTemplate` (as JavaScript's `replace` reads one: `$0` or `$&` the whole
+ * name, `$1` a capture group, `$<name>` a named group, `$$` a `$`; also
+ * `${1}` and `${name}`, which the config file spells `$${1}`, its `${…}`
+ * being environment variables; anything else as written). Throws
  * {@link DiscoverError} for a bad regular expression or a template naming a
  * group the pattern does not have.
  */
@@ -75,7 +77,7 @@ export function tenantMatcher(pattern: string, sidTemplate: string): TenantMatch
 /** The pieces of a sid template; throws {@link DiscoverError} on a `$` it cannot read. */
 function parseTemplate(template: string): Piece[] {
   const pieces: Piece[] = [];
-  const reference = /\$(?:(\$)|([0-9]+)|\{([0-9]+)\}|\{([A-Za-z_$][A-Za-z0-9_$]*)\})/y;
+  const reference = /\$(?:(\$)|(&)|([0-9]+)|\{([0-9]+)\}|[{<]([A-Za-z_$][A-Za-z0-9_$]*)[}>])/y;
   let text = "";
   for (let i = 0; i < template.length;) {
     if (template[i] !== "$") {
@@ -88,7 +90,7 @@ function parseTemplate(template: string): Piece[] {
       throw new DiscoverError(
         "sid",
         `${JSON.stringify(template)}: "$" at position ${i + 1} starts no reference: ` +
-          "write $0 for the whole name, $1 or ${1} for a group, ${name} for a named group, $$ for a $",
+          "write $0 for the whole name, $1 for a group, $<name> for a named group",
       );
     }
     i = reference.lastIndex;
@@ -98,7 +100,7 @@ function parseTemplate(template: string): Piece[] {
     }
     if (text) pieces.push({ text });
     text = "";
-    pieces.push({ group: m[4] ?? Number(m[2] ?? m[3]) });
+    pieces.push({ group: m[5] ?? Number(m[2] ? 0 : m[3] ?? m[4]) });
   }
   if (text) pieces.push({ text });
   return pieces;

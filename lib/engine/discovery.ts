@@ -14,7 +14,7 @@ import { kvszObjectName } from "../pg/identifiers.ts";
 import { parseConnInfo, serverOf } from "../pg/conninfo.ts";
 import { databaseOf, withDatabase } from "../pg/url_database.ts";
 import { describeError } from "../pg/describe.ts";
-import { listServerDatabases } from "../source/databases.ts";
+import { listServer, type ServerListing } from "../source/databases.ts";
 import { log } from "../log.ts";
 
 /** A discovered database not streamed, with why. */
@@ -25,6 +25,11 @@ export interface Refusal {
   sid: string;
   /** The database's name on its server. */
   name: string;
+  /** Why, e.g. the slot name another source has. */
+  problem: string;
+  /** What to change. */
+  fix: string;
+  /** `database <name> found by <entry> is not streamed: <problem>; <fix>`. */
   message: string;
 }
 
@@ -58,9 +63,8 @@ export interface DiscoverOptions {
   connectTimeout?: number;
 }
 
-/** A server's last good listing. */
-interface Listing {
-  names: string[];
+/** A server's last good listing, and when it was taken. */
+interface Listing extends ServerListing {
   atMs: number;
 }
 
@@ -101,7 +105,7 @@ export class TenantDiscovery {
     const byUrl = new Map<string, Listing | undefined>();
     for (const [url, listing] of listings) byUrl.set(url, await listing);
     const expanded = expandSources(config, {
-      names: (db) => byUrl.get(listingUrl(db.discover!.url))?.names,
+      listing: (db) => byUrl.get(listingUrl(db.discover!.url)),
       kept: new Set(this.#accepted.keys()),
     });
     this.#report(expanded, byUrl);
@@ -114,8 +118,8 @@ export class TenantDiscovery {
   ): Promise<Listing | undefined> {
     const server = serverOf(url);
     try {
-      const names = await listServerDatabases(url, { connectTimeout: opts.connectTimeout });
-      const listing = { names, atMs: performance.now() };
+      const found = await listServer(url, { connectTimeout: opts.connectTimeout });
+      const listing = { ...found, atMs: performance.now() };
       this.#listings.set(url, listing);
       if (this.#failing.delete(url) && this.logging) {
         this.#log.info("listing the databases of {server} works again", { server });
@@ -164,7 +168,7 @@ export class TenantDiscovery {
     for (const [key, { source, database }] of previous) {
       if (accepted.has(key)) continue;
       const listing = listings.get(source.discovered!.serverUrl);
-      if (listing === undefined || listing.names.includes(source.discovered!.name)) continue;
+      if (listing === undefined || listing.databases.includes(source.discovered!.name)) continue;
       this.#log.warn(
         "database {name} is gone from {server} (dropped, or no longer accepting connections): " +
           "stopping source {database} sid {sid}; its rows stay in the destination",
@@ -195,17 +199,18 @@ export interface Expansion {
 
 /**
  * `config` with each `discover` entry's `urls` followed by the databases its
- * server lists (`names`; undefined: not listed) that match, sorted by name.
- * A database one of the entry's `urls` names on the same server is left to
+ * server lists (undefined: not listed) that match, sorted by name. A
+ * database one of the entry's `urls` names on the same server is left to
  * it. Every explicit source claims its names first, then the discovered
- * ones in `kept` (accepted earlier), then the new ones: a newcomer whose
- * slot name or (target, sid) is taken, or whose sid is empty, is refused.
+ * ones that hold their slot already or are in `kept` (accepted earlier),
+ * then the new ones: a newcomer whose slot name or (target, sid) is taken,
+ * or whose sid is empty, is refused.
  */
 export function expandSources(
   config: Config,
-  { names, kept }: {
-    /** The databases of an entry's server. */
-    names: (db: DatabaseMapping) => string[] | undefined;
+  { listing, kept }: {
+    /** What an entry's server holds. */
+    listing: (db: DatabaseMapping) => ServerListing | undefined;
     /** {@link sourceKey}s of the discovered sources accepted before. */
     kept: ReadonlySet<string>;
   },
@@ -216,21 +221,28 @@ export function expandSources(
       claims.claim(db, i, { sid: source.sid, owner: `databases[${i}].urls[${j}]` });
     });
   });
-  const candidates: { db: DatabaseMapping; entry: number; name: string; sid: string }[] = [];
+  const candidates: {
+    db: DatabaseMapping;
+    entry: number;
+    name: string;
+    sid: string;
+    incumbent: boolean;
+  }[] = [];
   config.databases.forEach((db, entry) => {
     if (!db.discover) return;
     const matcher = tenantMatcher(db.discover.pattern, db.discover.sid);
     const explicit = new Set(db.urls.map((u) => serverDatabase(u.url)));
     const server = serverOf(db.discover.url);
-    for (const name of names(db) ?? []) {
+    const found = listing(db);
+    for (const name of found?.databases ?? []) {
       const sid = matcher.sidOf(name);
-      if (sid !== null && !explicit.has(`${server}/${name}`)) {
-        candidates.push({ db, entry, name, sid });
-      }
+      if (sid === null || explicit.has(`${server}/${name}`)) continue;
+      const incumbent = kept.has(`${db.database}\n${sid}\n${name}`) ||
+        found!.slots.get(kvszObjectName(db.database, sid)) === name;
+      candidates.push({ db, entry, name, sid, incumbent });
     }
   });
-  const rank = (c: (typeof candidates)[number]) =>
-    kept.has(`${c.db.database}\n${c.sid}\n${c.name}`) ? 0 : 1;
+  const rank = (c: (typeof candidates)[number]) => c.incumbent ? 0 : 1;
   candidates.sort((a, b) =>
     rank(a) - rank(b) || a.entry - b.entry || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
   );
@@ -239,17 +251,15 @@ export function expandSources(
   for (const { db, entry, name, sid } of candidates) {
     const label = entryLabel(entry);
     const what = `database ${name} found by ${label}`;
-    const problem = sid.trim() === ""
-      ? `the sid template ${JSON.stringify(db.discover!.sid)} gives it an empty sid`
+    const taken = sid.trim() === ""
+      ? {
+        problem: `the sid template ${JSON.stringify(db.discover!.sid)} gives it an empty sid`,
+        fix: "make the pattern's groups match in every name it accepts",
+      }
       : claims.claim(db, entry, { sid, owner: `${what} (sid ${JSON.stringify(sid)})` });
-    if (problem !== null) {
-      refused.push({
-        entry: label,
-        database: db.database,
-        sid,
-        name,
-        message: `${what} is not streamed: ${problem}`,
-      });
+    if (taken !== null) {
+      const message = `${what} is not streamed: ${taken.problem}; ${taken.fix}`;
+      refused.push({ entry: label, database: db.database, sid, name, ...taken, message });
       continue;
     }
     const url = withDatabase(db.discover!.url, name);
@@ -291,22 +301,25 @@ class Claims {
     db: DatabaseMapping,
     entry: number,
     { sid, owner }: { sid: string; owner: string },
-  ): string | null {
+  ): { problem: string; fix: string } | null {
     const name = kvszObjectName(db.database, sid);
     const nameOwner = this.#names.get(name);
     if (nameOwner !== undefined) {
-      return `database "${db.database}" sid "${sid}" would use the slot, publication and ` +
-        `replication origin named ${name}, which are ${nameOwner}'s; ` +
-        `make the sid template give it another sid, or narrow the pattern`;
+      return {
+        problem: `database "${db.database}" sid "${sid}" would use the slot, publication and ` +
+          `replication origin named ${name}, which are ${nameOwner}'s`,
+        fix: "make the sid template give it another sid, or narrow the pattern",
+      };
     }
     const keys = db.tables.map((t) => JSON.stringify([t.target, sid]));
     for (const [i, key] of keys.entries()) {
       const other = this.#targets.get(key);
       if (other !== undefined && other.entry !== entry) {
-        return `target "${
-          db.tables[i].target
-        }" with sid "${sid}" is already fed by ${other.owner}; ` +
-          `give the sources different sids or targets`;
+        const target = db.tables[i].target;
+        return {
+          problem: `target "${target}" with sid "${sid}" is already fed by ${other.owner}`,
+          fix: "give the sources different sids or targets",
+        };
       }
     }
     this.#names.set(name, owner);

@@ -1,29 +1,36 @@
-/** The databases of a source server that could be tenants (for `discover`). */
-import { connect, type Sql } from "../pg/connect.ts";
+/** The databases of a source server that could be tenants (for `discover`), and its slots. */
+import { connect } from "../pg/connect.ts";
 
-/**
- * Names of the databases of the server `sql` is connected to that accept
- * connections and are not templates, sorted.
- */
-export async function listDatabases(sql: Sql): Promise<string[]> {
-  const rows = await sql.unsafe(
-    `SELECT datname FROM pg_catalog.pg_database
-      WHERE datallowconn AND NOT datistemplate ORDER BY datname`,
-  );
-  return rows.map((r) => r.datname as string);
+/** What a server holds, as discovery reads it. */
+export interface ServerListing {
+  /** Databases that accept connections and are not templates, sorted. */
+  databases: string[];
+  /** Its logical replication slots: the database of each, by slot name. */
+  slots: Map<string, string>;
 }
 
-/** Options of {@link listServerDatabases}. */
+/** Options of {@link listServer}. */
 export interface ListOptions {
   /** Seconds to wait for the connection (default 10, or the URL's `connect_timeout`). */
   connectTimeout?: number;
 }
 
-/** {@link listDatabases} of the server at `url`, through a connection opened for it and closed. */
-export async function listServerDatabases(url: string, opts: ListOptions = {}): Promise<string[]> {
+/** The {@link ServerListing} of the server at `url`, through a connection opened for it and closed. */
+export async function listServer(url: string, opts: ListOptions = {}): Promise<ServerListing> {
   const sql = connect(url, { connectTimeout: opts.connectTimeout ?? 10 });
   try {
-    return await listDatabases(sql);
+    const databases = await sql.unsafe(
+      `SELECT datname FROM pg_catalog.pg_database
+        WHERE datallowconn AND NOT datistemplate ORDER BY datname`,
+    );
+    const slots = await sql.unsafe(
+      `SELECT slot_name, database FROM pg_catalog.pg_replication_slots
+        WHERE slot_type = 'logical'`,
+    );
+    return {
+      databases: databases.map((r) => r.datname as string),
+      slots: new Map(slots.map((r) => [r.slot_name as string, r.database as string])),
+    };
   } finally {
     await sql.end({ timeout: 1 }).catch(() => {});
   }
@@ -39,7 +46,7 @@ export async function databaseListed(
   opts: ListOptions = {},
 ): Promise<boolean | null> {
   try {
-    return (await listServerDatabases(url, opts)).includes(name);
+    return (await listServer(url, opts)).databases.includes(name);
   } catch {
     return null;
   }

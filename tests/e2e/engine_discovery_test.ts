@@ -87,6 +87,16 @@ async function walsenders(admin: postgres.Sql): Promise<Record<string, number>> 
   return Object.fromEntries(rows.map((r) => [r.slot_name, r.active_pid]));
 }
 
+/** {@link walsenders} once every tenant of `tenants` streams (its slot active). */
+async function streaming(admin: postgres.Sql, tenants: Tenant[]): Promise<Record<string, number>> {
+  let pids: Record<string, number> = {};
+  await waitFor(async () => {
+    pids = await walsenders(admin);
+    return tenants.every((x) => pids[`kvsz_tenants_${x.sid}`] !== undefined);
+  }, { what: "every tenant streaming", context: () => JSON.stringify(pids) });
+  return pids;
+}
+
 /** Lines of `text` matching `pattern`. */
 function linesMatching(text: string, pattern: RegExp): string[] {
   return text.split("\n").filter((line) => pattern.test(line));
@@ -146,7 +156,7 @@ Deno.test({
       const sids = await dst.unsafe(`SELECT DISTINCT sid FROM accounts ORDER BY sid`);
       assert.deepEqual(sids.map((r) => r.sid), ["1", "2", "3"]);
       assert.deepEqual(
-        Object.keys(await walsenders(admin)),
+        Object.keys(await streaming(admin, tenants)),
         ["kvsz_tenants_1", "kvsz_tenants_2", "kvsz_tenants_3"],
       );
     });
@@ -154,7 +164,7 @@ Deno.test({
     await t.step(
       "a database created while running is copied and streams; the others are untouched",
       async () => {
-        const before = await walsenders(admin);
+        const before = await streaming(admin, tenants);
         const mark = kvsz.output.length;
         const name = tenantName(4);
         tenants.push({ name, sid: "4", sql: await make(name, 4) });
@@ -167,7 +177,7 @@ Deno.test({
         await rowsEqual("the new tenant's copy and the others' rows", kvsz);
         await insert(tenants, 1003);
         await rowsEqual("every tenant's new rows", kvsz);
-        const after = await walsenders(admin);
+        const after = await streaming(admin, tenants);
         for (const slot of Object.keys(before)) {
           assert.equal(after[slot], before[slot], `${slot} kept its walsender`);
         }
@@ -177,7 +187,7 @@ Deno.test({
     );
 
     await t.step("a newcomer whose sid is taken is refused with one warning", async () => {
-      const before = await walsenders(admin);
+      const before = await streaming(admin, tenants);
       const mark = kvsz.output.length;
       twin = tenantName(1); // sid 1 again: slot kvsz_tenants_1 is tenant 1's
       await make(twin, 8);
@@ -263,7 +273,7 @@ Deno.test({
       const [{ n: kept }] = await dst.unsafe(
         `SELECT count(*)::int AS n FROM accounts WHERE sid = '2'`,
       );
-      const before = await walsenders(admin);
+      const before = await streaming(admin, tenants);
       const mark = kvsz.output.length;
       await gone.sql.end();
       // As a person would: end kvsz's walsender, drop the slot (PostgreSQL refuses to drop a
@@ -321,7 +331,7 @@ Deno.test({
     await t.step(
       "SIGHUP: a changed discover block and a new URL stop and start only what changed",
       async () => {
-        const before = await walsenders(admin);
+        const before = await streaming(admin, tenants);
         const mark = kvsz.output.length;
         const extra = await make(`extra_${tenantName(9)}`, 9);
         const [{ db }] = await extra.unsafe(`SELECT current_database() AS db`);

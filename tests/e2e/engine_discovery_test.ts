@@ -367,6 +367,23 @@ Deno.test({
       },
     );
 
+    await t.step(
+      "a tenant closed to connections stops quietly; then its slot and database drop",
+      async () => {
+        const retired = tenants.splice(tenants.findIndex((x) => x.sid === "5"), 1)[0];
+        const mark = kvsz.output.length;
+        await retired.sql.end();
+        await admin.unsafe(`ALTER DATABASE "${retired.name}" ALLOW_CONNECTIONS false`);
+        await kvsz.waitForOutput(new RegExp(`database ${retired.name} is gone`), 30_000, mark);
+        await waitFor(async () => !(await walsenders(admin)).kvsz_tenants_5, {
+          what: "kvsz_tenants_5 no longer streamed",
+        });
+        await admin.unsafe(`SELECT pg_drop_replication_slot('kvsz_tenants_5')`);
+        await admin.unsafe(`DROP DATABASE "${retired.name}"`); // no session of kvsz is left there
+        assert.deepEqual(linesMatching(kvsz.output.slice(mark), /ERR|WRN/).length, 1);
+      },
+    );
+
     await t.step("drop removes the discovered tenants' slots and publications", async () => {
       assert.equal(await kvsz.stop(), 0, kvsz.output.slice(-3000));
       const drop = await runCli(["drop", "--config", cfg, "--yes"]);
@@ -380,7 +397,8 @@ Deno.test({
         );
       }
       const slots = await admin.unsafe(`SELECT slot_name FROM pg_replication_slots ORDER BY 1`);
-      // sid 3 left the config before: its slot is left to the person who removed it.
+      // sid 3 left the config before: its slot is left to the person who removed it (5's was
+      // dropped with its database).
       assert.deepEqual(slots.map((r) => r.slot_name), ["kvsz_tenants_3"]);
     });
   },

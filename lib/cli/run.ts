@@ -138,7 +138,7 @@ export async function runPipelines(config: Config): Promise<number> {
     const discovering = config.databases.filter((d) => d.discover).length;
     logger.info("starting {count} source(s){more}", {
       count,
-      more: discovering ? `, and those ${discovering} discover block(s) find` : "",
+      more: discovering ? ` and the tenants of ${discovering} discover block(s)` : "",
     });
     await sources.apply(config);
     await stopped;

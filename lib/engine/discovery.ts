@@ -21,7 +21,6 @@ import { log } from "../log.ts";
 export interface Refusal {
   /** `databases[i].discover`. */
   entry: string;
-  database: string;
   sid: string;
   /** The database's name on its server. */
   name: string;
@@ -259,7 +258,7 @@ export function expandSources(
       : claims.claim(db, entry, { sid, owner: `${what} (sid ${JSON.stringify(sid)})` });
     if (taken !== null) {
       const message = `${what} is not streamed: ${taken.problem}; ${taken.fix}`;
-      refused.push({ entry: label, database: db.database, sid, name, ...taken, message });
+      refused.push({ entry: label, sid, name, ...taken, message });
       continue;
     }
     const url = withDatabase(db.discover!.url, name);

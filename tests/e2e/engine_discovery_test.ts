@@ -16,6 +16,7 @@ import { startCluster, type TestCluster } from "../support/cluster.ts";
 import { KvszProcess, tableRows, waitFor, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
 import { runCli } from "../support/run_cli.ts";
 import { tempDirScope } from "../support/temp_dirs.ts";
+import { TcpProxy } from "../support/tcp_proxy.ts";
 
 const PATTERN = "tenant_(\\d+)_[0-9a-f]{6}";
 
@@ -38,6 +39,19 @@ async function createFromTemplate(
   return sql;
 }
 
+/** Makes a template database holding accounts; returns a maker of databases copied from it. */
+async function tenantMaker(
+  source: TestCluster,
+  admin: postgres.Sql,
+): Promise<(name: string, n: number) => Promise<postgres.Sql>> {
+  const template = await source.createDatabase("tpl");
+  const tpl = source.sql(template);
+  await tpl.unsafe(`CREATE TABLE accounts (id int PRIMARY KEY, v int)`);
+  await tpl.unsafe(`INSERT INTO accounts SELECT g, g FROM generate_series(1, 50) g`);
+  await tpl.end(); // a template is copied only while nobody is connected to it
+  return (name, n) => createFromTemplate(source, admin, { name, template, n });
+}
+
 function tenantName(n: number | string, suffix = ""): string {
   return `tenant_${n}_${crypto.randomUUID().slice(0, 6)}${suffix}`;
 }
@@ -46,7 +60,7 @@ function config(
   source: TestCluster,
   dest: TestCluster,
   dstDb: string,
-  opts: { pattern?: string; urls?: { url: string; sid: string }[] } = {},
+  opts: { pattern?: string; urls?: { url: string; sid: string }[]; discoverUrl?: string } = {},
 ) {
   return {
     destination: { url: dest.url(dstDb) },
@@ -54,7 +68,7 @@ function config(
       database: "tenants",
       ...(opts.urls ? { urls: opts.urls } : {}),
       discover: {
-        url: source.url().replace(/\/postgres$/, ""), // the server, no database
+        url: opts.discoverUrl ?? source.url().replace(/\/postgres$/, ""), // the server, no database
         pattern: opts.pattern ?? PATTERN,
         sid: "$1",
         interval_seconds: 1,
@@ -116,13 +130,7 @@ Deno.test({
     const dst = dest.sql(dstDb);
     await dst.unsafe(`CREATE TABLE accounts (sid text, id int, v int, PRIMARY KEY (sid, id))`);
     const admin = source.sql("postgres");
-    const template = await source.createDatabase("tpl");
-    const tpl = source.sql(template);
-    await tpl.unsafe(`CREATE TABLE accounts (id int PRIMARY KEY, v int)`);
-    await tpl.unsafe(`INSERT INTO accounts SELECT g, g FROM generate_series(1, 50) g`);
-    await tpl.end(); // a template is copied only while nobody is connected to it
-    const make = (name: string, n: number) =>
-      createFromTemplate(source, admin, { name, template, n });
+    const make = await tenantMaker(source, admin);
 
     const tenants: Tenant[] = [];
     for (const n of [1, 2, 3]) {
@@ -401,5 +409,64 @@ Deno.test({
       // dropped with its database).
       assert.deepEqual(slots.map((r) => r.slot_name), ["kvsz_tenants_3"]);
     });
+  },
+});
+
+Deno.test({
+  name: "kvsz run: a server that cannot be listed keeps its tenants, said once",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await using _dirs = tempDirScope();
+    await using source = await startCluster();
+    await using dest = await startCluster();
+    const dstDb = await dest.createDatabase("warehouse");
+    const dst = dest.sql(dstDb);
+    await dst.unsafe(`CREATE TABLE accounts (sid text, id int, v int, PRIMARY KEY (sid, id))`);
+    const admin = source.sql("postgres");
+    const make = await tenantMaker(source, admin);
+    const tenants: Tenant[] = [];
+    for (const n of [1, 2]) {
+      const name = tenantName(n);
+      tenants.push({ name, sid: String(n), sql: await make(name, n) });
+    }
+    // The server reached through a proxy that can stop carrying new connections.
+    await using proxy = new TcpProxy(source.server.port);
+    const discoverUrl = source.url().replace(/:\d+\/postgres$/, `:${proxy.port}?connect_timeout=2`);
+    const cfg = await writeConfig(config(source, dest, dstDb, { discoverUrl }));
+    await using kvsz = KvszProcess.start(["run", "--config", cfg]);
+    const rowsEqual = (what: string) =>
+      waitForEqualRows(() => expectedRows(tenants), () => tableRows(dst, "accounts"), {
+        what,
+        kvsz,
+      });
+    await rowsEqual("both tenants copied");
+    const before = await streaming(admin, tenants);
+
+    const mark = kvsz.output.length;
+    proxy.blackholeNew = true; // listings time out; open connections still carry
+    const accepted = proxy.accepted;
+    await waitFor(() => proxy.accepted >= accepted + 3, { what: "three listings tried" });
+    await Promise.all(tenants.map((x) => x.sql.unsafe(`INSERT INTO accounts VALUES (1001, 1)`)));
+    await rowsEqual("rows streamed while the server cannot be listed");
+    const failing = linesMatching(kvsz.output.slice(mark), /cannot list the databases/);
+    assert.equal(failing.length, 1, kvsz.output.slice(mark));
+    assert.match(
+      failing[0],
+      new RegExp(
+        `^\\S+ WRN discover: cannot list the databases of 127\\.0\\.0\\.1:${proxy.port} \\(databases\\[0\\]\\.discover\\): .*its discovered sources stay as they are`,
+      ),
+    );
+    assert.deepEqual(linesMatching(kvsz.output.slice(mark), /gone|stopping/), []);
+    assert.deepEqual(await streaming(admin, tenants), before, "every tenant kept its walsender");
+
+    proxy.blackholeNew = false;
+    const name = tenantName(3);
+    tenants.push({ name, sid: "3", sql: await make(name, 3) });
+    await kvsz.waitForOutput(/listing the databases of 127\.0\.0\.1:\d+ works again/, 30_000, mark);
+    await kvsz.waitForOutput(new RegExp(`discovered database ${name}`), 30_000, mark);
+    await rowsEqual("the tenant created meanwhile copied");
+    assert.equal(await kvsz.stop(), 0, kvsz.output.slice(-3000));
+    assert.doesNotMatch(kvsz.output, new RegExp(source.server.password));
   },
 });

@@ -51,6 +51,7 @@ import { describeError } from "../pg/describe.ts";
 import { StreamRestart } from "../errors.ts";
 import { NeedsPersonError } from "../errors.ts";
 import { recoveryOf, RetrySchedule } from "./recovery.ts";
+import { databaseListed } from "../source/databases.ts";
 
 /** Seconds the source's normal connection stays open unused once the source streams. */
 const SOURCE_IDLE_SECONDS = 10;
@@ -141,7 +142,13 @@ export class SourcePipeline {
         const slow = recovery === "needs-person";
         const step = retries.next(slow ? recovery : "backoff", error, performance.now() - started);
         const seconds = step.delayMs / 1000;
-        if (!slow) this.#log.error("{error}; retrying in {seconds} s", { error, seconds });
+        if (await this.#databaseGone()) {
+          // Discovery stops this source at its next listing, and says so once.
+          this.#log.debug("{error}; its database is gone, retrying in {seconds} s", {
+            error,
+            seconds,
+          });
+        } else if (!slow) this.#log.error("{error}; retrying in {seconds} s", { error, seconds });
         else if (step.say) {
           this.#log.error(
             "{error}; retrying in {seconds} s, then at most every minute (said again in 10 minutes if it lasts)",
@@ -151,6 +158,13 @@ export class SourcePipeline {
         await Promise.race([new Promise((r) => setTimeout(r, step.delayMs)), this.#stop]);
       }
     }
+  }
+
+  /** True when this source was discovered and its server no longer lists its database. */
+  async #databaseGone(): Promise<boolean> {
+    const found = this.source.discovered;
+    if (!found || this.#stopping) return false;
+    return await databaseListed(found.serverUrl, found.name, { connectTimeout: 5 }) === false;
   }
 
   /**
@@ -519,11 +533,15 @@ export class SourcePipeline {
     return stays;
   }
 
-  /** True when no other source of the config writes destination table `target`. */
+  /**
+   * True when no other source of the config writes destination table
+   * `target`; never for a `discover` entry's table (more may appear).
+   */
   #exclusive(target: string): boolean {
     let writers = 0;
     for (const db of this.config.databases) {
-      writers += db.urls.length * db.tables.filter((t) => t.target === target).length;
+      const sources = db.discover ? 2 : db.urls.length;
+      writers += sources * db.tables.filter((t) => t.target === target).length;
     }
     return writers === 1;
   }

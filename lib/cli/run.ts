@@ -5,6 +5,8 @@ import type { Config } from "../config/types.ts";
 import { configureLogging, log, registerSecrets } from "../log.ts";
 import { installCrashGuards } from "../observe/crash_guard.ts";
 import { Supervisor } from "../engine/supervisor.ts";
+import { DiscoveryLoop } from "../engine/discovery_loop.ts";
+import { type ConfiguredSource, configuredSources } from "../preflight/servers.ts";
 import { Metrics } from "../observe/metrics.ts";
 import { startHttpServer } from "../observe/http_server.ts";
 import { startSlotPoller } from "../observe/slot_poller.ts";
@@ -14,7 +16,13 @@ import { passwordsOf } from "../pg/redact.ts";
 
 /** Every secret-bearing URL of a config (for log masking). */
 export function configUrls(config: Config): string[] {
-  return [config.destination.url, ...config.databases.flatMap((d) => d.urls.map((u) => u.url))];
+  return [
+    config.destination.url,
+    ...config.databases.flatMap((d) => [
+      ...d.urls.map((u) => u.url),
+      ...(d.discover ? [d.discover.url] : []),
+    ]),
+  ];
 }
 
 export const runCommand: Command = {
@@ -56,12 +64,33 @@ ${CONFIG_HELP}
   },
 };
 
-/** Runs one pipeline per source URL until a signal; SIGHUP reloads the config. */
+/** A source's `[database, sid]` as text, to compare sets of sources. */
+function sourceLabel({ db, source }: ConfiguredSource): string {
+  return JSON.stringify([db.database, source.sid]);
+}
+
+/**
+ * Runs one pipeline per source (URL or discovered database) until a signal;
+ * SIGHUP reloads the config.
+ */
 export async function runPipelines(config: Config): Promise<number> {
   const logger = log("run");
   const metrics = new Metrics({ perSourceTables: config.metrics.perSourceTables });
   const supervisor = new Supervisor((database, sid) => metrics.pipelineEvents(database, sid));
-  let poller = startSlotPoller(config, metrics);
+  let poller = startSlotPoller({ databases: [] }, metrics);
+  // The sources running: the config's urls and the discovered ones.
+  let running = new Set<string>();
+  const sources = new DiscoveryLoop(supervisor, {
+    onSources: async (next) => {
+      const keys = new Set(configuredSources(next).map((s) => sourceLabel(s)));
+      for (const key of running) {
+        if (!keys.has(key)) await metrics.removeSource(...(JSON.parse(key) as [string, string]));
+      }
+      running = keys;
+      await poller.stop();
+      poller = startSlotPoller(next, metrics);
+    },
+  });
   const http = startHttpServer(
     config.metrics.listen,
     metrics,
@@ -88,20 +117,10 @@ export async function runPipelines(config: Config): Promise<number> {
       try {
         const next = await loadConfig(config.file);
         registerSecrets(configUrls(next).flatMap(passwordsOf));
-        const removed = config.databases.flatMap((d) =>
-          d.urls.filter((u) =>
-            !next.databases.some((n) =>
-              n.database === d.database && n.urls.some((x) => x.sid === u.sid)
-            )
-          ).map((u) => [d.database, u.sid] as const)
-        );
-        for (const [database, sid] of removed) await metrics.removeSource(database, sid);
         config = next;
         metrics.setPerSourceTables(config.metrics.perSourceTables);
-        await poller.stop();
-        poller = startSlotPoller(config, metrics);
         logger.info("SIGHUP: reloading {file}", { file: config.file });
-        await supervisor.apply(config);
+        await sources.apply(config);
       } catch (e) {
         logger.error("SIGHUP: config not reloaded, keeping the running one: {error}", {
           error: (e as Error).message,
@@ -117,10 +136,15 @@ export async function runPipelines(config: Config): Promise<number> {
   for (const [sig, h] of handlers) Deno.addSignalListener(sig, h);
   try {
     const count = config.databases.reduce((n, d) => n + d.urls.length, 0);
-    logger.info("starting {count} source(s)", { count });
-    await supervisor.apply(config);
+    const discovering = config.databases.filter((d) => d.discover).length;
+    logger.info("starting {count} source(s){more}", {
+      count,
+      more: discovering ? ` and the tenants of ${discovering} discover block(s)` : "",
+    });
+    await sources.apply(config);
     await stopped;
     await reloading;
+    await sources.stop();
     await supervisor.stop();
     return EXIT_OK;
   } finally {

@@ -5,6 +5,7 @@
  */
 import { type Command, CONFIG_HELP, CONFIG_OPTION, EXIT_OK, UsageError } from "./command.ts";
 import { findAndLoadConfig } from "../config/load.ts";
+import { withDiscovered } from "./discovered.ts";
 import type { Config } from "../config/types.ts";
 import {
   collectStatus,
@@ -303,7 +304,9 @@ ${CONFIG_HELP}
     source: { type: "string", multiple: true },
   },
   async run(flags) {
-    const config = await findAndLoadConfig(flags.config as string | undefined);
+    const config = await withDiscovered(
+      await findAndLoadConfig(flags.config as string | undefined),
+    );
     const filter = {
       databases: (flags.database as string[] | undefined) ?? [],
       sids: (flags.source as string[] | undefined) ?? [],

@@ -31,7 +31,10 @@ export interface SlotPoller {
 
 /** The sources of one server, polled through one connection. */
 interface Server {
-  /** The URLs of its sources: any database of the server shows every slot. */
+  /**
+   * URLs to reach it through: the one its tenants are discovered through
+   * first, then its sources'. Any database of the server shows every slot.
+   */
   urls: string[];
   /** The URL polled through (its index in {@link urls}). */
   at: number;
@@ -40,7 +43,8 @@ interface Server {
 }
 
 /**
- * Polls the slots of every configured source every `intervalMs` with one
+ * Polls the slots of every source of `config` (its `urls` and, from the
+ * supervisor's current list, the discovered ones) every `intervalMs` with one
  * query per source server (host and port), through one small connection per
  * server kept between polls, and feeds {@link Metrics.setLag}: a thousand
  * tenants of one server cost one connection, not a thousand.
@@ -55,6 +59,8 @@ export function startSlotPoller(
     for (const u of db.urls) {
       const key = serverOf(u.url);
       const server = servers.get(key) ?? { urls: [], at: 0, sources: [] };
+      const listing = u.discovered?.serverUrl;
+      if (listing && server.urls[0] !== listing) server.urls.unshift(listing);
       server.urls.push(u.url);
       server.sources.push({
         database: db.database,
@@ -76,6 +82,7 @@ export function startSlotPoller(
     try {
       await read(server);
     } catch {
+      if (stopped) return; // its connection was ended by stop()
       // The database polled through may be gone (a tenant dropped) while its server
       // serves the others: once more through the next source's database.
       server.client?.end({ timeout: 0 }).catch(() => {});
@@ -105,10 +112,12 @@ export function startSlotPoller(
     async stop() {
       stopped = true;
       clearInterval(timer);
-      await running;
+      // Ended first: a poll waiting on a server that went silent fails now instead of
+      // holding kvsz's exit for as long as the silence lasts.
       await Promise.all(
         [...servers.values()].map((s) => s.client?.end({ timeout: 1 }).catch(() => {})),
       );
+      await running;
     },
   };
 }

@@ -24,6 +24,7 @@ interface Gathered {
   key: SourceKey;
   lsn: bigint;
   resolve: (recorded: boolean) => void;
+  reject: (e: unknown) => void;
 }
 
 /** Records sources' idle positions in groups (see the module comment). */
@@ -42,15 +43,17 @@ export class IdlePositions {
   /**
    * Records `lsn` as the position of source `key` with the next group
    * (`now`: write the group at once, e.g. a source shutting down waits for
-   * it). Resolves true once committed, false when the write failed (the
-   * source notes a position again with its next keepalive).
+   * it). Resolves true once committed, false when a later position of the
+   * source replaced it; rejects when the write failed (the destination is in
+   * trouble: the source fails as its next commit would, and is retried).
    */
   record(key: SourceKey, lsn: bigint, now = false): Promise<boolean> {
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       const id = `${key.database}\u0000${key.sid}`;
       const before = this.#gathered.get(id);
       if (before) before.resolve(false); // superseded by a later position
-      this.#gathered.set(id, { key, lsn: before && before.lsn > lsn ? before.lsn : lsn, resolve });
+      const at = before && before.lsn > lsn ? before.lsn : lsn;
+      this.#gathered.set(id, { key, lsn: at, resolve, reject });
       if (now) this.#flush();
       else this.#timer ??= setTimeout(() => this.#flush(), GATHER_MS);
     });
@@ -67,7 +70,7 @@ export class IdlePositions {
     const group = [...this.#gathered.values()];
     this.#gathered.clear();
     if (group.length === 0) return;
-    let recorded = false;
+    let failure: unknown = null;
     try {
       const writer = await this.writers.lease(null);
       try {
@@ -75,19 +78,19 @@ export class IdlePositions {
           writer.sql,
           group.map((g) => ({ key: g.key, lsn: formatLsn(g.lsn) })),
         );
-        recorded = true;
         writer.release();
       } catch (e) {
         writer.release(true);
         throw e;
       }
     } catch (e) {
+      failure = e;
       this.log.debug("idle positions of {n} source(s) not recorded: {error}", {
         n: group.length,
         error: describeError(e),
       });
     }
-    for (const g of group) g.resolve(recorded);
+    for (const g of group) failure === null ? g.resolve(true) : g.reject(failure);
   }
 
   /** Writes what is gathered now and waits for it. */

@@ -722,7 +722,7 @@ export class Applier {
     return writer;
   }
 
-  /** Gives the writer back after a COMMIT or ROLLBACK (or a brief write outside a transaction). */
+  /** Gives the writer back after a COMMIT or ROLLBACK. */
   #release(): void {
     this.#inDestTx = false;
     this.#writer?.release();

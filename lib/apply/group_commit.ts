@@ -71,11 +71,8 @@ export class GroupCommits {
         this.#forming.push(member);
         return;
       }
-      const group = [member];
-      this.#forming = group;
-      this.#run(group).then(() => {
-        if (this.#forming === group) this.#forming = null;
-      });
+      this.#forming = [member];
+      this.#run(this.#forming);
     });
   }
 
@@ -102,11 +99,11 @@ export class GroupCommits {
     try {
       writer = await this.writers.lease(group[0].origin);
     } catch (e) {
-      if (this.#forming === group) this.#forming = null;
       for (const m of group) m.reject(e);
       return null;
+    } finally {
+      if (this.#forming === group) this.#forming = null; // the next ones form a group of their own
     }
-    if (this.#forming === group) this.#forming = null; // the next ones form a group of their own
     const members = group.filter((m) => {
       if (!m.signal?.aborted) return true;
       m.reject(m.signal.reason);

@@ -29,7 +29,11 @@ export class CatalogReads {
   /** Per table: when its last ANALYZE started, and whether another one is due. */
   #analyzed = new Map<string, { at: number; timer?: ReturnType<typeof setTimeout> }>();
 
-  constructor(private readonly sql: Sql, private readonly log: Logger) {}
+  constructor(
+    /** The catalog connection the work runs on. */
+    readonly sql: Sql,
+    private readonly log: Logger,
+  ) {}
 
   /** Creates or upgrades schema `kvsz` (once; again after a failure). */
   ensureKvszSchema(): Promise<void> {

@@ -18,7 +18,6 @@ import { CatalogReads } from "./catalog_reads.ts";
 
 /** The destination connections and turns every source shares (see the module comment). */
 export class SharedDestination {
-  #catalog: Sql;
   #catalogReads: CatalogReads;
   readonly #connectCatalog: () => Sql;
   readonly writers: WriterPool;
@@ -36,8 +35,7 @@ export class SharedDestination {
     const params = destinationParams(config);
     this.key = sharedKey(config);
     this.#connectCatalog = () => connect(url, { max: 1, params });
-    this.#catalog = this.#connectCatalog();
-    this.#catalogReads = new CatalogReads(this.#catalog, log("run"));
+    this.#catalogReads = new CatalogReads(this.#connectCatalog(), log("run"));
     this.writers = new WriterPool({ url, size: config.apply.workers, params, log: log("apply") });
     this.groupCommits = new GroupCommits(this.writers);
     this.idlePositions = new IdlePositions(this.writers, log("apply"));
@@ -49,7 +47,7 @@ export class SharedDestination {
 
   /** kvsz's catalog, progress reads and schema work: one connection, statements queue. */
   get catalog(): Sql {
-    return this.#catalog;
+    return this.#catalogReads.sql;
   }
 
   /** Catalog work many sources share, on {@link catalog}. */
@@ -64,10 +62,9 @@ export class SharedDestination {
    * first); reads waiting on it fail and their sources retry.
    */
   renewCatalog(stale: Sql): void {
-    if (stale !== this.#catalog) return;
-    this.#catalog = this.#connectCatalog();
+    if (stale !== this.catalog) return;
     this.#catalogReads.close();
-    this.#catalogReads = new CatalogReads(this.#catalog, log("run"));
+    this.#catalogReads = new CatalogReads(this.#connectCatalog(), log("run"));
     stale.end({ timeout: 0 }).catch(() => {});
   }
 
@@ -75,7 +72,7 @@ export class SharedDestination {
   async close(): Promise<void> {
     this.#catalogReads.close();
     await this.idlePositions.close();
-    await Promise.all([this.writers.close(), this.#catalog.end({ timeout: 5 })]).catch(() => {});
+    await Promise.all([this.writers.close(), this.catalog.end({ timeout: 5 })]).catch(() => {});
   }
 }
 

@@ -204,7 +204,7 @@ export class Applier {
       watch: watchdog &&
         ((job) => watchdog.watch(job, () => this.#writer ?? this.#groupWriter, this.#log)),
     });
-    this.#idlePositions = opts.idlePositions ?? new IdlePositions(writers, this.#log);
+    this.#idlePositions = opts.idlePositions ?? new IdlePositions(writers);
     this.#skipUpTo = progress?.commitLsn ?? 0n;
     this.#safeLsn = progress?.endLsn ?? 0n;
     this.#lastCommitLsn = opts.startLsn && opts.startLsn > this.#skipUpTo

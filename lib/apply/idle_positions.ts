@@ -10,9 +10,7 @@
  * writing its progress row meanwhile is never undone; the recording holds no
  * other lock, so it cannot deadlock with them.
  */
-import type { Logger } from "@logtape/logtape";
 import type { SourceKey } from "../config/types.ts";
-import { describeError } from "../pg/describe.ts";
 import { formatLsn } from "../pg/lsn.ts";
 import type { WriterPool } from "./writer_pool.ts";
 import { recordIdlePositions } from "./progress.ts";
@@ -35,10 +33,7 @@ export class IdlePositions {
   /** The write running now: one at a time. */
   #writing: Promise<void> = Promise.resolve();
 
-  constructor(
-    private readonly writers: Pick<WriterPool, "lease">,
-    private readonly log: Logger,
-  ) {}
+  constructor(private readonly writers: Pick<WriterPool, "lease">) {}
 
   /**
    * Records `lsn` as the position of source `key` with the next group
@@ -70,8 +65,7 @@ export class IdlePositions {
     const group = [...this.#gathered.values()];
     this.#gathered.clear();
     if (group.length === 0) return;
-    let failure: unknown = null;
-    try {
+    const write = async () => {
       const writer = await this.writers.lease(null);
       try {
         await recordIdlePositions(
@@ -83,14 +77,11 @@ export class IdlePositions {
         writer.release(true);
         throw e;
       }
-    } catch (e) {
-      failure = e;
-      this.log.debug("idle positions of {n} source(s) not recorded: {error}", {
-        n: group.length,
-        error: describeError(e),
-      });
-    }
-    for (const g of group) failure === null ? g.resolve(true) : g.reject(failure);
+    };
+    await write().then(
+      () => group.forEach((g) => g.resolve(true)),
+      (e) => group.forEach((g) => g.reject(e)), // each source reports it (it fails)
+    );
   }
 
   /** Writes what is gathered now and waits for it. */

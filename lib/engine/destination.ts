@@ -38,7 +38,7 @@ export class SharedDestination {
     this.#catalogReads = new CatalogReads(this.#connectCatalog(), log("run"));
     this.writers = new WriterPool({ url, size: config.apply.workers, params, log: log("apply") });
     this.groupCommits = new GroupCommits(this.writers);
-    this.idlePositions = new IdlePositions(this.writers, log("apply"));
+    this.idlePositions = new IdlePositions(this.writers);
     this.copySlots = new CopySlots(config.sync.parallelism);
     this.watchdog = new SessionWatchdog(url, {
       checkSeconds: config.timeouts.destinationCheckSeconds,

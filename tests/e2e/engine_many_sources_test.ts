@@ -69,13 +69,17 @@ function sampleConnections(dst: postgres.Sql, dstDb: string) {
 
 /**
  * Locks `accounts` in the destination until kvsz has `waiters` sessions
- * waiting for the lock, and a second longer: sessions beyond the bound would
- * show by then.
+ * waiting for the lock, and a second longer (or while `stalled` runs):
+ * sessions beyond the bound would show by then.
  */
 async function whileLocked(
   dst: postgres.Sql,
   dstDb: string,
-  { waiters, meanwhile }: { waiters: number; meanwhile: () => Promise<unknown> },
+  { waiters, meanwhile, stalled }: {
+    waiters: number;
+    meanwhile: () => Promise<unknown>;
+    stalled?: () => Promise<unknown>;
+  },
 ): Promise<void> {
   const locker = await dst.reserve();
   try {
@@ -90,7 +94,7 @@ async function whileLocked(
       );
       return r.n >= waiters;
     }, { what: `${waiters} kvsz sessions waiting for the lock` });
-    await new Promise((r) => setTimeout(r, 1000));
+    await (stalled ?? (() => new Promise((r) => setTimeout(r, 1000))))();
   } finally {
     await locker.unsafe(`COMMIT`);
     locker.release();
@@ -212,11 +216,27 @@ Deno.test({
         await sources[0].sql.unsafe(`UPDATE accounts SET v = -v WHERE id <= 10`);
         // Every source writes while the destination table is locked: each destination
         // transaction holds its writer while it waits, and the others wait for a writer.
+        // Their apply stalled, the sources' shutdown watches ask the source server whether
+        // it stops: all through one shared session, not one each.
+        let probes = 0;
+        const atSource = source.sql("postgres");
         await whileLocked(dst, dstDb, {
           waiters: WORKERS,
           meanwhile: () =>
             Promise.all(sources.map((s) => s.sql.unsafe(`UPDATE accounts SET v = v + 1`))),
+          stalled: async () => {
+            const until = performance.now() + 4000;
+            while (performance.now() < until) {
+              const [r] = await atSource.unsafe(
+                `SELECT count(*)::int AS n FROM pg_stat_activity
+                  WHERE application_name = 'kvsz' AND query = 'SELECT 1'`,
+              );
+              probes = Math.max(probes, r.n);
+              await new Promise((r) => setTimeout(r, 100));
+            }
+          },
         });
+        assert.equal(probes, 1, "sessions of the shutdown watches at the source server");
         await accountsEqual();
         await waitFor(async () => {
           const [r] = await dst.unsafe(`SELECT count(*)::int AS n FROM ev`);
@@ -279,6 +299,15 @@ Deno.test({
       );
       assert.equal(await kvsz.stop(), 0, kvsz.output.slice(-3000));
       assert.doesNotMatch(kvsz.output, /too many clients/);
+      // Twelve copies into one target: it is analyzed a few times, not once per copy
+      // (kvsz's sessions have ended: their statistics are in).
+      const [stats] = await dst.unsafe(
+        `SELECT analyze_count::int AS n FROM pg_stat_user_tables WHERE relname = 'accounts'`,
+      );
+      assert.ok(
+        stats.n >= 1 && stats.n <= SOURCES / 3,
+        `accounts analyzed ${stats.n} times after ${SOURCES} copies`,
+      );
     });
 
     await t.step("kill -9 while every source writes: nothing lost, nothing doubled", async () => {

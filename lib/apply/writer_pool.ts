@@ -95,11 +95,6 @@ export class WriterPool {
 
   constructor(private readonly opts: WriterPoolOptions) {}
 
-  /** Writers open now, idle or leased. */
-  get size(): number {
-    return this.#count;
-  }
-
   /**
    * Leases a writer whose session is tagged with `origin` (none: untagged),
    * waiting in line when all are leased. Rejects once `signal` aborts, and

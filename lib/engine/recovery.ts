@@ -73,8 +73,9 @@ export function sayFailure(logger: Logger, error: string, step: RetryStep): void
 export class RetrySchedule {
   #backoffMs = BACKOFF.firstMs;
   #needsPersonMs = NEEDS_PERSON_RETRY.firstMs;
-  #said = "";
+  /** When a failure was last said. */
   #saidAt = -Infinity;
+  /** The message of the last failure, and how many in a row had it. */
   #last = "";
   #repeats = 0;
   #failures = 0;
@@ -96,15 +97,12 @@ export class RetrySchedule {
     if (transient && ranMs > BACKOFF.resetAfterMs) {
       // It worked for a while: a new episode, said and backed off from the start.
       this.#backoffMs = BACKOFF.firstMs;
-      this.#said = "";
       this.#repeats = 1;
     }
-    const say = message !== this.#said || now - this.#saidAt >= REMIND_MS ||
-      (transient && this.#repeats === 2);
-    if (say) {
-      this.#said = message;
-      this.#saidAt = now;
-    }
+    // Said when new (its message changed), on a transient one's first repeat, and every ten minutes.
+    const say = this.#repeats === 1 || (transient && this.#repeats === 2) ||
+      now - this.#saidAt >= REMIND_MS;
+    if (say) this.#saidAt = now;
     if (!transient) {
       const delayMs = this.#needsPersonMs;
       this.#needsPersonMs = Math.min(delayMs * 2, NEEDS_PERSON_RETRY.maxMs);
@@ -120,7 +118,7 @@ export class RetrySchedule {
   reset(): void {
     this.#backoffMs = BACKOFF.firstMs;
     this.#needsPersonMs = NEEDS_PERSON_RETRY.firstMs;
-    this.#said = this.#last = "";
+    this.#last = "";
     this.#saidAt = -Infinity;
     this.#repeats = this.#failures = 0;
   }

@@ -83,8 +83,6 @@ interface SourceState {
   connectedMs: number;
   /** The error of its last failed attempt (see {@link SourceReadiness.error}). */
   error: string | null;
-  /** An initial copy reported rows since the source was last connected. */
-  syncing: boolean;
   /** When the hooks were first asked for (the lag baseline before any event). */
   registeredMs: number;
   /**
@@ -291,7 +289,6 @@ export class Metrics {
       onConnected: (connected) => {
         s.connected = connected;
         if (connected) {
-          s.syncing = false;
           s.connectedMs = this.#now();
           this.sync.streaming(labels);
         } else {
@@ -348,7 +345,6 @@ export class Metrics {
       syncProgress: () =>
         this.sync.source(labels, (table, rows, bytes) => {
           beat();
-          if (!s.connected) s.syncing = true;
           if (rows > 0) this.syncRows.inc({ ...this.#scope(labels), table }, rows);
           if (bytes > 0) this.syncBytes.inc({ ...this.#scope(labels), table }, bytes);
         }),
@@ -389,7 +385,7 @@ export class Metrics {
     const sources = [...this.#sources.values()].map((s): SourceReadiness => {
       const lagSeconds = this.#lagSeconds(s);
       const state = !s.connected
-        ? (s.syncing ? "syncing" : "disconnected")
+        ? (this.sync.copying(s) ? "syncing" : "disconnected")
         : lagSeconds > maxLagSeconds
         ? "lagging"
         : "streaming";
@@ -514,7 +510,6 @@ export class Metrics {
         connected: false,
         connectedMs: 0,
         error: null,
-        syncing: false,
         registeredMs: this.#now(),
         caughtUpMs: null,
         keepaliveLsn: 0n,

@@ -10,9 +10,9 @@
  */
 import type { Config } from "../config/types.ts";
 import { connect, type Sql } from "../pg/connect.ts";
-import { serverOf } from "../pg/conninfo.ts";
 import { kvszObjectName } from "../pg/identifiers.ts";
 import { readSlotLags } from "../source/slot.ts";
+import { configuredSources, groupByServer } from "../preflight/servers.ts";
 import type { Metrics } from "./metrics.ts";
 
 /** Options of {@link startSlotPoller}. */
@@ -54,22 +54,21 @@ export function startSlotPoller(
   metrics: Metrics,
   opts: SlotPollerOptions = {},
 ): SlotPoller {
-  const servers = new Map<string, Server>();
-  for (const db of config.databases) {
-    for (const u of db.urls) {
-      const key = serverOf(u.url);
-      const server = servers.get(key) ?? { urls: [], at: 0, sources: [] };
-      const listing = u.discovered?.serverUrl;
-      if (listing && server.urls[0] !== listing) server.urls.unshift(listing);
-      server.urls.push(u.url);
-      server.sources.push({
-        database: db.database,
-        sid: u.sid,
-        slot: kvszObjectName(db.database, u.sid),
-      });
-      servers.set(key, server);
-    }
-  }
+  const byServer = groupByServer(configuredSources(config), (s) => s.source.url);
+  const servers: Server[] = [...byServer.values()].map((group) => ({
+    urls: [
+      ...new Set([
+        ...group.flatMap(({ source }) => source.discovered?.serverUrl ?? []),
+        ...group.map(({ source }) => source.url),
+      ]),
+    ],
+    at: 0,
+    sources: group.map(({ db, source }) => ({
+      database: db.database,
+      sid: source.sid,
+      slot: kvszObjectName(db.database, source.sid),
+    })),
+  }));
   let running: Promise<void> | null = null;
   let stopped = false;
 
@@ -100,7 +99,7 @@ export function startSlotPoller(
   };
   const poll = () => {
     if (stopped) return Promise.resolve();
-    running ??= Promise.all([...servers.values()].map(pollServer)).then(() => {
+    running ??= Promise.all(servers.map(pollServer)).then(() => {
       running = null;
     });
     return running;
@@ -114,9 +113,7 @@ export function startSlotPoller(
       clearInterval(timer);
       // Ended first: a poll waiting on a server that went silent fails now instead of
       // holding kvsz's exit for as long as the silence lasts.
-      await Promise.all(
-        [...servers.values()].map((s) => s.client?.end({ timeout: 1 }).catch(() => {})),
-      );
+      await Promise.all(servers.map((s) => s.client?.end({ timeout: 1 }).catch(() => {})));
       await running;
     },
   };

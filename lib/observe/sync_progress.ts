@@ -54,6 +54,11 @@ export class SyncBoard {
     return n;
   }
 
+  /** True from the start of a copy of `source` until it streams. */
+  copying(source: SyncSource): boolean {
+    return this.#sources.get(key(source))?.copying ?? false;
+  }
+
   /** A source kvsz runs: counted, not copied until it streams. */
   add(source: SyncSource): void {
     if (!this.#sources.has(key(source))) {

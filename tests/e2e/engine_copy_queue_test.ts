@@ -8,21 +8,18 @@
 import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { startCluster } from "../support/cluster.ts";
-import { createTenants } from "../support/tenants.ts";
+import { createTenantSources, tenantDatabases, type TenantSource } from "../support/tenants.ts";
 import { KvszProcess, tableRows, waitFor, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
 import { tempDirScope } from "../support/temp_dirs.ts";
 import { freePort } from "../../lib/pg/local_cluster.ts";
-import { parseExposition, valueOf } from "../support/prometheus.ts";
+import { scrape, valueOf } from "../support/prometheus.ts";
 import { kvszObjectName } from "../../lib/pg/identifiers.ts";
 
 const TENANTS = 4;
 const WORKERS = 1;
 const PARALLELISM = 1;
 
-interface Tenant {
-  sid: string;
-  db: string;
-  sql: postgres.Sql;
+interface Tenant extends TenantSource {
   /** Its target, `t_<sid>`. */
   target: string;
 }
@@ -59,27 +56,17 @@ Deno.test({
     await using dest = await startCluster();
     const dstDb = await dest.createDatabase("queue");
     const dst = dest.sql(dstDb);
-    const names = await createTenants(source, TENANTS, {
+    const tenants: Tenant[] = (await createTenantSources(source, TENANTS, {
       ddl: `CREATE TABLE accounts (id int PRIMARY KEY, v int);
             INSERT INTO accounts SELECT g, g FROM generate_series(1, 500) g;`,
-    });
-    const tenants: Tenant[] = names.map((db, i) => ({
-      sid: String(i + 1),
-      db,
-      sql: source.sql(db),
-      target: `t_${i + 1}`,
-    }));
+    })).map((t) => ({ ...t, target: `t_${t.sid}` }));
     for (const t of tenants) {
       await dst.unsafe(`CREATE TABLE ${t.target} (id int PRIMARY KEY, v int)`);
     }
     const port = freePort();
     const cfg = await writeConfig({
       destination: { url: dest.url(dstDb) },
-      databases: tenants.map((t) => ({
-        database: t.db,
-        urls: [{ url: source.url(t.db), sid: t.sid }],
-        tables: { accounts: { target: t.target } },
-      })),
+      databases: tenantDatabases(source, tenants, (t) => ({ accounts: { target: t.target } })),
       apply: { commit_interval_ms: 50, workers: WORKERS },
       sync: { parallelism: PARALLELISM },
       metrics: { listen: `127.0.0.1:${port}` },
@@ -108,7 +95,7 @@ Deno.test({
       return tenants.find((t) => rows.some((r) => r.query.includes(`"${t.target}"`)));
     };
     const copied = async () => {
-      const m = parseExposition(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
+      const m = await scrape(port);
       return [valueOf(m, "kvsz_sync_sources_done", {}), valueOf(m, "kvsz_sync_sources", {})];
     };
     const rowsEqual = (t: Tenant) =>

@@ -12,21 +12,18 @@
 import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { startCluster } from "../support/cluster.ts";
-import { createTenants } from "../support/tenants.ts";
+import { createTenantSources, tenantDatabases, type TenantSource } from "../support/tenants.ts";
 import { KvszProcess, tableRows, waitFor, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
 import { tempDirScope } from "../support/temp_dirs.ts";
 import { freePort } from "../../lib/pg/local_cluster.ts";
 import { kvszObjectName } from "../../lib/pg/identifiers.ts";
-import { parseExposition, valueOf } from "../support/prometheus.ts";
+import { scrape, valueOf } from "../support/prometheus.ts";
 
 const TENANTS = 8;
 /** First id the write load inserts (the template holds 1..100). */
 const FIRST_ID = 1001;
 
-interface Tenant {
-  sid: string;
-  db: string;
-  sql: postgres.Sql;
+interface Tenant extends TenantSource {
   /** Highest id the write load committed. */
   last: number;
   /** The write load leaves it alone. */
@@ -101,38 +98,29 @@ Deno.test({
                               PRIMARY KEY (sid, id))`,
     );
     await dst.unsafe(`CREATE TABLE notes (sid text, id int, body text, PRIMARY KEY (sid, id))`);
-    const names = await createTenants(source, TENANTS, {
+    const tenants: Tenant[] = (await createTenantSources(source, TENANTS, {
       ddl: `CREATE TABLE accounts (id int PRIMARY KEY, v int);
             INSERT INTO accounts SELECT g, g FROM generate_series(1, 100) g;
             CREATE TABLE notes (id int PRIMARY KEY, body text);`,
-    });
-    const tenants: Tenant[] = names.map((db, i) => ({
-      sid: String(i + 1),
-      db,
-      sql: source.sql(db),
-      last: 0,
-      paused: false,
-    }));
+    })).map((t) => ({ ...t, last: 0, paused: false }));
     const [gone, slotless, tableless, refused, ...healthy] = tenants;
     const port = freePort();
     const cfg = await writeConfig({
       destination: { url: dest.url(dstDb) },
-      databases: tenants.map((t) => ({
-        database: t.db,
-        urls: [{ url: source.url(t.db), sid: t.sid }],
-        tables: t === tableless ? { accounts: null, notes: null } : { accounts: null },
-      })),
+      databases: tenantDatabases(
+        source,
+        tenants,
+        (t) => t === tableless ? { accounts: null, notes: null } : { accounts: null },
+      ),
       apply: { commit_interval_ms: 50, workers: 2 },
       sync: { parallelism: 2 },
       metrics: { listen: `127.0.0.1:${port}` },
       log: { level: "info", format: "text" },
     });
     const admin = source.sql("postgres");
-    const scrape = async () =>
-      parseExposition(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
     const readyz = async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).json();
     const errors = async (t: Tenant) =>
-      valueOf(await scrape(), "kvsz_source_errors_total", { database: t.db, sid: t.sid }) ?? 0;
+      valueOf(await scrape(port), "kvsz_source_errors_total", { database: t.db, sid: t.sid }) ?? 0;
 
     await using kvsz = KvszProcess.start(["run", "--config", cfg]);
     await waitFor(() => (kvsz.output.match(/streaming from/g) ?? []).length >= TENANTS, {
@@ -202,10 +190,10 @@ Deno.test({
       assert.match(stateOf(refused).error, /check constraint "v_small"/);
       const retained = (t: Tenant, m: Awaited<ReturnType<typeof scrape>>) =>
         valueOf(m, "kvsz_slot_retained_wal_bytes", { database: t.db, sid: t.sid });
-      await waitFor(async () => retained(gone, await scrape()) === undefined, {
+      await waitFor(async () => retained(gone, await scrape(port)) === undefined, {
         what: "a poll of the slots after the drop",
       });
-      const polled = await scrape();
+      const polled = await scrape(port);
       for (const t of healthy) assert.notEqual(retained(t, polled), undefined, t.db);
 
       // The log names each one and its problem once or twice, not at every retry: while

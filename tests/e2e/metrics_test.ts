@@ -16,8 +16,8 @@ import { SharedDestination } from "../../lib/engine/destination.ts";
 import { clusterSuite, startCluster, type TestCluster } from "../support/cluster.ts";
 import { KvszProcess, waitFor, writeConfig } from "../support/kvsz.ts";
 import { freePort } from "../../lib/pg/local_cluster.ts";
-import { createTenants } from "../support/tenants.ts";
-import { parseExposition } from "../support/prometheus.ts";
+import { createTenantSources, tenantDatabases } from "../support/tenants.ts";
+import { scrape } from "../support/prometheus.ts";
 
 /** Log records of `fn`, captured from the `kvsz` loggers. */
 async function captureLogs<T>(fn: () => T | Promise<T>): Promise<[T, LogRecord[]]> {
@@ -369,7 +369,7 @@ async function lagFromTheStream(c: TestCluster): Promise<void> {
  */
 async function summedOverTenants(c: TestCluster): Promise<void> {
   const TENANTS = 5;
-  const names = await createTenants(c, TENANTS, {
+  const tenants = await createTenantSources(c, TENANTS, {
     ddl: `CREATE TABLE accounts (id int PRIMARY KEY, v int);
           INSERT INTO accounts VALUES (100, 100);
           CREATE TABLE events (id int PRIMARY KEY, v int);`,
@@ -382,11 +382,7 @@ async function summedOverTenants(c: TestCluster): Promise<void> {
   const port = freePort();
   const config = await writeConfig({
     destination: { url: c.url(dstDb) },
-    databases: names.map((db, i) => ({
-      database: db,
-      urls: [{ url: c.url(db), sid: String(i + 1) }],
-      tables: { accounts: null, events: null },
-    })),
+    databases: tenantDatabases(c, tenants, () => ({ accounts: null, events: null })),
     apply: { commit_interval_ms: 20, workers: 2 },
     metrics: { listen: `127.0.0.1:${port}`, per_source_tables: 2 },
     log: { level: "info", format: "text" },
@@ -396,19 +392,16 @@ async function summedOverTenants(c: TestCluster): Promise<void> {
     what: "every tenant streaming",
     context: () => kvsz.output.slice(-3000),
   });
-  for (const db of names) {
-    const src = c.sql(db);
-    await src.unsafe(`INSERT INTO accounts VALUES (1, 1), (2, 2)`);
-    await src.unsafe(`UPDATE accounts SET v = 3 WHERE id = 1`);
-    await src.unsafe(`INSERT INTO events VALUES (1, 1)`);
+  for (const { sql } of tenants) {
+    await sql.unsafe(`INSERT INTO accounts VALUES (1, 1), (2, 2)`);
+    await sql.unsafe(`UPDATE accounts SET v = 3 WHERE id = 1`);
+    await sql.unsafe(`INSERT INTO events VALUES (1, 1)`);
   }
   await waitFor(async () => {
     const [r] = await dst.unsafe(`SELECT count(*)::int AS n FROM accounts WHERE v = 3`);
     return r.n === TENANTS;
   }, { what: "every tenant's changes", context: () => kvsz.output.slice(-3000) });
-  const families = parseExposition(
-    await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
-  );
+  const families = await scrape(port);
   const series = (name: string) => families.get(name)?.samples ?? [];
   // Two tables; insert and update on accounts, insert on events: three (table, operation)
   // pairs, each one counter and 17 histogram series (14 buckets, +Inf, sum, count).
@@ -427,7 +420,7 @@ async function summedOverTenants(c: TestCluster): Promise<void> {
   for (const name of ["kvsz_source_connected", "url_heartbeat", "kvsz_lag_bytes"]) {
     assert.deepEqual(
       series(name).map((s) => s.labels.sid).sort(),
-      names.map((_, i) => String(i + 1)),
+      ["1", "2", "3", "4", "5"],
       name,
     );
   }

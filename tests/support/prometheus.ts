@@ -239,3 +239,8 @@ export async function promtoolCheck(text: string): Promise<string | null> {
   assert.ok(!/pars(e|ing) error/i.test(output), output);
   return output;
 }
+
+/** Scrapes `/metrics` of the kvsz listening on 127.0.0.1:`port`, parsed strictly. */
+export async function scrape(port: number): Promise<Map<string, Family>> {
+  return parseExposition(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
+}

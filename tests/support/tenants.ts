@@ -31,3 +31,34 @@ export async function createTenants(
   }
   return names;
 }
+
+/** A tenant database as a kvsz source: its name, its sid (its number, from 1) and a client. */
+export interface TenantSource {
+  db: string;
+  sid: string;
+  /** A superuser client on it, closed with the cluster. */
+  sql: postgres.Sql;
+}
+
+/** {@link createTenants}, each with its sid and a client. */
+export async function createTenantSources(
+  c: TestCluster,
+  n: number,
+  opts: { ddl: string; prefix?: string },
+): Promise<TenantSource[]> {
+  const names = await createTenants(c, n, opts);
+  return names.map((db, i) => ({ db, sid: String(i + 1), sql: c.sql(db) }));
+}
+
+/** The config's `databases:` entries of `tenants` (one URL each), mapping `tables(tenant)`. */
+export function tenantDatabases<T extends TenantSource>(
+  c: TestCluster,
+  tenants: readonly T[],
+  tables: (t: T) => Record<string, unknown>,
+): { database: string; urls: { url: string; sid: string }[]; tables: Record<string, unknown> }[] {
+  return tenants.map((t) => ({
+    database: t.db,
+    urls: [{ url: c.url(t.db), sid: t.sid }],
+    tables: tables(t),
+  }));
+}

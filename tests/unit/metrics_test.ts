@@ -246,6 +246,27 @@ Deno.test("the strict parser rejects malformed expositions", () => {
   assert.equal(good.get("up")?.samples[0].value, 1);
 });
 
+Deno.test("readiness: a source's last error, until it applies a transaction or has streamed a minute", () => {
+  let now = 1_000_000_000_000;
+  const m = new Metrics({ now: () => now, tty: false });
+  const a = m.pipelineEvents("a", "1");
+  const error = () => m.readiness(60).sources[0].error;
+  assert.equal(error(), null);
+  a.onFailure!("connection refused");
+  assert.equal(error(), "connection refused");
+  a.onConnected!(true);
+  now += 59_000;
+  assert.equal(error(), "connection refused", "just connected: it may fail again");
+  now += 1_000;
+  assert.equal(error(), null, "streamed a minute");
+  a.onConnected!(false);
+  a.onFailure!("slot in use");
+  a.onConnected!(true);
+  assert.equal(error(), "slot in use");
+  a.onCommit!(commit());
+  assert.equal(error(), null, "applied a transaction");
+});
+
 Deno.test("kvsz_sync_sources_done counts the sources copied (streaming) out of kvsz_sync_sources", async () => {
   const m = new Metrics({ tty: false });
   const a = m.pipelineEvents("a", "1");

@@ -22,15 +22,22 @@ Deno.test("recoveryOf: kvsz's classes say it, server errors by their SQLSTATE", 
   assert.equal(recoveryOf("a string"), "backoff");
 });
 
+/** A schedule on a fake clock, and `failInARow`: `n` attempts failing alike, each waited out. */
+function schedule() {
+  const clock = { now: 0 };
+  const retries = new RetrySchedule(() => clock.now);
+  const failInARow = (n: number, recovery: "needs-person" | "backoff", message: string) =>
+    Array.from({ length: n }, () => {
+      const step = retries.next(recovery, message, 10);
+      clock.now += step.delayMs;
+      return step;
+    });
+  return { clock, retries, failInARow };
+}
+
 Deno.test("RetrySchedule: a problem that needs a person is said once, retried slowly", () => {
-  let now = 0;
-  const retries = new RetrySchedule(() => now);
-  const steps = [];
-  for (let i = 0; i < 7; i++) {
-    const step = retries.next("needs-person", "table t is missing", 10);
-    steps.push(step);
-    now += step.delayMs;
-  }
+  const { clock, retries, failInARow } = schedule();
+  const steps = failInARow(7, "needs-person", "table t is missing");
   assert.deepEqual(steps.map((s) => s.delayMs), [
     5_000,
     10_000,
@@ -44,7 +51,7 @@ Deno.test("RetrySchedule: a problem that needs a person is said once, retried sl
   // Said again when its text changes, and after ten minutes.
   assert.equal(retries.next("needs-person", "table u is missing", 10).say, true);
   assert.equal(retries.next("needs-person", "table u is missing", 10).say, false);
-  now += 10 * 60_000;
+  clock.now += 10 * 60_000;
   assert.equal(retries.next("needs-person", "table u is missing", 10).say, true);
 });
 
@@ -65,14 +72,8 @@ Deno.test("RetrySchedule: transient failures back off 1 s doubling to 30 s, from
 });
 
 Deno.test("RetrySchedule: a transient failure is said, said again on its first repeat, then quiet", () => {
-  let now = 0;
-  const retries = new RetrySchedule(() => now);
-  const steps = [];
-  for (let i = 0; i < 6; i++) {
-    const step = retries.next("backoff", "connection refused", 10);
-    steps.push(step);
-    now += step.delayMs;
-  }
+  const { clock, retries, failInARow } = schedule();
+  const steps = failInARow(6, "backoff", "connection refused");
   assert.deepEqual(steps.map((s) => s.say), [true, true, false, false, false, false]);
   assert.deepEqual(steps.map((s) => s.repeats), [1, 2, 3, 4, 5, 6]);
   assert.equal(retries.failures, 6);
@@ -80,7 +81,7 @@ Deno.test("RetrySchedule: a transient failure is said, said again on its first r
   assert.equal(retries.next("backoff", "timeout", 10).say, true);
   assert.equal(retries.next("backoff", "timeout", 10).say, true);
   assert.equal(retries.next("backoff", "timeout", 10).say, false);
-  now += 10 * 60_000;
+  clock.now += 10 * 60_000;
   assert.equal(retries.next("backoff", "timeout", 10).say, true);
   // After a minute of work it is a new episode: said, from 1 s.
   assert.deepEqual(retries.next("backoff", "timeout", 61_000), {

@@ -92,6 +92,8 @@ export interface ApplierOptions {
   watchdog?: SessionWatchdog;
   /** Replication origin the source's writes are tagged with (none: untagged). */
   origin?: string | null;
+  /** The token of this process's claim on the source (ownership.ts); none: writes not fenced. */
+  ownerToken?: string | null;
 }
 
 /** Where the applier's destination transactions get a writer (a `WriterPool`). */

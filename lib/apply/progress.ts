@@ -9,6 +9,13 @@ import type { SourceKey, TableKey } from "../config/types.ts";
 import { formatLsn, parseLsn } from "../pg/lsn.ts";
 import type { ColumnDrift } from "./drift.ts";
 import { textArray } from "./text_array.ts";
+import {
+  LostOwnership,
+  ownedParams,
+  ownedQuery,
+  type OwnedSource,
+  OWNERS_DDL,
+} from "./ownership.ts";
 
 /** DDL run on every start (idempotent; safe with several kvsz processes). */
 const SCHEMA_DDL = [
@@ -34,6 +41,7 @@ const SCHEMA_DDL = [
     synced_at timestamptz NOT NULL DEFAULT now(),
     rows bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (database, sid, source_table))`,
+  OWNERS_DDL,
 ];
 
 /**
@@ -120,26 +128,33 @@ export interface ProgressRecord {
   counts: BatchCounts;
 }
 
-/** Upserts the progress row; must run inside the destination transaction of the batch. */
+/**
+ * Upserts the progress row; must run inside the destination transaction of
+ * the batch. A fenced source (see ownership.ts) whose claim is another's
+ * writes nothing and throws {@link LostOwnership}: the transaction must not commit.
+ */
 export async function writeProgress(
   tx: Sql,
-  { database, sid }: SourceKey,
+  source: OwnedSource,
   { commitLsn, endLsn, commitTimeIso, counts }: ProgressRecord,
 ): Promise<void> {
-  await tx.unsafe(
-    `INSERT INTO kvsz.progress AS p (database, sid, commit_lsn, end_lsn, commit_time, applied_at,
+  const rows = await tx.unsafe(
+    `WITH owned AS (${ownedQuery(source, 10)})
+     INSERT INTO kvsz.progress AS p (database, sid, commit_lsn, end_lsn, commit_time, applied_at,
        rows_clone, rows_append, rows_history, anomalies)
-     VALUES ($1, $2, $3::pg_lsn, $4::pg_lsn, $5::timestamptz, clock_timestamp(), $6, $7, $8, $9)
+     SELECT $1, $2, $3::pg_lsn, $4::pg_lsn, $5::timestamptz, clock_timestamp(),
+            $6::int8, $7::int8, $8::int8, $9::int8 FROM owned
      ON CONFLICT (database, sid) DO UPDATE SET
        commit_lsn = excluded.commit_lsn, end_lsn = excluded.end_lsn,
        commit_time = excluded.commit_time, applied_at = excluded.applied_at,
        rows_clone = p.rows_clone + excluded.rows_clone,
        rows_append = p.rows_append + excluded.rows_append,
        rows_history = p.rows_history + excluded.rows_history,
-       anomalies = p.anomalies + excluded.anomalies`,
+       anomalies = p.anomalies + excluded.anomalies
+     RETURNING 1`,
     [
-      database,
-      sid,
+      source.database,
+      source.sid,
       commitLsn,
       endLsn,
       commitTimeIso,
@@ -147,26 +162,32 @@ export async function writeProgress(
       counts.append,
       counts.history,
       counts.anomalies,
+      ...ownedParams(source),
     ],
     { prepare: true },
   );
+  if (rows.length === 0) throw new LostOwnership(source);
 }
 
 /**
  * Moves a source's stored position over WAL that held nothing for it, before
  * kvsz confirms that WAL to the slot: the slot is never confirmed beyond what
- * is stored here (see `lib/source/slot_trust.ts`).
+ * is stored here (see `lib/source/slot_trust.ts`). Fenced as {@link writeProgress}.
  */
 export async function recordIdlePosition(
   sql: Sql,
-  { database, sid }: SourceKey,
+  source: OwnedSource,
   lsn: string,
 ): Promise<void> {
-  await sql.unsafe(
-    `UPDATE kvsz.progress SET end_lsn = $3::pg_lsn
-      WHERE database = $1 AND sid = $2 AND end_lsn < $3::pg_lsn`,
-    [database, sid, lsn],
+  const [{ owned }] = await sql.unsafe(
+    `WITH owned AS (${ownedQuery(source, 4)}),
+          moved AS (UPDATE kvsz.progress SET end_lsn = $3::pg_lsn
+                     WHERE database = $1 AND sid = $2 AND end_lsn < $3::pg_lsn
+                       AND EXISTS (SELECT 1 FROM owned))
+     SELECT count(*)::int AS owned FROM owned`,
+    [source.database, source.sid, lsn, ...ownedParams(source)],
   );
+  if (owned === 0) throw new LostOwnership(source);
 }
 
 /** What kvsz recorded about one table of a source. */
@@ -331,15 +352,19 @@ export async function writeColumnState(sql: Sql, table: TableKey, state: ColumnS
  * Sets a source's stream position to `lsn` after a fresh slot's initial sync.
  * The commit LSN goes to 0/0: what the copies cover is told per table by
  * `kvsz.synced_tables`, and a commit exactly at the slot's start must stream.
+ * Fenced as {@link writeProgress}.
  */
-export async function resetProgress(sql: Sql, source: SourceKey, lsn: string): Promise<void> {
-  await sql.unsafe(
-    `INSERT INTO kvsz.progress (database, sid, commit_lsn, end_lsn, commit_time)
-     VALUES ($1, $2, '0/0', $3::pg_lsn, NULL)
+export async function resetProgress(sql: Sql, source: OwnedSource, lsn: string): Promise<void> {
+  const rows = await sql.unsafe(
+    `WITH owned AS (${ownedQuery(source, 4)})
+     INSERT INTO kvsz.progress (database, sid, commit_lsn, end_lsn, commit_time)
+     SELECT $1, $2, '0/0', $3::pg_lsn, NULL FROM owned
      ON CONFLICT (database, sid) DO UPDATE SET
-       commit_lsn = excluded.commit_lsn, end_lsn = excluded.end_lsn, applied_at = now()`,
-    [source.database, source.sid, lsn],
+       commit_lsn = excluded.commit_lsn, end_lsn = excluded.end_lsn, applied_at = now()
+     RETURNING 1`,
+    [source.database, source.sid, lsn, ...ownedParams(source)],
   );
+  if (rows.length === 0) throw new LostOwnership(source);
 }
 
 /**

@@ -1,5 +1,12 @@
 /** `kvsz run`: streams every configured source into the destination until SIGTERM/SIGINT. */
-import { type Command, CONFIG_HELP, CONFIG_OPTION, EXIT_FAILURE, EXIT_OK } from "./command.ts";
+import {
+  type Command,
+  CONFIG_HELP,
+  CONFIG_OPTION,
+  EXIT_FAILURE,
+  EXIT_OK,
+  UsageError,
+} from "./command.ts";
 import { findAndLoadConfig, loadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
 import { configureLogging, log, registerSecrets } from "../log.ts";
@@ -11,6 +18,7 @@ import { startSlotPoller } from "../observe/slot_poller.ts";
 import { validateConfig } from "./validate.ts";
 import { formatChecks } from "./output.ts";
 import { passwordsOf } from "../pg/redact.ts";
+import { configForShard, describeShard, parseShard, type Shard } from "../engine/shard.ts";
 
 /** Every secret-bearing URL of a config (for log masking). */
 export function configUrls(config: Config): string[] {
@@ -20,7 +28,7 @@ export function configUrls(config: Config): string[] {
 export const runCommand: Command = {
   name: "run",
   summary: "stream every configured source into the destination until stopped",
-  help: `Usage: kvsz run [--config FILE] [--skip-checks]
+  help: `Usage: kvsz run [--config FILE] [--skip-checks] [--shard I/N]
 
 Checks the config against the databases (as \`kvsz validate\` does), then for
 each source: creates its publication and replication slot when missing, copies
@@ -29,12 +37,24 @@ destination until SIGTERM or SIGINT. A first signal finishes the current
 transaction, commits, acknowledges and exits 0; a second one exits at once
 (still safe: progress is stored with the data, nothing is lost or doubled).
 
+Several kvsz processes share the sources of one config with --shard: each
+runs only the sources whose slot names hash to its shard (64-bit FNV-1a of
+the slot name, mod N), and holds a lock per source in the destination, so
+that two processes never apply one source: a second process on a taken
+shard waits, and takes over when the first stops.
+
 ${CONFIG_HELP}
-      --skip-checks   start without the validate checks (sources retry until reachable)`,
-  options: { ...CONFIG_OPTION, "skip-checks": { type: "boolean" } },
+      --skip-checks   start without the validate checks (sources retry until reachable)
+      --shard I/N     run shard I (0 to N-1) of N; I may be a StatefulSet pod
+                      name ending in -I (kvsz-2/3). Default: $KVSZ_SHARD, else
+                      every source`,
+  options: { ...CONFIG_OPTION, "skip-checks": { type: "boolean" }, shard: { type: "string" } },
   async run(flags) {
-    const config = await findAndLoadConfig(flags.config as string | undefined);
-    registerSecrets(configUrls(config).flatMap(passwordsOf));
+    const shard = shardFlag(flags.shard as string | undefined);
+    const all = await findAndLoadConfig(flags.config as string | undefined);
+    registerSecrets(configUrls(all).flatMap(passwordsOf));
+    // The checks look at the shard's sources only (no other source is touched).
+    const config = shard ? configForShard(all, shard) : all;
     configureLogging(config.log);
     installCrashGuards();
     const logger = log("run");
@@ -52,16 +72,35 @@ ${CONFIG_HELP}
         return EXIT_FAILURE;
       }
     }
-    return await runPipelines(config);
+    return await runPipelines(all, shard);
   },
 };
 
-/** Runs one pipeline per source URL until a signal; SIGHUP reloads the config. */
-export async function runPipelines(config: Config): Promise<number> {
+/** The shard of `--shard`, else of `$KVSZ_SHARD`, else none; a bad value is a UsageError naming it. */
+function shardFlag(flag: string | undefined): Shard | undefined {
+  const env = Deno.env.get("KVSZ_SHARD");
+  const [text, origin] = flag !== undefined ? [flag, "--shard"] : [env, "KVSZ_SHARD"];
+  if (text === undefined || text === "") return undefined;
+  try {
+    return parseShard(text, origin);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/**
+ * Runs one pipeline per source URL (of `shard` only, when given) until a
+ * signal; SIGHUP reloads the config.
+ */
+export async function runPipelines(config: Config, shard?: Shard): Promise<number> {
   const logger = log("run");
   const metrics = new Metrics();
-  const supervisor = new Supervisor((database, sid) => metrics.pipelineEvents(database, sid));
-  let poller = startSlotPoller(config, metrics);
+  const supervisor = new Supervisor(
+    (database, sid) => metrics.pipelineEvents(database, sid),
+    shard,
+  );
+  const mine = (c: Config) => shard ? configForShard(c, shard) : c;
+  let poller = startSlotPoller(mine(config), metrics);
   const http = startHttpServer(
     config.metrics.listen,
     metrics,
@@ -98,7 +137,7 @@ export async function runPipelines(config: Config): Promise<number> {
         for (const [database, sid] of removed) await metrics.removeSource(database, sid);
         config = next;
         await poller.stop();
-        poller = startSlotPoller(config, metrics);
+        poller = startSlotPoller(mine(config), metrics);
         logger.info("SIGHUP: reloading {file}", { file: config.file });
         await supervisor.apply(config);
       } catch (e) {
@@ -115,8 +154,15 @@ export async function runPipelines(config: Config): Promise<number> {
   ];
   for (const [sig, h] of handlers) Deno.addSignalListener(sig, h);
   try {
-    const count = config.databases.reduce((n, d) => n + d.urls.length, 0);
-    logger.info("starting {count} source(s)", { count });
+    const sources = (c: Config) => c.databases.reduce((n, d) => n + d.urls.length, 0);
+    const count = sources(mine(config));
+    if (shard) {
+      logger.info("starting {count} source(s): shard {shard} of the config's {all}", {
+        count,
+        shard: describeShard(shard),
+        all: sources(config),
+      });
+    } else logger.info("starting {count} source(s)", { count });
     await supervisor.apply(config);
     await stopped;
     await reloading;

@@ -4,7 +4,8 @@
  * sources: the writers (`apply.workers`), one connection for kvsz's catalog
  * and progress reads and schema work, the initial copy's turns
  * (`sync.parallelism`, one connection each), and the session watchdog (one
- * probe at a time). At most `apply.workers + sync.parallelism + 2`.
+ * probe at a time). At most `apply.workers + sync.parallelism + 2`. The
+ * catalog connection also holds the process's source locks (source_locks.ts).
  */
 import type { Config } from "../config/types.ts";
 import { connect, type Sql } from "../pg/connect.ts";
@@ -12,6 +13,7 @@ import { log } from "../log.ts";
 import { WriterPool } from "../apply/writer_pool.ts";
 import { SessionWatchdog } from "../apply/session_watchdog.ts";
 import { CopySlots } from "./copy_slots.ts";
+import { SourceLocks } from "./source_locks.ts";
 
 /** The destination connections and turns every source shares (see the module comment). */
 export class SharedDestination {
@@ -20,10 +22,14 @@ export class SharedDestination {
   readonly writers: WriterPool;
   readonly copySlots: CopySlots;
   readonly watchdog: SessionWatchdog;
+  /** The sources' destination locks, held on the catalog connection. */
+  readonly locks: SourceLocks;
+  /** Who this process is, as `kvsz.owners` records it: host, process id, shard. */
+  readonly instance: string;
   /** The settings these were made with (see {@link sharedKey}). */
   readonly key: string;
 
-  constructor(config: Config) {
+  constructor(config: Config, { shard }: { /** `I/N` when sharded. */ shard?: string } = {}) {
     const url = config.destination.url;
     const params = destinationParams(config);
     this.key = sharedKey(config);
@@ -34,6 +40,11 @@ export class SharedDestination {
     this.watchdog = new SessionWatchdog(url, {
       checkSeconds: config.timeouts.destinationCheckSeconds,
     });
+    this.locks = new SourceLocks({
+      catalog: () => this.#catalog,
+      renew: (stale) => this.renewCatalog(stale),
+    });
+    this.instance = `${Deno.hostname()} pid ${Deno.pid}${shard ? ` shard ${shard}` : ""}`;
   }
 
   /** kvsz's catalog, progress reads and schema work: one connection, statements queue. */
@@ -53,8 +64,9 @@ export class SharedDestination {
     stale.end({ timeout: 0 }).catch(() => {});
   }
 
-  /** Ends every connection; call once no source uses them. */
+  /** Ends every connection; call once no source uses them (the catalog's end releases the locks). */
   async close(): Promise<void> {
+    await this.locks.close();
     await Promise.all([this.writers.close(), this.#catalog.end({ timeout: 5 })]).catch(() => {});
   }
 }

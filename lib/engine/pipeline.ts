@@ -51,6 +51,7 @@ import { describeError } from "../pg/describe.ts";
 import { StreamRestart } from "../errors.ts";
 import { NeedsPersonError } from "../errors.ts";
 import { recoveryOf, RetrySchedule } from "./recovery.ts";
+import { type Claim, SourceOwner } from "./source_owner.ts";
 
 /** Seconds the source's normal connection stays open unused once the source streams. */
 const SOURCE_IDLE_SECONDS = 10;
@@ -71,7 +72,7 @@ export class SourcePipeline {
   readonly #spoolOnly = new Set<number>();
   /** Source transactions up to this LSN are applied one change at a time (see OneByOneRestart). */
   #oneByOneUntil = 0n;
-  /** True right after a StreamRestart: the slot may still be held by the old walsender. */
+  /** True right after a StreamRestart or a takeover: the slot may still be held by the old walsender. */
   #restarting = false;
   /** Backend pid of the walsender of the last attempt. */
   #walsenderPid: number | null = null;
@@ -83,6 +84,8 @@ export class SourcePipeline {
    * of the config, so the next start copies them again.
    */
   readonly #stopped = new Set<string>();
+  /** The source's destination lock and each attempt's claim (source_owner.ts). */
+  readonly #owner: SourceOwner;
 
   readonly db: DatabaseMapping;
   readonly source: SourceUrl;
@@ -105,6 +108,8 @@ export class SourcePipeline {
     this.name = kvszObjectName(db.database, source.sid);
     this.#log = log("source").with({ database: db.database, sid: source.sid });
     this.#stop = new Promise((resolve) => (this.#stopRequested = resolve));
+    const key = { database: db.database, sid: source.sid, name: this.name };
+    this.#owner = new SourceOwner(destination, key, { log: this.#log, events });
   }
 
   /** True when a table has column drift or is stopped for it: a config reload restarts the source. */
@@ -123,9 +128,17 @@ export class SourcePipeline {
    * Runs until {@link stop}. After a failure the error's recovery decides
    * (see `recovery.ts`): reconnect at once with what it changed, back off
    * (1 s doubling to 30 s), or, for a problem that needs a person, say it
-   * once and retry slowly.
+   * once and retry slowly. The source's destination lock is held throughout.
    */
   async run(): Promise<void> {
+    try {
+      await this.#attempts();
+    } finally {
+      this.#owner.release();
+    }
+  }
+
+  async #attempts(): Promise<void> {
     const retries = new RetrySchedule();
     while (!this.#stopping) {
       const started = performance.now();
@@ -181,14 +194,22 @@ export class SourcePipeline {
       (e.streamedXid !== null && !this.#spoolOnly.has(e.streamedXid));
   }
 
-  /** One attempt: prepare, sync what needs it, stream until stopped or failed. */
+  /**
+   * One attempt: hold the source's lock and claim it, prepare, sync what
+   * needs it, stream until stopped or failed.
+   */
   async runOnce(): Promise<void> {
     const cfg = this.config;
+    const claim = await this.#owner.claim(this.#stopSignal.signal);
+    if (claim.tookOver) this.#restarting = true; // the previous holder's walsender may linger
+    const owned = { database: this.db.database, sid: this.source.sid, ownerToken: claim.token };
     const dest = this.destination.catalog;
     // Used to prepare, then rarely (the shutdown watch): idle, it is closed, so that a
     // streaming source holds only its replication connection at the source.
     const src = connect(this.source.url, { idleTimeout: SOURCE_IDLE_SECONDS });
     const replication = connect(this.source.url, { replication: true });
+    // Lost, the lock stops the attempt: its stream ends, what it holds uncommitted rolls back.
+    claim.signal.addEventListener("abort", () => closeAtOnce(replication));
     let applier: Applier | null = null;
     try {
       // The destination's side (kvsz schema, target tables, the origin tagging the
@@ -284,19 +305,15 @@ export class SourcePipeline {
           lsn: formatLsn(created.consistentPoint),
         });
         const jobs = tables.filter(copied).map(job);
-        await this.#copy(jobs, { snapshot: created, major, src });
-        await resetProgress(
-          dest,
-          { database: this.db.database, sid: this.source.sid },
-          formatLsn(created.consistentPoint),
-        );
+        await this.#copy(jobs, { snapshot: created, major, src, claim });
+        await resetProgress(dest, owned, formatLsn(created.consistentPoint));
         startLsn = created.consistentPoint;
       } else {
         // Existing slot: copy only the tables that are new (or came back) to the config.
         const jobs = tables
           .filter((t) => (synced.get(t.mapping.source)?.lsn ?? 0n) === 0n && copied(t))
           .map(job);
-        if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, major, src);
+        if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, { major, src, claim });
         else recordsChanged = false;
         startLsn = storedLsn ?? slot.confirmedFlushLsn ?? 0n;
       }
@@ -350,6 +367,7 @@ export class SourcePipeline {
           onOperations: this.events.onOperations,
           watchdog: this.destination.watchdog,
           origin: tagged ? this.name : null,
+          ownerToken: claim.token,
         },
       );
       // Only a metric: the slot poller tries again.
@@ -391,8 +409,9 @@ export class SourcePipeline {
       this.#log.info("stopped cleanly");
     } catch (e) {
       if (e instanceof DeadSession) this.destination.renewCatalog(dest);
-      throw e;
+      throw claim.signal.aborted ? claim.signal.reason : e;
     } finally {
+      claim.end();
       applier?.abort();
       this.events.onConnected?.(false);
       await Promise.all([
@@ -550,13 +569,15 @@ export class SourcePipeline {
    */
   async #copy(
     jobs: SyncJob[],
-    { snapshot, major, src }: {
+    { snapshot, major, src, claim }: {
       /** The slot's exported snapshot and its consistent point. */
       snapshot: { snapshotName: string; consistentPoint: bigint };
       /** The source's major version. */
       major: number;
       /** The source's catalog connection. */
       src: Sql;
+      /** The attempt's claim: fences each copy transaction, stops the copy when lost. */
+      claim: Claim;
     },
   ): Promise<void> {
     if (jobs.length === 0) return;
@@ -575,7 +596,8 @@ export class SourcePipeline {
       sid: this.source.sid,
       parallelism: this.config.sync.parallelism,
       slots: this.destination.copySlots,
-      signal: this.#stopSignal.signal,
+      signal: AbortSignal.any([this.#stopSignal.signal, claim.signal]),
+      ownerToken: claim.token,
       splitBytes: this.config.sync.splitMb * 1024 * 1024,
       rate: this.config.sync.rate,
       burst: this.config.sync.burst,
@@ -594,7 +616,10 @@ export class SourcePipeline {
    * exports a snapshot whose LSN is recorded per table, and the stream applies
    * their changes only above it.
    */
-  async #copyWithTemporarySlot(jobs: SyncJob[], major: number, src: Sql): Promise<void> {
+  async #copyWithTemporarySlot(
+    jobs: SyncJob[],
+    { major, src, claim }: { major: number; src: Sql; claim: Claim },
+  ): Promise<void> {
     const replication = connect(this.source.url, { replication: true });
     try {
       const temp = await createSlotWithSnapshot(
@@ -606,7 +631,7 @@ export class SourcePipeline {
         count: jobs.length,
         lsn: formatLsn(temp.consistentPoint),
       });
-      await this.#copy(jobs, { snapshot: temp, major, src });
+      await this.#copy(jobs, { snapshot: temp, major, src, claim });
     } finally {
       await replication.end({ timeout: 2 });
     }

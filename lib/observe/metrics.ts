@@ -17,8 +17,11 @@ import { SyncProgressDisplay } from "./sync_progress.ts";
 export interface SourceReadiness {
   database: string;
   sid: string;
-  /** `streaming`, `lagging` (connected, lag over the bound), `syncing` (initial copy) or `disconnected`. */
-  state: "streaming" | "lagging" | "syncing" | "disconnected";
+  /**
+   * `streaming`, `lagging` (connected, lag over the bound), `syncing` (initial
+   * copy), `waiting` (another kvsz process holds its destination lock) or `disconnected`.
+   */
+  state: "streaming" | "lagging" | "syncing" | "waiting" | "disconnected";
   ready: boolean;
   connected: boolean;
   /** Seconds the destination is behind the source (see {@link Metrics.lagSeconds}). */
@@ -65,6 +68,8 @@ interface SourceState {
   connected: boolean;
   /** An initial copy reported rows since the source was last connected. */
   syncing: boolean;
+  /** Another kvsz process holds the source's destination lock. */
+  waiting: boolean;
   /** When the hooks were first asked for (the lag baseline before any event). */
   registeredMs: number;
   /**
@@ -179,6 +184,13 @@ export class Metrics {
     labelNames: SOURCE,
     registers: [this.registry],
   });
+  readonly waiting = new Gauge({
+    name: "kvsz_source_waiting",
+    help:
+      "1 while another kvsz process holds the source's destination lock (this one waits to take it over), else 0.",
+    labelNames: SOURCE,
+    registers: [this.registry],
+  });
   readonly batchSize = new Histogram({
     name: "kvsz_batch_size",
     help: "Source changes per destination transaction.",
@@ -276,6 +288,10 @@ export class Metrics {
         if (count > 0) this.operations.inc(l, count);
         this.operationSeconds.observe(l, seconds);
       },
+      onLockWait: (waiting) => {
+        s.waiting = waiting;
+        this.waiting.set(labels, waiting ? 1 : 0);
+      },
     };
   }
 
@@ -305,7 +321,7 @@ export class Metrics {
     const sources = [...this.#sources.values()].map((s): SourceReadiness => {
       const lagSeconds = this.#lagSeconds(s);
       const state = !s.connected
-        ? (s.syncing ? "syncing" : "disconnected")
+        ? (s.syncing ? "syncing" : s.waiting ? "waiting" : "disconnected")
         : lagSeconds > maxLagSeconds
         ? "lagging"
         : "streaming";
@@ -366,6 +382,7 @@ export class Metrics {
       this.columnDrift,
       this.tableStopped,
       this.connected,
+      this.waiting,
       this.batchSize,
       this.commitSeconds,
       this.transactions,
@@ -382,6 +399,7 @@ export class Metrics {
         sid,
         connected: false,
         syncing: false,
+        waiting: false,
         registeredMs: this.#now(),
         caughtUpMs: null,
         keepaliveLsn: 0n,
@@ -390,6 +408,7 @@ export class Metrics {
       };
       this.#sources.set(k, s);
       this.connected.set({ database, sid }, 0);
+      this.waiting.set({ database, sid }, 0);
     }
     return s;
   }

@@ -1,0 +1,229 @@
+/**
+ * The destination-side lock of each source a kvsz process runs: a session
+ * advisory lock (`pg_try_advisory_lock(key)`, {@link lockKey} of the slot
+ * name) held on the process's catalog connection, so it costs no connection
+ * of its own (the budget stays `apply.workers + sync.parallelism + 2`). One
+ * process holds a source's lock at a time; another one started on the same
+ * shard (a rolling restart, a second copy of a pod) waits, and takes the lock
+ * when the holder's session ends (its process stopped or died, or its
+ * connection was lost).
+ *
+ * Every {@link LOCK_POLL_MS} one statement tries the locks waited for and
+ * reads the session's backend pid: a new pid (or socket, or client) means the
+ * session that held the locks is gone, and every hold is lost: its source
+ * must stop applying until it holds the lock again. A lock lost between two
+ * polls is covered by the fence on every write (lib/apply/ownership.ts).
+ */
+import { socketOf, type Sql } from "../pg/connect.ts";
+import { fnv1a64 } from "./shard.ts";
+
+/** Milliseconds between two tries of the locks waited for, and two checks of the session. */
+export const LOCK_POLL_MS = 2000;
+
+/** The advisory lock key of a source: its slot name's 64-bit FNV-1a, as a signed bigint. */
+export function lockKey(slotName: string): bigint {
+  return BigInt.asIntN(64, fnv1a64(slotName));
+}
+
+/** One source's hold on its lock, until {@link release}d or lost. */
+export class SourceLock {
+  #lost = false;
+  readonly #onLost = new Set<() => void>();
+
+  constructor(readonly key: bigint, private readonly locks: SourceLocks) {}
+
+  /** True once the session that held the lock is gone (see the module comment). */
+  get isLost(): boolean {
+    return this.#lost;
+  }
+
+  /** Calls `fn` when the lock is lost (at once if it is); returns the unsubscribe. */
+  onLost(fn: () => void): () => void {
+    if (this.#lost) {
+      fn();
+      return () => {};
+    }
+    this.#onLost.add(fn);
+    return () => this.#onLost.delete(fn);
+  }
+
+  /** Gives the lock up (the session releases it once no other hold of the key remains). */
+  release(): void {
+    this.locks.release(this);
+  }
+
+  /** Called by {@link SourceLocks} when the session is gone. */
+  markLost(): void {
+    if (this.#lost) return;
+    this.#lost = true;
+    for (const fn of this.#onLost) fn();
+    this.#onLost.clear();
+  }
+}
+
+interface Waiter {
+  key: bigint;
+  resolve: (lock: SourceLock) => void;
+  reject: (e: unknown) => void;
+  /** Called once, when the first try finds the lock held elsewhere. */
+  onWait?: () => void;
+  tried: boolean;
+  signal?: AbortSignal;
+  onAbort: () => void;
+}
+
+/** The session the locks are held on. */
+interface Session {
+  sql: Sql;
+  pid: number;
+  socket: unknown;
+}
+
+/** Options of {@link SourceLocks}. */
+export interface SourceLocksOptions {
+  /** The catalog connection the locks are held on (it may be replaced). */
+  catalog: () => Sql;
+  /** Replaces catalog client `stale` (its session's state is unknown: ending it releases its locks). */
+  renew: (stale: Sql) => void;
+  /** Milliseconds between polls (default {@link LOCK_POLL_MS}). */
+  pollMs?: number;
+}
+
+/** The locks of one process's sources (see the module comment). */
+export class SourceLocks {
+  #session: Session | null = null;
+  /** Keys the session holds. */
+  #locked = new Set<bigint>();
+  #holds = new Set<SourceLock>();
+  #waiters: Waiter[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #running: Promise<void> | null = null;
+  #again = false;
+  #closed = false;
+
+  constructor(private readonly opts: SourceLocksOptions) {}
+
+  /**
+   * Resolves with a hold on the lock of slot `slotName` once this process
+   * holds it: at once when it does, else after the holder lets go. `onWait`
+   * is called once if the first try finds it held elsewhere. Rejects when
+   * `signal` aborts or the locks are closed.
+   */
+  acquire(
+    slotName: string,
+    { signal, onWait }: { signal?: AbortSignal; onWait?: () => void } = {},
+  ): Promise<SourceLock> {
+    if (this.#closed) return Promise.reject(new Error("the source locks are closed"));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        key: lockKey(slotName),
+        resolve,
+        reject,
+        onWait,
+        tried: false,
+        signal,
+        onAbort: () => {
+          this.#waiters = this.#waiters.filter((w) => w !== waiter);
+          reject(signal!.reason);
+        },
+      };
+      signal?.addEventListener("abort", waiter.onAbort, { once: true });
+      this.#waiters.push(waiter);
+      this.#kick();
+    });
+  }
+
+  /** Called by {@link SourceLock.release}. */
+  release(lock: SourceLock): void {
+    if (!this.#holds.delete(lock) || lock.isLost) return;
+    if ([...this.#holds].some((h) => h.key === lock.key)) return;
+    const session = this.#session;
+    if (!session || !this.#locked.delete(lock.key)) return;
+    session.sql.unsafe(`SELECT pg_advisory_unlock($1::int8)`, [lock.key.toString()])
+      .catch(() => {}); // the session is gone: so is the lock
+  }
+
+  /** Stops polling and refuses new waits; call once no source runs (the catalog's end releases the locks). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    for (const w of this.#waiters.splice(0)) {
+      w.signal?.removeEventListener("abort", w.onAbort);
+      w.reject(new Error("the source locks are closed"));
+    }
+    await this.#running;
+  }
+
+  /** Runs a poll now (or right after the running one). */
+  #kick(): void {
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    clearTimeout(this.#timer);
+    this.#running = this.#poll().finally(() => {
+      this.#running = null;
+      if (this.#closed) return;
+      if (this.#again) {
+        this.#again = false;
+        this.#kick();
+      } else if (this.#holds.size > 0 || this.#waiters.length > 0) {
+        this.#timer = setTimeout(() => this.#kick(), this.opts.pollMs ?? LOCK_POLL_MS);
+      }
+    });
+  }
+
+  /** Checks the session and tries the locks waited for (see the module comment). */
+  async #poll(): Promise<void> {
+    const sql = this.opts.catalog();
+    const same = this.#session?.sql === sql;
+    const keys = [
+      ...new Set(this.#waiters.map((w) => w.key).filter((k) => !same || !this.#locked.has(k))),
+    ];
+    let row;
+    try {
+      [row] = await sql.unsafe(
+        `SELECT pg_backend_pid() AS pid,
+                (SELECT string_agg(k::text, ',') FROM unnest($1::int8[]) AS k
+                  WHERE pg_try_advisory_lock(k)) AS got`,
+        [`{${keys.join(",")}}`],
+      );
+    } catch {
+      // What the session holds is unknown: end it (the server releases its locks).
+      this.#loseAll();
+      this.#session = null;
+      this.opts.renew(sql);
+      return;
+    }
+    const session = { sql, pid: Number(row.pid), socket: socketOf(sql) };
+    const was = this.#session;
+    if (!was || was.sql !== sql || was.pid !== session.pid || was.socket !== session.socket) {
+      this.#loseAll();
+    }
+    this.#session = session;
+    for (const k of String(row.got ?? "").split(",").filter(Boolean)) this.#locked.add(BigInt(k));
+    const waiting: Waiter[] = [];
+    for (const w of this.#waiters) {
+      if (this.#locked.has(w.key)) {
+        w.signal?.removeEventListener("abort", w.onAbort);
+        const lock = new SourceLock(w.key, this);
+        this.#holds.add(lock);
+        w.resolve(lock);
+        continue;
+      }
+      if (!w.tried) w.onWait?.();
+      w.tried = true;
+      waiting.push(w);
+    }
+    this.#waiters = waiting;
+  }
+
+  /** The session that held the locks is gone: every hold is lost. */
+  #loseAll(): void {
+    this.#locked.clear();
+    const holds = [...this.#holds];
+    this.#holds.clear();
+    for (const h of holds) h.markLost();
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * The destination-side lock of a source and the fence on its writes, on a
+ * real destination, with no source server: two processes are played by two
+ * sets of connections. The lock: one holder at a time, a waiter told once
+ * and taking over when the holder's session ends, a lost session noticed.
+ * The fence: a write of an attempt whose claim was taken over rolls back,
+ * and a claim waits for the old owner's open transaction.
+ */
+import assert from "node:assert/strict";
+import { clusterSuite, type TestCluster } from "../support/cluster.ts";
+import { connect, type Sql } from "../../lib/pg/connect.ts";
+import { SourceLock, SourceLocks } from "../../lib/engine/source_locks.ts";
+import { ensureKvszSchema, readProgress, recordIdlePosition } from "../../lib/apply/progress.ts";
+import { resetProgress, writeProgress } from "../../lib/apply/progress.ts";
+import {
+  ClaimBusy,
+  claimSource,
+  fenceOwner,
+  LostOwnership,
+  readOwners,
+} from "../../lib/apply/ownership.ts";
+import { waitFor } from "../support/kvsz.ts";
+
+const SLOT = "kvsz_tenant_1";
+
+/** One process's catalog client and its locks (renewed as SharedDestination does). */
+function instance(url: string) {
+  let catalog = connect(url);
+  const locks = new SourceLocks({
+    catalog: () => catalog,
+    renew: (stale) => {
+      if (stale !== catalog) return;
+      catalog = connect(url);
+      stale.end({ timeout: 0 }).catch(() => {});
+    },
+    pollMs: 100,
+  });
+  return {
+    locks,
+    get catalog(): Sql {
+      return catalog;
+    },
+    async close() {
+      await locks.close();
+      await catalog.end({ timeout: 1 });
+    },
+  };
+}
+
+/** Backend pids holding an advisory lock on the destination. */
+async function lockHolders(c: TestCluster, db: string): Promise<number[]> {
+  const rows = await c.sql(db).unsafe(
+    `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted ORDER BY pid`,
+  );
+  return rows.map((r) => Number(r.pid));
+}
+
+const progressRecord = (lsn: string) => ({
+  commitLsn: lsn,
+  endLsn: lsn,
+  commitTimeIso: null,
+  counts: { clone: 1, append: 0, history: 0, anomalies: 0 },
+});
+
+clusterSuite("source locks and the write fence", {
+  "a second process waits, is told once, and takes over when the holder's session ends": async (
+    c,
+  ) => {
+    const db = await c.createDatabase("locks");
+    const a = instance(c.url(db));
+    const b = instance(c.url(db));
+    try {
+      const held = await a.locks.acquire(SLOT);
+      let told = 0;
+      let bLock: SourceLock | null = null;
+      const waiting = b.locks.acquire(SLOT, { onWait: () => told++ }).then((l) => (bLock = l));
+      await waitFor(() => told === 1, { what: "the waiter told the lock is held elsewhere" });
+      // Several polls later, still waiting and told once.
+      const [aPid] = await a.catalog.unsafe(`SELECT pg_backend_pid() AS pid`);
+      await waitFor(async () => (await lockHolders(c, db)).length === 1);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(bLock, null, "the second process does not get a held lock");
+      assert.equal(told, 1, "waiting is said once");
+      assert.deepEqual(await lockHolders(c, db), [Number(aPid.pid)]);
+
+      // The holder's session ends: it learns it lost the lock, the waiter takes over.
+      let lost = false;
+      held.onLost(() => (lost = true));
+      await c.sql(db).unsafe(`SELECT pg_terminate_backend($1)`, [aPid.pid]);
+      await waiting;
+      await waitFor(() => lost, { what: "the holder noticing its lock is lost" });
+      assert.ok(held.isLost);
+      const [bPid] = await b.catalog.unsafe(`SELECT pg_backend_pid() AS pid`);
+      assert.deepEqual(await lockHolders(c, db), [Number(bPid.pid)]);
+
+      // The first process asks again: it waits while the second holds it, gets it on release.
+      let again: SourceLock | null = null;
+      const reacquired = a.locks.acquire(SLOT).then((l) => (again = l));
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(again, null, "a lock held elsewhere is not taken");
+      bLock!.release();
+      await reacquired;
+      assert.equal(again!.isLost, false);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  },
+
+  "two holds of one key in a process: the lock stays until both are released": async (c) => {
+    const db = await c.createDatabase("locks");
+    const a = instance(c.url(db));
+    try {
+      const first = await a.locks.acquire(SLOT);
+      const second = await a.locks.acquire(SLOT);
+      first.release();
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal((await lockHolders(c, db)).length, 1, "still held for the second");
+      second.release();
+      await waitFor(async () => (await lockHolders(c, db)).length === 0, {
+        what: "the lock released with its last hold",
+      });
+    } finally {
+      await a.close();
+    }
+  },
+
+  "a write of an attempt whose claim was taken over rolls back": async (c) => {
+    const db = await c.createDatabase("fence");
+    const dst = c.sql(db);
+    const url = c.url(db);
+    const [catalogA, catalogB, writerA] = [connect(url), connect(url), connect(url)];
+    try {
+      await ensureKvszSchema(catalogA);
+      await dst.unsafe(`CREATE TABLE t (id int)`);
+      const key = { database: "tenant", sid: "1" };
+      const a = { ...key, ownerToken: "token-a" };
+      const b = { ...key, ownerToken: "token-b" };
+      await claimSource(catalogA, key, { token: a.ownerToken, owner: "process A" });
+      await resetProgress(catalogA, a, "0/100");
+
+      // A's transaction passed the fence: B's claim waits for it (here: gives up for now).
+      await writerA.unsafe(`BEGIN`);
+      await writerA.unsafe(`INSERT INTO t VALUES (1)`);
+      await writeProgress(writerA, a, progressRecord("0/200"));
+      await assert.rejects(
+        claimSource(catalogB, key, { token: b.ownerToken, owner: "process B" }),
+        ClaimBusy,
+      );
+      await writerA.unsafe(`COMMIT`);
+      await claimSource(catalogB, key, { token: b.ownerToken, owner: "process B" });
+      assert.deepEqual((await readOwners(dst)).map((o) => o.owner), ["process B"]);
+
+      // A's next transaction fails at the fence and commits nothing.
+      await writerA.unsafe(`BEGIN`);
+      await writerA.unsafe(`INSERT INTO t VALUES (2)`);
+      await assert.rejects(writeProgress(writerA, a, progressRecord("0/300")), LostOwnership);
+      await writerA.unsafe(`ROLLBACK`);
+      await writerA.unsafe(`BEGIN`);
+      await assert.rejects(fenceOwner(writerA, a), LostOwnership);
+      await writerA.unsafe(`ROLLBACK`);
+      await assert.rejects(recordIdlePosition(writerA, a, "0/400"), LostOwnership);
+      await assert.rejects(resetProgress(catalogA, a, "0/500"), LostOwnership);
+      assert.deepEqual((await dst.unsafe(`SELECT id FROM t`)).map((r) => r.id), [1]);
+      assert.equal((await readProgress(dst, key.database, key.sid))?.endLsn, 0x200n);
+
+      // The new owner writes.
+      await recordIdlePosition(writerA, b, "0/400");
+      await writerA.unsafe(`BEGIN`);
+      await fenceOwner(writerA, b);
+      await writeProgress(writerA, b, progressRecord("0/500"));
+      await writerA.unsafe(`COMMIT`);
+      assert.equal((await readProgress(dst, key.database, key.sid))?.endLsn, 0x500n);
+    } finally {
+      await Promise.all([catalogA, catalogB, writerA].map((s) => s.end({ timeout: 1 })));
+    }
+  },
+});

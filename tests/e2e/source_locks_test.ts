@@ -20,6 +20,13 @@ import {
   readOwners,
 } from "../../lib/apply/ownership.ts";
 import { waitFor } from "../support/kvsz.ts";
+import { serverMajor } from "../../lib/pg/connect.ts";
+import { createSlotWithSnapshot } from "../../lib/source/slot.ts";
+import { resolveTables } from "../../lib/source/tables.ts";
+import { readTargetTable } from "../../lib/apply/catalog.ts";
+import { type CopyOptions, copyTables } from "../../lib/engine/initial_sync.ts";
+import { CopySlots } from "../../lib/engine/copy_slots.ts";
+import type { TableMapping } from "../../lib/config/types.ts";
 
 const SLOT = "kvsz_tenant_1";
 
@@ -172,6 +179,74 @@ clusterSuite("source locks and the write fence", {
       assert.equal((await readProgress(dst, key.database, key.sid))?.endLsn, 0x500n);
     } finally {
       await Promise.all([catalogA, catalogB, writerA].map((s) => s.end({ timeout: 1 })));
+    }
+  },
+
+  "a copy whose claim was taken over commits nothing, whole or in page ranges": async (c) => {
+    const srcDb = await c.createDatabase("src");
+    const dstDb = await c.createDatabase("dst");
+    const [src, dst] = [c.sql(srcDb), c.sql(dstDb)];
+    for (const sql of [src, dst]) {
+      await sql.unsafe(`CREATE TABLE whole (id int PRIMARY KEY, v text)`);
+      await sql.unsafe(`CREATE TABLE ranged (id int PRIMARY KEY, v text)`);
+    }
+    await src.unsafe(`INSERT INTO whole SELECT g, 'w' || g FROM generate_series(1, 100) g`);
+    await src.unsafe(`INSERT INTO ranged SELECT g, 'r' || g FROM generate_series(1, 5000) g`);
+    const catalog = connect(c.url(dstDb));
+    const source = connect(c.url(srcDb));
+    const replication = connect(c.url(srcDb), { replication: true });
+    try {
+      await ensureKvszSchema(catalog);
+      const key = { database: "tenant", sid: "1" };
+      await claimSource(catalog, key, { token: "current", owner: "the current owner" });
+      const major = await serverMajor(source);
+      const snapshot = await createSlotWithSnapshot(replication, "kvsz_fence_copy", { major });
+      const mapping = (name: string): TableMapping => ({
+        source: name,
+        sourceSchema: "public",
+        sourceName: name,
+        target: name,
+        mode: "clone",
+        onColumnDrift: "stop",
+      });
+      const copy = async (name: string, opts: Partial<CopyOptions>) => {
+        const [table] = await resolveTables(source, [mapping(name)], major);
+        const target = (await readTargetTable(catalog, "public", name))!;
+        await copyTables([{ table, target, resync: false, exclusive: true }], {
+          sourceUrl: c.url(srcDb),
+          sourceMajor: major,
+          snapshotName: snapshot.snapshotName,
+          snapshotLsn: snapshot.consistentPoint,
+          source,
+          dest: catalog,
+          destUrl: c.url(dstDb),
+          destSchema: "public",
+          ...key,
+          parallelism: 2,
+          slots: new CopySlots(2),
+          splitBytes: 0,
+          rate: 0,
+          burst: 0,
+          progress: { start() {}, update() {}, finish() {} },
+          ...opts,
+        });
+      };
+      const counts = async () =>
+        (await dst.unsafe(
+          `SELECT (SELECT count(*) FROM whole)::int AS whole, (SELECT count(*) FROM ranged)::int AS ranged,
+                  (SELECT count(*) FROM kvsz.synced_tables WHERE synced_lsn <> '0/0')::int AS synced`,
+        ))[0];
+      await assert.rejects(copy("whole", { ownerToken: "stale" }), LostOwnership);
+      if (major >= 14) { // page ranges need TID range scans
+        await assert.rejects(copy("ranged", { ownerToken: "stale", splitBytes: 1 }), LostOwnership);
+      }
+      assert.deepEqual({ ...await counts() }, { whole: 0, ranged: 0, synced: 0 });
+
+      await copy("whole", { ownerToken: "current" });
+      await copy("ranged", { ownerToken: "current", splitBytes: 1 });
+      assert.deepEqual({ ...await counts() }, { whole: 100, ranged: 5000, synced: 2 });
+    } finally {
+      await Promise.all([catalog, source, replication].map((s) => s.end({ timeout: 1 })));
     }
   },
 });

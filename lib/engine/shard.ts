@@ -50,7 +50,7 @@ export function describeShard(shard: Shard): string {
  * came from in the error (`--shard`, `KVSZ_SHARD`).
  */
 export function parseShard(text: string, origin = "--shard"): Shard {
-  const m = /^\s*(?:[^/]*-)?(\d+)\s*\/\s*(\d+)\s*$/.exec(text);
+  const m = /^\s*(?:[a-z0-9][a-z0-9.-]*-)?(\d+)\s*\/\s*(\d+)\s*$/i.exec(text);
   if (!m) {
     throw new Error(
       `${origin} "${text}" is not I/N: give the shard's index (from 0) and the number of ` +

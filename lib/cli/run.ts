@@ -5,7 +5,7 @@ import {
   CONFIG_OPTION,
   EXIT_FAILURE,
   EXIT_OK,
-  UsageError,
+  shardOption,
 } from "./command.ts";
 import { findAndLoadConfig, loadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
@@ -18,7 +18,7 @@ import { startSlotPoller } from "../observe/slot_poller.ts";
 import { validateConfig } from "./validate.ts";
 import { formatChecks } from "./output.ts";
 import { passwordsOf } from "../pg/redact.ts";
-import { configForShard, describeShard, parseShard, type Shard } from "../engine/shard.ts";
+import { configForShard, describeShard, type Shard } from "../engine/shard.ts";
 
 /** Every secret-bearing URL of a config (for log masking). */
 export function configUrls(config: Config): string[] {
@@ -80,12 +80,7 @@ ${CONFIG_HELP}
 function shardFlag(flag: string | undefined): Shard | undefined {
   const env = Deno.env.get("KVSZ_SHARD");
   const [text, origin] = flag !== undefined ? [flag, "--shard"] : [env, "KVSZ_SHARD"];
-  if (text === undefined || text === "") return undefined;
-  try {
-    return parseShard(text, origin);
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  return text === undefined || text === "" ? undefined : shardOption(text, origin);
 }
 
 /**

@@ -15,6 +15,7 @@ import { KvszProcess, waitFor, writeConfig } from "../support/kvsz.ts";
 import { tempDirScope } from "../support/temp_dirs.ts";
 import { createTenants } from "../support/tenants.ts";
 import { parseExposition } from "../support/prometheus.ts";
+import { runCli } from "../support/run_cli.ts";
 import { shardOf } from "../../lib/engine/shard.ts";
 import { kvszObjectName } from "../../lib/pg/identifiers.ts";
 
@@ -37,7 +38,7 @@ function config(source: TestCluster, dest: TestCluster, dstDb: string, tenants: 
       tables: { ev: { type: "append" } },
     })),
     apply: { commit_interval_ms: 20, workers: 1 },
-    sync: { parallelism: 1 },
+    sync: { parallelism: 2 },
     metrics: { listen: "127.0.0.1:0" },
     log: { level: "info", format: "text" },
   };
@@ -89,7 +90,7 @@ async function waitApplied(
     );
     return r.n === tenants.length;
   }, {
-    timeoutMs: 90_000,
+    timeoutMs: 180_000, // the first copies on a loaded machine
     what: `every tenant's row ${upTo} in the destination`,
     context: () => kvsz.map((k) => k.output.slice(-1500)).join("\n---\n"),
   });
@@ -153,16 +154,33 @@ Deno.test({
           );
         }
         for (let s = 0; s < SHARDS; s++) {
-          const out = running[s].output;
-          assert.equal(count(out, /streaming from/g), of(s).length, `shard ${s} streams its share`);
+          await waitFor(() => count(running[s].output, /streaming from/g) === of(s).length, {
+            what: `shard ${s} streaming its share`,
+            context: () => running[s].output.slice(-3000),
+          });
           for (const x of tenants.filter((y) => y.shard !== s)) {
-            assert.ok(!out.includes(x.db), `shard ${s} never touches ${x.db} (shard ${x.shard})`);
+            assert.ok(
+              !running[s].output.includes(x.db),
+              `shard ${s} never touches ${x.db} (shard ${x.shard})`,
+            );
           }
         }
         const slots = await source.sql().unsafe(
           `SELECT count(*)::int AS n FROM pg_replication_slots WHERE active`,
         );
         assert.equal(slots[0].n, TENANTS, "one active slot per tenant");
+        // kvsz status --shard shows the shard's tenants and the process that claimed each.
+        const status = await runCli(["status", "--config", cfg, "--shard", "1/3", "--json"]);
+        assert.equal(status.code, 0, status.output);
+        const report = JSON.parse(status.stdout);
+        assert.deepEqual(
+          report.sources.map((x: { sid: string }) => x.sid).sort(),
+          of(1).map((x) => x.sid).sort(),
+        );
+        for (const x of report.sources) {
+          assert.match(x.owner.owner, new RegExp(`pid ${running[1].pid} shard 1/3$`));
+          assert.equal(x.owner.connected, true);
+        }
       });
 
       await t.step(

@@ -66,7 +66,7 @@ export class SharedDestination {
 
   /** Ends every connection; call once no source uses them (the catalog's end releases the locks). */
   async close(): Promise<void> {
-    await this.locks.close();
+    this.locks.close();
     await Promise.all([this.writers.close(), this.#catalog.end({ timeout: 5 })]).catch(() => {});
   }
 }

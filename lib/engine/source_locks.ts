@@ -144,15 +144,17 @@ export class SourceLocks {
       .catch(() => {}); // the session is gone: so is the lock
   }
 
-  /** Stops polling and refuses new waits; call once no source runs (the catalog's end releases the locks). */
-  async close(): Promise<void> {
+  /**
+   * Stops polling and refuses new waits; call once no source runs (the
+   * catalog's end releases the locks, and fails a poll still running).
+   */
+  close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
     for (const w of this.#waiters.splice(0)) {
       w.signal?.removeEventListener("abort", w.onAbort);
       w.reject(new Error("the source locks are closed"));
     }
-    await this.#running;
   }
 
   /** Runs a poll now (or right after the running one). */

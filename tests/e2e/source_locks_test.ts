@@ -48,7 +48,7 @@ function instance(url: string) {
       return catalog;
     },
     async close() {
-      await locks.close();
+      locks.close();
       await catalog.end({ timeout: 1 });
     },
   };

@@ -69,6 +69,7 @@ export class SourceOwner {
     }
     const attempt = new AbortController();
     const unwatch = lock.onLost(() => attempt.abort(new LockLost(this.source.name)));
+    if (attempt.signal.aborted) throw attempt.signal.reason; // lost while claiming
     return { token, signal: attempt.signal, tookOver, end: unwatch };
   }
 

@@ -27,18 +27,14 @@ import { log } from "../log.ts";
 import type { RouteTable } from "./routes.ts";
 import { type OpCounts, TableBatch } from "./table_batch.ts";
 import type { Anomaly, Change, TableRoute } from "./types.ts";
-import {
-  type BatchCounts,
-  recordIdlePosition,
-  type SourceProgress,
-  writeProgress,
-} from "./progress.ts";
+import { type BatchCounts, type SourceProgress, writeProgress } from "./progress.ts";
 import { parentsFirst } from "./write_order.ts";
 import { holdsLargeValue } from "./large_change.ts";
 import { truncateTogether } from "./sql_truncate.ts";
 import { JobQueue } from "./job_queue.ts";
 import { explainJobFailure, type JobScope } from "./job_failure.ts";
 import { StreamedTransaction } from "./streamed_transaction.ts";
+import { IdlePositions } from "./idle_positions.ts";
 
 /**
  * Bytes of changes (as received) buffered before they are written, whatever
@@ -94,6 +90,8 @@ export interface ApplierOptions {
   origin?: string | null;
   /** The token of this process's claim on the source (ownership.ts); none: writes not fenced. */
   ownerToken?: string | null;
+  /** Records idle positions with other sources' (none: a group of this source alone). */
+  idlePositions?: IdlePositions;
 }
 
 /** Where the applier's destination transactions get a writer (a `WriterPool`). */
@@ -183,6 +181,7 @@ export class Applier {
   #idleLsn = 0n;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #jobs: JobQueue<JobScope>;
+  readonly #idlePositions: IdlePositions;
   /** True while the reader has nothing queued (set by `drained`, cleared by `handle`). */
   #idle = false;
   #wake: () => void = () => {};
@@ -201,6 +200,7 @@ export class Applier {
       afterJob: () => this.#afterJob(),
       watch: watchdog && ((job) => watchdog.watch(job, () => this.#writer, this.#log)),
     });
+    this.#idlePositions = opts.idlePositions ?? new IdlePositions(writers, this.#log);
     this.#skipUpTo = progress?.commitLsn ?? 0n;
     this.#safeLsn = progress?.endLsn ?? 0n;
     this.#lastCommitLsn = opts.startLsn && opts.startLsn > this.#skipUpTo
@@ -295,7 +295,7 @@ export class Applier {
     if (!this.busy && walEnd > this.#safeLsn) this.#noteIdle(walEnd);
     if (urgent && this.#idleTimer !== undefined) {
       clearTimeout(this.#idleTimer);
-      this.#recordIdle();
+      this.#recordIdle(true);
     }
   }
 
@@ -310,18 +310,17 @@ export class Applier {
     this.#idleTimer ??= setTimeout(() => this.#recordIdle(), IDLE_RECORD_MS);
   }
 
-  #recordIdle(): void {
+  /** Records the idle position with other sources' (idle_positions.ts), then lets the reader confirm it. */
+  #recordIdle(now = false): void {
     this.#idleTimer = undefined;
     const lsn = this.#idleLsn;
     // Busy: the pending commit records a later position.
     if (lsn <= this.#safeLsn || this.busy || this.#jobs.failure) return;
-    this.#jobs.push({ folded: false, streamedXid: null }, async () => {
-      if (this.#writer) return;
-      const writer = await this.#lease();
-      await recordIdlePosition(writer.sql, this.opts, formatLsn(lsn));
-      this.#release();
-      if (lsn > this.#safeLsn) this.#safeLsn = lsn;
-    })?.catch(() => {}); // a failure reaches the reader through `failed`
+    this.#idlePositions.record(this.opts, lsn, now).then((recorded) => {
+      if (!recorded || lsn <= this.#safeLsn) return;
+      this.#safeLsn = lsn;
+      this.#wake();
+    });
   }
 
   /** Waits for queued jobs, commits what is pending (at a transaction boundary), ends cleanly. */
@@ -430,7 +429,8 @@ export class Applier {
     this.#streamed = null;
   }
 
-  #relation(relationId: number, msg: PgoutputMessage & { tag: "relation" }): Promise<void> {
+  #relation(relationId: number, msg: PgoutputMessage & { tag: "relation" }): void | Promise<void> {
+    if (this.routes.unchanged(msg)) return;
     const old = this.routes.get(relationId);
     // Changes buffered with the old column layout are written with the old route.
     const wait = old && this.#batches.get(old)?.size ? this.#queueFlush() : undefined;
@@ -623,14 +623,19 @@ export class Applier {
       const started = performance.now();
       await this.#write(batches, info.counts, scope);
       const tx = await this.#destTx();
-      await writeProgress(tx, this.opts, {
+      // The progress row and COMMIT go out together (one round trip): a failed
+      // UPDATE aborts the transaction, and the COMMIT then answers ROLLBACK.
+      const progress = writeProgress(tx, this.opts, {
         commitLsn: formatLsn(pending.commitLsn),
         endLsn: formatLsn(pending.endLsn),
         commitTimeIso: info.commitTimeIso,
         counts: info.counts,
       });
+      const commit = tx.unsafe("COMMIT").execute();
+      commit.catch(() => {}); // awaited below, unless the progress row failed first
       await this.#begin;
-      const result = await tx.unsafe("COMMIT");
+      await progress;
+      const result = await commit;
       if (result.command === "ROLLBACK") throw new Error("destination rolled back the batch");
       this.#release();
       info.seconds = (performance.now() - started) / 1000;

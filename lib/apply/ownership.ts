@@ -3,12 +3,13 @@
  * (`kvsz.owners`, one row per source). The process holding a source's
  * destination lock claims the source at the start of every attempt with a
  * fresh token; every destination transaction that writes the source's data
- * or position reads its row `FOR SHARE` with that token and fails when the
- * token is another's. A claim updates the row, so it waits for the
- * transactions that passed the fence before it (their row lock), and every
- * transaction after it finds the new token: an old owner's write in flight
- * either commits before the new owner reads the progress, or rolls back.
- * See docs/design-notes.md, "Several instances".
+ * or position reads its row `FOR SHARE` with that token and fails (an error
+ * in the statement, so the transaction cannot commit) when the token is
+ * another's. A claim updates the row, so it waits for the transactions that
+ * passed the fence before it (their row lock), and every transaction after it
+ * finds the new token: an old owner's write in flight either commits before
+ * the new owner reads the progress, or rolls back. See docs/design-notes.md,
+ * "Several instances".
  */
 import type { Sql } from "../pg/connect.ts";
 import type { SourceKey } from "../config/types.ts";
@@ -33,11 +34,12 @@ export interface OwnedSource extends SourceKey {
 
 /** A write of a source whose claim another kvsz process (or a later attempt) has taken over. */
 export class LostOwnership extends KvszError {
-  constructor(source: SourceKey) {
+  constructor(source: SourceKey, options?: { cause?: unknown }) {
     super(
       `${source.database} sid ${source.sid}: another kvsz process (or a newer attempt of this one) ` +
         `has claimed this source in the destination (kvsz.owners), so this write was rolled back; ` +
         `this process stops applying the source until it holds its lock again`,
+      options,
     );
   }
 }
@@ -83,20 +85,57 @@ export async function claimSource(
   }
 }
 
+/** SQLSTATE of the fence's error (`kvsz.owner_fence`): the source is claimed with another token. */
+export const FENCE_SQLSTATE = "KV001";
+
 /**
- * The query a fenced statement reads its source's claim with: one row, locked
- * `FOR SHARE` until the transaction ends, when the claim is `token`'s; no row
- * otherwise. `$1` and `$2` are the database and sid; `tokenParam` the token's.
- * Without a token (not fenced) it is one row, always.
+ * `kvsz.owner_fence(database, sid, token)`: true when the source is claimed
+ * with `token` (its row stays share-locked until the transaction ends), else
+ * an error ({@link FENCE_SQLSTATE}) that aborts the transaction. An error,
+ * not an empty result: a COMMIT sent right behind the fenced statement (one
+ * round trip) must find the transaction failed.
+ */
+const FENCE_FUNCTION = `CREATE FUNCTION kvsz.owner_fence(p_database text, p_sid text, p_token text)
+  RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fence$
+BEGIN
+  PERFORM 1 FROM kvsz.owners
+    WHERE database = p_database AND sid = p_sid AND token = p_token FOR SHARE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = '${FENCE_SQLSTATE}', MESSAGE = format(
+      'kvsz: %s sid %s is claimed by another kvsz process (kvsz.owners): '
+      'this write of its former owner is rolled back', p_database, p_sid);
+  END IF;
+  RETURN true;
+END $fence$`;
+
+/** Creates `kvsz.owner_fence` when missing (inside the kvsz schema's DDL transaction). */
+export async function ensureOwnerFence(tx: Sql): Promise<void> {
+  const [{ present }] = await tx.unsafe(
+    `SELECT to_regprocedure('kvsz.owner_fence(text,text,text)') IS NOT NULL AS present`,
+  );
+  if (!present) await tx.unsafe(FENCE_FUNCTION);
+}
+
+/**
+ * The query a fenced statement joins (as a CTE) to check its source's claim:
+ * one row when the claim is the source's token (locked until the transaction
+ * ends), else the statement fails with {@link FENCE_SQLSTATE}. `$1` and `$2`
+ * are the database and sid; `tokenParam` the token's. Not fenced: one row.
  */
 export function ownedQuery(source: OwnedSource, tokenParam: number): string {
-  return source.ownerToken == null ? `SELECT 1` : `SELECT 1 FROM kvsz.owners
-     WHERE database = $1 AND sid = $2 AND token = $${tokenParam} FOR SHARE`;
+  return source.ownerToken == null
+    ? `SELECT true AS owned`
+    : `SELECT kvsz.owner_fence($1, $2, $${tokenParam}) AS owned`;
 }
 
 /** The token parameter of {@link ownedQuery}: none when not fenced. */
 export function ownedParams(source: OwnedSource): string[] {
   return source.ownerToken == null ? [] : [source.ownerToken];
+}
+
+/** `e` as {@link LostOwnership} when the fence raised it, else `e`. */
+export function ownershipError(e: unknown, source: SourceKey): unknown {
+  return errorCode(e) === FENCE_SQLSTATE ? new LostOwnership(source, { cause: e }) : e;
 }
 
 /**
@@ -106,12 +145,10 @@ export function ownedParams(source: OwnedSource): string[] {
  */
 export async function fenceOwner(tx: Sql, source: OwnedSource): Promise<void> {
   if (source.ownerToken == null) return;
-  const rows = await tx.unsafe(ownedQuery(source, 3), [
-    source.database,
-    source.sid,
-    ...ownedParams(source),
-  ]);
-  if (rows.length === 0) throw new LostOwnership(source);
+  await tx.unsafe(ownedQuery(source, 3), [source.database, source.sid, ...ownedParams(source)])
+    .catch((e) => {
+      throw ownershipError(e, source);
+    });
 }
 
 /** A source's claim as `kvsz status` shows it. */

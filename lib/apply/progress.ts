@@ -10,11 +10,12 @@ import { formatLsn, parseLsn } from "../pg/lsn.ts";
 import type { ColumnDrift } from "./drift.ts";
 import { textArray } from "./text_array.ts";
 import {
-  LostOwnership,
+  ensureOwnerFence,
   ownedParams,
   ownedQuery,
   type OwnedSource,
   OWNERS_DDL,
+  ownershipError,
 } from "./ownership.ts";
 
 /** DDL run on every start (idempotent; safe with several kvsz processes). */
@@ -80,6 +81,7 @@ export async function ensureKvszSchema(sql: Sql): Promise<void> {
         }`,
       );
     }
+    await ensureOwnerFence(tx as unknown as Sql);
   });
 }
 
@@ -130,15 +132,17 @@ export interface ProgressRecord {
 
 /**
  * Upserts the progress row; must run inside the destination transaction of
- * the batch. A fenced source (see ownership.ts) whose claim is another's
- * writes nothing and throws {@link LostOwnership}: the transaction must not commit.
+ * the batch. The statement is queued on the connection by the call itself, so
+ * a statement queued after the call (the COMMIT) runs after it. A fenced
+ * source (see ownership.ts) whose claim is another's fails the statement
+ * with {@link LostOwnership}, and so the transaction: its COMMIT rolls back.
  */
 export async function writeProgress(
   tx: Sql,
   source: OwnedSource,
   { commitLsn, endLsn, commitTimeIso, counts }: ProgressRecord,
 ): Promise<void> {
-  const rows = await tx.unsafe(
+  await tx.unsafe(
     `WITH owned AS (${ownedQuery(source, 10)})
      INSERT INTO kvsz.progress AS p (database, sid, commit_lsn, end_lsn, commit_time, applied_at,
        rows_clone, rows_append, rows_history, anomalies)
@@ -150,8 +154,7 @@ export async function writeProgress(
        rows_clone = p.rows_clone + excluded.rows_clone,
        rows_append = p.rows_append + excluded.rows_append,
        rows_history = p.rows_history + excluded.rows_history,
-       anomalies = p.anomalies + excluded.anomalies
-     RETURNING 1`,
+       anomalies = p.anomalies + excluded.anomalies`,
     [
       source.database,
       source.sid,
@@ -165,29 +168,42 @@ export async function writeProgress(
       ...ownedParams(source),
     ],
     { prepare: true },
-  );
-  if (rows.length === 0) throw new LostOwnership(source);
+  ).execute().catch((e) => {
+    throw ownershipError(e, source);
+  });
 }
 
 /**
- * Moves a source's stored position over WAL that held nothing for it, before
- * kvsz confirms that WAL to the slot: the slot is never confirmed beyond what
- * is stored here (see `lib/source/slot_trust.ts`). Fenced as {@link writeProgress}.
+ * Moves sources' stored positions over WAL that held nothing for them (each
+ * only forward), before kvsz confirms that WAL to their slots: a slot is
+ * never confirmed beyond what is stored here (see `lib/source/slot_trust.ts`).
+ * A fenced source (ownership.ts) is moved only while its claim is its token's;
+ * returns the sources recorded (`database\0sid`), the others are left alone.
  */
-export async function recordIdlePosition(
+export async function recordIdlePositions(
   sql: Sql,
-  source: OwnedSource,
-  lsn: string,
-): Promise<void> {
-  const [{ owned }] = await sql.unsafe(
-    `WITH owned AS (${ownedQuery(source, 4)}),
-          moved AS (UPDATE kvsz.progress SET end_lsn = $3::pg_lsn
-                     WHERE database = $1 AND sid = $2 AND end_lsn < $3::pg_lsn
-                       AND EXISTS (SELECT 1 FROM owned))
-     SELECT count(*)::int AS owned FROM owned`,
-    [source.database, source.sid, lsn, ...ownedParams(source)],
+  positions: readonly { key: OwnedSource; lsn: string }[],
+): Promise<Set<string>> {
+  const rows = await sql.unsafe(
+    `WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                  AS v(database, sid, lsn, token)),
+          locked AS (SELECT v.database, v.sid, v.lsn FROM v JOIN kvsz.owners o
+                       ON o.database = v.database AND o.sid = v.sid AND o.token = v.token
+                      FOR SHARE OF o),
+          owned AS (SELECT database, sid, lsn FROM v WHERE token = ''
+                    UNION ALL SELECT database, sid, lsn FROM locked),
+          moved AS (UPDATE kvsz.progress p SET end_lsn = owned.lsn::pg_lsn FROM owned
+                     WHERE p.database = owned.database AND p.sid = owned.sid
+                       AND p.end_lsn < owned.lsn::pg_lsn)
+     SELECT database, sid FROM owned`,
+    [
+      textArray(positions.map((p) => p.key.database)),
+      textArray(positions.map((p) => p.key.sid)),
+      textArray(positions.map((p) => p.lsn)),
+      textArray(positions.map((p) => p.key.ownerToken ?? "")),
+    ],
   );
-  if (owned === 0) throw new LostOwnership(source);
+  return new Set(rows.map((r) => `${r.database}\u0000${r.sid}`));
 }
 
 /** What kvsz recorded about one table of a source. */
@@ -355,16 +371,16 @@ export async function writeColumnState(sql: Sql, table: TableKey, state: ColumnS
  * Fenced as {@link writeProgress}.
  */
 export async function resetProgress(sql: Sql, source: OwnedSource, lsn: string): Promise<void> {
-  const rows = await sql.unsafe(
+  await sql.unsafe(
     `WITH owned AS (${ownedQuery(source, 4)})
      INSERT INTO kvsz.progress (database, sid, commit_lsn, end_lsn, commit_time)
      SELECT $1, $2, '0/0', $3::pg_lsn, NULL FROM owned
      ON CONFLICT (database, sid) DO UPDATE SET
-       commit_lsn = excluded.commit_lsn, end_lsn = excluded.end_lsn, applied_at = now()
-     RETURNING 1`,
+       commit_lsn = excluded.commit_lsn, end_lsn = excluded.end_lsn, applied_at = now()`,
     [source.database, source.sid, lsn, ...ownedParams(source)],
-  );
-  if (rows.length === 0) throw new LostOwnership(source);
+  ).catch((e) => {
+    throw ownershipError(e, source);
+  });
 }
 
 /**

@@ -118,6 +118,8 @@ export class RouteTable {
   #mappingOfRoute = new Map<number, string>();
   /** Column state per mapped table, by `TableMapping.source`. */
   #columns = new Map<string, ColumnState & { known: boolean }>();
+  /** The layout each relation's route (or absence of one) was last made from (see {@link layoutOf}). */
+  #layouts = new Map<number, string>();
   readonly #log;
 
   constructor(
@@ -142,13 +144,27 @@ export class RouteTable {
   }
 
   /**
+   * True when `relation` is the layout the relation's route was last made
+   * from: the server sends a Relation message again after any invalidation of
+   * its cache (an ANALYZE, a reset of a walsender that fell behind), and the
+   * destination's catalog is read again only when the source's layout changed.
+   */
+  unchanged(relation: RelationMessage): boolean {
+    return this.#layouts.get(relation.relationId) === layoutOf(relation);
+  }
+
+  /**
    * (Re)builds the route of a relation, reading its target's catalog again;
    * `atLsn` is where the layout was sent (the commit of the transaction it came in).
    */
   async update(relation: RelationMessage, atLsn: bigint): Promise<TableRoute | undefined> {
     this.#routes.delete(relation.relationId);
+    this.#layouts.delete(relation.relationId);
     const mapping = this.opts.mappingOf(relation.schema, relation.name);
-    if (!mapping) return undefined;
+    if (!mapping) {
+      this.#layouts.set(relation.relationId, layoutOf(relation));
+      return undefined;
+    }
     const schema = this.opts.destSchema;
     const target = await readTargetTable(this.dest, schema, mapping.target);
     if (!target) {
@@ -162,7 +178,9 @@ export class RouteTable {
       syncedLsn: this.opts.synced.get(mapping.source)?.lsn ?? 0n,
     });
     const names = relation.columns.map((c) => c.name);
-    if (await this.#stopped(mapping, target, { names, atLsn })) return undefined;
+    const stopped = await this.#stopped(mapping, target, { names, atLsn });
+    this.#layouts.set(relation.relationId, layoutOf(relation));
+    if (stopped) return undefined;
     this.#routes.set(relation.relationId, route);
     this.#mappingOfRoute.set(relation.relationId, mapping.source);
     return route;
@@ -260,4 +278,11 @@ function driftKey(d: { column: string; kind: string }): string {
 function sameItems(a: readonly string[], b: readonly string[]): boolean {
   const set = new Set(b);
   return a.length === b.length && a.every((x) => set.has(x));
+}
+
+/** What of a Relation message a route depends on, as one comparable string. */
+function layoutOf(r: RelationMessage): string {
+  let layout = `${r.schema}.${r.name} ${r.replicaIdentity}`;
+  for (const c of r.columns) layout += ` ${c.isKey ? "*" : ""}${c.name}:${c.typeOid}:${c.typeMod}`;
+  return layout;
 }

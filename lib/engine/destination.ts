@@ -12,6 +12,7 @@ import { connect, type Sql } from "../pg/connect.ts";
 import { log } from "../log.ts";
 import { WriterPool } from "../apply/writer_pool.ts";
 import { SessionWatchdog } from "../apply/session_watchdog.ts";
+import { IdlePositions } from "../apply/idle_positions.ts";
 import { CopySlots } from "./copy_slots.ts";
 import { SourceLocks } from "./source_locks.ts";
 
@@ -21,6 +22,8 @@ export class SharedDestination {
   readonly #connectCatalog: () => Sql;
   readonly writers: WriterPool;
   readonly copySlots: CopySlots;
+  /** Every source's idle positions, recorded together. */
+  readonly idlePositions: IdlePositions;
   readonly watchdog: SessionWatchdog;
   /** The sources' destination locks, held on the catalog connection. */
   readonly locks: SourceLocks;
@@ -36,6 +39,7 @@ export class SharedDestination {
     this.#connectCatalog = () => connect(url, { max: 1, params });
     this.#catalog = this.#connectCatalog();
     this.writers = new WriterPool({ url, size: config.apply.workers, params, log: log("apply") });
+    this.idlePositions = new IdlePositions(this.writers, log("apply"));
     this.copySlots = new CopySlots(config.sync.parallelism);
     this.watchdog = new SessionWatchdog(url, {
       checkSeconds: config.timeouts.destinationCheckSeconds,
@@ -67,6 +71,7 @@ export class SharedDestination {
   /** Ends every connection; call once no source uses them (the catalog's end releases the locks). */
   async close(): Promise<void> {
     this.locks.close();
+    await this.idlePositions.close();
     await Promise.all([this.writers.close(), this.#catalog.end({ timeout: 5 })]).catch(() => {});
   }
 }

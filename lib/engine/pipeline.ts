@@ -47,6 +47,7 @@ import { mappingLookup, type ResolvedTable, resolveTables } from "../source/tabl
 import { copyTables, type SyncJob } from "./initial_sync.ts";
 import { streamChanges } from "../source/reader.ts";
 import { closeAtOnce, watchSourceShutdown } from "../source/shutdown_watch.ts";
+import { serverProbe } from "../source/server_probe.ts";
 import { describeError } from "../pg/describe.ts";
 import { StreamRestart } from "../errors.ts";
 import { NeedsPersonError } from "../errors.ts";
@@ -204,8 +205,8 @@ export class SourcePipeline {
     if (claim.tookOver) this.#restarting = true; // the previous holder's walsender may linger
     const owned = { database: this.db.database, sid: this.source.sid, ownerToken: claim.token };
     const dest = this.destination.catalog;
-    // Used to prepare, then rarely (the shutdown watch): idle, it is closed, so that a
-    // streaming source holds only its replication connection at the source.
+    // Used to prepare; closed once unused, so that a streaming source holds only its
+    // replication connection at the source (the shutdown watch asks through its server's).
     const src = connect(this.source.url, { idleTimeout: SOURCE_IDLE_SECONDS });
     const replication = connect(this.source.url, { replication: true });
     // Lost, the lock stops the attempt: its stream ends, what it holds uncommitted rolls back.
@@ -368,6 +369,7 @@ export class SourcePipeline {
           watchdog: this.destination.watchdog,
           origin: tagged ? this.name : null,
           ownerToken: claim.token,
+          idlePositions: this.destination.idlePositions,
         },
       );
       // Only a metric: the slot poller tries again.
@@ -376,7 +378,8 @@ export class SourcePipeline {
       this.#log.info("streaming from {lsn}", { lsn: formatLsn(startLsn) });
       this.events.onConnected?.(true);
       let closed = false;
-      const stopWatch = watchSourceShutdown(src, applier, {
+      const probe = serverProbe(this.source.url);
+      const stopWatch = watchSourceShutdown(probe, applier, {
         onShutdown: (answer, stalledMs) => {
           closed = true;
           this.#log.warn(
@@ -403,7 +406,10 @@ export class SourcePipeline {
         onWalEnd: this.events.onWalEnd,
       }).catch((e) => {
         throw closed ? new Error("replication connection closed: the source shut down") : e;
-      }).finally(stopWatch);
+      }).finally(() => {
+        stopWatch();
+        probe.release();
+      });
       await applier.close();
       applier = null;
       this.#log.info("stopped cleanly");

@@ -21,6 +21,7 @@ import {
 import { StreamRestart } from "../errors.ts";
 import { KvszError } from "../errors.ts";
 import { overServerLimit, pgErrorFields } from "../pg/errors.ts";
+import { everySecond } from "./ticker.ts";
 
 /** CopyData kind 'w' and the length of its header (kind, start, end, time). */
 const XLOG_DATA = 0x77;
@@ -243,35 +244,45 @@ export async function streamChanges(
   });
 
   let lastSent = -1n;
+  let statusAt = performance.now();
   const sendStatus = (force: boolean) => {
     const lsn = sink.safeLsn;
     if (!force && lsn === lastSent) return;
     lastSent = lsn;
-    if (!ended) stream.write(encodeStandbyStatus(lsn));
+    if (ended) return;
+    stream.write(encodeStandbyStatus(lsn));
+    statusAt = performance.now();
   };
-  const interval = Math.min(opts.statusIntervalSeconds ?? 10, 10) * 1000;
-  const timer = setInterval(() => sendStatus(true), interval);
+  const statusEveryMs = Math.min(opts.statusIntervalSeconds ?? 10, 10) * 1000;
   const receiveTimeout = (opts.receiveTimeoutSeconds ?? 60) * 1000;
   let keepaliveAsked = false;
   /** Silence counts only while the loop waits for data: a busy loop is not reading. */
-  const silence = receiveTimeout > 0
-    ? setInterval(() => {
-      if (waitingSince === null || ended) return;
-      const silent = performance.now() - Math.max(lastReceived, waitingSince);
-      if (silent < receiveTimeout / 2) {
-        keepaliveAsked = false;
-      } else if (silent < receiveTimeout) {
-        if (!keepaliveAsked) {
-          const lsn = sink.safeLsn;
-          stream.write(encodeStandbyStatus(lsn, true));
-        }
-        keepaliveAsked = true;
-      } else {
-        failure ??= new ReceiveTimeout(receiveTimeout / 1000);
-        notify();
+  const checkSilence = () => {
+    if (waitingSince === null || ended) return;
+    const silent = performance.now() - Math.max(lastReceived, waitingSince);
+    if (silent < receiveTimeout / 2) {
+      keepaliveAsked = false;
+    } else if (silent < receiveTimeout) {
+      if (!keepaliveAsked) {
+        const lsn = sink.safeLsn;
+        stream.write(encodeStandbyStatus(lsn, true));
       }
-    }, Math.min(1000, receiveTimeout / 4))
-    : undefined;
+      keepaliveAsked = true;
+    } else {
+      failure ??= new ReceiveTimeout(receiveTimeout / 1000);
+      notify();
+    }
+  };
+  // Checked with every other source's, once a second (ticker.ts). A status goes out
+  // every statusEveryMs while kvsz is not reading (the server's requests for one wait
+  // unread) or has a new position to confirm; a reader waiting idle answers the
+  // server's requests (wal_sender_timeout / 2) and is silent otherwise: a thousand
+  // idle tenants cost a few writes a second, not a hundred.
+  const stopTicking = everySecond(() => {
+    const due = performance.now() - statusAt >= statusEveryMs;
+    if (due && (waitingSince === null || lastSent !== sink.safeLsn)) sendStatus(true);
+    if (receiveTimeout > 0) checkSilence();
+  });
 
   /** True once the loop must end (a clean stop outside a transaction, or its deadline). */
   const mustEnd = () => (stopping && !sink.inTransaction) || mustStop;
@@ -400,8 +411,7 @@ export async function streamChanges(
   } catch (e) {
     throw cannotSend(e) ?? e;
   } finally {
-    clearInterval(timer);
-    clearInterval(silence);
+    stopTicking();
     clearTimeout(stopDeadline);
     if (!ended && !failure) {
       try {

@@ -13,6 +13,8 @@
  * is back.
  */
 import { socketOf, type Sql } from "../pg/connect.ts";
+import type { ServerProbe } from "./server_probe.ts";
+import { everySecond } from "./ticker.ts";
 import { errorCode, pgErrorFields } from "../pg/errors.ts";
 
 /** What the watch reads of the apply. */
@@ -32,12 +34,13 @@ export interface ShutdownWatchOptions {
 }
 
 /**
- * Starts watching; returns the function that stops it. `probe` is an
- * ordinary (not replication) client of the source, asked `SELECT 1` at most
- * once a second while the apply stalls.
+ * Starts watching; returns the function that stops it. `probe` asks the
+ * source `SELECT 1` over an ordinary (not replication) connection (its
+ * server's shared one: server_probe.ts), at most once a second while the
+ * apply stalls (ticker.ts).
  */
 export function watchSourceShutdown(
-  probe: Sql,
+  probe: Pick<ServerProbe, "ask">,
   apply: ApplyProgress,
   opts: ShutdownWatchOptions,
 ): () => void {
@@ -54,20 +57,20 @@ export function watchSourceShutdown(
     }
     if (now - since < stallMs || probing) return;
     probing = true;
-    probe.unsafe("SELECT 1").then(
+    probe.ask().then(
       () => {
         probing = false;
       },
       (e) => {
         probing = false;
         if (!stopping(e)) return;
-        clearInterval(timer);
+        stop();
         opts.onShutdown(e instanceof Error ? e.message : String(e), now - since);
       },
     );
   };
-  const timer = setInterval(tick, Math.min(1000, stallMs / 2));
-  return () => clearInterval(timer);
+  const stop = everySecond(tick);
+  return stop;
 }
 
 /**

@@ -5,7 +5,8 @@
  * `max_connections` (20) one connection set per source would exhaust. Every
  * copy finishes, every source's changes arrive in order, kvsz's connections
  * on the destination stay within `apply.workers + sync.parallelism + 2`, and
- * a `kill -9` while all sources write loses and doubles nothing.
+ * a `kill -9` while all sources write loses and doubles nothing. Quiet
+ * sources record their positions together.
  */
 import assert from "node:assert/strict";
 import type postgres from "postgres";
@@ -257,6 +258,25 @@ Deno.test({
         timeoutMs: 60_000,
         context: () => seen,
       });
+      // Quiet sources see WAL that is not theirs (here another database's): each records
+      // its position over it, all of them together in one destination transaction or few.
+      await admin.unsafe(`CREATE TABLE IF NOT EXISTS noise (n int)`);
+      await admin.unsafe(`INSERT INTO noise SELECT generate_series(1, 100)`);
+      const [{ lsn }] = await admin.unsafe(`SELECT pg_current_wal_lsn()::text AS lsn`);
+      let xmins = 0;
+      await waitFor(async () => {
+        const [r] = await dst.unsafe(
+          `SELECT count(*)::int AS n, count(DISTINCT xmin::text)::int AS xmins
+             FROM kvsz.progress WHERE end_lsn >= $1::pg_lsn`,
+          [lsn],
+        );
+        xmins = r.xmins;
+        return r.n === SOURCES;
+      }, { what: "every quiet source's position past the other database's WAL" });
+      assert.ok(
+        xmins <= SOURCES / 3,
+        `${SOURCES} quiet sources recorded their positions in ${xmins} transactions`,
+      );
       assert.equal(await kvsz.stop(), 0, kvsz.output.slice(-3000));
       assert.doesNotMatch(kvsz.output, /too many clients/);
     });

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
 import { connect, type Sql } from "../../lib/pg/connect.ts";
 import { SourceLock, SourceLocks } from "../../lib/engine/source_locks.ts";
-import { ensureKvszSchema, readProgress, recordIdlePosition } from "../../lib/apply/progress.ts";
+import { ensureKvszSchema, readProgress, recordIdlePositions } from "../../lib/apply/progress.ts";
 import { resetProgress, writeProgress } from "../../lib/apply/progress.ts";
 import {
   ClaimBusy,
@@ -157,21 +157,27 @@ clusterSuite("source locks and the write fence", {
       await claimSource(catalogB, key, { token: b.ownerToken, owner: "process B" });
       assert.deepEqual((await readOwners(dst)).map((o) => o.owner), ["process B"]);
 
-      // A's next transaction fails at the fence and commits nothing.
+      // A's next transaction fails at the fence and commits nothing, even with its COMMIT
+      // sent right behind the progress row (one round trip, as the applier does).
       await writerA.unsafe(`BEGIN`);
       await writerA.unsafe(`INSERT INTO t VALUES (2)`);
-      await assert.rejects(writeProgress(writerA, a, progressRecord("0/300")), LostOwnership);
-      await writerA.unsafe(`ROLLBACK`);
+      const progress = writeProgress(writerA, a, progressRecord("0/300"));
+      const commit = writerA.unsafe(`COMMIT`).execute();
+      await assert.rejects(progress, LostOwnership);
+      assert.equal((await commit).command, "ROLLBACK");
       await writerA.unsafe(`BEGIN`);
       await assert.rejects(fenceOwner(writerA, a), LostOwnership);
       await writerA.unsafe(`ROLLBACK`);
-      await assert.rejects(recordIdlePosition(writerA, a, "0/400"), LostOwnership);
+      const idle = [{ key: a, lsn: "0/400" }, { key: { database: "other", sid: "1" }, lsn: "0/1" }];
+      assert.deepEqual([...await recordIdlePositions(writerA, idle)], ["other\u00001"]);
       await assert.rejects(resetProgress(catalogA, a, "0/500"), LostOwnership);
       assert.deepEqual((await dst.unsafe(`SELECT id FROM t`)).map((r) => r.id), [1]);
       assert.equal((await readProgress(dst, key.database, key.sid))?.endLsn, 0x200n);
 
       // The new owner writes.
-      await recordIdlePosition(writerA, b, "0/400");
+      const recorded = await recordIdlePositions(writerA, [{ key: b, lsn: "0/400" }]);
+      assert.deepEqual([...recorded], ["tenant\u00001"]);
+      assert.equal((await readProgress(dst, key.database, key.sid))?.endLsn, 0x400n);
       await writerA.unsafe(`BEGIN`);
       await fenceOwner(writerA, b);
       await writeProgress(writerA, b, progressRecord("0/500"));

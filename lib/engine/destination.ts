@@ -47,6 +47,7 @@ export class SharedDestination {
     this.locks = new SourceLocks({
       catalog: () => this.#catalog,
       renew: (stale) => this.renewCatalog(stale),
+      watch: (poll, session) => this.watchdog.watch(poll, () => session, log("run")),
     });
     this.instance = `${Deno.hostname()} pid ${Deno.pid}${shard ? ` shard ${shard}` : ""}`;
   }

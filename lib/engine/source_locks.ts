@@ -13,12 +13,21 @@
  * session that held the locks is gone, and every hold is lost: its source
  * must stop applying until it holds the lock again. A lock lost between two
  * polls is covered by the fence on every write (lib/apply/ownership.ts).
+ * A session given up on (a connection taken for dead whose server session
+ * lives on, still holding the locks) is ended from the next one before its
+ * locks are tried again.
  */
 import { socketOf, type Sql } from "../pg/connect.ts";
+import { textArray } from "../apply/text_array.ts";
+import { errorCode } from "../pg/errors.ts";
+import { describeError } from "../pg/describe.ts";
+import { log } from "../log.ts";
 import { fnv1a64 } from "./shard.ts";
 
 /** Milliseconds between two tries of the locks waited for, and two checks of the session. */
 export const LOCK_POLL_MS = 2000;
+/** Milliseconds given a left-behind session to exit before it is looked at again. */
+const ABANDONED_WAIT_MS = 200;
 
 /** The advisory lock key of a source: its slot name's 64-bit FNV-1a, as a signed bigint. */
 export function lockKey(slotName: string): bigint {
@@ -76,6 +85,8 @@ interface Waiter {
 interface Session {
   sql: Sql;
   pid: number;
+  /** Its `backend_start` (with the pid, it names the session for good). */
+  started: string;
   socket: unknown;
 }
 
@@ -87,11 +98,18 @@ export interface SourceLocksOptions {
   renew: (stale: Sql) => void;
   /** Milliseconds between polls (default {@link LOCK_POLL_MS}). */
   pollMs?: number;
+  /**
+   * Watches a poll (the session watchdog: a poll unanswered because the
+   * connection died silently fails, and `session.end()` is called); none: polls wait.
+   */
+  watch?: <T>(poll: Promise<T>, session: { pid: number | null; end(): void }) => Promise<T>;
 }
 
 /** The locks of one process's sources (see the module comment). */
 export class SourceLocks {
   #session: Session | null = null;
+  /** Sessions given up on that may still hold locks on the server (see {@link #endAbandoned}). */
+  #abandoned: { pid: number; started: string }[] = [];
   /** Keys the session holds. */
   #locked = new Set<bigint>();
   #holds = new Set<SourceLock>();
@@ -183,27 +201,41 @@ export class SourceLocks {
     const keys = [
       ...new Set(this.#waiters.map((w) => w.key).filter((k) => !same || !this.#locked.has(k))),
     ];
+    const session = {
+      pid: same ? this.#session!.pid : null,
+      end: () => void sql.end({ timeout: 0 }).catch(() => {}),
+    };
+    const watched = <T>(poll: Promise<T>) => this.opts.watch?.(poll, session) ?? poll;
     let row;
     try {
-      [row] = await sql.unsafe(
+      if (!await watched(this.#endAbandoned(sql))) return;
+      [row] = await watched(sql.unsafe(
         `SELECT pg_backend_pid() AS pid,
+                (SELECT backend_start::text FROM pg_stat_activity
+                  WHERE pid = pg_backend_pid()) AS started,
                 (SELECT string_agg(k::text, ',') FROM unnest($1::int8[]) AS k
                   WHERE pg_try_advisory_lock(k)) AS got`,
         [`{${keys.join(",")}}`],
-      );
-    } catch {
+      ));
+    } catch (e) {
       // What the session holds is unknown: end it (the server releases its locks).
-      this.#loseAll();
-      this.#session = null;
+      if (this.#holds.size > 0) {
+        log("run").warn(
+          "the destination session holding the sources' locks failed ({error}): its {count} " +
+            "source(s) stop applying until they hold their locks again on a new session",
+          { error: describeError(e), count: this.#holds.size },
+        );
+      }
+      this.#abandon();
       this.opts.renew(sql);
       return;
     }
-    const session = { sql, pid: Number(row.pid), socket: socketOf(sql) };
+    const now = { sql, pid: Number(row.pid), started: String(row.started), socket: socketOf(sql) };
     const was = this.#session;
-    if (!was || was.sql !== sql || was.pid !== session.pid || was.socket !== session.socket) {
-      this.#loseAll();
+    if (was && (was.sql !== sql || was.pid !== now.pid || was.socket !== now.socket)) {
+      this.#abandon();
     }
-    this.#session = session;
+    this.#session = now;
     for (const k of String(row.got ?? "").split(",").filter(Boolean)) this.#locked.add(BigInt(k));
     const waiting: Waiter[] = [];
     for (const w of this.#waiters) {
@@ -214,11 +246,56 @@ export class SourceLocks {
         w.resolve(lock);
         continue;
       }
-      if (!w.tried) w.onWait?.();
-      w.tried = true;
       waiting.push(w);
+      // The session just left behind may hold it: said only once that one is gone.
+      if (this.#abandoned.length > 0 || w.tried) continue;
+      w.tried = true;
+      w.onWait?.();
     }
     this.#waiters = waiting;
+    if (this.#abandoned.length > 0) this.#again = true;
+  }
+
+  /**
+   * Ends the sessions this process left behind that the server still runs
+   * (a connection given up as dead, whose session kept its locks: only the
+   * server can end it; same pid and start time, so never another session).
+   * True once none is left; false while one is still exiting (polled again soon).
+   */
+  async #endAbandoned(sql: Sql): Promise<boolean> {
+    if (this.#abandoned.length === 0) return true;
+    const rows = await this.#lookAtAbandoned(sql);
+    if (rows.length === 0) {
+      this.#abandoned = [];
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, ABANDONED_WAIT_MS));
+    this.#again = true;
+    return false;
+  }
+
+  /** The left-behind sessions the server still runs, each asked to end; none when it may not. */
+  async #lookAtAbandoned(sql: Sql): Promise<unknown[]> {
+    const rows = sql.unsafe(
+      `SELECT a.pid, pg_terminate_backend(a.pid) AS ended FROM pg_stat_activity a
+         JOIN unnest($1::int[], $2::text[]) AS s(pid, started)
+           ON a.pid = s.pid AND a.backend_start::text = s.started`,
+      [
+        textArray(this.#abandoned.map((a) => String(a.pid))),
+        textArray(this.#abandoned.map((a) => a.started)),
+      ],
+    );
+    // Not allowed to end it (another role's): its locks wait for the server to notice.
+    return await rows.catch((e) => (errorCode(e) === "42501" ? [] : Promise.reject(e)));
+  }
+
+  /** The session is left behind: its holds are lost, and it is ended at the next poll. */
+  #abandon(): void {
+    if (this.#session) {
+      this.#abandoned.push({ pid: this.#session.pid, started: this.#session.started });
+    }
+    this.#session = null;
+    this.#loseAll();
   }
 
   /** The session that held the locks is gone: every hold is lost. */

@@ -113,6 +113,40 @@ clusterSuite("source locks and the write fence", {
     }
   },
 
+  "a session given up on while the server keeps it (and its locks) is ended, and the locks taken again":
+    async (c) => {
+      const db = await c.createDatabase("locks");
+      const url = c.url(db);
+      let catalog = connect(url);
+      let told = 0;
+      const locks = new SourceLocks({ catalog: () => catalog, renew: () => {}, pollMs: 100 });
+      try {
+        const first = await locks.acquire(SLOT);
+        const [old] = await catalog.unsafe(`SELECT pg_backend_pid() AS pid`);
+        // A connection taken for dead is replaced; the old one stays open, as its server
+        // session does behind a dead path.
+        const left = catalog;
+        catalog = connect(url);
+        await waitFor(() => first.isLost, { what: "the hold lost with its session" });
+        let again: SourceLock | null = null;
+        locks.acquire(SLOT, { onWait: () => told++ }).then((l) => (again = l), () => {});
+        await waitFor(() => again !== null, { what: "the lock taken again", timeoutMs: 20_000 });
+        left.end({ timeout: 0 }).catch(() => {});
+        const [now] = await catalog.unsafe(`SELECT pg_backend_pid() AS pid`);
+        assert.deepEqual(await lockHolders(c, db), [Number(now.pid)]);
+        const [gone] = await c.sql(db).unsafe(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1`,
+          [old.pid],
+        );
+        assert.equal(gone.n, 0, "the session left behind was ended");
+        assert.equal(told, 0, "no wait is said for a lock this process held");
+        again!.release();
+      } finally {
+        locks.close();
+        await catalog.end({ timeout: 1 });
+      }
+    },
+
   "two holds of one key in a process: the lock stays until both are released": async (c) => {
     const db = await c.createDatabase("locks");
     const a = instance(c.url(db));

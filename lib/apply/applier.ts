@@ -35,6 +35,8 @@ import { JobQueue } from "./job_queue.ts";
 import { explainJobFailure, type JobScope } from "./job_failure.ts";
 import { StreamedTransaction } from "./streamed_transaction.ts";
 import { IdlePositions } from "./idle_positions.ts";
+import type { GroupCommits } from "./group_commit.ts";
+import { fenced } from "./ownership.ts";
 
 /**
  * Bytes of changes (as received) buffered before they are written, whatever
@@ -90,6 +92,8 @@ export interface ApplierOptions {
   origin?: string | null;
   /** The token of this process's claim on the source (ownership.ts); none: writes not fenced. */
   ownerToken?: string | null;
+  /** Commits shared with other sources (none: each destination transaction is this source's). */
+  groupCommits?: GroupCommits;
   /** Records idle positions with other sources' (none: a group of this source alone). */
   idlePositions?: IdlePositions;
 }
@@ -144,6 +148,8 @@ export class Applier {
   readonly #log;
   /** The writer leased: from a destination transaction's first statement to its end, or briefly. */
   #writer: WriterLease | null = null;
+  /** The writer of the group commit this source's job is in, while it is. */
+  #groupWriter: WriterLease | null = null;
   /** True while a destination transaction is open on {@link #writer}. */
   #inDestTx = false;
   /** Aborted by {@link abort}: no writer is leased after it. */
@@ -198,7 +204,8 @@ export class Applier {
     this.#jobs = new JobQueue<JobScope>({
       explain: (e, scope) => explainJobFailure(e, scope, this.#readUpTo()),
       afterJob: () => this.#afterJob(),
-      watch: watchdog && ((job) => watchdog.watch(job, () => this.#writer, this.#log)),
+      watch: watchdog &&
+        ((job) => watchdog.watch(job, () => this.#writer ?? this.#groupWriter, this.#log)),
     });
     this.#idlePositions = opts.idlePositions ?? new IdlePositions(writers, this.#log);
     this.#skipUpTo = progress?.commitLsn ?? 0n;
@@ -347,6 +354,8 @@ export class Applier {
     this.#streamed?.end();
     this.#takeBatches();
     this.#aborted.abort(new Error("the applier stopped"));
+    // A group it is in fails with it: what is not committed must not commit after the abort.
+    this.#groupWriter?.end();
     this.#inDestTx = false;
     this.#writer?.release(true);
     this.#writer = null;
@@ -619,25 +628,46 @@ export class Applier {
     this.#pendingTxns = 0;
     this.#pendingChanges = 0;
     this.#counts = { clone: 0, append: 0, history: 0, anomalies: 0 };
-    return this.#jobs.push(scope, async () => {
-      const started = performance.now();
-      await this.#write(batches, info.counts, scope);
-      const tx = await this.#destTx();
-      // The progress row and COMMIT go out together (one round trip): a failed
-      // UPDATE aborts the transaction, and the COMMIT then answers ROLLBACK.
-      const progress = writeProgress(tx, this.opts, {
+    const record = (tx: Sql) =>
+      writeProgress(tx, this.opts, {
         commitLsn: formatLsn(pending.commitLsn),
         endLsn: formatLsn(pending.endLsn),
         commitTimeIso: info.commitTimeIso,
         counts: info.counts,
       });
-      const commit = tx.unsafe("COMMIT").execute();
-      commit.catch(() => {}); // awaited below, unless the progress row failed first
-      await this.#begin;
-      await progress;
-      const result = await commit;
-      if (result.command === "ROLLBACK") throw new Error("destination rolled back the batch");
-      this.#release();
+    return this.#jobs.push(scope, async () => {
+      const started = performance.now();
+      const groups = this.opts.groupCommits;
+      if (groups && !this.#inDestTx && !this.#writer) {
+        // The whole destination transaction is this job: it may share one with other sources.
+        try {
+          await groups.commit({
+            // Fenced inside the source's savepoint: a source another process claimed fails alone.
+            write: (tx) =>
+              fenced(tx, this.opts, () => this.#write(batches, info.counts, scope, tx)),
+            record,
+          }, {
+            origin: this.opts.origin ?? null,
+            signal: this.#aborted.signal,
+            onWriter: (writer) => (this.#groupWriter = writer),
+          });
+        } finally {
+          this.#groupWriter = null;
+        }
+      } else {
+        await this.#write(batches, info.counts, scope);
+        const tx = await this.#destTx();
+        // The progress row and COMMIT go out together (one round trip): a failed
+        // UPSERT aborts the transaction, and the COMMIT then answers ROLLBACK.
+        const progress = record(tx);
+        const commit = tx.unsafe("COMMIT").execute();
+        commit.catch(() => {}); // awaited below, unless the progress row failed first
+        await this.#begin;
+        await progress;
+        const result = await commit;
+        if (result.command === "ROLLBACK") throw new Error("destination rolled back the batch");
+        this.#release();
+      }
       info.seconds = (performance.now() - started) / 1000;
       this.#safeLsn = pending.endLsn;
       this.#skipUpTo = pending.commitLsn;
@@ -706,9 +736,10 @@ export class Applier {
     batches: Map<TableRoute, TableBatch>,
     counts: BatchCounts,
     scope: JobScope,
+    groupTx?: Sql,
   ): Promise<void> {
     if (batches.size === 0) return;
-    const tx = await this.#destTx();
+    const tx = groupTx ?? await this.#destTx();
     for (const [route, batch] of parentsFirst([...batches])) {
       if (batch.size === 0) continue;
       scope.writing = route;

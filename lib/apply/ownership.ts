@@ -145,10 +145,30 @@ export function ownershipError(e: unknown, source: SourceKey): unknown {
  */
 export async function fenceOwner(tx: Sql, source: OwnedSource): Promise<void> {
   if (source.ownerToken == null) return;
+  // Sent by the call itself: statements queued after the call run after it.
   await tx.unsafe(ownedQuery(source, 3), [source.database, source.sid, ...ownedParams(source)])
-    .catch((e) => {
+    .execute().catch((e) => {
       throw ownershipError(e, source);
     });
+}
+
+/**
+ * Runs `write` behind the source's fence ({@link fenceOwner}, sent first and
+ * awaited after it): in a savepoint, a source another process has claimed
+ * fails there alone, with {@link LostOwnership}.
+ */
+export async function fenced(
+  tx: Sql,
+  source: OwnedSource,
+  write: () => Promise<void>,
+): Promise<void> {
+  const fence = fenceOwner(tx, source);
+  fence.catch(() => {}); // awaited below, whatever the writes do
+  try {
+    await write();
+  } finally {
+    await fence; // its failure explains the writes' (the savepoint is aborted)
+  }
 }
 
 /** A source's claim as `kvsz status` shows it. */

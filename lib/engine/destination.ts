@@ -13,6 +13,7 @@ import { log } from "../log.ts";
 import { WriterPool } from "../apply/writer_pool.ts";
 import { SessionWatchdog } from "../apply/session_watchdog.ts";
 import { IdlePositions } from "../apply/idle_positions.ts";
+import { GroupCommits } from "../apply/group_commit.ts";
 import { CopySlots } from "./copy_slots.ts";
 import { SourceLocks } from "./source_locks.ts";
 
@@ -22,6 +23,8 @@ export class SharedDestination {
   readonly #connectCatalog: () => Sql;
   readonly writers: WriterPool;
   readonly copySlots: CopySlots;
+  /** Ready commits of several sources in one destination transaction. */
+  readonly groupCommits: GroupCommits;
   /** Every source's idle positions, recorded together. */
   readonly idlePositions: IdlePositions;
   readonly watchdog: SessionWatchdog;
@@ -39,6 +42,7 @@ export class SharedDestination {
     this.#connectCatalog = () => connect(url, { max: 1, params });
     this.#catalog = this.#connectCatalog();
     this.writers = new WriterPool({ url, size: config.apply.workers, params, log: log("apply") });
+    this.groupCommits = new GroupCommits(this.writers);
     this.idlePositions = new IdlePositions(this.writers, log("apply"));
     this.copySlots = new CopySlots(config.sync.parallelism);
     this.watchdog = new SessionWatchdog(url, {

@@ -370,6 +370,7 @@ export class SourcePipeline {
           origin: tagged ? this.name : null,
           ownerToken: claim.token,
           idlePositions: this.destination.idlePositions,
+          groupCommits: this.destination.groupCommits,
         },
       );
       // Only a metric: the slot poller tries again.

@@ -3,24 +3,33 @@
  * real destination, with no source server: two processes are played by two
  * sets of connections. The lock: one holder at a time, a waiter told once
  * and taking over when the holder's session ends, a lost session noticed.
- * The fence: a write of an attempt whose claim was taken over rolls back,
- * and a claim waits for the old owner's open transaction.
+ * The fence: a write of an attempt whose claim was taken over rolls back
+ * (alone, in a group commit), and a claim waits for the old owner's open
+ * transaction; a copy of such an attempt commits nothing.
  */
 import assert from "node:assert/strict";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
-import { connect, type Sql } from "../../lib/pg/connect.ts";
+import { connect, serverMajor, type Sql } from "../../lib/pg/connect.ts";
 import { SourceLock, SourceLocks } from "../../lib/engine/source_locks.ts";
-import { ensureKvszSchema, readProgress, recordIdlePositions } from "../../lib/apply/progress.ts";
-import { resetProgress, writeProgress } from "../../lib/apply/progress.ts";
+import {
+  ensureKvszSchema,
+  readProgress,
+  recordIdlePositions,
+  resetProgress,
+  writeProgress,
+} from "../../lib/apply/progress.ts";
 import {
   ClaimBusy,
   claimSource,
+  fenced,
   fenceOwner,
   LostOwnership,
   readOwners,
 } from "../../lib/apply/ownership.ts";
+import { GroupCommits } from "../../lib/apply/group_commit.ts";
+import { WriterPool } from "../../lib/apply/writer_pool.ts";
+import { log } from "../../lib/log.ts";
 import { waitFor } from "../support/kvsz.ts";
-import { serverMajor } from "../../lib/pg/connect.ts";
 import { createSlotWithSnapshot } from "../../lib/source/slot.ts";
 import { resolveTables } from "../../lib/source/tables.ts";
 import { readTargetTable } from "../../lib/apply/catalog.ts";
@@ -287,6 +296,43 @@ clusterSuite("source locks and the write fence", {
       assert.deepEqual({ ...await counts() }, { whole: 100, ranged: 5000, synced: 2 });
     } finally {
       await Promise.all([catalog, source, replication].map((s) => s.end({ timeout: 1 })));
+    }
+  },
+
+  "in a group commit, a source another process claimed fails alone; the others commit": async (
+    c,
+  ) => {
+    const db = await c.createDatabase("group");
+    const dst = c.sql(db);
+    await ensureKvszSchema(dst);
+    await dst.unsafe(`CREATE TABLE t (sid text, n int)`);
+    const writers = new WriterPool({ url: c.url(db), size: 1, log: log("apply") });
+    const groups = new GroupCommits(writers);
+    try {
+      const sources = ["1", "2", "3"].map((sid) => ({ database: "tenant", sid }));
+      for (const s of sources) {
+        await claimSource(dst, s, { token: `token-${s.sid}`, owner: "this process" });
+      }
+      await claimSource(dst, sources[1], { token: "newer", owner: "another process" });
+      // Handed in together: one group, one transaction, a savepoint each.
+      const results = await Promise.allSettled(sources.map((s) => {
+        const owned = { ...s, ownerToken: `token-${s.sid}` };
+        return groups.commit({
+          write: (tx) =>
+            fenced(tx, owned, async () => {
+              await tx.unsafe(`INSERT INTO t VALUES ($1, 1)`, [s.sid]);
+            }),
+          record: (tx) => writeProgress(tx, owned, progressRecord("0/100")),
+        }, { origin: null });
+      }));
+      assert.deepEqual(results.map((r) => r.status), ["fulfilled", "rejected", "fulfilled"]);
+      assert.ok((results[1] as PromiseRejectedResult).reason instanceof LostOwnership);
+      const rows = await dst.unsafe(`SELECT sid FROM t ORDER BY sid`);
+      assert.deepEqual(rows.map((r) => r.sid), ["1", "3"]);
+      const progress = await dst.unsafe(`SELECT sid FROM kvsz.progress ORDER BY sid`);
+      assert.deepEqual(progress.map((r) => r.sid), ["1", "3"]);
+    } finally {
+      await writers.close();
     }
   },
 });

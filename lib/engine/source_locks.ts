@@ -118,8 +118,19 @@ export class SourceLocks {
   #running: Promise<void> | null = null;
   #again = false;
   #closed = false;
+  /** Called at the end of the next poll to start (see {@link checked}). */
+  #checks: (() => void)[] = [];
 
   constructor(private readonly opts: SourceLocksOptions) {}
+
+  /** Resolves once a poll that started after the call has checked the session (and so the holds). */
+  checked(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#checks.push(resolve);
+      this.#kick();
+    });
+  }
 
   /**
    * Resolves with a hold on the lock of slot `slotName` once this process
@@ -169,6 +180,7 @@ export class SourceLocks {
   close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
+    for (const done of this.#checks.splice(0)) done();
     for (const w of this.#waiters.splice(0)) {
       w.signal?.removeEventListener("abort", w.onAbort);
       w.reject(new Error("the source locks are closed"));
@@ -177,12 +189,15 @@ export class SourceLocks {
 
   /** Runs a poll now (or right after the running one). */
   #kick(): void {
+    if (this.#closed) return;
     if (this.#running) {
       this.#again = true;
       return;
     }
     clearTimeout(this.#timer);
+    const checks = this.#checks.splice(0);
     this.#running = this.#poll().finally(() => {
+      for (const done of checks) done();
       this.#running = null;
       if (this.#closed) return;
       if (this.#again) {

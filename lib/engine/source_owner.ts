@@ -55,6 +55,8 @@ export class SourceOwner {
    * when `signal` aborts), then claims the source for one attempt.
    */
   async claim(signal: AbortSignal): Promise<Claim> {
+    // Held since an earlier attempt: checked again (that attempt may have failed for its loss).
+    if (this.#lock && !this.#lock.isLost) await this.destination.locks.checked();
     const tookOver = !this.#lock || this.#lock.isLost ? await this.#hold(signal) : false;
     const lock = this.#lock!;
     const token = crypto.randomUUID();

@@ -640,13 +640,17 @@ export class Applier {
       const groups = this.opts.groupCommits;
       if (groups && !this.#inDestTx && !this.#writer) {
         // The whole destination transaction is this job: it may share one with other sources.
+        // It may run twice (a failed group retries each source alone): counts and
+        // reports start afresh each time, and are reported once committed.
+        let reports: (() => void)[] = [];
+        const write = (tx: Sql) => {
+          info.counts = { clone: 0, append: 0, history: 0, anomalies: 0 };
+          reports = [];
+          return this.#write(batches, info.counts, scope, { tx, reports });
+        };
         try {
-          await groups.commit({
-            // Fenced inside the source's savepoint: a source another process claimed fails alone.
-            write: (tx) =>
-              fenced(tx, this.opts, () => this.#write(batches, info.counts, scope, tx)),
-            record,
-          }, {
+          // Fenced inside the source's savepoint: a source another process claimed fails alone.
+          await groups.commit({ write: (tx) => fenced(tx, this.opts, () => write(tx)), record }, {
             origin: this.opts.origin ?? null,
             signal: this.#aborted.signal,
             onWriter: (writer) => (this.#groupWriter = writer),
@@ -654,6 +658,7 @@ export class Applier {
         } finally {
           this.#groupWriter = null;
         }
+        for (const report of reports) report();
       } else {
         await this.#write(batches, info.counts, scope);
         const tx = await this.#destTx();
@@ -736,29 +741,34 @@ export class Applier {
     batches: Map<TableRoute, TableBatch>,
     counts: BatchCounts,
     scope: JobScope,
-    groupTx?: Sql,
+    group?: { tx: Sql; reports: (() => void)[] },
   ): Promise<void> {
     if (batches.size === 0) return;
-    const tx = groupTx ?? await this.#destTx();
+    const tx = group?.tx ?? await this.#destTx();
     for (const [route, batch] of parentsFirst([...batches])) {
       if (batch.size === 0) continue;
       scope.writing = route;
       const started = performance.now();
-      const result = await batch.flush(tx);
+      const result = await batch.flush(tx, group !== undefined);
       const seconds = (performance.now() - started) / 1000;
-      for (const [op, count] of Object.entries(result.ops) as [keyof OpCounts, number][]) {
-        if (count > 0) this.opts.onOperations?.(route.source, { operation: op, count, seconds });
-      }
       counts[route.mode] += result.rowsWritten;
       counts.anomalies += result.anomalies.length;
-      for (const a of result.anomalies) {
-        this.#log.warn("anomaly {kind} on {table}: key ({key}) — converged", {
-          kind: a.kind,
-          table: a.route.source,
-          key: a.key.join(", "),
-        });
-        this.opts.onAnomaly?.(a);
-      }
+      const report = () => {
+        for (const [op, count] of Object.entries(result.ops) as [keyof OpCounts, number][]) {
+          if (count > 0) this.opts.onOperations?.(route.source, { operation: op, count, seconds });
+        }
+        for (const a of result.anomalies) {
+          this.#log.warn("anomaly {kind} on {table}: key ({key}) — converged", {
+            kind: a.kind,
+            table: a.route.source,
+            key: a.key.join(", "),
+          });
+          this.opts.onAnomaly?.(a);
+        }
+      };
+      // In a group, reported once committed (a failed group runs its members again).
+      if (group) group.reports.push(report);
+      else report();
     }
   }
 }

@@ -96,6 +96,8 @@ export interface DriftReport {
 /** Options of {@link RouteTable}. */
 export interface RouteTableOptions {
   destSchema: string;
+  /** Reads a target table (default: from the catalog connection, each time). */
+  readTarget?: (schema: string, name: string) => Promise<TargetTable | null>;
   /** The mapping of a relation named in a Relation message, if any. */
   mappingOf: (schema: string, name: string) => TableMapping | undefined;
   database: string;
@@ -166,7 +168,9 @@ export class RouteTable {
       return undefined;
     }
     const schema = this.opts.destSchema;
-    const target = await readTargetTable(this.dest, schema, mapping.target);
+    const target = this.opts.readTarget
+      ? await this.opts.readTarget(schema, mapping.target)
+      : await readTargetTable(this.dest, schema, mapping.target);
     if (!target) {
       throw new RouteError(
         `target table ${schema}.${mapping.target} for ${relation.schema}.${relation.name} does not exist; create it (see \`kvsz validate\`)`,

@@ -158,13 +158,19 @@ export class TableBatch {
     }
   }
 
-  /** Applies the buffered changes in `tx` (an open transaction) and empties the buffer. */
-  async flush(tx: Sql): Promise<FlushResult> {
+  /**
+   * Applies the buffered changes in `tx` (an open transaction) and empties the
+   * buffer, or keeps it (`keep`) so that a flush whose transaction failed can
+   * run again in another (a group commit that failed runs each source alone).
+   */
+  async flush(tx: Sql, keep = false): Promise<FlushResult> {
     const segments = this.#segments;
-    const ops = this.#ops;
-    this.#segments = [];
-    this.#size = 0;
-    this.#ops = { insert: 0, update: 0, delete: 0, truncate: 0 };
+    const ops = keep ? { ...this.#ops } : this.#ops;
+    if (!keep) {
+      this.#segments = [];
+      this.#size = 0;
+      this.#ops = { insert: 0, update: 0, delete: 0, truncate: 0 };
+    }
     const result: FlushResult = { rowsWritten: 0, anomalies: [], ops };
     const collect = (r: StepResult) => {
       result.rowsWritten += r.rows;

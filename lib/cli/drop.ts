@@ -12,6 +12,7 @@ import {
   UsageError,
 } from "./command.ts";
 import { findAndLoadConfig } from "../config/load.ts";
+import { withDiscovered } from "./discovered.ts";
 import type { Config } from "../config/types.ts";
 import { connect } from "../pg/connect.ts";
 import { partitionsPublicationName } from "../source/publication.ts";
@@ -359,7 +360,9 @@ ${CONFIG_HELP}
         "refusing to drop without confirmation: stdin is not a terminal; pass --yes to drop without asking",
       );
     }
-    const config = await findAndLoadConfig(flags.config as string | undefined);
+    const config = await withDiscovered(
+      await findAndLoadConfig(flags.config as string | undefined),
+    );
     return dropSources(config, {
       database: flags.database as string | undefined,
       sid: flags.sid as string | undefined,

@@ -12,6 +12,8 @@ import type { Config } from "../config/types.ts";
 import { configureLogging, log, registerSecrets } from "../log.ts";
 import { installCrashGuards } from "../observe/crash_guard.ts";
 import { Supervisor } from "../engine/supervisor.ts";
+import { DiscoveryLoop } from "../engine/discovery_loop.ts";
+import { type ConfiguredSource, configuredSources } from "../preflight/servers.ts";
 import { Metrics } from "../observe/metrics.ts";
 import { startHttpServer } from "../observe/http_server.ts";
 import { startSlotPoller } from "../observe/slot_poller.ts";
@@ -22,7 +24,13 @@ import { configForShard, describeShard, type Shard } from "../engine/shard.ts";
 
 /** Every secret-bearing URL of a config (for log masking). */
 export function configUrls(config: Config): string[] {
-  return [config.destination.url, ...config.databases.flatMap((d) => d.urls.map((u) => u.url))];
+  return [
+    config.destination.url,
+    ...config.databases.flatMap((d) => [
+      ...d.urls.map((u) => u.url),
+      ...(d.discover ? [d.discover.url] : []),
+    ]),
+  ];
 }
 
 export const runCommand: Command = {
@@ -51,15 +59,14 @@ ${CONFIG_HELP}
   options: { ...CONFIG_OPTION, "skip-checks": { type: "boolean" }, shard: { type: "string" } },
   async run(flags) {
     const shard = shardFlag(flags.shard as string | undefined);
-    const all = await findAndLoadConfig(flags.config as string | undefined);
-    registerSecrets(configUrls(all).flatMap(passwordsOf));
-    // The checks look at the shard's sources only (no other source is touched).
-    const config = shard ? configForShard(all, shard) : all;
+    const config = await findAndLoadConfig(flags.config as string | undefined);
+    registerSecrets(configUrls(config).flatMap(passwordsOf));
     configureLogging(config.log);
     installCrashGuards();
     const logger = log("run");
     if (!flags["skip-checks"]) {
-      const checks = await validateConfig(config, { connectTimeout: 10 });
+      // The shard's sources only: no other source is touched.
+      const checks = await validateConfig(config, { connectTimeout: 10, shard });
       // An unreachable server is retried by the pipelines; anything else is a real mistake.
       const failed = checks.filter((c) => c.status === "FAIL" && !/reachable$/.test(c.check));
       for (const line of formatChecks(checks.filter((c) => c.status !== "ok"))) {
@@ -72,7 +79,7 @@ ${CONFIG_HELP}
         return EXIT_FAILURE;
       }
     }
-    return await runPipelines(all, shard);
+    return await runPipelines(config, shard);
   },
 };
 
@@ -83,9 +90,14 @@ function shardFlag(flag: string | undefined): Shard | undefined {
   return text === undefined || text === "" ? undefined : shardOption(text, origin);
 }
 
+/** A source's `[database, sid]` as text, to compare sets of sources. */
+function sourceLabel({ db, source }: ConfiguredSource): string {
+  return JSON.stringify([db.database, source.sid]);
+}
+
 /**
- * Runs one pipeline per source URL (of `shard` only, when given) until a
- * signal; SIGHUP reloads the config.
+ * Runs one pipeline per source (URL or discovered database; of `shard` only,
+ * when given) until a signal; SIGHUP reloads the config.
  */
 export async function runPipelines(config: Config, shard?: Shard): Promise<number> {
   const logger = log("run");
@@ -94,8 +106,21 @@ export async function runPipelines(config: Config, shard?: Shard): Promise<numbe
     (database, sid) => metrics.pipelineEvents(database, sid),
     shard,
   );
-  const mine = (c: Config) => shard ? configForShard(c, shard) : c;
-  let poller = startSlotPoller(mine(config), metrics);
+  let poller = startSlotPoller({ databases: [] }, metrics);
+  // The sources running: the config's urls and the discovered ones, of the shard.
+  let running = new Set<string>();
+  const sources = new DiscoveryLoop(supervisor, {
+    onSources: async (all) => {
+      const next = shard ? configForShard(all, shard) : all;
+      const keys = new Set(configuredSources(next).map((s) => sourceLabel(s)));
+      for (const key of running) {
+        if (!keys.has(key)) await metrics.removeSource(...(JSON.parse(key) as [string, string]));
+      }
+      running = keys;
+      await poller.stop();
+      poller = startSlotPoller(next, metrics);
+    },
+  });
   const http = startHttpServer(
     config.metrics.listen,
     metrics,
@@ -122,19 +147,9 @@ export async function runPipelines(config: Config, shard?: Shard): Promise<numbe
       try {
         const next = await loadConfig(config.file);
         registerSecrets(configUrls(next).flatMap(passwordsOf));
-        const removed = config.databases.flatMap((d) =>
-          d.urls.filter((u) =>
-            !next.databases.some((n) =>
-              n.database === d.database && n.urls.some((x) => x.sid === u.sid)
-            )
-          ).map((u) => [d.database, u.sid] as const)
-        );
-        for (const [database, sid] of removed) await metrics.removeSource(database, sid);
         config = next;
-        await poller.stop();
-        poller = startSlotPoller(mine(config), metrics);
         logger.info("SIGHUP: reloading {file}", { file: config.file });
-        await supervisor.apply(config);
+        await sources.apply(config);
       } catch (e) {
         logger.error("SIGHUP: config not reloaded, keeping the running one: {error}", {
           error: (e as Error).message,
@@ -149,18 +164,17 @@ export async function runPipelines(config: Config, shard?: Shard): Promise<numbe
   ];
   for (const [sig, h] of handlers) Deno.addSignalListener(sig, h);
   try {
-    const sources = (c: Config) => c.databases.reduce((n, d) => n + d.urls.length, 0);
-    const count = sources(mine(config));
-    if (shard) {
-      logger.info("starting {count} source(s): shard {shard} of the config's {all}", {
-        count,
-        shard: describeShard(shard),
-        all: sources(config),
-      });
-    } else logger.info("starting {count} source(s)", { count });
-    await supervisor.apply(config);
+    const count = (c: Config) => c.databases.reduce((n, d) => n + d.urls.length, 0);
+    const discovering = config.databases.filter((d) => d.discover).length;
+    logger.info("starting {count} source(s){more}{of}", {
+      count: count(shard ? configForShard(config, shard) : config),
+      more: discovering ? ` and the tenants of ${discovering} discover block(s)` : "",
+      of: shard ? `: shard ${describeShard(shard)} of the config's ${count(config)}` : "",
+    });
+    await sources.apply(config);
     await stopped;
     await reloading;
+    await sources.stop();
     await supervisor.stop();
     return EXIT_OK;
   } finally {

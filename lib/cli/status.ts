@@ -12,6 +12,7 @@ import {
   UsageError,
 } from "./command.ts";
 import { findAndLoadConfig } from "../config/load.ts";
+import { withDiscovered } from "./discovered.ts";
 import type { Config } from "../config/types.ts";
 import {
   collectStatus,
@@ -322,7 +323,9 @@ ${CONFIG_HELP}
     shard: { type: "string" },
   },
   async run(flags) {
-    const config = await findAndLoadConfig(flags.config as string | undefined);
+    const config = await withDiscovered(
+      await findAndLoadConfig(flags.config as string | undefined),
+    );
     const filter = {
       databases: (flags.database as string[] | undefined) ?? [],
       sids: (flags.source as string[] | undefined) ?? [],

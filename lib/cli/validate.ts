@@ -10,20 +10,25 @@ import { preflightDestination, type SourceTables } from "../preflight/destinatio
 import { formatChecks, GROUP_MIN, printJson } from "./output.ts";
 import { type Check } from "../preflight/check.ts";
 import { serverOf } from "../pg/conninfo.ts";
+import { discoverOnce, discoveryChecks } from "./discovered.ts";
+import { configForShard, type Shard } from "../engine/shard.ts";
 
 /** Replication connection checks that may run at once on one server (each takes a WAL sender). */
 const REPLICATION_CHECKS_PER_SERVER = 2;
 
 /**
- * Runs every check of `config` in a stable order: the sources
+ * Runs every check of `loaded` in a stable order: its `discover` blocks
+ * (listed once: their tenants are checked as sources), the sources
  * {@link SOURCE_CONCURRENCY} at a time (with the destination's reads
  * alongside), then what each source server must have free for all its
  * sources (slots, WAL senders, connections), then the destination's.
  */
 export async function validateConfig(
-  config: Config,
-  opts: { connectTimeout?: number } = {},
+  loaded: Config,
+  opts: { connectTimeout?: number; /** Check only this shard's sources. */ shard?: Shard } = {},
 ): Promise<Check[]> {
+  const found = await discoverOnce(loaded, opts);
+  const config = opts.shard ? configForShard(found.config, opts.shard) : found.config;
   const configured = configuredSources(config);
   const limiters = new Map<string, Limiter>();
   const replicationLimiter = (url: string) => {
@@ -64,7 +69,12 @@ export async function validateConfig(
     budgets,
     preflightDestination(config, tables, opts),
   ]);
-  return [...results.flatMap((r) => r.result.checks), ...budget.flat(), ...destination];
+  return [
+    ...discoveryChecks(loaded, found),
+    ...results.flatMap((r) => r.result.checks),
+    ...budget.flat(),
+    ...destination,
+  ];
 }
 
 export const validateCommand: Command = {

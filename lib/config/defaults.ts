@@ -22,6 +22,8 @@ export const DEFAULT_APPLY = {
   /** A table whose target lost a source column stops until fixed: nothing is lost silently. */
   onColumnDrift: "stop" as ColumnDriftPolicy,
 };
+/** `databases[].discover` defaults: the sid is the whole database name; listed every 30 s. */
+export const DEFAULT_DISCOVER = { sid: "$0", intervalSeconds: 30, database: "postgres" };
 /** `sync:` defaults; `burst` defaults to the configured `rate`. */
 export const DEFAULT_SYNC = { parallelism: 2, rate: 0, splitMb: 64 };
 /** `timeouts:` defaults, in seconds (PostgreSQL's `wal_receiver_timeout` is 60 s). */

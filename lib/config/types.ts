@@ -42,6 +42,34 @@ export interface SourceUrl {
    * promotion kvsz resumes from the standby's copy of it.
    */
   failover: boolean;
+  /** Set for a source found by a `discover` block (never for one listed in `urls`). */
+  discovered?: DiscoveredDatabase;
+}
+
+/** Where a discovered source came from. */
+export interface DiscoveredDatabase {
+  /** The database's name on its server. */
+  name: string;
+  /** The URL its server's databases are listed through (`discover.url`, password included). */
+  serverUrl: string;
+}
+
+/**
+ * A `discover` block: every database of one server whose whole name matches
+ * `pattern` is a source of its entry, its URL being `url` with that database.
+ */
+export interface DiscoverConfig {
+  /**
+   * The server, password and parameters included; kvsz lists the databases
+   * through the database it names (`postgres` when it names none).
+   */
+  url: string;
+  /** A regular expression (JavaScript syntax) matched against the whole database name. */
+  pattern: string;
+  /** How the sid is made from the name: `$0` the whole name, `$1`/`${1}` a group, `${name}` a named one. */
+  sid: string;
+  /** Seconds between listings of the server. */
+  intervalSeconds: number;
 }
 
 /** Which source a record is about. */
@@ -63,6 +91,8 @@ export interface DatabaseMapping {
   database: string;
   urls: SourceUrl[];
   tables: TableMapping[];
+  /** Sources found while running, besides `urls` (see {@link DiscoverConfig}). */
+  discover?: DiscoverConfig;
 }
 
 /** Where everything is written. */

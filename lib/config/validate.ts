@@ -3,9 +3,11 @@
 import { ConnInfoError, parseConnInfo } from "../pg/conninfo.ts";
 import { kvszObjectName } from "../pg/identifiers.ts";
 import { redactUrl } from "../pg/redact.ts";
+import { DiscoverError, tenantMatcher } from "./discover.ts";
 import {
   DEFAULT_APPLY,
   DEFAULT_DESTINATION_SCHEMA,
+  DEFAULT_DISCOVER,
   DEFAULT_LOG,
   DEFAULT_METRICS,
   DEFAULT_RETAINED_WAL_WARN_MB,
@@ -23,6 +25,7 @@ import type {
   Config,
   DatabaseMapping,
   DestinationConfig,
+  DiscoverConfig,
   MetricsConfig,
   SourceUrl,
   SyncConfig,
@@ -53,8 +56,9 @@ const ROOT_KEYS = [
   "status",
 ];
 const DESTINATION_KEYS = ["url", "schema", "replica_role"];
-const DATABASE_KEYS = ["database", "urls", "tables"];
+const DATABASE_KEYS = ["database", "urls", "discover", "tables"];
 const URL_KEYS = ["url", "sid", "failover"];
+const DISCOVER_KEYS = ["url", "pattern", "sid", "interval_seconds"];
 const TABLE_KEYS = ["target", "type", "partitions_regex", "on_column_drift"];
 const APPLY_KEYS = [
   "batch_size",
@@ -283,23 +287,54 @@ function database(
   const map = check.mapping(value, path, DATABASE_KEYS);
   if (map === undefined) return undefined;
   const name = check.string(map, "database", path, { required: "the source database name" });
+  const found = discover(check, map.get("discover"), [...path, "discover"]);
   return {
     database: name ?? "",
-    urls: sourceUrls(check, map.get("urls"), [...path, "urls"]),
+    urls: sourceUrls(check, map.get("urls"), [...path, "urls"], found !== null),
     tables: tables(check, map.get("tables"), [...path, "tables"], opts),
+    ...(found ? { discover: found } : {}),
   };
 }
 
-function sourceUrls(check: Checker, value: unknown, path: Path): SourceUrl[] {
+/**
+ * The entry's `discover` block: null when absent, undefined when broken
+ * (reported). Its pattern and sid template are compiled once here, so that
+ * a mistake is said at load, not when the first database is listed.
+ */
+function discover(check: Checker, value: unknown, path: Path): DiscoverConfig | null | undefined {
+  if (value === undefined || value === null) return null;
+  const map = check.mapping(value, path, DISCOVER_KEYS);
+  if (map === undefined) return undefined;
+  const url = check.postgresUrl(map, "url", path);
+  const pattern = check.string(map, "pattern", path, {
+    required: "a regular expression matched against the whole database name",
+  });
+  const sid = check.string(map, "sid", path) ?? DEFAULT_DISCOVER.sid;
+  const intervalSeconds = check.integer(map, "interval_seconds", path, { min: 1 }) ??
+    DEFAULT_DISCOVER.intervalSeconds;
+  if (pattern === undefined) return undefined;
+  try {
+    tenantMatcher(pattern, sid);
+  } catch (error) {
+    if (!(error instanceof DiscoverError)) throw error;
+    check.report([...path, error.key], error.message);
+    return undefined;
+  }
+  return url === undefined ? undefined : { url, pattern, sid, intervalSeconds };
+}
+
+function sourceUrls(check: Checker, value: unknown, path: Path, discovers: boolean): SourceUrl[] {
   if (value === undefined || value === null) {
-    check.report(path, "required: list at least one source URL with its sid");
+    if (!discovers) {
+      check.report(path, "required: list at least one source URL with its sid (or discover them)");
+    }
     return [];
   }
   if (!Array.isArray(value)) {
     check.report(path, `must be a list of { url, sid }, not ${describe(value)}`);
     return [];
   }
-  if (value.length === 0) check.report(path, "must list at least one source URL");
+  if (value.length === 0 && !discovers) check.report(path, "must list at least one source URL");
   const result: SourceUrl[] = [];
   const sidOwners = new Map<string, number>();
   value.forEach((entry, index) => {

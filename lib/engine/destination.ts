@@ -16,10 +16,12 @@ import { IdlePositions } from "../apply/idle_positions.ts";
 import { GroupCommits } from "../apply/group_commit.ts";
 import { CopySlots } from "./copy_slots.ts";
 import { SourceLocks } from "./source_locks.ts";
+import { CatalogReads } from "./catalog_reads.ts";
 
 /** The destination connections and turns every source shares (see the module comment). */
 export class SharedDestination {
   #catalog: Sql;
+  #catalogReads: CatalogReads;
   readonly #connectCatalog: () => Sql;
   readonly writers: WriterPool;
   readonly copySlots: CopySlots;
@@ -41,6 +43,7 @@ export class SharedDestination {
     this.key = sharedKey(config);
     this.#connectCatalog = () => connect(url, { max: 1, params });
     this.#catalog = this.#connectCatalog();
+    this.#catalogReads = new CatalogReads(this.#catalog, log("run"));
     this.writers = new WriterPool({ url, size: config.apply.workers, params, log: log("apply") });
     this.groupCommits = new GroupCommits(this.writers);
     this.idlePositions = new IdlePositions(this.writers, log("apply"));
@@ -61,6 +64,11 @@ export class SharedDestination {
     return this.#catalog;
   }
 
+  /** Catalog work many sources share, on {@link catalog}. */
+  get catalogReads(): CatalogReads {
+    return this.#catalogReads;
+  }
+
   /**
    * A source found a destination session dead while it used catalog client
    * `stale`: its connection may be as dead (the same path), and nothing
@@ -70,12 +78,15 @@ export class SharedDestination {
   renewCatalog(stale: Sql): void {
     if (stale !== this.#catalog) return;
     this.#catalog = this.#connectCatalog();
+    this.#catalogReads.close();
+    this.#catalogReads = new CatalogReads(this.#catalog, log("run"));
     stale.end({ timeout: 0 }).catch(() => {});
   }
 
   /** Ends every connection; call once no source uses them (the catalog's end releases the locks). */
   async close(): Promise<void> {
     this.locks.close();
+    this.#catalogReads.close();
     await this.idlePositions.close();
     await Promise.all([this.writers.close(), this.#catalog.end({ timeout: 5 })]).catch(() => {});
   }

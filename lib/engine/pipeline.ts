@@ -14,15 +14,14 @@ import { OneByOneRestart } from "../apply/one_by_one_restart.ts";
 import { TableStopped } from "../apply/large_change.ts";
 import { log } from "../log.ts";
 import type { PipelineEvents, SyncProgress } from "./events.ts";
-import { readTargetTable } from "../apply/catalog.ts";
 import { Applier } from "../apply/applier.ts";
 import { createReplicationOrigin } from "../apply/writer_pool.ts";
 import { DeadSession } from "../apply/session_watchdog.ts";
 import { destinationParams, type SharedDestination } from "./destination.ts";
+import type { CatalogReads } from "./catalog_reads.ts";
 import { type DriftReport, RouteTable } from "../apply/routes.ts";
 import type { TargetTable } from "../apply/types.ts";
 import {
-  ensureKvszSchema,
   markTablesRemoved,
   readProgress,
   readSyncedTables,
@@ -53,6 +52,7 @@ import { StreamRestart } from "../errors.ts";
 import { NeedsPersonError } from "../errors.ts";
 import { recoveryOf, RetrySchedule } from "./recovery.ts";
 import { type Claim, SourceOwner } from "./source_owner.ts";
+import { databaseListed } from "../source/databases.ts";
 
 /** Seconds the source's normal connection stays open unused once the source streams. */
 const SOURCE_IDLE_SECONDS = 10;
@@ -155,7 +155,13 @@ export class SourcePipeline {
         const slow = recovery === "needs-person";
         const step = retries.next(slow ? recovery : "backoff", error, performance.now() - started);
         const seconds = step.delayMs / 1000;
-        if (!slow) this.#log.error("{error}; retrying in {seconds} s", { error, seconds });
+        if (await this.#databaseGone()) {
+          // Discovery stops this source at its next listing, and says so once.
+          this.#log.debug("{error}; its database is gone, retrying in {seconds} s", {
+            error,
+            seconds,
+          });
+        } else if (!slow) this.#log.error("{error}; retrying in {seconds} s", { error, seconds });
         else if (step.say) {
           this.#log.error(
             "{error}; retrying in {seconds} s, then at most every minute (said again in 10 minutes if it lasts)",
@@ -165,6 +171,13 @@ export class SourcePipeline {
         await Promise.race([new Promise((r) => setTimeout(r, step.delayMs)), this.#stop]);
       }
     }
+  }
+
+  /** True when this source was discovered and its server no longer lists its database. */
+  async #databaseGone(): Promise<boolean> {
+    const found = this.source.discovered;
+    if (!found || this.#stopping) return false;
+    return await databaseListed(found.serverUrl, found.name, { connectTimeout: 5 }) === false;
   }
 
   /**
@@ -216,9 +229,10 @@ export class SourcePipeline {
       // The destination's side (kvsz schema, target tables, the origin tagging the
       // source's writes) is read while the source's is prepared; the replication
       // connection opens meanwhile (each costs a round of authentication).
+      const catalog = this.destination.catalogReads;
       const destReady = (async () => {
-        await ensureKvszSchema(dest);
-        return await readTargets(dest, cfg.destination.schema, this.db.tables);
+        await catalog.ensureKvszSchema();
+        return await readTargets(catalog, cfg.destination.schema, this.db.tables);
       })();
       destReady.catch(() => {}); // awaited below, after the source's errors
       const origin = createReplicationOrigin(dest, this.name);
@@ -338,6 +352,7 @@ export class SourcePipeline {
         });
       }
       const routes = new RouteTable(dest, {
+        readTarget: (schema, name) => catalog.readTarget(schema, name),
         destSchema: cfg.destination.schema,
         mappingOf: mappingLookup(tables),
         database: this.db.database,
@@ -537,11 +552,15 @@ export class SourcePipeline {
     return stays;
   }
 
-  /** True when no other source of the config writes destination table `target`. */
+  /**
+   * True when no other source of the config writes destination table
+   * `target`; never for a `discover` entry's table (more may appear).
+   */
   #exclusive(target: string): boolean {
     let writers = 0;
     for (const db of this.config.databases) {
-      writers += db.urls.length * db.tables.filter((t) => t.target === target).length;
+      const sources = db.discover ? 2 : db.urls.length;
+      writers += sources * db.tables.filter((t) => t.target === target).length;
     }
     return writers === 1;
   }
@@ -609,12 +628,8 @@ export class SourcePipeline {
       rate: this.config.sync.rate,
       burst: this.config.sync.burst,
       progress: this.events.syncProgress?.() ?? QUIET_PROGRESS,
-      onCopied: (target) => {
-        const table = qualify(target.schema, target.name);
-        dest.unsafe(`ANALYZE ${table}`).catch((e) =>
-          this.#log.warn("ANALYZE {table} failed: {error}", { table, error: describeError(e) })
-        );
-      },
+      onCopied: (target) =>
+        this.destination.catalogReads.analyze(qualify(target.schema, target.name)),
     });
   }
 
@@ -655,12 +670,12 @@ async function checkWalLevel(src: Sql): Promise<void> {
 }
 
 async function readTargets(
-  dest: Sql,
+  catalog: CatalogReads,
   schema: string,
   mappings: TableMapping[],
 ): Promise<Map<string, TargetTable>> {
   const names = [...new Set(mappings.map((m) => m.target))];
-  const found = await Promise.all(names.map((n) => readTargetTable(dest, schema, n)));
+  const found = await Promise.all(names.map((n) => catalog.readTarget(schema, n)));
   const out = new Map<string, TargetTable>();
   const missing: string[] = [];
   names.forEach((name, i) => {

@@ -12,7 +12,6 @@ import type { SourceKey } from "../config/types.ts";
 import { KvszError } from "../errors.ts";
 import { errorCode } from "../pg/errors.ts";
 import { claimSource, readOwner } from "../apply/ownership.ts";
-import { ensureKvszSchema } from "../apply/progress.ts";
 import type { SharedDestination } from "./destination.ts";
 import type { PipelineEvents } from "./events.ts";
 import type { SourceLock } from "./source_locks.ts";
@@ -66,7 +65,7 @@ export class SourceOwner {
       await claimSource(catalog, this.source, owner);
     } catch (e) {
       if (errorCode(e) !== "42P01") throw e; // undefined_table: a destination kvsz never ran on
-      await ensureKvszSchema(catalog);
+      await this.destination.catalogReads.ensureKvszSchema();
       await claimSource(catalog, this.source, owner);
     }
     const attempt = new AbortController();

@@ -45,8 +45,15 @@ export class Supervisor {
     private readonly shard?: Shard,
   ) {}
 
-  /** Brings the running pipelines in line with `config`. */
-  async apply(config: Config): Promise<void> {
+  /**
+   * Brings the running pipelines in line with `config`. A source with column
+   * drift starts again to look at it (a reload), unless `recheckDrift` is
+   * false (a change of the discovered sources only).
+   */
+  async apply(
+    config: Config,
+    { recheckDrift = true }: { recheckDrift?: boolean } = {},
+  ): Promise<void> {
     const wanted = new Map<string, { db: DatabaseMapping; source: SourceUrl }>();
     for (const db of config.databases) {
       for (const source of db.urls) wanted.set(`${db.database} sid ${source.sid}`, { db, source });
@@ -56,11 +63,13 @@ export class Supervisor {
     for (const [key, running] of this.#running) {
       const next = wanted.get(key);
       const changed = !next || fingerprint(config, next.db, next.source) !== running.fingerprint;
-      if (changed || running.pipeline.hasColumnDrift) {
+      if (changed || (recheckDrift && running.pipeline.hasColumnDrift)) {
         this.#log.info("stopping {source} ({reason})", {
           source: key,
           reason: !next
-            ? "removed from the config"
+            ? (running.pipeline.source.discovered
+              ? "no longer discovered"
+              : "removed from the config")
             : changed
             ? "its config changed"
             : "its column drift is looked at again",

@@ -28,14 +28,19 @@ export interface SlotPoller {
 
 /** The sources of one server, polled through one connection. */
 interface Server {
-  /** A URL of one of its sources: any database of the server shows every slot. */
+  /**
+   * A URL of one of its sources, or the one its tenants are discovered
+   * through (not a tenant's, which may be dropped): any database of the
+   * server shows every slot.
+   */
   url: string;
   sources: { database: string; sid: string; slot: string }[];
   client?: Sql;
 }
 
 /**
- * Polls the slots of every configured source every `intervalMs` with one
+ * Polls the slots of every source of `config` (its `urls` and, from the
+ * supervisor's current list, the discovered ones) every `intervalMs` with one
  * query per source server (host and port), through one small connection per
  * server kept between polls, and feeds {@link Metrics.setLag}: a thousand
  * tenants of one server cost one connection, not a thousand.
@@ -50,6 +55,7 @@ export function startSlotPoller(
     for (const u of db.urls) {
       const key = serverOf(u.url);
       const server = servers.get(key) ?? { url: u.url, sources: [] };
+      if (u.discovered) server.url = u.discovered.serverUrl;
       server.sources.push({
         database: db.database,
         sid: u.sid,
@@ -87,10 +93,12 @@ export function startSlotPoller(
     async stop() {
       stopped = true;
       clearInterval(timer);
-      await running;
+      // Ended first: a poll waiting on a server that went silent fails now instead of
+      // holding kvsz's exit for as long as the silence lasts.
       await Promise.all(
         [...servers.values()].map((s) => s.client?.end({ timeout: 1 }).catch(() => {})),
       );
+      await running;
     },
   };
 }

@@ -1,8 +1,9 @@
 /**
  * Group commit on a real destination: the ready commits of sources waiting
- * for a writer share one transaction; a member whose writes fail is rolled
- * back alone; a failure of the transaction itself commits nothing and fails
- * every member; a member whose source stopped meanwhile is dropped.
+ * for a writer share one transaction; when the destination refuses one
+ * member's changes or progress row, the group commits nothing and each member
+ * runs again alone: the refused one fails with its own error, the others
+ * commit; a member whose source stopped meanwhile is dropped.
  */
 import assert from "node:assert/strict";
 import type postgres from "postgres";
@@ -60,67 +61,83 @@ function lockWaited(sql: postgres.Sql): Promise<void> {
   }, { what: "the first group waiting for the lock" });
 }
 
+/** Hands `members` in behind a first group (source 0) that waits for a lock on the only writer. */
+async function gathered(
+  sql: postgres.Sql,
+  groups: GroupCommits,
+  members: { work: MemberWork; signal?: AbortSignal }[],
+): Promise<PromiseSettledResult<void>[]> {
+  const settled: Promise<void>[] = [];
+  await whileLocked(sql, async () => {
+    // The first group holds the only writer, waiting for the lock; the next ones gather.
+    settled.push(groups.commit(work(0), { origin: null }));
+    await lockWaited(sql);
+    for (const m of members) {
+      settled.push(groups.commit(m.work, { origin: null, signal: m.signal }));
+    }
+  });
+  return await Promise.allSettled(settled);
+}
+
+/** Source, transaction id and progress of every row written, by source. */
+async function written(sql: postgres.Sql) {
+  return (await sql.unsafe(
+    `SELECT t.source, t.xid::text AS xid, p.n FROM t JOIN progress p USING (source) ORDER BY source`,
+  )).map((r) => ({ source: r.source as number, xid: r.xid as string, n: r.n as number }));
+}
+
 clusterSuite("group commit", {
-  "commits waiting for a writer share one transaction; a failing member fails alone": async (
-    c,
-  ) => {
+  "commits waiting for a writer share one transaction": async (c) => {
     const { sql, writers, groups } = await destination(c);
     try {
-      const settled: Promise<unknown>[] = [];
-      await whileLocked(sql, async () => {
-        // The first group holds the only writer, waiting for the lock; the next ones gather.
-        settled.push(groups.commit(work(0), { origin: null }));
-        await lockWaited(sql);
-        for (let n = 1; n <= 8; n++) settled.push(groups.commit(work(n), { origin: null }));
-        settled.push(groups.commit(work(-1), { origin: null })); // breaks the check
-        const stopped = new AbortController();
-        settled.push(groups.commit(work(99), { origin: null, signal: stopped.signal }));
-        stopped.abort(new Error("its source stopped"));
-      });
-      const results = await Promise.allSettled(settled);
+      const results = await gathered(
+        sql,
+        groups,
+        [1, 2, 3, 4, 5, 6, 7, 8].map((n) => ({ work: work(n) })),
+      );
+      assert.deepEqual(results.map((r) => r.status), Array(9).fill("fulfilled"));
+      const rows = await written(sql);
       assert.deepEqual(
-        results.map((r) => r.status),
-        [...Array(9).fill("fulfilled"), "rejected", "rejected"],
+        rows.map((r) => [r.source, r.n]),
+        [0, 1, 2, 3, 4, 5, 6, 7, 8].map((n) => [n, n]),
       );
-      assert.match(String((results[9] as PromiseRejectedResult).reason), /check constraint/);
-      assert.match(String((results[10] as PromiseRejectedResult).reason), /its source stopped/);
-      const rows = await sql.unsafe(
-        `SELECT t.source, t.xid, p.n FROM t JOIN progress p USING (source) ORDER BY source`,
-      );
-      assert.deepEqual(rows.map((r) => r.source), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
-      const xids = new Set(rows.slice(1).map((r) => String(r.xid)));
+      const xids = new Set(rows.slice(1).map((r) => r.xid));
       assert.equal(xids.size, 1, "the eight commits gathered behind the first share a transaction");
-      assert.notEqual(String(rows[0].xid), [...xids][0]);
+      assert.notEqual(rows[0].xid, [...xids][0]);
     } finally {
       await writers.close();
     }
   },
 
-  "a failure of the group's transaction commits nothing and fails every member": async (c) => {
-    const { sql, writers, groups } = await destination(c);
-    try {
-      const settled: Promise<unknown>[] = [];
-      await whileLocked(sql, async () => {
-        settled.push(groups.commit(work(0), { origin: null }));
-        await lockWaited(sql);
-        settled.push(groups.commit(work(1), { origin: null }));
-        // Its progress row breaks NOT NULL: the transaction is lost, not only its part.
-        settled.push(groups.commit(work(2, { progress: null }), { origin: null }));
-        settled.push(groups.commit(work(3), { origin: null }));
-      });
-      const results = await Promise.allSettled(settled);
-      assert.deepEqual(results.map((r) => r.status), [
-        "fulfilled",
-        "rejected",
-        "rejected",
-        "rejected",
-      ]);
-      const rows = await sql.unsafe(`SELECT source FROM t ORDER BY source`);
-      assert.deepEqual(rows.map((r) => r.source), [0], "nothing of the failed group committed");
-      const [p] = await sql.unsafe(`SELECT count(*)::int AS n FROM progress`);
-      assert.equal(p.n, 1);
-    } finally {
-      await writers.close();
-    }
-  },
+  "a member the destination refuses fails alone; the others commit; a stopped one is dropped":
+    async (c) => {
+      const { sql, writers, groups } = await destination(c);
+      try {
+        const stopped = new AbortController();
+        stopped.abort(new Error("its source stopped")); // before its group got a writer
+        const results = await gathered(sql, groups, [
+          { work: work(1) },
+          { work: work(-1) }, // breaks the check on t
+          { work: work(2, { progress: null }) }, // its progress row breaks NOT NULL
+          { work: work(3) },
+          { work: work(99), signal: stopped.signal },
+        ]);
+        assert.deepEqual(results.map((r) => r.status), [
+          "fulfilled",
+          "fulfilled",
+          "rejected",
+          "rejected",
+          "fulfilled",
+          "rejected",
+        ]);
+        const reason = (i: number) => String((results[i] as PromiseRejectedResult).reason);
+        assert.match(reason(2), /check constraint/);
+        assert.match(reason(3), /null value/);
+        assert.match(reason(5), /its source stopped/);
+        const rows = await written(sql);
+        assert.deepEqual(rows.map((r) => [r.source, r.n]), [[0, 0], [1, 1], [3, 3]]);
+      } finally {
+        await writers.close();
+      }
+    },
 });

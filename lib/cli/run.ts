@@ -101,7 +101,7 @@ function sourceLabel({ db, source }: ConfiguredSource): string {
  */
 export async function runPipelines(config: Config, shard?: Shard): Promise<number> {
   const logger = log("run");
-  const metrics = new Metrics();
+  const metrics = new Metrics({ perSourceTables: config.metrics.perSourceTables });
   const supervisor = new Supervisor(
     (database, sid) => metrics.pipelineEvents(database, sid),
     shard,
@@ -148,6 +148,7 @@ export async function runPipelines(config: Config, shard?: Shard): Promise<numbe
         const next = await loadConfig(config.file);
         registerSecrets(configUrls(next).flatMap(passwordsOf));
         config = next;
+        metrics.setPerSourceTables(config.metrics.perSourceTables);
         logger.info("SIGHUP: reloading {file}", { file: config.file });
         await sources.apply(config);
       } catch (e) {

@@ -29,7 +29,12 @@ export const DEFAULT_SYNC = { parallelism: 2, rate: 0, splitMb: 64 };
 /** `timeouts:` defaults, in seconds (PostgreSQL's `wal_receiver_timeout` is 60 s). */
 export const DEFAULT_TIMEOUTS = { replicationReceiveSeconds: 60, destinationCheckSeconds: 60 };
 /** `metrics:` defaults. */
-export const DEFAULT_METRICS = { listen: "127.0.0.1:9187", readyMaxLagSeconds: 60 };
+export const DEFAULT_METRICS = {
+  listen: "127.0.0.1:9187",
+  readyMaxLagSeconds: 60,
+  /** Up to 50 sources, per-table series per source (as kuvasz-streamer's); beyond, summed. */
+  perSourceTables: 50,
+};
 /** `log:` defaults. */
 export const DEFAULT_LOG: LogConfig = { level: "info", format: "auto" };
 /** `status.retained_wal_warn_mb` default, in MiB. */

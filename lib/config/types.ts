@@ -166,6 +166,11 @@ export interface MetricsConfig {
   listen: string;
   /** `/readyz` reports unready when a source lags more than this many seconds. */
   readyMaxLagSeconds: number;
+  /**
+   * Per-table series carry each source's `database` and `sid` while kvsz runs
+   * at most this many sources; with more they are summed over sources.
+   */
+  perSourceTables: number;
 }
 
 /** Logging. */

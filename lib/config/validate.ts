@@ -72,7 +72,7 @@ const APPLY_KEYS = [
 ];
 const SYNC_KEYS = ["parallelism", "rate", "burst", "split_mb"];
 const TIMEOUTS_KEYS = ["replication_receive_seconds", "destination_check_seconds"];
-const METRICS_KEYS = ["listen", "ready_max_lag_seconds"];
+const METRICS_KEYS = ["listen", "ready_max_lag_seconds", "per_source_tables"];
 const LOG_KEYS = ["level", "format"];
 const STATUS_KEYS = ["retained_wal_warn_mb"];
 
@@ -224,6 +224,8 @@ function metrics(check: Checker, map: Map<string, unknown>): MetricsConfig {
     listen: listen ?? DEFAULT_METRICS.listen,
     readyMaxLagSeconds: check.integer(map, "ready_max_lag_seconds", path, { min: 1 }) ??
       DEFAULT_METRICS.readyMaxLagSeconds,
+    perSourceTables: check.integer(map, "per_source_tables", path, { min: 0 }) ??
+      DEFAULT_METRICS.perSourceTables,
   };
 }
 

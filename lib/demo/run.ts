@@ -37,7 +37,7 @@ import {
   textTable,
 } from "./render.ts";
 import { describeError } from "../pg/describe.ts";
-import { SyncProgressDisplay } from "../observe/sync_progress.ts";
+import { SyncBoard } from "../observe/sync_progress.ts";
 import { passwordsOf } from "../pg/redact.ts";
 import { KvszError } from "../errors.ts";
 
@@ -244,11 +244,12 @@ class Demo {
     let streaming: () => void = () => {};
     const isStreaming = new Promise<void>((resolve) => (streaming = resolve));
     const started = performance.now();
+    const board = new SyncBoard();
     this.#supervisor = new Supervisor((database, sid) => ({
       onConnected: (connected) => {
         if (connected) streaming();
       },
-      syncProgress: () => new SyncProgressDisplay({ database, sid }),
+      syncProgress: () => board.source({ database, sid }),
     }));
     await this.#supervisor.apply(engineConfig);
     await this.#guard(withTimeout(

@@ -10,6 +10,8 @@ import type { SlotLag } from "../source/slot.ts";
 /** Hooks for metrics and status; all optional. */
 export interface PipelineEvents {
   onConnected?(connected: boolean): void;
+  /** An attempt failed with `error` (described for people, no password); the source is retried. */
+  onFailure?(error: string): void;
   onCommit?(info: CommitInfo): void;
   onAnomaly?(a: Anomaly): void;
   /** A batch broke a constraint of destination table `table` (or had a value refused) and goes again one change at a time. */
@@ -17,6 +19,8 @@ export interface PipelineEvents {
   /** A table's column drift (none: an empty list), and whether it is stopped for it. */
   onColumnDrift?(report: DriftReport): void;
   onWalEnd?(walEnd: bigint): void;
+  /** kvsz confirmed `confirmed` to the source, whose WAL ended at `walEnd` as far as kvsz read. */
+  onConfirmed?(confirmed: bigint, walEnd: bigint): void;
   /** What the source says of the slot's WAL as the stream starts (the slot poller says it later). */
   onSlotLag?(lag: SlotLag): void;
   /** A display of the initial copy's progress, one for each copy (none: copied quietly). */

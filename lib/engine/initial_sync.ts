@@ -2,8 +2,9 @@
  * Initial sync: copies mapped tables from a source snapshot into their targets
  * as a byte pipe (`COPY (SELECT …) TO STDOUT` → `COPY … FROM STDIN`), several
  * at a time, all in the same exported snapshot, optionally rate limited.
- * Every task takes one of the process's copy turns (copy_slots.ts) and opens
- * its connections only then.
+ * Every task takes one of the process's copy turns (copy_slots.ts), the
+ * first one the turn its source started with, and opens its connections only
+ * then.
  *
  * A table copied whole commits together with its `kvsz.synced_tables` record.
  * A large table (PostgreSQL 14+, a key, not a re-sync) is copied as ranges of
@@ -41,7 +42,7 @@ import {
 } from "../source/range_log.ts";
 import { log } from "../log.ts";
 import { type SyncProgress } from "./events.ts";
-import type { CopySlots } from "./copy_slots.ts";
+import type { CopySlots, CopyTurn } from "./copy_slots.ts";
 
 /** One table to copy. */
 export interface SyncJob {
@@ -74,6 +75,8 @@ export interface CopyOptions {
   parallelism: number;
   /** The copy turns shared by every source: a worker copies only while it holds one. */
   slots: CopySlots;
+  /** The turn the source started its copy with: the first worker copies on it. */
+  turn?: CopyTurn;
   /** Aborts a wait for a turn (the pipeline stops). */
   signal?: AbortSignal;
   /** Tables of at least this many bytes are copied as page ranges in parallel (0 = never). */
@@ -133,22 +136,56 @@ interface TaskRun {
   opts: CopyOptions;
 }
 
+/** What {@link planCopy} reads with: the source's and destination's catalog connections, and the sizing knobs. */
+export type PlanOptions = Pick<
+  CopyOptions,
+  | "source"
+  | "dest"
+  | "database"
+  | "sid"
+  | "sourceMajor"
+  | "parallelism"
+  | "splitBytes"
+  | "ownerToken"
+>;
+
+/** A copy planned by {@link planCopy}, to run with {@link copyTables}. */
+export interface CopyPlan {
+  readonly tasks: readonly Task[];
+  /** What it was planned with. */
+  readonly options: PlanOptions;
+}
+
 /**
- * Copies every job in the exported snapshot, with up to `parallelism`
+ * Plans the copy of `jobs` before its snapshot exists (so that it is not
+ * done while the copy holds a turn): undoes the split copies a crash
+ * interrupted and sizes the tables into tasks, largest first.
+ */
+export async function planCopy(jobs: SyncJob[], opts: PlanOptions): Promise<CopyPlan> {
+  if (jobs.length === 0) return { tasks: [], options: opts };
+  jobs = await undoInterrupted(jobs, opts);
+  return { tasks: await planTasks(opts.source, jobs, opts), options: opts };
+}
+
+/**
+ * Copies a plan in the exported snapshot, with up to `parallelism`
  * workers, each copying only while it holds a copy turn.
  */
-export async function copyTables(jobs: SyncJob[], opts: CopyOptions): Promise<void> {
-  if (jobs.length === 0) return;
-  jobs = await undoInterrupted(jobs, opts);
+export async function copyTables(
+  plan: CopyPlan,
+  more: Omit<CopyOptions, keyof PlanOptions>,
+): Promise<void> {
+  const tasks = plan.tasks;
+  if (tasks.length === 0) return;
+  const opts: CopyOptions = { ...plan.options, ...more };
   const limiter = opts.rate > 0 ? new RateLimiter(opts.rate, opts.burst || opts.rate) : null;
-  const tasks = await planTasks(opts.source, jobs, opts);
   const queue = new ParentsFirstQueue(tasks);
   const run = async () => {
     let worker: Worker | null = null;
     try {
       for (let task = await queue.next(); task; task = await queue.next()) {
         if (!worker) {
-          await opts.slots.acquire(opts.signal);
+          if (!opts.turn?.take()) await opts.slots.acquire(opts.signal);
           worker = openWorker(opts);
           await importSnapshot(worker.source, opts.snapshotName);
         }
@@ -208,7 +245,7 @@ class ParentsFirstQueue {
   #wakeUps: (() => void)[] = [];
   readonly #parents = new Map<TableCopy, TableCopy[]>();
 
-  constructor(tasks: Task[]) {
+  constructor(tasks: readonly Task[]) {
     this.#waiting = [...tasks];
     const byName = new Map(tasks.map((t) => [targetName(t.table.job.target), t.table]));
     for (const { table } of tasks) {
@@ -259,7 +296,7 @@ class ParentsFirstQueue {
 }
 
 /** Undoes the split copies a crash interrupted: those tables are copied again from scratch. */
-async function undoInterrupted(jobs: SyncJob[], opts: CopyOptions): Promise<SyncJob[]> {
+async function undoInterrupted(jobs: SyncJob[], opts: PlanOptions): Promise<SyncJob[]> {
   const candidates = new Map(
     jobs.map((j) => [
       j.table.mapping.source,
@@ -289,7 +326,7 @@ interface RelSize {
 }
 
 /** Sizes every job (one query) and turns them into tasks, largest first. */
-async function planTasks(source: Sql, jobs: SyncJob[], opts: CopyOptions): Promise<Task[]> {
+async function planTasks(source: Sql, jobs: SyncJob[], opts: PlanOptions): Promise<Task[]> {
   const names = jobs.flatMap((j) => j.table.copied.map((r) => qualify(r.schema, r.name)));
   const rows = await source.unsafe(
     `SELECT x.name, pg_relation_size(c.oid)::int8 AS bytes,
@@ -333,7 +370,7 @@ function splitRanges(
   job: SyncJob,
   rel: RelSize | undefined,
   bytes: number,
-  opts: CopyOptions,
+  opts: PlanOptions,
 ): PageRange[] | null {
   // Twice as many ranges as workers: a worker that finishes early takes another, so
   // the tail where one range runs alone is short (measured: 80 ms less of 1.6 s).

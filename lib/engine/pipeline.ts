@@ -43,14 +43,15 @@ import {
 } from "../source/slot.ts";
 import { recopyReason } from "../source/slot_trust.ts";
 import { mappingLookup, type ResolvedTable, resolveTables } from "../source/tables.ts";
-import { copyTables, type SyncJob } from "./initial_sync.ts";
+import { type CopyPlan, copyTables, planCopy, type SyncJob } from "./initial_sync.ts";
+import type { CopyTurn } from "./copy_slots.ts";
 import { streamChanges } from "../source/reader.ts";
 import { closeAtOnce, watchSourceShutdown } from "../source/shutdown_watch.ts";
 import { serverProbe } from "../source/server_probe.ts";
 import { describeError } from "../pg/describe.ts";
 import { StreamRestart } from "../errors.ts";
 import { NeedsPersonError } from "../errors.ts";
-import { recoveryOf, RetrySchedule } from "./recovery.ts";
+import { recoveryOf, RetrySchedule, sayFailure } from "./recovery.ts";
 import { type Claim, SourceOwner } from "./source_owner.ts";
 import { databaseListed } from "../source/databases.ts";
 
@@ -77,6 +78,12 @@ export class SourcePipeline {
   #restarting = false;
   /** Backend pid of the walsender of the last attempt. */
   #walsenderPid: number | null = null;
+  /** The waits between failed attempts, and which failures are said. */
+  readonly #retries = new RetrySchedule();
+  /** True once the attempt streams. */
+  #streaming = false;
+  /** Failed attempts in a row that had reached streaming. */
+  #streamFailures = 0;
   /** Tables with column drift or stopped for it (`schema.name`): a reload looks at them again. */
   readonly #drifted = new Set<string>();
   /**
@@ -87,6 +94,8 @@ export class SourcePipeline {
   readonly #stopped = new Set<string>();
   /** The source's destination lock and each attempt's claim (source_owner.ts). */
   readonly #owner: SourceOwner;
+  /** The running attempt's claim (its fence token; its signal stops its copy when lost). */
+  #claim: Claim | null = null;
 
   readonly db: DatabaseMapping;
   readonly source: SourceUrl;
@@ -140,7 +149,6 @@ export class SourcePipeline {
   }
 
   async #attempts(): Promise<void> {
-    const retries = new RetrySchedule();
     while (!this.#stopping) {
       const started = performance.now();
       try {
@@ -152,25 +160,29 @@ export class SourcePipeline {
         const recovery = recoveryOf(e);
         if (recovery === "reconnect" && this.#reconnectsFor(e)) continue;
         const error = describeError(e);
-        const slow = recovery === "needs-person";
-        const step = retries.next(slow ? recovery : "backoff", error, performance.now() - started);
-        const seconds = step.delayMs / 1000;
+        const kind = recovery === "needs-person" ? recovery : "backoff";
+        const step = this.#retries.next(kind, error, performance.now() - started);
+        this.events.onFailure?.(error);
         if (await this.#databaseGone()) {
           // Discovery stops this source at its next listing, and says so once.
           this.#log.debug("{error}; its database is gone, retrying in {seconds} s", {
             error,
-            seconds,
+            seconds: step.delayMs / 1000,
           });
-        } else if (!slow) this.#log.error("{error}; retrying in {seconds} s", { error, seconds });
-        else if (step.say) {
-          this.#log.error(
-            "{error}; retrying in {seconds} s, then at most every minute (said again in 10 minutes if it lasts)",
-            { error, seconds },
-          );
-        } else this.#log.debug("{error}; retrying in {seconds} s", { error, seconds });
+        } else sayFailure(this.#log, error, step);
+        this.#streamFailures = this.#streaming ? this.#streamFailures + 1 : 0;
         await Promise.race([new Promise((r) => setTimeout(r, step.delayMs)), this.#stop]);
       }
     }
+  }
+
+  /** A destination commit of this source: after failed attempts, it works again. */
+  #committed(): void {
+    const failures = this.#retries.failures;
+    if (failures === 0) return;
+    this.#retries.reset();
+    this.#streamFailures = 0;
+    this.#log.info("applying again after {failures} failed attempt(s)", { failures });
   }
 
   /** True when this source was discovered and its server no longer lists its database. */
@@ -215,9 +227,11 @@ export class SourcePipeline {
   async runOnce(): Promise<void> {
     const cfg = this.config;
     const claim = await this.#owner.claim(this.#stopSignal.signal);
+    this.#claim = claim;
     if (claim.tookOver) this.#restarting = true; // the previous holder's walsender may linger
     const owned = { database: this.db.database, sid: this.source.sid, ownerToken: claim.token };
     const dest = this.destination.catalog;
+    this.#streaming = false;
     // Used to prepare; closed once unused, so that a streaming source holds only its
     // replication connection at the source (the shutdown watch asks through its server's).
     const src = connect(this.source.url, { idleTimeout: SOURCE_IDLE_SECONDS });
@@ -310,17 +324,21 @@ export class SourcePipeline {
       /** True when a copy (or a new slot's progress reset) changed the records read above. */
       let recordsChanged = true;
       if (!slot) {
-        // New slot: every table is copied in the snapshot the slot exported.
-        const created = await createSlotWithSnapshot(replication, this.name, {
-          major,
-          failover: this.source.failover,
+        // New slot: every table is copied in the snapshot the slot exported, made once
+        // the copy's first turn is this source's (see CopySlots.start).
+        const plan = await this.#planCopy(tables.filter(copied).map(job), major, src);
+        const created = await this.#withCopyTurn(async (turn) => {
+          const created = await createSlotWithSnapshot(replication, this.name, {
+            major,
+            failover: this.source.failover,
+          });
+          this.#log.info("created slot {name} at {lsn}", {
+            name: this.name,
+            lsn: formatLsn(created.consistentPoint),
+          });
+          await this.#copy(plan, { snapshot: created, turn });
+          return created;
         });
-        this.#log.info("created slot {name} at {lsn}", {
-          name: this.name,
-          lsn: formatLsn(created.consistentPoint),
-        });
-        const jobs = tables.filter(copied).map(job);
-        await this.#copy(jobs, { snapshot: created, major, src, claim });
         await resetProgress(dest, owned, formatLsn(created.consistentPoint));
         startLsn = created.consistentPoint;
       } else {
@@ -328,7 +346,7 @@ export class SourcePipeline {
         const jobs = tables
           .filter((t) => (synced.get(t.mapping.source)?.lsn ?? 0n) === 0n && copied(t))
           .map(job);
-        if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, { major, src, claim });
+        if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, major, src);
         else recordsChanged = false;
         startLsn = storedLsn ?? slot.confirmedFlushLsn ?? 0n;
       }
@@ -378,7 +396,10 @@ export class SourcePipeline {
           streamWaitMs: cfg.apply.streamWaitMs,
           startLsn,
           oneByOneUntil: this.#oneByOneUntil,
-          onCommit: this.events.onCommit,
+          onCommit: (info) => {
+            this.#committed();
+            this.events.onCommit?.(info);
+          },
           onAnomaly: this.events.onAnomaly,
           onOperations: this.events.onOperations,
           watchdog: this.destination.watchdog,
@@ -391,7 +412,10 @@ export class SourcePipeline {
       // Only a metric: the slot poller tries again.
       const lag = await readSlotLag(src, this.name).catch(() => null);
       if (lag) this.events.onSlotLag?.(lag);
-      this.#log.info("streaming from {lsn}", { lsn: formatLsn(startLsn) });
+      // Quiet when the attempts before failed while streaming, again and again (see sayFailure).
+      const level = this.#streamFailures >= 2 ? "debug" : "info";
+      this.#log[level]("streaming from {lsn}", { lsn: formatLsn(startLsn) });
+      this.#streaming = true;
       this.events.onConnected?.(true);
       let closed = false;
       const probe = serverProbe(this.source.url);
@@ -420,6 +444,7 @@ export class SourcePipeline {
         stop: this.#stop,
         receiveTimeoutSeconds: cfg.timeouts.replicationReceiveSeconds,
         onWalEnd: this.events.onWalEnd,
+        onConfirmed: this.events.onConfirmed,
       }).catch((e) => {
         throw closed ? new Error("replication connection closed: the source shut down") : e;
       }).finally(() => {
@@ -434,6 +459,7 @@ export class SourcePipeline {
       throw claim.signal.aborted ? claim.signal.reason : e;
     } finally {
       claim.end();
+      this.#claim = null;
       applier?.abort();
       this.events.onConnected?.(false);
       await Promise.all([
@@ -587,44 +613,34 @@ export class SourcePipeline {
   }
 
   /**
-   * Copies `jobs` in the snapshot, taking the process's copy turns and keeping
+   * Copies a planned copy in the snapshot, taking the process's copy turns and keeping
    * kvsz's records on the shared catalog connection. Each target is analyzed
    * there once copied, in the background (fresh statistics, or the first
    * set-based statements plan against an empty table; a plan made before is
    * replanned when the statistics change), so streaming need not wait for it.
    */
   async #copy(
-    jobs: SyncJob[],
-    { snapshot, major, src, claim }: {
+    plan: CopyPlan,
+    { snapshot, turn }: {
       /** The slot's exported snapshot and its consistent point. */
       snapshot: { snapshotName: string; consistentPoint: bigint };
-      /** The source's major version. */
-      major: number;
-      /** The source's catalog connection. */
-      src: Sql;
-      /** The attempt's claim: fences each copy transaction, stops the copy when lost. */
-      claim: Claim;
+      /** The turn the source started its copy with. */
+      turn: CopyTurn;
     },
   ): Promise<void> {
-    if (jobs.length === 0) return;
-    const dest = this.destination.catalog;
-    await copyTables(jobs, {
+    await copyTables(plan, {
       sourceUrl: this.source.url,
-      source: src,
-      sourceMajor: major,
       snapshotName: snapshot.snapshotName,
       snapshotLsn: snapshot.consistentPoint,
-      dest,
       destUrl: this.config.destination.url,
       destParams: destinationParams(this.config),
       destSchema: this.config.destination.schema,
-      database: this.db.database,
-      sid: this.source.sid,
-      parallelism: this.config.sync.parallelism,
       slots: this.destination.copySlots,
-      signal: AbortSignal.any([this.#stopSignal.signal, claim.signal]),
-      ownerToken: claim.token,
-      splitBytes: this.config.sync.splitMb * 1024 * 1024,
+      turn,
+      // The attempt's claim lost, the copy stops (its transactions are fenced: see #planCopy).
+      signal: this.#claim
+        ? AbortSignal.any([this.#stopSignal.signal, this.#claim.signal])
+        : this.#stopSignal.signal,
       rate: this.config.sync.rate,
       burst: this.config.sync.burst,
       progress: this.events.syncProgress?.() ?? QUIET_PROGRESS,
@@ -638,24 +654,55 @@ export class SourcePipeline {
    * exports a snapshot whose LSN is recorded per table, and the stream applies
    * their changes only above it.
    */
-  async #copyWithTemporarySlot(
-    jobs: SyncJob[],
-    { major, src, claim }: { major: number; src: Sql; claim: Claim },
-  ): Promise<void> {
-    const replication = connect(this.source.url, { replication: true });
+  async #copyWithTemporarySlot(jobs: SyncJob[], major: number, src: Sql): Promise<void> {
+    const plan = await this.#planCopy(jobs, major, src);
+    await this.#withCopyTurn(async (turn) => {
+      const replication = connect(this.source.url, { replication: true });
+      try {
+        const temp = await createSlotWithSnapshot(
+          replication,
+          `${this.name.slice(0, 50)}_sync_${Date.now() % 1e6}`,
+          { major, temporary: true },
+        );
+        this.#log.info("copying {count} new table(s) at {lsn}", {
+          count: jobs.length,
+          lsn: formatLsn(temp.consistentPoint),
+        });
+        await this.#copy(plan, { snapshot: temp, turn });
+      } finally {
+        await replication.end({ timeout: 2 });
+      }
+    });
+  }
+
+  /**
+   * Plans the copy of `jobs` (see planCopy), before the turn and the snapshot;
+   * its transactions are fenced by the attempt's claim.
+   */
+  #planCopy(jobs: SyncJob[], major: number, src: Sql): Promise<CopyPlan> {
+    return planCopy(jobs, {
+      source: src,
+      dest: this.destination.catalog,
+      database: this.db.database,
+      sid: this.source.sid,
+      sourceMajor: major,
+      parallelism: this.config.sync.parallelism,
+      splitBytes: this.config.sync.splitMb * 1024 * 1024,
+      ownerToken: this.#claim?.token,
+    });
+  }
+
+  /**
+   * Runs `fn` with the turn this source starts its copy with, waited for in
+   * line before anything of the copy is made (see CopySlots.start); given
+   * back at the end unless the copy's first task took it.
+   */
+  async #withCopyTurn<T>(fn: (turn: CopyTurn) => Promise<T>): Promise<T> {
+    const turn = await this.destination.copySlots.start(this.#stopSignal.signal);
     try {
-      const temp = await createSlotWithSnapshot(
-        replication,
-        `${this.name.slice(0, 50)}_sync_${Date.now() % 1e6}`,
-        { major, temporary: true },
-      );
-      this.#log.info("copying {count} new table(s) at {lsn}", {
-        count: jobs.length,
-        lsn: formatLsn(temp.consistentPoint),
-      });
-      await this.#copy(jobs, { snapshot: temp, major, src, claim });
+      return await fn(turn);
     } finally {
-      await replication.end({ timeout: 2 });
+      turn.release();
     }
   }
 }

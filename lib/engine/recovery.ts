@@ -2,8 +2,11 @@
  * How a source's pipeline goes on after an error (see `lib/errors.ts`): the
  * error's class decides, and a server error's SQLSTATE for errors kvsz did
  * not raise itself. A problem that needs a person is said once and retried
- * slowly; a transient one is retried with a short backoff.
+ * slowly; a transient one is retried with a short backoff, and said once
+ * more on its first repeat. Repeats are then quiet (debug level) until the
+ * problem changes, or for ten minutes.
  */
+import type { Logger } from "@logtape/logtape";
 import { KvszError, type Recovery } from "../errors.ts";
 import { errorCode } from "../pg/errors.ts";
 
@@ -29,35 +32,96 @@ export interface RetryStep {
   delayMs: number;
   /** False when the same problem was said recently: log it quietly. */
   say: boolean;
+  /** Attempts in a row that failed with this same message, this one included. */
+  repeats: number;
+  /** The failure needs a person (retried slowly). */
+  needsPerson: boolean;
 }
 
-/** The waits between a pipeline's failed attempts. */
+/** Logs a failed attempt as `step` says: loud when it is to be said, else at debug level. */
+export function sayFailure(logger: Logger, error: string, step: RetryStep): void {
+  const seconds = step.delayMs / 1000;
+  const repeats = step.repeats;
+  if (!step.say) logger.debug("{error}; retrying in {seconds} s", { error, seconds });
+  else if (repeats === 2) {
+    logger.error(
+      "{error}; retrying in {seconds} s (failed {repeats} times in a row: its repeats are logged " +
+        "at debug level, said again in 10 minutes if it lasts)",
+      { error, seconds, repeats },
+    );
+  } else if (repeats > 2) {
+    logger.error("{error}; retrying in {seconds} s (failed {repeats} times in a row)", {
+      error,
+      seconds,
+      repeats,
+    });
+  } else if (step.needsPerson) {
+    logger.error(
+      "{error}; retrying in {seconds} s, then at most every minute (said again in 10 minutes if it lasts)",
+      { error, seconds },
+    );
+  } else logger.error("{error}; retrying in {seconds} s", { error, seconds });
+}
+
+/**
+ * The waits between a pipeline's failed attempts, and which failures to say:
+ * a problem is said when it first happens and, when it is transient, once
+ * more on its first repeat (so that a reader sees it is retried); after that
+ * its repeats are quiet until it changes, or for ten minutes. A thousand
+ * tenants failing the same way do not flood the log.
+ */
 export class RetrySchedule {
   #backoffMs = BACKOFF.firstMs;
   #needsPersonMs = NEEDS_PERSON_RETRY.firstMs;
   #said = "";
   #saidAt = -Infinity;
+  #last = "";
+  #repeats = 0;
+  #failures = 0;
 
   constructor(private readonly now: () => number = () => performance.now()) {}
+
+  /** Failed attempts in a row so far (0 after {@link reset}). */
+  get failures(): number {
+    return this.#failures;
+  }
 
   /** The step after an attempt that ran `ranMs` and failed with `message` needing `recovery`. */
   next(recovery: Exclude<Recovery, "reconnect">, message: string, ranMs: number): RetryStep {
     const now = this.now();
-    if (recovery === "needs-person") {
-      const say = message !== this.#said || now - this.#saidAt >= REMIND_MS;
-      if (say) {
-        this.#said = message;
-        this.#saidAt = now;
-      }
+    this.#failures++;
+    this.#repeats = message === this.#last ? this.#repeats + 1 : 1;
+    this.#last = message;
+    const transient = recovery === "backoff";
+    if (transient && ranMs > BACKOFF.resetAfterMs) {
+      // It worked for a while: a new episode, said and backed off from the start.
+      this.#backoffMs = BACKOFF.firstMs;
+      this.#said = "";
+      this.#repeats = 1;
+    }
+    const say = message !== this.#said || now - this.#saidAt >= REMIND_MS ||
+      (transient && this.#repeats === 2);
+    if (say) {
+      this.#said = message;
+      this.#saidAt = now;
+    }
+    if (!transient) {
       const delayMs = this.#needsPersonMs;
       this.#needsPersonMs = Math.min(delayMs * 2, NEEDS_PERSON_RETRY.maxMs);
-      return { delayMs, say };
+      return { delayMs, say, repeats: this.#repeats, needsPerson: true };
     }
-    this.#said = "";
     this.#needsPersonMs = NEEDS_PERSON_RETRY.firstMs;
-    if (ranMs > BACKOFF.resetAfterMs) this.#backoffMs = BACKOFF.firstMs;
     const delayMs = this.#backoffMs;
     this.#backoffMs = Math.min(delayMs * 2, BACKOFF.maxMs);
-    return { delayMs, say: true };
+    return { delayMs, say, repeats: this.#repeats, needsPerson: false };
+  }
+
+  /** The source works again: the next failure is said, and backed off from the start. */
+  reset(): void {
+    this.#backoffMs = BACKOFF.firstMs;
+    this.#needsPersonMs = NEEDS_PERSON_RETRY.firstMs;
+    this.#said = this.#last = "";
+    this.#saidAt = -Infinity;
+    this.#repeats = this.#failures = 0;
   }
 }

@@ -10,8 +10,9 @@ import type { Anomaly } from "../apply/types.ts";
 import type { DriftReport } from "../apply/routes.ts";
 import type { SlotLag } from "../source/slot.ts";
 import { VERSION } from "../version.ts";
+import { log } from "../log.ts";
 import { type PipelineEvents } from "../engine/events.ts";
-import { SyncProgressDisplay } from "./sync_progress.ts";
+import { SyncBoard } from "./sync_progress.ts";
 
 /** Readiness of one source, as `/readyz` reports it. */
 export interface SourceReadiness {
@@ -28,6 +29,11 @@ export interface SourceReadiness {
   lagSeconds: number;
   /** Last known unconfirmed WAL bytes of the slot, or null when not polled. */
   lagBytes: number | null;
+  /**
+   * The error of the source's last failed attempt, until it applies a
+   * transaction or has streamed for {@link ERROR_SHOWN_MS} since; else null.
+   */
+  error: string | null;
 }
 
 /** Readiness of the whole process: ready when every source is. */
@@ -40,9 +46,19 @@ export interface Readiness {
 export interface MetricsOptions {
   /** Clock in milliseconds since the epoch (tests pass a fake one). */
   now?: () => number;
+  /** Draw the initial copy's progress on stderr as a terminal (default: when it is one). */
+  tty?: boolean;
+  /**
+   * Per-table series (and the per-source histograms) carry each source's
+   * `database` and `sid` while there are at most this many sources, else
+   * they are summed over sources (`metrics.per_source_tables`; default: always per source).
+   */
+  perSourceTables?: number;
 }
 
 const SOURCE = ["database", "sid"] as const;
+/** A source connected this long after its last failure is taken to work again. */
+const ERROR_SHOWN_MS = 60_000;
 const OPERATION_SECONDS_BUCKETS = [
   0.0005,
   0.001,
@@ -66,6 +82,10 @@ interface SourceState {
   database: string;
   sid: string;
   connected: boolean;
+  /** When it last connected (ms since the epoch). */
+  connectedMs: number;
+  /** The error of its last failed attempt (see {@link SourceReadiness.error}). */
+  error: string | null;
   /** An initial copy reported rows since the source was last connected. */
   syncing: boolean;
   /** Another kvsz process holds the source's destination lock. */
@@ -80,7 +100,12 @@ interface SourceState {
   caughtUpMs: number | null;
   /** Highest WAL end reported by a keepalive. */
   keepaliveLsn: bigint;
-  lagBytes: number | null;
+  /** The slot poller's last lag (current LSN − `confirmed_flush_lsn`), null when unknown. */
+  polledLagBytes: number | null;
+  /** While it streams: the server's highest WAL end known (the stream's, or the poller's current LSN). */
+  walEnd: bigint;
+  /** While it streams: what kvsz last confirmed to the server (null before the first status update). */
+  confirmed: bigint | null;
   /** Drifted columns per table, as last reported (the series to remove when they go). */
   drift: Map<string, { column: string; kind: string }[]>;
 }
@@ -94,6 +119,11 @@ export class Metrics {
 
   readonly #now: () => number;
   readonly #sources = new Map<string, SourceState>();
+  /** The initial copy's progress display, and which sources are copied. */
+  readonly sync: SyncBoard;
+  #perSourceTables: number;
+  /** True while per-table series are summed over sources (see {@link MetricsOptions.perSourceTables}). */
+  #summed = false;
 
   readonly operations = new Counter({
     name: "streamer_operations_total",
@@ -120,17 +150,43 @@ export class Metrics {
     labelNames: ["database", "sid", "table"] as const,
     registers: [this.registry],
   });
+  readonly syncSources: Gauge = new Gauge({
+    name: "kvsz_sync_sources",
+    help: "Sources kvsz runs (the total of the initial copy's kvsz_sync_sources_done).",
+    registers: [this.registry],
+    collect: () => {
+      this.syncSources.set(this.sync.total);
+    },
+  });
+  readonly syncSourcesDone: Gauge = new Gauge({
+    name: "kvsz_sync_sources_done",
+    help:
+      "Sources whose every table is copied: they stream (a source copying a table added later is not).",
+    registers: [this.registry],
+    collect: () => {
+      this.syncSourcesDone.set(this.sync.done);
+    },
+  });
   readonly heartbeat = new Gauge({
     name: "url_heartbeat",
     help: "Last activity of a source (connection, change, keepalive, copy), in unix seconds.",
     labelNames: SOURCE,
     registers: [this.registry],
   });
-  readonly lagBytesGauge = new Gauge({
+  readonly lagBytesGauge: Gauge<"database" | "sid"> = new Gauge({
     name: "kvsz_lag_bytes",
-    help: "Source WAL not yet confirmed by kvsz (current LSN minus confirmed_flush_lsn), in bytes.",
+    help:
+      "Source WAL not yet confirmed by kvsz, in bytes: the server's WAL end minus what kvsz confirmed, from the stream while the source streams, else from the slot poller (current LSN minus confirmed_flush_lsn).",
     labelNames: SOURCE,
     registers: [this.registry],
+    collect: () => {
+      for (const s of this.#sources.values()) {
+        const bytes = this.#lagBytes(s);
+        const labels = { database: s.database, sid: s.sid };
+        if (bytes === null) this.lagBytesGauge.remove(labels);
+        else this.lagBytesGauge.set(labels, bytes);
+      }
+    },
   });
   readonly lagSecondsGauge: Gauge<"database" | "sid"> = new Gauge({
     name: "kvsz_lag_seconds",
@@ -176,6 +232,13 @@ export class Metrics {
     help:
       "1 while a table is stopped for column drift (on_column_drift: stop): its changes wait for the target's fix and a fresh copy.",
     labelNames: ["database", "sid", "table"] as const,
+    registers: [this.registry],
+  });
+  readonly failures = new Counter({
+    name: "kvsz_source_errors_total",
+    help:
+      "Failed attempts of a source (each retried on its own; the log and /readyz say the error).",
+    labelNames: SOURCE,
     registers: [this.registry],
   });
   readonly connected = new Gauge({
@@ -226,6 +289,8 @@ export class Metrics {
 
   constructor(opts: MetricsOptions = {}) {
     this.#now = opts.now ?? Date.now;
+    this.#perSourceTables = opts.perSourceTables ?? Infinity;
+    this.sync = new SyncBoard(opts.tty);
     this.info.set({ version: VERSION }, 1);
   }
 
@@ -237,27 +302,39 @@ export class Metrics {
     return {
       onConnected: (connected) => {
         s.connected = connected;
-        if (connected) s.syncing = false;
+        if (connected) {
+          s.syncing = false;
+          s.connectedMs = this.#now();
+          this.sync.streaming(labels);
+        } else {
+          s.walEnd = 0n;
+          s.confirmed = null;
+        }
         this.connected.set(labels, connected ? 1 : 0);
         if (connected) beat();
       },
+      onFailure: (error) => {
+        s.error = error;
+        this.failures.inc(labels);
+      },
       onCommit: (info: CommitInfo) => {
         beat();
+        s.error = null;
         if (info.endLsn > s.keepaliveLsn && info.commitTimeIso !== null) {
           const t = Date.parse(info.commitTimeIso);
           if (Number.isFinite(t)) s.caughtUpMs = t;
         }
-        this.batchSize.observe(labels, info.changes);
-        this.commitSeconds.observe(labels, info.seconds);
+        this.batchSize.observe(this.#scope(labels), info.changes);
+        this.commitSeconds.observe(this.#scope(labels), info.seconds);
         this.transactions.inc(labels, info.transactions);
         for (const mode of ["clone", "append", "history"] as const) {
           if (info.counts[mode] > 0) this.rows.inc({ ...labels, mode }, info.counts[mode]);
         }
       },
       onAnomaly: (a: Anomaly) => {
-        this.anomalies.inc({ ...labels, table: a.route.source, kind: a.kind });
+        this.anomalies.inc({ ...this.#scope(labels), table: a.route.source, kind: a.kind });
       },
-      onOneByOne: (table: string) => this.oneByOne.inc({ ...labels, table }),
+      onOneByOne: (table: string) => this.oneByOne.inc({ ...this.#scope(labels), table }),
       onColumnDrift: ({ table, drift, stopped }: DriftReport) => {
         for (const d of s.drift.get(table) ?? []) {
           this.columnDrift.remove({ ...labels, table, column: d.column, kind: d.kind });
@@ -270,21 +347,26 @@ export class Metrics {
         else this.tableStopped.remove({ ...labels, table });
       },
       onSlotLag: (lag: SlotLag) => this.setLag(database, sid, lag),
+      onConfirmed: (confirmed, walEnd) => {
+        s.confirmed = confirmed;
+        if (walEnd > s.walEnd) s.walEnd = walEnd;
+      },
       onWalEnd: (walEnd: bigint) => {
         beat();
         if (walEnd > s.keepaliveLsn) s.keepaliveLsn = walEnd;
+        if (s.connected && walEnd > s.walEnd) s.walEnd = walEnd;
         s.caughtUpMs = this.#now();
       },
       syncProgress: () =>
-        new SyncProgressDisplay({ database, sid }, undefined, (table, rows, bytes) => {
+        this.sync.source(labels, (table, rows, bytes) => {
           beat();
           if (!s.connected) s.syncing = true;
-          if (rows > 0) this.syncRows.inc({ ...labels, table }, rows);
-          if (bytes > 0) this.syncBytes.inc({ ...labels, table }, bytes);
+          if (rows > 0) this.syncRows.inc({ ...this.#scope(labels), table }, rows);
+          if (bytes > 0) this.syncBytes.inc({ ...this.#scope(labels), table }, bytes);
         }),
       onOperations: (table, { operation, count, seconds }) => {
         beat();
-        const l = { ...labels, table, operation, result: "success" };
+        const l = { ...this.#scope(labels), table, operation, result: "success" };
         if (count > 0) this.operations.inc(l, count);
         this.operationSeconds.observe(l, seconds);
       },
@@ -299,9 +381,11 @@ export class Metrics {
   setLag(database: string, sid: string, lag: SlotLag): void {
     const s = this.#source(database, sid);
     const labels = { database, sid };
-    s.lagBytes = lag.bytes;
-    if (lag.bytes === null) this.lagBytesGauge.remove(labels);
-    else this.lagBytesGauge.set(labels, lag.bytes);
+    s.polledLagBytes = lag.bytes;
+    // The stream's WAL end lags behind while kvsz reads nothing (backpressure): the poller's counts too.
+    if (s.connected && lag.currentLsn !== undefined && lag.currentLsn > s.walEnd) {
+      s.walEnd = lag.currentLsn;
+    }
     if (lag.retainedBytes === null) this.retainedWal.remove(labels);
     else if (lag.retainedBytes !== undefined) this.retainedWal.set(labels, lag.retainedBytes);
   }
@@ -332,7 +416,8 @@ export class Metrics {
         ready: state === "streaming",
         connected: s.connected,
         lagSeconds,
-        lagBytes: s.lagBytes,
+        lagBytes: this.#lagBytes(s),
+        error: s.connected && this.#now() - s.connectedMs >= ERROR_SHOWN_MS ? null : s.error,
       };
     });
     return { ready: sources.every((s) => s.ready), sources };
@@ -346,6 +431,8 @@ export class Metrics {
   /** Forgets a source (removed from the config): its series disappear from the exposition. */
   async removeSource(database: string, sid: string): Promise<void> {
     this.#sources.delete(key(database, sid));
+    this.sync.remove({ database, sid });
+    this.#checkSummed();
     for (const metric of this.#all()) {
       const { values } = await metric.get();
       const seen = new Set<string>();
@@ -360,6 +447,49 @@ export class Metrics {
         (metric as any).remove(labels);
       }
     }
+  }
+
+  /** Changes `metrics.per_source_tables` (a config reload). */
+  setPerSourceTables(max: number): void {
+    this.#perSourceTables = max;
+    this.#checkSummed();
+  }
+
+  /** The labels of a source on a per-table series or a per-source histogram: none once summed. */
+  #scope(labels: { database: string; sid: string }): { database?: string; sid?: string } {
+    return this.#summed ? {} : labels;
+  }
+
+  /**
+   * Sums the per-table series over sources once there are more sources than
+   * `metrics.per_source_tables`, and labels them per source again when there
+   * are no longer: their series start over.
+   */
+  #checkSummed(): void {
+    const summed = this.#sources.size > this.#perSourceTables;
+    if (summed === this.#summed) return;
+    this.#summed = summed;
+    for (const metric of this.#perTable()) metric.reset();
+    log("metrics").info(
+      summed
+        ? "more sources than metrics.per_source_tables ({max}): per-table series are summed over sources, without database and sid"
+        : "no more sources than metrics.per_source_tables ({max}): per-table series are per source again",
+      { max: this.#perSourceTables },
+    );
+  }
+
+  /** The families whose series are summed over sources beyond `metrics.per_source_tables`. */
+  #perTable() {
+    return [
+      this.operations,
+      this.operationSeconds,
+      this.syncRows,
+      this.syncBytes,
+      this.anomalies,
+      this.oneByOne,
+      this.batchSize,
+      this.commitSeconds,
+    ];
   }
 
   /** The text exposition (format 0.0.4) of every metric. */
@@ -383,6 +513,7 @@ export class Metrics {
       this.tableStopped,
       this.connected,
       this.waiting,
+      this.failures,
       this.batchSize,
       this.commitSeconds,
       this.transactions,
@@ -398,23 +529,36 @@ export class Metrics {
         database,
         sid,
         connected: false,
+        connectedMs: 0,
+        error: null,
         syncing: false,
         waiting: false,
         registeredMs: this.#now(),
         caughtUpMs: null,
         keepaliveLsn: 0n,
-        lagBytes: null,
+        polledLagBytes: null,
+        walEnd: 0n,
+        confirmed: null,
         drift: new Map(),
       };
       this.#sources.set(k, s);
       this.connected.set({ database, sid }, 0);
       this.waiting.set({ database, sid }, 0);
+      this.failures.inc({ database, sid }, 0);
+      this.sync.add({ database, sid });
+      this.#checkSummed();
     }
     return s;
   }
 
+  /** Unconfirmed WAL: from the stream while the source streams, else as polled; null when unknown. */
+  #lagBytes(s: SourceState): number | null {
+    if (!s.connected || s.confirmed === null) return s.polledLagBytes;
+    return s.walEnd > s.confirmed ? Number(s.walEnd - s.confirmed) : 0;
+  }
+
   #lagSeconds(s: SourceState): number {
-    if (s.lagBytes === 0) return 0;
+    if (this.#lagBytes(s) === 0) return 0;
     const since = s.caughtUpMs ?? s.registeredMs;
     return Math.max(0, (this.#now() - since) / 1000);
   }

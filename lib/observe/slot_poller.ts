@@ -1,9 +1,12 @@
 /**
- * Polls the kvsz slots of every source for the metrics: WAL not yet confirmed
- * (`kvsz_lag_bytes`) and WAL retained (`kvsz_slot_retained_wal_bytes`). Only
- * the source can say these; an unreachable server or a missing slot clears
- * them. Each pipeline also reports them once when it starts streaming (a new
- * slot would otherwise wait for the next poll).
+ * Polls the kvsz slots of every source for the metrics: WAL retained
+ * (`kvsz_slot_retained_wal_bytes`), and WAL not yet confirmed
+ * (`kvsz_lag_bytes`) of the sources that do not stream (a streaming source's
+ * comes from its stream; the server's current LSN read here still counts
+ * when it is ahead of what the stream said). Only the source can say these;
+ * an unreachable server or a missing slot clears them. Each pipeline also
+ * reports them once when it starts streaming (a new slot would otherwise
+ * wait for the next poll).
  */
 import type { Config } from "../config/types.ts";
 import { connect, type Sql } from "../pg/connect.ts";
@@ -29,11 +32,12 @@ export interface SlotPoller {
 /** The sources of one server, polled through one connection. */
 interface Server {
   /**
-   * A URL of one of its sources, or the one its tenants are discovered
-   * through (not a tenant's, which may be dropped): any database of the
-   * server shows every slot.
+   * URLs to reach it through: the one its tenants are discovered through
+   * first, then its sources'. Any database of the server shows every slot.
    */
-  url: string;
+  urls: string[];
+  /** The URL polled through (its index in {@link urls}). */
+  at: number;
   sources: { database: string; sid: string; slot: string }[];
   client?: Sql;
 }
@@ -54,8 +58,10 @@ export function startSlotPoller(
   for (const db of config.databases) {
     for (const u of db.urls) {
       const key = serverOf(u.url);
-      const server = servers.get(key) ?? { url: u.url, sources: [] };
-      if (u.discovered) server.url = u.discovered.serverUrl;
+      const server = servers.get(key) ?? { urls: [], at: 0, sources: [] };
+      const listing = u.discovered?.serverUrl;
+      if (listing && server.urls[0] !== listing) server.urls.unshift(listing);
+      server.urls.push(u.url);
       server.sources.push({
         database: db.database,
         sid: u.sid,
@@ -67,15 +73,28 @@ export function startSlotPoller(
   let running: Promise<void> | null = null;
   let stopped = false;
 
+  const read = async (server: Server) => {
+    server.client ??= connect(server.urls[server.at], { connectTimeout: 5 });
+    const lags = await readSlotLags(server.client, server.sources.map((s) => s.slot));
+    for (const s of server.sources) metrics.setLag(s.database, s.sid, lags.get(s.slot)!);
+  };
   const pollServer = async (server: Server) => {
-    server.client ??= connect(server.url, { connectTimeout: 5 });
     try {
-      const lags = await readSlotLags(server.client, server.sources.map((s) => s.slot));
-      for (const s of server.sources) metrics.setLag(s.database, s.sid, lags.get(s.slot)!);
+      await read(server);
     } catch {
-      // Unreachable: what was known is stale now. (The pipelines log connection errors.)
-      for (const s of server.sources) {
-        metrics.setLag(s.database, s.sid, { bytes: null, retainedBytes: null });
+      if (stopped) return; // its connection was ended by stop()
+      // The database polled through may be gone (a tenant dropped) while its server
+      // serves the others: once more through the next source's database.
+      server.client?.end({ timeout: 0 }).catch(() => {});
+      server.client = undefined;
+      server.at = (server.at + 1) % server.urls.length;
+      try {
+        await read(server);
+      } catch {
+        // Unreachable: what was known is stale now. (The pipelines log connection errors.)
+        for (const s of server.sources) {
+          metrics.setLag(s.database, s.sid, { bytes: null, retainedBytes: null });
+        }
       }
     }
   };

@@ -1,9 +1,18 @@
 /**
- * Initial-sync progress: a bar per table on a terminal (rows, MB, rate, ETA
- * from the planner's estimate), a log line per table otherwise.
+ * Initial-sync progress of a kvsz process: a log line per table (and every
+ * 10 s while one is copied), a line per source whose copy is done with the
+ * count of sources copied out of all, and on a terminal one live display for
+ * every source: a line "sources copied: done of total" and a bar per table
+ * being copied (rows, MB, rate, ETA from the planner's estimate).
  */
 import { log } from "../log.ts";
 import { type SyncProgress } from "../engine/events.ts";
+
+/** One source, as the display names it. */
+export interface SyncSource {
+  database: string;
+  sid: string;
+}
 
 interface TableState {
   label: string;
@@ -14,71 +23,123 @@ interface TableState {
   lastLogged: number;
 }
 
-/** Progress as log lines (and a live bar when stderr is a terminal). */
-export class SyncProgressDisplay implements SyncProgress {
+interface SourceState {
+  /** Every table it maps is copied (it streams). */
+  copied: boolean;
+  /** A copy of it ran since it last streamed. */
+  copying: boolean;
+}
+
+/** The progress display of every source's initial copy (see the module comment). */
+export class SyncBoard {
   #tables = new Map<string, TableState>();
+  #sources = new Map<string, SourceState>();
   #drawn = 0;
   #lastDraw = 0;
-  readonly #log;
   readonly #tty: boolean;
 
-  constructor(
-    readonly source: { database: string; sid: string },
-    tty = Deno.stderr.isTerminal(),
-    /** Receives the rows and bytes copied since the last update (for metrics). */
-    readonly onRows?: (table: string, rows: number, bytes: number) => void,
-  ) {
-    this.#log = log("sync").with(source);
+  constructor(tty = Deno.stderr.isTerminal()) {
     this.#tty = tty;
   }
 
-  start(table: string, estimatedRows: number, ranges = 1): void {
-    const now = performance.now();
-    this.#tables.set(table, {
-      label: table,
-      estimate: estimatedRows,
-      rows: 0,
-      bytes: 0,
-      started: now,
-      lastLogged: now,
-    });
-    this.#log.info(
-      ranges > 1
-        ? "copying {table} (about {estimate} rows, {ranges} page ranges in parallel)"
-        : "copying {table} (about {estimate} rows)",
-      { table, estimate: estimatedRows, ranges },
+  /** Sources known (see {@link add}). */
+  get total(): number {
+    return this.#sources.size;
+  }
+
+  /** Sources whose every table is copied: they stream, or did since their last copy. */
+  get done(): number {
+    let n = 0;
+    for (const s of this.#sources.values()) if (s.copied) n++;
+    return n;
+  }
+
+  /** A source kvsz runs: counted, not copied until it streams. */
+  add(source: SyncSource): void {
+    if (!this.#sources.has(key(source))) {
+      this.#sources.set(key(source), { copied: false, copying: false });
+    }
+  }
+
+  /** A source kvsz no longer runs. */
+  remove(source: SyncSource): void {
+    this.#sources.delete(key(source));
+  }
+
+  /** The source streams: its tables are copied; said when it copied some. */
+  streaming(source: SyncSource): void {
+    const s = this.#sources.get(key(source));
+    if (!s || s.copied) return;
+    s.copied = true;
+    if (!s.copying) return;
+    s.copying = false;
+    log("sync").with({ ...source }).info(
+      "initial copy done, streaming: {done} of {total} sources copied",
+      { done: this.done, total: this.total },
     );
     this.#draw(true);
   }
 
-  update(table: string, rows: number, bytes: number): void {
-    const t = this.#tables.get(table);
-    if (!t) return;
-    this.onRows?.(table, rows - t.rows, bytes - t.bytes);
-    t.rows = rows;
-    t.bytes = bytes;
-    const now = performance.now();
-    if (!this.#tty && now - t.lastLogged > 10_000) {
-      t.lastLogged = now;
-      this.#log.info("copying {table}: {line}", { table, line: describe(t, now) });
-    }
-    this.#draw(false);
-  }
-
-  finish(table: string, rows: number): void {
-    const t = this.#tables.get(table);
-    if (!t) return;
-    t.rows = rows;
-    const seconds = (performance.now() - t.started) / 1000;
-    this.#clear();
-    this.#tables.delete(table);
-    this.#log.info("copied {table}: {rows} rows, {mb} MB in {seconds} s", {
-      table,
-      rows,
-      mb: (t.bytes / 1e6).toFixed(1),
-      seconds: seconds.toFixed(1),
-    });
-    this.#draw(true);
+  /**
+   * The display of one source's copies; `onRows` receives the rows and bytes
+   * copied since the last update (for metrics).
+   */
+  source(
+    source: SyncSource,
+    onRows?: (table: string, rows: number, bytes: number) => void,
+  ): SyncProgress {
+    const logger = log("sync").with({ ...source });
+    const tableKey = (table: string) => `${key(source)}\u0000${table}`;
+    return {
+      start: (table, estimatedRows, ranges = 1) => {
+        const s = this.#sources.get(key(source));
+        if (s) Object.assign(s, { copied: false, copying: true });
+        const now = performance.now();
+        this.#tables.set(tableKey(table), {
+          label: this.#sources.size > 1 ? `${source.database} ${table}` : table,
+          estimate: estimatedRows,
+          rows: 0,
+          bytes: 0,
+          started: now,
+          lastLogged: now,
+        });
+        logger.info(
+          ranges > 1
+            ? "copying {table} (about {estimate} rows, {ranges} page ranges in parallel)"
+            : "copying {table} (about {estimate} rows)",
+          { table, estimate: estimatedRows, ranges },
+        );
+        this.#draw(true);
+      },
+      update: (table, rows, bytes) => {
+        const t = this.#tables.get(tableKey(table));
+        if (!t) return;
+        onRows?.(table, rows - t.rows, bytes - t.bytes);
+        t.rows = rows;
+        t.bytes = bytes;
+        const now = performance.now();
+        if (!this.#tty && now - t.lastLogged > 10_000) {
+          t.lastLogged = now;
+          logger.info("copying {table}: {line}", { table, line: describe(t, now) });
+        }
+        this.#draw(false);
+      },
+      finish: (table, rows) => {
+        const t = this.#tables.get(tableKey(table));
+        if (!t) return;
+        t.rows = rows;
+        const seconds = (performance.now() - t.started) / 1000;
+        this.#clear();
+        this.#tables.delete(tableKey(table));
+        logger.info("copied {table}: {rows} rows, {mb} MB in {seconds} s", {
+          table,
+          rows,
+          mb: (t.bytes / 1e6).toFixed(1),
+          seconds: seconds.toFixed(1),
+        });
+        this.#draw(true);
+      },
+    };
   }
 
   #clear(): void {
@@ -93,10 +154,18 @@ export class SyncProgressDisplay implements SyncProgress {
     if (!force && now - this.#lastDraw < 200) return;
     this.#lastDraw = now;
     this.#clear();
-    const lines = [...this.#tables.values()].map((t) => `${bar(t)} ${describe(t, now)}`);
-    if (lines.length) write(lines.join("\n") + "\n");
+    if (this.#tables.size === 0) return;
+    const lines = [
+      `sources copied: ${this.done} of ${this.total}`,
+      ...[...this.#tables.values()].map((t) => `${bar(t)} ${describe(t, now)}`),
+    ];
+    write(lines.join("\n") + "\n");
     this.#drawn = lines.length;
   }
+}
+
+function key(source: SyncSource): string {
+  return `${source.database}\u0000${source.sid}`;
 }
 
 function describe(t: TableState, now: number): string {

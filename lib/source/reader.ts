@@ -108,8 +108,14 @@ export interface ReaderOptions {
    * half); 0 never. Default 60, as PostgreSQL's `wal_receiver_timeout`.
    */
   receiveTimeoutSeconds?: number;
-  /** Called with the source's current WAL end from each keepalive / data frame. */
+  /** Called with the source's current WAL end from each keepalive. */
   onWalEnd?: (walEnd: bigint) => void;
+  /**
+   * Called at each standby status update with the LSN confirmed to the
+   * server and the highest WAL end the server has said (in keepalives and
+   * data headers) by then: their difference is the lag in bytes.
+   */
+  onConfirmed?: (confirmed: bigint, walEnd: bigint) => void;
   /**
    * Have the server stream large transactions while they run (PostgreSQL 14+):
    * applied as they arrive or spooled, see {@link StreamedApply}.
@@ -245,6 +251,9 @@ export async function streamChanges(
 
   let lastSent = -1n;
   let statusAt = performance.now();
+  /** The server's WAL end: from keepalives, and (as a number, cheap per message) from data headers. */
+  let walEnd = 0n;
+  let dataWalEnd = 0;
   const sendStatus = (force: boolean) => {
     const lsn = sink.safeLsn;
     if (!force && lsn === lastSent) return;
@@ -252,6 +261,8 @@ export async function streamChanges(
     if (ended) return;
     stream.write(encodeStandbyStatus(lsn));
     statusAt = performance.now();
+    if (BigInt(dataWalEnd) > walEnd) walEnd = BigInt(dataWalEnd);
+    opts.onConfirmed?.(lsn, walEnd);
   };
   const statusEveryMs = Math.min(opts.statusIntervalSeconds ?? 10, 10) * 1000;
   const receiveTimeout = (opts.receiveTimeoutSeconds ?? 60) * 1000;
@@ -290,7 +301,8 @@ export async function streamChanges(
   const onCopyData = (buf: Uint8Array, start: number, end: number): void | Promise<void> => {
     let msg;
     if (buf[start] === XLOG_DATA && end - start > XLOG_HEADER) {
-      // The hot path: the header's positions are not needed, skip parsing them.
+      // The hot path: of the header, only the server's WAL end (bytes 9 to 16) is read.
+      dataWalEnd = readUint32(buf, start + 9) * 4294967296 + readUint32(buf, start + 13);
       const at = start + XLOG_HEADER;
       if (block === "spool" && isSpooled(buf, at)) {
         return streamed.append(buf, at, end);
@@ -299,6 +311,7 @@ export async function streamChanges(
     } else {
       const frame = parseCopyData(buf.subarray(start, end));
       if (frame.kind === "keepalive") {
+        if (frame.walEnd > walEnd) walEnd = frame.walEnd;
         opts.onWalEnd?.(frame.walEnd);
         sink.noteIdlePosition(frame.walEnd, frame.replyRequested);
         if (frame.replyRequested) sendStatus(true);
@@ -451,4 +464,9 @@ export class ReceiveTimeout extends KvszError {
         `the connection is dead or the server stopped sending; reconnecting`,
     );
   }
+}
+
+/** The big-endian unsigned 32-bit integer at `at`. */
+function readUint32(buf: Uint8Array, at: number): number {
+  return ((buf[at] << 24) | (buf[at + 1] << 16) | (buf[at + 2] << 8) | buf[at + 3]) >>> 0;
 }

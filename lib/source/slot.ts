@@ -59,6 +59,8 @@ export interface SlotLag {
   bytes: number | null;
   /** WAL the source keeps for the slot: current LSN − `restart_lsn`; null = unknown. */
   retainedBytes?: number | null;
+  /** The server's current LSN when read (its replay LSN on a standby). */
+  currentLsn?: bigint;
 }
 
 /** Reads the lag and retained WAL of slot `name`, or nulls when it does not exist. */
@@ -74,7 +76,7 @@ export async function readSlotLag(sql: Sql, name: string): Promise<SlotLag> {
 export async function readSlotLags(sql: Sql, names: string[]): Promise<Map<string, SlotLag>> {
   const rows = await sql.unsafe(
     `SELECT s.slot_name AS name, pg_wal_lsn_diff(c.lsn, s.confirmed_flush_lsn)::int8 AS lag,
-            pg_wal_lsn_diff(c.lsn, s.restart_lsn)::int8 AS retained
+            pg_wal_lsn_diff(c.lsn, s.restart_lsn)::int8 AS retained, c.lsn::text AS current
        FROM pg_catalog.pg_replication_slots s,
             (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
                          ELSE pg_current_wal_lsn() END AS lsn) c
@@ -86,7 +88,11 @@ export async function readSlotLags(sql: Sql, names: string[]): Promise<Map<strin
     names.map((n) => [n, { bytes: null, retainedBytes: null }]),
   );
   for (const r of rows) {
-    lags.set(String(r.name), { bytes: num(r.lag), retainedBytes: num(r.retained) });
+    lags.set(String(r.name), {
+      bytes: num(r.lag),
+      retainedBytes: num(r.retained),
+      currentLsn: r.current === null ? undefined : parseLsn(r.current),
+    });
   }
   return lags;
 }

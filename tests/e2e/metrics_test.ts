@@ -16,6 +16,8 @@ import { SharedDestination } from "../../lib/engine/destination.ts";
 import { clusterSuite, startCluster, type TestCluster } from "../support/cluster.ts";
 import { KvszProcess, waitFor, writeConfig } from "../support/kvsz.ts";
 import { freePort } from "../../lib/pg/local_cluster.ts";
+import { createTenants } from "../support/tenants.ts";
+import { parseExposition } from "../support/prometheus.ts";
 
 /** Log records of `fn`, captured from the `kvsz` loggers. */
 async function captureLogs<T>(fn: () => T | Promise<T>): Promise<[T, LogRecord[]]> {
@@ -137,6 +139,42 @@ Deno.test("HTTP endpoint: an address in use is a warning and no endpoint; empty 
   assert.deepEqual(logs, []);
 });
 
+/**
+ * Runs the pipeline of one source streaming `t1` of database `src.db` (at
+ * `src.url`, sid 1) into the destination at `destUrl`, its hooks feeding new
+ * metrics; `stop` stops it and closes its destination connections.
+ */
+function runPipeline(src: { db: string; url: string }, destUrl: string) {
+  const config = parseConfig(
+    JSON.stringify({
+      destination: { url: destUrl },
+      databases: [{ database: src.db, urls: [{ url: src.url, sid: "1" }], tables: { t1: null } }],
+      apply: { commit_interval_ms: 50 },
+      metrics: { listen: "" },
+    }),
+    "metrics-test.yaml",
+  );
+  const db = config.databases[0];
+  const metrics = new Metrics({ tty: false });
+  const destination = new SharedDestination(config);
+  const pipeline = new SourcePipeline(
+    config,
+    { db, source: db.urls[0], destination },
+    metrics.pipelineEvents(src.db, "1"),
+  );
+  const running = pipeline.run();
+  return {
+    config,
+    metrics,
+    labels: { database: src.db, sid: "1" },
+    async stop() {
+      pipeline.stop();
+      await running;
+      await destination.close();
+    },
+  };
+}
+
 async function pipelineMoves(c: TestCluster): Promise<void> {
   // The source is its own server, so stopping it leaves the destination up.
   await using source = await startCluster({ major: c.major });
@@ -147,29 +185,10 @@ async function pipelineMoves(c: TestCluster): Promise<void> {
   await src.unsafe(`CREATE TABLE t1 (id int PRIMARY KEY, v text)`);
   await src.unsafe(`INSERT INTO t1 SELECT g, 'x' FROM generate_series(1, 300) g`);
   await dst.unsafe(`CREATE TABLE t1 (id int PRIMARY KEY, v text)`);
-  const config = parseConfig(
-    JSON.stringify({
-      destination: { url: c.url(dstDb) },
-      databases: [{
-        database: srcDb,
-        urls: [{ url: source.url(srcDb), sid: "1" }],
-        tables: { t1: null },
-      }],
-      apply: { commit_interval_ms: 50 },
-      metrics: { listen: "" },
-    }),
-    "metrics-test.yaml",
+  const { config, metrics, labels, stop } = runPipeline(
+    { db: srcDb, url: source.url(srcDb) },
+    c.url(dstDb),
   );
-  const db = config.databases[0];
-  const labels = { database: srcDb, sid: "1" };
-  const metrics = new Metrics();
-  const destination = new SharedDestination(config);
-  const pipeline = new SourcePipeline(
-    config,
-    { db, source: db.urls[0], destination },
-    metrics.pipelineEvents(srcDb, "1"),
-  );
-  const running = pipeline.run();
   const poller = startSlotPoller(config, metrics, { intervalMs: 200 });
   const scrape = () => metrics.render();
   try {
@@ -214,9 +233,7 @@ async function pipelineMoves(c: TestCluster): Promise<void> {
     assert.equal(sample(text, "kvsz_source_connected", labels), 0);
     assert.equal(sample(text, "kvsz_lag_bytes", labels), null);
   } finally {
-    pipeline.stop();
-    await running;
-    await destination.close();
+    await stop();
     await poller.stop();
   }
 }
@@ -297,7 +314,134 @@ async function onePollerConnectionPerServer(c: TestCluster): Promise<void> {
   }
 }
 
+/**
+ * Without the slot poller, `kvsz_lag_bytes` comes from the stream itself
+ * (the server's WAL end in keepalives and data headers, against what kvsz
+ * confirmed): 0 once caught up, up while the destination is blocked and the
+ * source writes, back to 0 once it is free.
+ */
+async function lagFromTheStream(c: TestCluster): Promise<void> {
+  const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
+  for (const db of [src, dst]) await db.unsafe(`CREATE TABLE t1 (id int PRIMARY KEY, v text)`);
+  const { metrics, labels, stop } = runPipeline({ db: srcDb, url: c.url(srcDb) }, c.url(dstDb));
+  const lag = async () => sample(await metrics.render(), "kvsz_lag_bytes", labels);
+  const locker = await dst.reserve();
+  try {
+    await waitFor(async () => (await lag()) === 0, {
+      what: "kvsz_lag_bytes 0 once streaming",
+      context: () => metrics.render(),
+      timeoutMs: 60_000,
+    });
+    await locker.unsafe(`BEGIN`);
+    await locker.unsafe(`LOCK TABLE t1 IN ACCESS EXCLUSIVE MODE`);
+    // Each round writes well over 100 kB of WAL for kvsz to read (1000 rows).
+    let before = 0;
+    for (let round = 1; round <= 2; round++) {
+      await src.unsafe(
+        `INSERT INTO t1 SELECT g, repeat('x', 100) FROM generate_series($1::int, $1::int + 999) g`,
+        [round * 10_000],
+      );
+      await waitFor(async () => (await lag())! > before + 100_000, {
+        what: `kvsz_lag_bytes above ${before + 100_000} while the destination is blocked`,
+        context: () => metrics.render(),
+      });
+      before = (await lag())!;
+    }
+    await locker.unsafe(`COMMIT`);
+    await waitFor(async () => (await lag()) === 0, {
+      what: "kvsz_lag_bytes back to 0",
+      context: () => metrics.render(),
+      timeoutMs: 60_000,
+    });
+    const [{ n }] = await dst.unsafe(`SELECT count(*)::int AS n FROM t1`);
+    assert.equal(n, 2000);
+  } finally {
+    await locker.unsafe(`ROLLBACK`).catch(() => {});
+    locker.release();
+    await stop();
+  }
+}
+
+/**
+ * Five tenants with `metrics.per_source_tables: 2`: the per-table series are
+ * summed over the tenants (as many as one tenant makes, without database and
+ * sid), the per-source ones (lag, connected, heartbeat) stay per tenant.
+ */
+async function summedOverTenants(c: TestCluster): Promise<void> {
+  const TENANTS = 5;
+  const names = await createTenants(c, TENANTS, {
+    ddl: `CREATE TABLE accounts (id int PRIMARY KEY, v int);
+          INSERT INTO accounts VALUES (100, 100);
+          CREATE TABLE events (id int PRIMARY KEY, v int);`,
+    prefix: "msum",
+  });
+  const dstDb = await c.createDatabase("msumdst");
+  const dst = c.sql(dstDb);
+  await dst.unsafe(`CREATE TABLE accounts (sid text, id int, v int, PRIMARY KEY (sid, id))`);
+  await dst.unsafe(`CREATE TABLE events (sid text, id int, v int, PRIMARY KEY (sid, id))`);
+  const port = freePort();
+  const config = await writeConfig({
+    destination: { url: c.url(dstDb) },
+    databases: names.map((db, i) => ({
+      database: db,
+      urls: [{ url: c.url(db), sid: String(i + 1) }],
+      tables: { accounts: null, events: null },
+    })),
+    apply: { commit_interval_ms: 20, workers: 2 },
+    metrics: { listen: `127.0.0.1:${port}`, per_source_tables: 2 },
+    log: { level: "info", format: "text" },
+  });
+  await using kvsz = KvszProcess.start(["run", "--config", config]);
+  await waitFor(() => (kvsz.output.match(/streaming from/g) ?? []).length === TENANTS, {
+    what: "every tenant streaming",
+    context: () => kvsz.output.slice(-3000),
+  });
+  for (const db of names) {
+    const src = c.sql(db);
+    await src.unsafe(`INSERT INTO accounts VALUES (1, 1), (2, 2)`);
+    await src.unsafe(`UPDATE accounts SET v = 3 WHERE id = 1`);
+    await src.unsafe(`INSERT INTO events VALUES (1, 1)`);
+  }
+  await waitFor(async () => {
+    const [r] = await dst.unsafe(`SELECT count(*)::int AS n FROM accounts WHERE v = 3`);
+    return r.n === TENANTS;
+  }, { what: "every tenant's changes", context: () => kvsz.output.slice(-3000) });
+  const families = parseExposition(
+    await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
+  );
+  const series = (name: string) => families.get(name)?.samples ?? [];
+  // Two tables; insert and update on accounts, insert on events: three (table, operation)
+  // pairs, each one counter and 17 histogram series (14 buckets, +Inf, sum, count).
+  assert.equal(series("streamer_operations_total").length, 3);
+  assert.equal(series("streamer_operations_seconds").length, 3 * 17);
+  for (const name of ["streamer_operations_total", "streamer_sync_total_rows", "kvsz_batch_size"]) {
+    assert.ok(series(name).length > 0, name);
+    for (const s of series(name)) {
+      assert.ok(!("sid" in s.labels) && !("database" in s.labels), `${name}: ${JSON.stringify(s)}`);
+    }
+  }
+  const summed = series("streamer_operations_total").find((s) =>
+    s.labels.table === "public.accounts" && s.labels.operation === "insert"
+  );
+  assert.equal(summed?.value, 2 * TENANTS);
+  for (const name of ["kvsz_source_connected", "url_heartbeat", "kvsz_lag_bytes"]) {
+    assert.deepEqual(
+      series(name).map((s) => s.labels.sid).sort(),
+      names.map((_, i) => String(i + 1)),
+      name,
+    );
+  }
+  assert.match(
+    kvsz.output,
+    /more sources than metrics\.per_source_tables \(2\): per-table series are summed/,
+  );
+  assert.equal(await kvsz.stop(), 0);
+}
+
 clusterSuite("metrics on real servers", {
+  "metrics.per_source_tables: per-table series summed over the tenants": summedOverTenants,
+  "kvsz_lag_bytes comes from the stream: up while the destination is blocked, 0 after":
+    lagFromTheStream,
   "the slot poller holds one connection per source server": onePollerConnectionPerServer,
   "rows flowing move the metrics; the slot poller; unready when the source stops": pipelineMoves,
   "kvsz_lag_bytes of a new slot is there as soon as kvsz streams": lagFromTheStart,

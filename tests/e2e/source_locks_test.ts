@@ -33,7 +33,7 @@ import { waitFor } from "../support/kvsz.ts";
 import { createSlotWithSnapshot } from "../../lib/source/slot.ts";
 import { resolveTables } from "../../lib/source/tables.ts";
 import { readTargetTable } from "../../lib/apply/catalog.ts";
-import { type CopyOptions, copyTables } from "../../lib/engine/initial_sync.ts";
+import { copyTables, planCopy } from "../../lib/engine/initial_sync.ts";
 import { CopySlots } from "../../lib/engine/copy_slots.ts";
 import type { TableMapping } from "../../lib/config/types.ts";
 
@@ -258,26 +258,28 @@ clusterSuite("source locks and the write fence", {
         mode: "clone",
         onColumnDrift: "stop",
       });
-      const copy = async (name: string, opts: Partial<CopyOptions>) => {
+      const copy = async (name: string, opts: { ownerToken: string; splitBytes?: number }) => {
         const [table] = await resolveTables(source, [mapping(name)], major);
         const target = (await readTargetTable(catalog, "public", name))!;
-        await copyTables([{ table, target, resync: false, exclusive: true }], {
-          sourceUrl: c.url(srcDb),
-          sourceMajor: major,
-          snapshotName: snapshot.snapshotName,
-          snapshotLsn: snapshot.consistentPoint,
+        const plan = await planCopy([{ table, target, resync: false, exclusive: true }], {
           source,
           dest: catalog,
+          ...key,
+          sourceMajor: major,
+          parallelism: 2,
+          splitBytes: opts.splitBytes ?? 0,
+          ownerToken: opts.ownerToken,
+        });
+        await copyTables(plan, {
+          sourceUrl: c.url(srcDb),
+          snapshotName: snapshot.snapshotName,
+          snapshotLsn: snapshot.consistentPoint,
           destUrl: c.url(dstDb),
           destSchema: "public",
-          ...key,
-          parallelism: 2,
           slots: new CopySlots(2),
-          splitBytes: 0,
           rate: 0,
           burst: 0,
           progress: { start() {}, update() {}, finish() {} },
-          ...opts,
         });
       };
       const counts = async () =>

@@ -111,7 +111,11 @@ Deno.test("defaults are applied to everything left out", () => {
     workers: 4,
   });
   assert.deepEqual(cfg.sync, { parallelism: 2, rate: 0, burst: 0, splitMb: 64 });
-  assert.deepEqual(cfg.metrics, { listen: "127.0.0.1:9187", readyMaxLagSeconds: 60 });
+  assert.deepEqual(cfg.metrics, {
+    listen: "127.0.0.1:9187",
+    readyMaxLagSeconds: 60,
+    perSourceTables: 50,
+  });
   assert.deepEqual(cfg.log, { level: "info", format: "auto" });
   assert.equal(cfg.retainedWalWarnBytes, 1024 * 1024 * 1024);
 });
@@ -122,7 +126,7 @@ Deno.test("every setting is read", () => {
       "      t1:\n",
       `apply: { batch_size: 5, commit_interval_ms: 0, queue_size: 50, stream_in_progress: false, stream_wait_ms: 100, spool_dir: /var/tmp, on_column_drift: continue, workers: 8 }
 sync: { parallelism: 4, rate: 1000 }
-metrics: { listen: "", ready_max_lag_seconds: 5 }
+metrics: { listen: "", ready_max_lag_seconds: 5, per_source_tables: 0 }
 log: { level: warning, format: json }
 status: { retained_wal_warn_mb: 2 }
 `,
@@ -146,7 +150,7 @@ status: { retained_wal_warn_mb: 2 }
     { parallelism: 4, rate: 1000, burst: 1000, splitMb: 64 },
     "burst defaults to rate",
   );
-  assert.deepEqual(cfg.metrics, { listen: "", readyMaxLagSeconds: 5 });
+  assert.deepEqual(cfg.metrics, { listen: "", readyMaxLagSeconds: 5, perSourceTables: 0 });
   assert.deepEqual(cfg.log, { level: "warning", format: "json" });
   assert.equal(cfg.retainedWalWarnBytes, 2 * 1024 * 1024);
 });

@@ -245,3 +245,98 @@ Deno.test("the strict parser rejects malformed expositions", () => {
   assert.equal(good.get("h")?.help, "a \\ help\n");
   assert.equal(good.get("up")?.samples[0].value, 1);
 });
+
+Deno.test("kvsz_sync_sources_done counts the sources copied (streaming) out of kvsz_sync_sources", async () => {
+  const m = new Metrics({ tty: false });
+  const a = m.pipelineEvents("a", "1");
+  const b = m.pipelineEvents("b", "1");
+  m.pipelineEvents("c", "1");
+  const counts = async () => {
+    const families = parseExposition(await m.render());
+    return [
+      valueOf(families, "kvsz_sync_sources_done", {}),
+      valueOf(families, "kvsz_sync_sources", {}),
+    ];
+  };
+  assert.deepEqual(await counts(), [0, 3]);
+  a.syncProgress!().start("t", 10);
+  a.onConnected!(true); // copied, streaming
+  b.onConnected!(true); // nothing to copy
+  assert.deepEqual(await counts(), [2, 3]);
+  a.onConnected!(false); // a failure does not undo a copy
+  a.onConnected!(true);
+  assert.deepEqual(await counts(), [2, 3]);
+  a.syncProgress!().start("added", 10); // a table added later: copying again
+  assert.deepEqual(await counts(), [1, 3]);
+  a.onConnected!(true);
+  await m.removeSource("c", "1");
+  assert.deepEqual(await counts(), [2, 2]);
+});
+
+/** Series of every family, counted the way Prometheus stores them (each bucket, sum and count). */
+async function seriesCount(m: Metrics): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const f of parseExposition(await m.render()).values()) counts.set(f.name, f.samples.length);
+  return counts;
+}
+
+/** `sources` tenants, each applying inserts and updates to public.accounts, one commit each. */
+async function tenants(sources: number, perSourceTables: number): Promise<Map<string, number>> {
+  const m = new Metrics({ tty: false, perSourceTables });
+  for (let i = 1; i <= sources; i++) {
+    const ev = m.pipelineEvents(`tenant_${i}`, String(i));
+    ev.onConnected!(true);
+    for (const operation of ["insert", "update"] as const) {
+      ev.onOperations!("public.accounts", { operation, count: 3, seconds: 0.001 });
+    }
+    ev.onCommit!(commit());
+    ev.onAnomaly!(anomaly("update_missing", "public.accounts"));
+  }
+  return await seriesCount(m);
+}
+
+Deno.test("metrics.per_source_tables: beyond it, per-table series do not grow with the sources", async () => {
+  const PER_TABLE = [
+    "streamer_operations_total",
+    "streamer_operations_seconds",
+    "kvsz_anomalies_total",
+    "kvsz_batch_size",
+    "kvsz_apply_commit_seconds",
+  ];
+  const PER_SOURCE = ["kvsz_source_connected", "url_heartbeat", "kvsz_transactions_total"];
+  const [few, many] = [await tenants(3, 2), await tenants(300, 2)];
+  for (const name of PER_TABLE) {
+    assert.ok(few.get(name)! > 0, name);
+    assert.equal(many.get(name), few.get(name), name);
+  }
+  for (const name of PER_SOURCE) {
+    assert.equal(few.get(name), 3, name);
+    assert.equal(many.get(name), 300, name);
+  }
+  // The formula of README (Operating kvsz, Metrics): 18 per table and operation, 31 for the
+  // two per-source histograms, and their count times the sources while per source.
+  assert.equal(few.get("streamer_operations_total")! + few.get("streamer_operations_seconds")!, 36);
+  const perSource = await tenants(3, 3);
+  assert.equal(perSource.get("streamer_operations_seconds"), 3 * 2 * 17);
+  assert.equal(
+    perSource.get("kvsz_batch_size")! + perSource.get("kvsz_apply_commit_seconds")!,
+    3 * 31,
+  );
+  // Per source, the series name the source, as kuvasz-streamer's do; summed, none.
+  const m = new Metrics({ tty: false, perSourceTables: 1 });
+  const a = m.pipelineEvents("a", "1");
+  a.onOperations!("public.t", { operation: "insert", count: 1, seconds: 0.001 });
+  let families = parseExposition(await m.render());
+  assert.equal(valueOf(families, "streamer_operations_total", { database: "a", sid: "1" }), 1);
+  m.pipelineEvents("b", "1").onOperations!("public.t", {
+    operation: "insert",
+    count: 2,
+    seconds: 0,
+  });
+  a.onOperations!("public.t", { operation: "insert", count: 4, seconds: 0.001 });
+  families = parseExposition(await m.render());
+  const ops = families.get("streamer_operations_total")!.samples;
+  assert.deepEqual(ops.map((s) => [s.labels, s.value]), [
+    [{ table: "public.t", operation: "insert", result: "success" }, 6],
+  ]);
+});

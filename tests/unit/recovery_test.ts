@@ -56,5 +56,41 @@ Deno.test("RetrySchedule: transient failures back off 1 s doubling to 30 s, from
   // A transient failure between needs-person ones: the next one is said again, from 5 s.
   retries.next("needs-person", "missing", 10);
   retries.next("backoff", "reset", 10);
-  assert.deepEqual(retries.next("needs-person", "missing", 10), { delayMs: 5_000, say: true });
+  assert.deepEqual(retries.next("needs-person", "missing", 10), {
+    delayMs: 5_000,
+    say: true,
+    repeats: 1,
+    needsPerson: true,
+  });
+});
+
+Deno.test("RetrySchedule: a transient failure is said, said again on its first repeat, then quiet", () => {
+  let now = 0;
+  const retries = new RetrySchedule(() => now);
+  const steps = [];
+  for (let i = 0; i < 6; i++) {
+    const step = retries.next("backoff", "connection refused", 10);
+    steps.push(step);
+    now += step.delayMs;
+  }
+  assert.deepEqual(steps.map((s) => s.say), [true, true, false, false, false, false]);
+  assert.deepEqual(steps.map((s) => s.repeats), [1, 2, 3, 4, 5, 6]);
+  assert.equal(retries.failures, 6);
+  // Another problem is said at once; after ten minutes the same one is said again.
+  assert.equal(retries.next("backoff", "timeout", 10).say, true);
+  assert.equal(retries.next("backoff", "timeout", 10).say, true);
+  assert.equal(retries.next("backoff", "timeout", 10).say, false);
+  now += 10 * 60_000;
+  assert.equal(retries.next("backoff", "timeout", 10).say, true);
+  // After a minute of work it is a new episode: said, from 1 s.
+  assert.deepEqual(retries.next("backoff", "timeout", 61_000), {
+    delayMs: 1_000,
+    say: true,
+    repeats: 1,
+    needsPerson: false,
+  });
+  // Working again (a commit): the count starts over.
+  retries.reset();
+  assert.equal(retries.failures, 0);
+  assert.equal(retries.next("backoff", "timeout", 10).say, true);
 });

@@ -327,7 +327,7 @@ export class Applier {
       if (!recorded || lsn <= this.#safeLsn) return;
       this.#safeLsn = lsn;
       this.#wake();
-    });
+    }, (e) => this.#jobs.fail(e)); // as a failed commit: the source stops and is retried
   }
 
   /** Waits for queued jobs, commits what is pending (at a transaction boundary), ends cleanly. */

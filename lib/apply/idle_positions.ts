@@ -11,7 +11,7 @@
  * other lock, so it cannot deadlock with them.
  */
 import type { Logger } from "@logtape/logtape";
-import type { OwnedSource } from "./ownership.ts";
+import { LostOwnership, type OwnedSource } from "./ownership.ts";
 import { describeError } from "../pg/describe.ts";
 import { formatLsn } from "../pg/lsn.ts";
 import type { WriterPool } from "./writer_pool.ts";
@@ -24,6 +24,7 @@ interface Gathered {
   key: OwnedSource;
   lsn: bigint;
   resolve: (recorded: boolean) => void;
+  reject: (e: unknown) => void;
 }
 
 /** Records sources' idle positions in groups (see the module comment). */
@@ -42,16 +43,18 @@ export class IdlePositions {
   /**
    * Records `lsn` as the position of source `key` with the next group
    * (`now`: write the group at once, e.g. a source shutting down waits for
-   * it). Resolves true once committed, false when the write failed (the
-   * source notes a position again with its next keepalive) or the source's
-   * claim is another's (its token, see ownership.ts).
+   * it). Resolves true once committed, false when a later position of the
+   * source replaced it; rejects when the write failed (the destination is in
+   * trouble: the source fails as its next commit would, and is retried), and
+   * with LostOwnership when the source's claim is another's (ownership.ts).
    */
   record(key: OwnedSource, lsn: bigint, now = false): Promise<boolean> {
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       const id = `${key.database}\u0000${key.sid}`;
       const before = this.#gathered.get(id);
       if (before) before.resolve(false); // superseded by a later position
-      this.#gathered.set(id, { key, lsn: before && before.lsn > lsn ? before.lsn : lsn, resolve });
+      const at = before && before.lsn > lsn ? before.lsn : lsn;
+      this.#gathered.set(id, { key, lsn: at, resolve, reject });
       if (now) this.#flush();
       else this.#timer ??= setTimeout(() => this.#flush(), GATHER_MS);
     });
@@ -68,6 +71,7 @@ export class IdlePositions {
     const group = [...this.#gathered.values()];
     this.#gathered.clear();
     if (group.length === 0) return;
+    let failure: unknown = null;
     let recorded = new Set<string>();
     try {
       const writer = await this.writers.lease(null);
@@ -82,12 +86,17 @@ export class IdlePositions {
         throw e;
       }
     } catch (e) {
+      failure = e;
       this.log.debug("idle positions of {n} source(s) not recorded: {error}", {
         n: group.length,
         error: describeError(e),
       });
     }
-    for (const g of group) g.resolve(recorded.has(`${g.key.database}\u0000${g.key.sid}`));
+    for (const g of group) {
+      if (failure !== null) g.reject(failure);
+      else if (recorded.has(`${g.key.database}\u0000${g.key.sid}`)) g.resolve(true);
+      else g.reject(new LostOwnership(g.key));
+    }
   }
 
   /** Writes what is gathered now and waits for it. */

@@ -36,6 +36,7 @@ import { explainJobFailure, type JobScope } from "./job_failure.ts";
 import { StreamedTransaction } from "./streamed_transaction.ts";
 import { IdlePositions } from "./idle_positions.ts";
 import type { GroupCommits } from "./group_commit.ts";
+import { fenced } from "./ownership.ts";
 
 /**
  * Bytes of changes (as received) buffered before they are written, whatever
@@ -89,6 +90,8 @@ export interface ApplierOptions {
   watchdog?: SessionWatchdog;
   /** Replication origin the source's writes are tagged with (none: untagged). */
   origin?: string | null;
+  /** The token of this process's claim on the source (ownership.ts); none: writes not fenced. */
+  ownerToken?: string | null;
   /** Commits shared with other sources (none: each destination transaction is this source's). */
   groupCommits?: GroupCommits;
   /** Records idle positions with other sources' (none: a group of this source alone). */
@@ -646,7 +649,8 @@ export class Applier {
           return this.#write(batches, info.counts, scope, { tx, reports });
         };
         try {
-          await groups.commit({ write, record }, {
+          // Fenced inside the source's savepoint: a source another process claimed fails alone.
+          await groups.commit({ write: (tx) => fenced(tx, this.opts, () => write(tx)), record }, {
             origin: this.opts.origin ?? null,
             signal: this.#aborted.signal,
             onWriter: (writer) => (this.#groupWriter = writer),

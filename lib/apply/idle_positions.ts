@@ -10,7 +10,7 @@
  * writing its progress row meanwhile is never undone; the recording holds no
  * other lock, so it cannot deadlock with them.
  */
-import type { SourceKey } from "../config/types.ts";
+import { LostOwnership, type OwnedSource } from "./ownership.ts";
 import { formatLsn } from "../pg/lsn.ts";
 import type { WriterPool } from "./writer_pool.ts";
 import { recordIdlePositions } from "./progress.ts";
@@ -19,7 +19,7 @@ import { recordIdlePositions } from "./progress.ts";
 const GATHER_MS = 1000;
 
 interface Gathered {
-  key: SourceKey;
+  key: OwnedSource;
   lsn: bigint;
   resolve: (recorded: boolean) => void;
   reject: (e: unknown) => void;
@@ -40,9 +40,10 @@ export class IdlePositions {
    * (`now`: write the group at once, e.g. a source shutting down waits for
    * it). Resolves true once committed, false when a later position of the
    * source replaced it; rejects when the write failed (the destination is in
-   * trouble: the source fails as its next commit would, and is retried).
+   * trouble: the source fails as its next commit would, and is retried), and
+   * with LostOwnership when the source's claim is another's (ownership.ts).
    */
-  record(key: SourceKey, lsn: bigint, now = false): Promise<boolean> {
+  record(key: OwnedSource, lsn: bigint, now = false): Promise<boolean> {
     return new Promise((resolve, reject) => {
       const id = `${key.database}\u0000${key.sid}`;
       const before = this.#gathered.get(id);
@@ -68,20 +69,28 @@ export class IdlePositions {
     const write = async () => {
       const writer = await this.writers.lease(null);
       try {
-        await recordIdlePositions(
+        const recorded = await recordIdlePositions(
           writer.sql,
           group.map((g) => ({ key: g.key, lsn: formatLsn(g.lsn) })),
         );
         writer.release();
+        return recorded;
       } catch (e) {
         writer.release(true);
         throw e;
       }
     };
-    await write().then(
-      () => group.forEach((g) => g.resolve(true)),
-      (e) => group.forEach((g) => g.reject(e)), // each source reports it (it fails)
-    );
+    let recorded: Set<string>;
+    try {
+      recorded = await write();
+    } catch (e) {
+      for (const g of group) g.reject(e); // each source reports it (it fails)
+      return;
+    }
+    for (const g of group) {
+      if (recorded.has(`${g.key.database}\u0000${g.key.sid}`)) g.resolve(true);
+      else g.reject(new LostOwnership(g.key)); // another process owns it now
+    }
   }
 
   /** Writes what is gathered now and waits for it. */

@@ -9,6 +9,14 @@ import type { SourceKey, TableKey } from "../config/types.ts";
 import { formatLsn, parseLsn } from "../pg/lsn.ts";
 import type { ColumnDrift } from "./drift.ts";
 import { textArray } from "./text_array.ts";
+import {
+  ensureOwnerFence,
+  ownedParams,
+  ownedQuery,
+  type OwnedSource,
+  OWNERS_DDL,
+  ownershipError,
+} from "./ownership.ts";
 
 /** DDL run on every start (idempotent; safe with several kvsz processes). */
 const SCHEMA_DDL = [
@@ -34,6 +42,7 @@ const SCHEMA_DDL = [
     synced_at timestamptz NOT NULL DEFAULT now(),
     rows bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (database, sid, source_table))`,
+  OWNERS_DDL,
 ];
 
 /**
@@ -72,6 +81,7 @@ export async function ensureKvszSchema(sql: Sql): Promise<void> {
         }`,
       );
     }
+    await ensureOwnerFence(tx as unknown as Sql);
   });
 }
 
@@ -123,17 +133,21 @@ export interface ProgressRecord {
 /**
  * Upserts the progress row; must run inside the destination transaction of
  * the batch. The statement is queued on the connection by the call itself, so
- * a statement queued after the call (the COMMIT) runs after it.
+ * a statement queued after the call (the COMMIT) runs after it. A fenced
+ * source (see ownership.ts) whose claim is another's fails the statement
+ * with {@link LostOwnership}, and so the transaction: its COMMIT rolls back.
  */
 export async function writeProgress(
   tx: Sql,
-  { database, sid }: SourceKey,
+  source: OwnedSource,
   { commitLsn, endLsn, commitTimeIso, counts }: ProgressRecord,
 ): Promise<void> {
   await tx.unsafe(
-    `INSERT INTO kvsz.progress AS p (database, sid, commit_lsn, end_lsn, commit_time, applied_at,
+    `WITH owned AS (${ownedQuery(source, 10)})
+     INSERT INTO kvsz.progress AS p (database, sid, commit_lsn, end_lsn, commit_time, applied_at,
        rows_clone, rows_append, rows_history, anomalies)
-     VALUES ($1, $2, $3::pg_lsn, $4::pg_lsn, $5::timestamptz, clock_timestamp(), $6, $7, $8, $9)
+     SELECT $1, $2, $3::pg_lsn, $4::pg_lsn, $5::timestamptz, clock_timestamp(),
+            $6::int8, $7::int8, $8::int8, $9::int8 FROM owned
      ON CONFLICT (database, sid) DO UPDATE SET
        commit_lsn = excluded.commit_lsn, end_lsn = excluded.end_lsn,
        commit_time = excluded.commit_time, applied_at = excluded.applied_at,
@@ -142,8 +156,8 @@ export async function writeProgress(
        rows_history = p.rows_history + excluded.rows_history,
        anomalies = p.anomalies + excluded.anomalies`,
     [
-      database,
-      sid,
+      source.database,
+      source.sid,
       commitLsn,
       endLsn,
       commitTimeIso,
@@ -151,30 +165,45 @@ export async function writeProgress(
       counts.append,
       counts.history,
       counts.anomalies,
+      ...ownedParams(source),
     ],
     { prepare: true },
-  ).execute();
+  ).execute().catch((e) => {
+    throw ownershipError(e, source);
+  });
 }
 
 /**
  * Moves sources' stored positions over WAL that held nothing for them (each
  * only forward), before kvsz confirms that WAL to their slots: a slot is
  * never confirmed beyond what is stored here (see `lib/source/slot_trust.ts`).
+ * A fenced source (ownership.ts) is moved only while its claim is its token's;
+ * returns the sources recorded (`database\0sid`), the others are left alone.
  */
 export async function recordIdlePositions(
   sql: Sql,
-  positions: readonly { key: SourceKey; lsn: string }[],
-): Promise<void> {
-  await sql.unsafe(
-    `UPDATE kvsz.progress p SET end_lsn = v.lsn::pg_lsn
-       FROM unnest($1::text[], $2::text[], $3::text[]) AS v(database, sid, lsn)
-      WHERE p.database = v.database AND p.sid = v.sid AND p.end_lsn < v.lsn::pg_lsn`,
+  positions: readonly { key: OwnedSource; lsn: string }[],
+): Promise<Set<string>> {
+  const rows = await sql.unsafe(
+    `WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                  AS v(database, sid, lsn, token)),
+          locked AS (SELECT v.database, v.sid, v.lsn FROM v JOIN kvsz.owners o
+                       ON o.database = v.database AND o.sid = v.sid AND o.token = v.token
+                      FOR SHARE OF o),
+          owned AS (SELECT database, sid, lsn FROM v WHERE token = ''
+                    UNION ALL SELECT database, sid, lsn FROM locked),
+          moved AS (UPDATE kvsz.progress p SET end_lsn = owned.lsn::pg_lsn FROM owned
+                     WHERE p.database = owned.database AND p.sid = owned.sid
+                       AND p.end_lsn < owned.lsn::pg_lsn)
+     SELECT database, sid FROM owned`,
     [
       textArray(positions.map((p) => p.key.database)),
       textArray(positions.map((p) => p.key.sid)),
       textArray(positions.map((p) => p.lsn)),
+      textArray(positions.map((p) => p.key.ownerToken ?? "")),
     ],
   );
+  return new Set(rows.map((r) => `${r.database}\u0000${r.sid}`));
 }
 
 /** What kvsz recorded about one table of a source. */
@@ -339,15 +368,19 @@ export async function writeColumnState(sql: Sql, table: TableKey, state: ColumnS
  * Sets a source's stream position to `lsn` after a fresh slot's initial sync.
  * The commit LSN goes to 0/0: what the copies cover is told per table by
  * `kvsz.synced_tables`, and a commit exactly at the slot's start must stream.
+ * Fenced as {@link writeProgress}.
  */
-export async function resetProgress(sql: Sql, source: SourceKey, lsn: string): Promise<void> {
+export async function resetProgress(sql: Sql, source: OwnedSource, lsn: string): Promise<void> {
   await sql.unsafe(
-    `INSERT INTO kvsz.progress (database, sid, commit_lsn, end_lsn, commit_time)
-     VALUES ($1, $2, '0/0', $3::pg_lsn, NULL)
+    `WITH owned AS (${ownedQuery(source, 4)})
+     INSERT INTO kvsz.progress (database, sid, commit_lsn, end_lsn, commit_time)
+     SELECT $1, $2, '0/0', $3::pg_lsn, NULL FROM owned
      ON CONFLICT (database, sid) DO UPDATE SET
        commit_lsn = excluded.commit_lsn, end_lsn = excluded.end_lsn, applied_at = now()`,
-    [source.database, source.sid, lsn],
-  );
+    [source.database, source.sid, lsn, ...ownedParams(source)],
+  ).catch((e) => {
+    throw ownershipError(e, source);
+  });
 }
 
 /**

@@ -1,6 +1,7 @@
 /** The shape every subcommand shares, and flag parsing with kvsz's exit codes. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { KvszError } from "../errors.ts";
+import { parseShard, type Shard } from "../engine/shard.ts";
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error. */
 export const EXIT_OK = 0;
@@ -51,3 +52,12 @@ export const CONFIG_OPTION = {
 /** Help text for the `--config` flag. */
 export const CONFIG_HELP =
   "  -c, --config FILE   config file (default: $KVSZ_CONFIG, ./kvsz.yaml, /etc/kvsz/kvsz.yaml)";
+
+/** Parses a `--shard I/N` value (see `parseShard`); a bad one is a UsageError naming `origin`. */
+export function shardOption(text: string, origin = "--shard"): Shard {
+  try {
+    return parseShard(text, origin);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}

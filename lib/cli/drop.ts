@@ -45,7 +45,7 @@ interface Inspection {
 export interface DropOptions {
   database?: string;
   sid?: string;
-  /** Also delete the sources' rows from the destination's kvsz.progress and kvsz.synced_tables. */
+  /** Also delete the sources' rows from the destination's kvsz.progress, kvsz.synced_tables and kvsz.owners. */
   progress?: boolean;
   /** Asked before dropping when set; returns true to go on. */
   confirm?: (plan: string[]) => boolean | Promise<boolean>;
@@ -259,7 +259,8 @@ async function deleteProgress(
   try {
     const [reg] = await sql.unsafe(
       `SELECT to_regclass('kvsz.progress') IS NOT NULL AS progress,
-              to_regclass('kvsz.synced_tables') IS NOT NULL AS synced`,
+              to_regclass('kvsz.synced_tables') IS NOT NULL AS synced,
+              to_regclass('kvsz.owners') IS NOT NULL AS owners`,
     );
     await sql.begin(async (tx) => {
       for (const t of targets) {
@@ -277,6 +278,12 @@ async function deleteProgress(
             `DELETE FROM kvsz.synced_tables WHERE database = $1 AND sid = $2`,
             [t.database, t.sid],
           )).count;
+        }
+        if (reg.owners) { // which process claimed it last: gone with its progress
+          await tx.unsafe(`DELETE FROM kvsz.owners WHERE database = $1 AND sid = $2`, [
+            t.database,
+            t.sid,
+          ]);
         }
         print(
           progress + synced > 0
@@ -336,7 +343,7 @@ ${CONFIG_HELP}
       --sid S         only the sources with sid S
   -y, --yes           do not ask for confirmation
       --progress      also delete the sources' rows from the destination's
-                      kvsz.progress and kvsz.synced_tables (for a source gone
+                      kvsz.progress, kvsz.synced_tables and kvsz.owners (for a source gone
                       for good: a later run treats it as new and copies every
                       table without merging, so empty its target rows first)`,
   options: {

@@ -1,5 +1,12 @@
 /** `kvsz run`: streams every configured source into the destination until SIGTERM/SIGINT. */
-import { type Command, CONFIG_HELP, CONFIG_OPTION, EXIT_FAILURE, EXIT_OK } from "./command.ts";
+import {
+  type Command,
+  CONFIG_HELP,
+  CONFIG_OPTION,
+  EXIT_FAILURE,
+  EXIT_OK,
+  shardOption,
+} from "./command.ts";
 import { findAndLoadConfig, loadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
 import { configureLogging, log, registerSecrets } from "../log.ts";
@@ -13,6 +20,7 @@ import { startSlotPoller } from "../observe/slot_poller.ts";
 import { validateConfig } from "./validate.ts";
 import { formatChecks } from "./output.ts";
 import { passwordsOf } from "../pg/redact.ts";
+import { configForShard, describeShard, type Shard } from "../engine/shard.ts";
 
 /** Every secret-bearing URL of a config (for log masking). */
 export function configUrls(config: Config): string[] {
@@ -28,7 +36,7 @@ export function configUrls(config: Config): string[] {
 export const runCommand: Command = {
   name: "run",
   summary: "stream every configured source into the destination until stopped",
-  help: `Usage: kvsz run [--config FILE] [--skip-checks]
+  help: `Usage: kvsz run [--config FILE] [--skip-checks] [--shard I/N]
 
 Checks the config against the databases (as \`kvsz validate\` does), then for
 each source: creates its publication and replication slot when missing, copies
@@ -37,17 +45,28 @@ destination until SIGTERM or SIGINT. A first signal finishes the current
 transaction, commits, acknowledges and exits 0; a second one exits at once
 (still safe: progress is stored with the data, nothing is lost or doubled).
 
+Several kvsz processes share the sources of one config with --shard: each
+runs only the sources whose slot names hash to its shard (64-bit FNV-1a of
+the slot name, mod N), and holds a lock per source in the destination, so
+that two processes never apply one source: a second process on a taken
+shard waits, and takes over when the first stops.
+
 ${CONFIG_HELP}
-      --skip-checks   start without the validate checks (sources retry until reachable)`,
-  options: { ...CONFIG_OPTION, "skip-checks": { type: "boolean" } },
+      --skip-checks   start without the validate checks (sources retry until reachable)
+      --shard I/N     run shard I (0 to N-1) of N; I may be a StatefulSet pod
+                      name ending in -I (kvsz-2/3). Default: $KVSZ_SHARD, else
+                      every source`,
+  options: { ...CONFIG_OPTION, "skip-checks": { type: "boolean" }, shard: { type: "string" } },
   async run(flags) {
+    const shard = shardFlag(flags.shard as string | undefined);
     const config = await findAndLoadConfig(flags.config as string | undefined);
     registerSecrets(configUrls(config).flatMap(passwordsOf));
     configureLogging(config.log);
     installCrashGuards();
     const logger = log("run");
     if (!flags["skip-checks"]) {
-      const checks = await validateConfig(config, { connectTimeout: 10 });
+      // The shard's sources only: no other source is touched.
+      const checks = await validateConfig(config, { connectTimeout: 10, shard });
       // An unreachable server is retried by the pipelines; anything else is a real mistake.
       const failed = checks.filter((c) => c.status === "FAIL" && !/reachable$/.test(c.check));
       for (const line of formatChecks(checks.filter((c) => c.status !== "ok"))) {
@@ -60,9 +79,16 @@ ${CONFIG_HELP}
         return EXIT_FAILURE;
       }
     }
-    return await runPipelines(config);
+    return await runPipelines(config, shard);
   },
 };
+
+/** The shard of `--shard`, else of `$KVSZ_SHARD`, else none; a bad value is a UsageError naming it. */
+function shardFlag(flag: string | undefined): Shard | undefined {
+  const env = Deno.env.get("KVSZ_SHARD");
+  const [text, origin] = flag !== undefined ? [flag, "--shard"] : [env, "KVSZ_SHARD"];
+  return text === undefined || text === "" ? undefined : shardOption(text, origin);
+}
 
 /** A source's `[database, sid]` as text, to compare sets of sources. */
 function sourceLabel({ db, source }: ConfiguredSource): string {
@@ -70,18 +96,22 @@ function sourceLabel({ db, source }: ConfiguredSource): string {
 }
 
 /**
- * Runs one pipeline per source (URL or discovered database) until a signal;
- * SIGHUP reloads the config.
+ * Runs one pipeline per source (URL or discovered database; of `shard` only,
+ * when given) until a signal; SIGHUP reloads the config.
  */
-export async function runPipelines(config: Config): Promise<number> {
+export async function runPipelines(config: Config, shard?: Shard): Promise<number> {
   const logger = log("run");
   const metrics = new Metrics({ perSourceTables: config.metrics.perSourceTables });
-  const supervisor = new Supervisor((database, sid) => metrics.pipelineEvents(database, sid));
+  const supervisor = new Supervisor(
+    (database, sid) => metrics.pipelineEvents(database, sid),
+    shard,
+  );
   let poller = startSlotPoller({ databases: [] }, metrics);
-  // The sources running: the config's urls and the discovered ones.
+  // The sources running: the config's urls and the discovered ones, of the shard.
   let running = new Set<string>();
   const sources = new DiscoveryLoop(supervisor, {
-    onSources: async (next) => {
+    onSources: async (all) => {
+      const next = shard ? configForShard(all, shard) : all;
       const keys = new Set(configuredSources(next).map((s) => sourceLabel(s)));
       for (const key of running) {
         if (!keys.has(key)) await metrics.removeSource(...(JSON.parse(key) as [string, string]));
@@ -135,11 +165,12 @@ export async function runPipelines(config: Config): Promise<number> {
   ];
   for (const [sig, h] of handlers) Deno.addSignalListener(sig, h);
   try {
-    const count = config.databases.reduce((n, d) => n + d.urls.length, 0);
+    const count = (c: Config) => c.databases.reduce((n, d) => n + d.urls.length, 0);
     const discovering = config.databases.filter((d) => d.discover).length;
-    logger.info("starting {count} source(s){more}", {
-      count,
+    logger.info("starting {count} source(s){more}{of}", {
+      count: count(shard ? configForShard(config, shard) : config),
       more: discovering ? ` and the tenants of ${discovering} discover block(s)` : "",
+      of: shard ? `: shard ${describeShard(shard)} of the config's ${count(config)}` : "",
     });
     await sources.apply(config);
     await stopped;

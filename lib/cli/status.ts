@@ -3,7 +3,14 @@
  * state, the most lagging, WAL retained), then per source its slot, lag, WAL
  * retained and progress when few sources are shown or a filter picks them.
  */
-import { type Command, CONFIG_HELP, CONFIG_OPTION, EXIT_OK, UsageError } from "./command.ts";
+import {
+  type Command,
+  CONFIG_HELP,
+  CONFIG_OPTION,
+  EXIT_OK,
+  shardOption,
+  UsageError,
+} from "./command.ts";
 import { findAndLoadConfig } from "../config/load.ts";
 import { withDiscovered } from "./discovered.ts";
 import type { Config } from "../config/types.ts";
@@ -19,6 +26,7 @@ import {
 import { formatTable, printJson } from "./output.ts";
 import { humanBytes, humanSeconds } from "../observe/human_units.ts";
 import { SOURCE_CONCURRENCY } from "../preflight/servers.ts";
+import { configForShard } from "../engine/shard.ts";
 
 /** Up to this many sources (and always with a filter), the text output has one row per source. */
 export const DETAIL_MAX_SOURCES = 20;
@@ -184,6 +192,13 @@ function formatDetail(report: StatusReport): string[] {
         }`,
       );
     }
+    if (s.owner) {
+      lines.push(
+        `${who}: claimed by ${s.owner.owner} since ${s.owner.since.replace(/\.\d+/, "")}${
+          s.owner.connected ? "" : " (that session has ended: no kvsz process holds it now)"
+        }`,
+      );
+    }
     const r = s.replication;
     if (r) {
       lines.push(
@@ -265,7 +280,8 @@ function sourceRow(s: SourceStatus): string[] {
 export const statusCommand: Command = {
   name: "status",
   summary: "show replication health: sources by state, lag, WAL retained, progress",
-  help: `Usage: kvsz status [--config FILE] [--database NAME]... [--source SID]... [--json]
+  help:
+    `Usage: kvsz status [--config FILE] [--database NAME]... [--source SID]... [--shard I/N] [--json]
 
 First a summary: how many sources are streaming, copying (initial copy not
 finished), disconnected/erroring (unreachable, a read failed, the slot lost
@@ -281,7 +297,8 @@ its walsender, the tables its publication sends, and from the destination's
 kvsz.progress the last applied commit, how far behind it is, rows applied
 per mode and anomalies, and from kvsz.synced_tables each table with column
 drift (a source column dropped or renamed under a target column kvsz filled,
-or added without one) and whether it is stopped for it, with the fix. More
+or added without one) and whether it is stopped for it, with the fix, and
+the kvsz process that claimed it (host, pid, shard; kvsz.owners). More
 sources: the disconnected/erroring ones with their reason. An unreachable
 source is reported, not fatal. Warns when a slot retains more WAL than
 retainedWalWarnBytes.
@@ -295,6 +312,7 @@ ${CONFIG_HELP}
       --database NAME show only the sources of database NAME (repeatable)
       --source SID    show only the sources with sid SID (repeatable; with
                       --database, only in those databases)
+      --shard I/N     show only the sources of shard I of N (kvsz run --shard)
       --json          print the report as JSON: {summary, sources (every
                       source shown), destination, warnings}`,
   options: {
@@ -302,6 +320,7 @@ ${CONFIG_HELP}
     json: { type: "boolean" },
     database: { type: "string", multiple: true },
     source: { type: "string", multiple: true },
+    shard: { type: "string" },
   },
   async run(flags) {
     const config = await withDiscovered(
@@ -311,8 +330,10 @@ ${CONFIG_HELP}
       databases: (flags.database as string[] | undefined) ?? [],
       sids: (flags.source as string[] | undefined) ?? [],
     };
-    const filtered = filter.databases.length + filter.sids.length > 0;
-    const report = await collectStatus(filtered ? filterSources(config, filter) : config);
+    const shard = flags.shard === undefined ? undefined : shardOption(flags.shard as string);
+    const filtered = filter.databases.length + filter.sids.length > 0 || shard !== undefined;
+    const picked = filterSources(config, filter);
+    const report = await collectStatus(shard ? configForShard(picked, shard) : picked);
     if (flags.json) printJson(report);
     else console.log(formatStatus(report, { detail: filtered }));
     return EXIT_OK;

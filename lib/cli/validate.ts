@@ -11,6 +11,7 @@ import { formatChecks, GROUP_MIN, printJson } from "./output.ts";
 import { type Check } from "../preflight/check.ts";
 import { serverOf } from "../pg/conninfo.ts";
 import { discoverOnce, discoveryChecks } from "./discovered.ts";
+import { configForShard, type Shard } from "../engine/shard.ts";
 
 /** Replication connection checks that may run at once on one server (each takes a WAL sender). */
 const REPLICATION_CHECKS_PER_SERVER = 2;
@@ -24,10 +25,10 @@ const REPLICATION_CHECKS_PER_SERVER = 2;
  */
 export async function validateConfig(
   loaded: Config,
-  opts: { connectTimeout?: number } = {},
+  opts: { connectTimeout?: number; /** Check only this shard's sources. */ shard?: Shard } = {},
 ): Promise<Check[]> {
   const found = await discoverOnce(loaded, opts);
-  const config = found.config;
+  const config = opts.shard ? configForShard(found.config, opts.shard) : found.config;
   const configured = configuredSources(config);
   const limiters = new Map<string, Limiter>();
   const replicationLimiter = (url: string) => {

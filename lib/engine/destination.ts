@@ -4,7 +4,8 @@
  * sources: the writers (`apply.workers`), one connection for kvsz's catalog
  * and progress reads and schema work, the initial copy's turns
  * (`sync.parallelism`, one connection each), and the session watchdog (one
- * probe at a time). At most `apply.workers + sync.parallelism + 2`.
+ * probe at a time). At most `apply.workers + sync.parallelism + 2`. The
+ * catalog connection also holds the process's source locks (source_locks.ts).
  */
 import type { Config } from "../config/types.ts";
 import { connect, type Sql } from "../pg/connect.ts";
@@ -14,6 +15,7 @@ import { SessionWatchdog } from "../apply/session_watchdog.ts";
 import { IdlePositions } from "../apply/idle_positions.ts";
 import { GroupCommits } from "../apply/group_commit.ts";
 import { CopySlots } from "./copy_slots.ts";
+import { SourceLocks } from "./source_locks.ts";
 import { CatalogReads } from "./catalog_reads.ts";
 
 /** The destination connections and turns every source shares (see the module comment). */
@@ -27,10 +29,14 @@ export class SharedDestination {
   /** Every source's idle positions, recorded together. */
   readonly idlePositions: IdlePositions;
   readonly watchdog: SessionWatchdog;
+  /** The sources' destination locks, held on the catalog connection. */
+  readonly locks: SourceLocks;
+  /** Who this process is, as `kvsz.owners` records it: host, process id, shard. */
+  readonly instance: string;
   /** The settings these were made with (see {@link sharedKey}). */
   readonly key: string;
 
-  constructor(config: Config) {
+  constructor(config: Config, { shard }: { /** `I/N` when sharded. */ shard?: string } = {}) {
     const url = config.destination.url;
     const params = destinationParams(config);
     this.key = sharedKey(config);
@@ -43,6 +49,12 @@ export class SharedDestination {
     this.watchdog = new SessionWatchdog(url, {
       checkSeconds: config.timeouts.destinationCheckSeconds,
     });
+    this.locks = new SourceLocks({
+      catalog: () => this.catalog,
+      renew: (stale) => this.renewCatalog(stale),
+      watch: (poll, session) => this.watchdog.watch(poll, () => session, log("run")),
+    });
+    this.instance = `${Deno.hostname()} pid ${Deno.pid}${shard ? ` shard ${shard}` : ""}`;
   }
 
   /** kvsz's catalog, progress reads and schema work: one connection, statements queue. */
@@ -68,8 +80,9 @@ export class SharedDestination {
     stale.end({ timeout: 0 }).catch(() => {});
   }
 
-  /** Ends every connection; call once no source uses them. */
+  /** Ends every connection; call once no source uses them (the catalog's end releases the locks). */
   async close(): Promise<void> {
+    this.locks.close();
     this.#catalogReads.close();
     await this.idlePositions.close();
     await Promise.all([this.writers.close(), this.catalog.end({ timeout: 5 })]).catch(() => {});

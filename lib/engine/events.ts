@@ -27,6 +27,8 @@ export interface PipelineEvents {
   syncProgress?(): SyncProgress;
   /** Changes applied to a table by one flush. */
   onOperations?(table: string, applied: AppliedOperations): void;
+  /** True while another kvsz process holds the source's destination lock (this one waits). */
+  onLockWait?(waiting: boolean): void;
 }
 
 /** Receives progress of the tables being copied. */

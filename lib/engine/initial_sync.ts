@@ -24,6 +24,7 @@ import { formatLsn } from "../pg/lsn.ts";
 import type { TargetTable } from "../apply/types.ts";
 import { targetName } from "../apply/write_order.ts";
 import { markTableSynced } from "../apply/progress.ts";
+import { fenceOwner } from "../apply/ownership.ts";
 import { prepareResync } from "../apply/resync.ts";
 import { textArray } from "../apply/text_array.ts";
 import { importSnapshot } from "../source/slot.ts";
@@ -86,6 +87,8 @@ export interface CopyOptions {
   progress: SyncProgress;
   /** Called when a target's copy is committed (kvsz analyzes it, off the copy's path). */
   onCopied?: (target: TargetTable) => void;
+  /** The token of this process's claim on the source: each copy transaction is fenced by it. */
+  ownerToken?: string | null;
 }
 
 /** One table's copy, shared by the tasks that copy its ranges. */
@@ -136,7 +139,14 @@ interface TaskRun {
 /** What {@link planCopy} reads with: the source's and destination's catalog connections, and the sizing knobs. */
 export type PlanOptions = Pick<
   CopyOptions,
-  "source" | "dest" | "database" | "sid" | "sourceMajor" | "parallelism" | "splitBytes"
+  | "source"
+  | "dest"
+  | "database"
+  | "sid"
+  | "sourceMajor"
+  | "parallelism"
+  | "splitBytes"
+  | "ownerToken"
 >;
 
 /** A copy planned by {@link planCopy}, to run with {@link copyTables}. */
@@ -297,7 +307,7 @@ async function undoInterrupted(jobs: SyncJob[], opts: PlanOptions): Promise<Sync
   const undone = await undoInterruptedCopies(
     opts.dest,
     { database: opts.database, sid: opts.sid },
-    candidates,
+    { targets: candidates, fence: (tx) => fenceOwner(tx, opts) },
   );
   for (const table of undone) {
     log("sync").with({ database: opts.database, sid: opts.sid }).info(
@@ -410,6 +420,7 @@ async function runTask(
     await opts.dest.begin(async (tx) => {
       await markSynced(tx as unknown as Sql, t, formatLsn(opts.snapshotLsn));
       await forgetRanges(tx as unknown as Sql, t.key);
+      await fenceOwner(tx as unknown as Sql, opts);
     });
   } else {
     await copyWhole(t, parts, run).catch(explain);
@@ -445,6 +456,7 @@ async function copyWhole(t: TableCopy, parts: CopyPart[], run: TaskRun): Promise
     }
     await sink.finish();
     await markSynced(tx, t, formatLsn(opts.snapshotLsn));
+    await fenceOwner(tx, opts);
   });
 }
 
@@ -465,6 +477,7 @@ async function copyRange(t: TableCopy, part: CopyPart, run: TaskRun): Promise<vo
     rows = await copyPart(tx, copy, run);
     // With the rows: a crash after this commit lets the next start remove exactly them.
     await recordRange(tx, t.key, rows);
+    await fenceOwner(tx, opts);
   });
   t.rows += rows;
 }

@@ -52,6 +52,7 @@ import { describeError } from "../pg/describe.ts";
 import { StreamRestart } from "../errors.ts";
 import { NeedsPersonError } from "../errors.ts";
 import { recoveryOf, RetrySchedule, sayFailure } from "./recovery.ts";
+import { type Claim, SourceOwner } from "./source_owner.ts";
 import { databaseListed } from "../source/databases.ts";
 
 /** Seconds the source's normal connection stays open unused once the source streams. */
@@ -73,7 +74,7 @@ export class SourcePipeline {
   readonly #spoolOnly = new Set<number>();
   /** Source transactions up to this LSN are applied one change at a time (see OneByOneRestart). */
   #oneByOneUntil = 0n;
-  /** True right after a StreamRestart: the slot may still be held by the old walsender. */
+  /** True right after a StreamRestart or a takeover: the slot may still be held by the old walsender. */
   #restarting = false;
   /** Backend pid of the walsender of the last attempt. */
   #walsenderPid: number | null = null;
@@ -91,6 +92,10 @@ export class SourcePipeline {
    * of the config, so the next start copies them again.
    */
   readonly #stopped = new Set<string>();
+  /** The source's destination lock and each attempt's claim (source_owner.ts). */
+  readonly #owner: SourceOwner;
+  /** The running attempt's claim (its fence token; its signal stops its copy when lost). */
+  #claim: Claim | null = null;
 
   readonly db: DatabaseMapping;
   readonly source: SourceUrl;
@@ -113,6 +118,8 @@ export class SourcePipeline {
     this.name = kvszObjectName(db.database, source.sid);
     this.#log = log("source").with({ database: db.database, sid: source.sid });
     this.#stop = new Promise((resolve) => (this.#stopRequested = resolve));
+    const key = { database: db.database, sid: source.sid, name: this.name };
+    this.#owner = new SourceOwner(destination, key, { log: this.#log, events });
   }
 
   /** True when a table has column drift or is stopped for it: a config reload restarts the source. */
@@ -131,9 +138,17 @@ export class SourcePipeline {
    * Runs until {@link stop}. After a failure the error's recovery decides
    * (see `recovery.ts`): reconnect at once with what it changed, back off
    * (1 s doubling to 30 s), or, for a problem that needs a person, say it
-   * once and retry slowly.
+   * once and retry slowly. The source's destination lock is held throughout.
    */
   async run(): Promise<void> {
+    try {
+      await this.#attempts();
+    } finally {
+      this.#owner.release();
+    }
+  }
+
+  async #attempts(): Promise<void> {
     while (!this.#stopping) {
       const started = performance.now();
       try {
@@ -205,15 +220,24 @@ export class SourcePipeline {
       (e.streamedXid !== null && !this.#spoolOnly.has(e.streamedXid));
   }
 
-  /** One attempt: prepare, sync what needs it, stream until stopped or failed. */
+  /**
+   * One attempt: hold the source's lock and claim it, prepare, sync what
+   * needs it, stream until stopped or failed.
+   */
   async runOnce(): Promise<void> {
     const cfg = this.config;
+    const claim = await this.#owner.claim(this.#stopSignal.signal);
+    this.#claim = claim;
+    if (claim.tookOver) this.#restarting = true; // the previous holder's walsender may linger
+    const owned = { database: this.db.database, sid: this.source.sid, ownerToken: claim.token };
     const dest = this.destination.catalog;
     this.#streaming = false;
     // Used to prepare; closed once unused, so that a streaming source holds only its
     // replication connection at the source (the shutdown watch asks through its server's).
     const src = connect(this.source.url, { idleTimeout: SOURCE_IDLE_SECONDS });
     const replication = connect(this.source.url, { replication: true });
+    // Lost, the lock stops the attempt: its stream ends, what it holds uncommitted rolls back.
+    claim.signal.addEventListener("abort", () => closeAtOnce(replication));
     let applier: Applier | null = null;
     try {
       // The destination's side (kvsz schema, target tables, the origin tagging the
@@ -315,11 +339,7 @@ export class SourcePipeline {
           await this.#copy(plan, { snapshot: created, turn });
           return created;
         });
-        await resetProgress(
-          dest,
-          { database: this.db.database, sid: this.source.sid },
-          formatLsn(created.consistentPoint),
-        );
+        await resetProgress(dest, owned, formatLsn(created.consistentPoint));
         startLsn = created.consistentPoint;
       } else {
         // Existing slot: copy only the tables that are new (or came back) to the config.
@@ -384,6 +404,7 @@ export class SourcePipeline {
           onOperations: this.events.onOperations,
           watchdog: this.destination.watchdog,
           origin: tagged ? this.name : null,
+          ownerToken: claim.token,
           idlePositions: this.destination.idlePositions,
           groupCommits: this.destination.groupCommits,
         },
@@ -435,8 +456,10 @@ export class SourcePipeline {
       this.#log.info("stopped cleanly");
     } catch (e) {
       if (e instanceof DeadSession) this.destination.renewCatalog(dest);
-      throw e;
+      throw claim.signal.aborted ? claim.signal.reason : e;
     } finally {
+      claim.end();
+      this.#claim = null;
       applier?.abort();
       this.events.onConnected?.(false);
       await Promise.all([
@@ -614,7 +637,10 @@ export class SourcePipeline {
       destSchema: this.config.destination.schema,
       slots: this.destination.copySlots,
       turn,
-      signal: this.#stopSignal.signal,
+      // The attempt's claim lost, the copy stops (its transactions are fenced: see #planCopy).
+      signal: this.#claim
+        ? AbortSignal.any([this.#stopSignal.signal, this.#claim.signal])
+        : this.#stopSignal.signal,
       rate: this.config.sync.rate,
       burst: this.config.sync.burst,
       progress: this.events.syncProgress?.() ?? QUIET_PROGRESS,
@@ -649,7 +675,10 @@ export class SourcePipeline {
     });
   }
 
-  /** Plans the copy of `jobs` (see planCopy), before the turn and the snapshot. */
+  /**
+   * Plans the copy of `jobs` (see planCopy), before the turn and the snapshot;
+   * its transactions are fenced by the attempt's claim.
+   */
   #planCopy(jobs: SyncJob[], major: number, src: Sql): Promise<CopyPlan> {
     return planCopy(jobs, {
       source: src,
@@ -659,6 +688,7 @@ export class SourcePipeline {
       sourceMajor: major,
       parallelism: this.config.sync.parallelism,
       splitBytes: this.config.sync.splitMb * 1024 * 1024,
+      ownerToken: this.#claim?.token,
     });
   }
 

@@ -6,12 +6,14 @@
  * connections every source shares (destination.ts): a reload that changes the
  * destination, `apply.workers` or `sync.parallelism` changes every source's
  * fingerprint, so all stop first, and then the shared ones are made again.
+ * With a shard (`kvsz run --shard I/N`, shard.ts) it runs only that shard's sources.
  */
 import type { Config, DatabaseMapping, SourceUrl } from "../config/types.ts";
 import { log } from "../log.ts";
 import { SourcePipeline } from "./pipeline.ts";
 import { type PipelineEvents } from "./events.ts";
 import { SharedDestination, sharedKey } from "./destination.ts";
+import { describeShard, keepShard, type Shard } from "./shard.ts";
 
 interface Running {
   pipeline: SourcePipeline;
@@ -39,6 +41,8 @@ export class Supervisor {
 
   constructor(
     private readonly events: (database: string, sid: string) => PipelineEvents,
+    /** Run only this shard's sources (none: every source). */
+    private readonly shard?: Shard,
   ) {}
 
   /**
@@ -54,6 +58,7 @@ export class Supervisor {
     for (const db of config.databases) {
       for (const source of db.urls) wanted.set(`${db.database} sid ${source.sid}`, { db, source });
     }
+    if (this.shard) keepShard(wanted, this.shard);
     const stopping: Promise<void>[] = [];
     for (const [key, running] of this.#running) {
       const next = wanted.get(key);
@@ -102,7 +107,9 @@ export class Supervisor {
       throw new Error("the shared destination changed under running sources");
     }
     await this.#shared?.close();
-    this.#shared = new SharedDestination(config);
+    this.#shared = new SharedDestination(config, {
+      shard: this.shard && describeShard(this.shard),
+    });
     return this.#shared;
   }
 

@@ -18,8 +18,11 @@ import { SyncBoard } from "./sync_progress.ts";
 export interface SourceReadiness {
   database: string;
   sid: string;
-  /** `streaming`, `lagging` (connected, lag over the bound), `syncing` (initial copy) or `disconnected`. */
-  state: "streaming" | "lagging" | "syncing" | "disconnected";
+  /**
+   * `streaming`, `lagging` (connected, lag over the bound), `syncing` (initial
+   * copy), `waiting` (another kvsz process holds its destination lock) or `disconnected`.
+   */
+  state: "streaming" | "lagging" | "syncing" | "waiting" | "disconnected";
   ready: boolean;
   connected: boolean;
   /** Seconds the destination is behind the source (see {@link Metrics.lagSeconds}). */
@@ -83,6 +86,8 @@ interface SourceState {
   connectedMs: number;
   /** The error of its last failed attempt (see {@link SourceReadiness.error}). */
   error: string | null;
+  /** Another kvsz process holds the source's destination lock. */
+  waiting: boolean;
   /** When the hooks were first asked for (the lag baseline before any event). */
   registeredMs: number;
   /**
@@ -240,6 +245,13 @@ export class Metrics {
     labelNames: SOURCE,
     registers: [this.registry],
   });
+  readonly waiting = new Gauge({
+    name: "kvsz_source_waiting",
+    help:
+      "1 while another kvsz process holds the source's destination lock (this one waits to take it over), else 0.",
+    labelNames: SOURCE,
+    registers: [this.registry],
+  });
   readonly batchSize = new Histogram({
     name: "kvsz_batch_size",
     help: "Source changes per destination transaction.",
@@ -354,6 +366,10 @@ export class Metrics {
         if (count > 0) this.operations.inc(l, count);
         this.operationSeconds.observe(l, seconds);
       },
+      onLockWait: (waiting) => {
+        s.waiting = waiting;
+        this.waiting.set(labels, waiting ? 1 : 0);
+      },
     };
   }
 
@@ -385,7 +401,7 @@ export class Metrics {
     const sources = [...this.#sources.values()].map((s): SourceReadiness => {
       const lagSeconds = this.#lagSeconds(s);
       const state = !s.connected
-        ? (this.sync.copying(s) ? "syncing" : "disconnected")
+        ? (this.sync.copying(s) ? "syncing" : s.waiting ? "waiting" : "disconnected")
         : lagSeconds > maxLagSeconds
         ? "lagging"
         : "streaming";
@@ -492,6 +508,7 @@ export class Metrics {
       this.columnDrift,
       this.tableStopped,
       this.connected,
+      this.waiting,
       this.failures,
       this.batchSize,
       this.commitSeconds,
@@ -510,6 +527,7 @@ export class Metrics {
         connected: false,
         connectedMs: 0,
         error: null,
+        waiting: false,
         registeredMs: this.#now(),
         caughtUpMs: null,
         keepaliveLsn: 0n,
@@ -520,6 +538,7 @@ export class Metrics {
       };
       this.#sources.set(k, s);
       this.connected.set({ database, sid }, 0);
+      this.waiting.set({ database, sid }, 0);
       this.failures.inc({ database, sid }, 0);
       this.sync.add({ database, sid });
       this.#checkSummed();

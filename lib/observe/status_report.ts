@@ -14,6 +14,7 @@ import { redactText, redactUrl } from "../pg/redact.ts";
 import { partitionsPublicationName } from "../source/publication.ts";
 import { type ColumnDrift, driftNotice } from "../apply/drift.ts";
 import { readAllSyncedTables } from "../apply/progress.ts";
+import { type OwnerRow, readOwners } from "../apply/ownership.ts";
 import { intArray, textArray } from "../apply/text_array.ts";
 import { describeUrl } from "../pg/describe.ts";
 import { humanBytes } from "./human_units.ts";
@@ -129,6 +130,8 @@ export interface SourceStatus {
   replication: ReplicationStatus | null;
   publication: PublicationStatus | null;
   progress: ProgressStatus | null;
+  /** The kvsz process that last claimed the source (`kvsz.owners`); null when none did. */
+  owner: Omit<OwnerRow, "database" | "sid"> | null;
   /** Tables with column drift or stopped for it. */
   drift: TableDriftStatus[];
   /** Mapped tables, and how many of them the destination records as copied. */
@@ -243,6 +246,8 @@ export async function collectStatus(
     const key = `${s.database}\u0000${s.sid}`;
     const p = destination.progress.get(key) ?? null;
     s.progress = p;
+    const o = destination.owners.get(key);
+    s.owner = o ? { owner: o.owner, since: o.since, connected: o.connected } : null;
     s.drift = destination.drift.get(key) ?? [];
     const tables = configured[i].db.tables;
     const copied = destination.copied.get(key);
@@ -284,7 +289,7 @@ export async function collectStatus(
     s.state = sourceState(s);
     for (const w of s.warnings) warnings.push(`${s.database} sid ${s.sid}: ${w}`);
   }
-  const { progress: _, drift: __, copied: ___, ...dest } = destination;
+  const { progress: _, drift: __, copied: ___, owners: ____, ...dest } = destination;
   return { summary: summarize(sources), sources, destination: dest, warnings };
 }
 
@@ -373,6 +378,7 @@ async function readSource(
     replication: null,
     publication: null,
     progress: null,
+    owner: null,
     drift: [],
     copy: { tables: configured.db.tables.length, copied: 0 },
     lagSeconds: null,
@@ -546,6 +552,8 @@ async function readDestination(
     drift: Map<string, TableDriftStatus[]>;
     /** The tables whose copy is recorded, by database and sid. */
     copied: Map<string, Set<string>>;
+    /** Who claimed each source, by database and sid. */
+    owners: Map<string, OwnerRow>;
   }
 > {
   const url = config.destination.url;
@@ -558,6 +566,7 @@ async function readDestination(
     progress: new Map<string, ProgressStatus>(),
     drift: new Map<string, TableDriftStatus[]>(),
     copied: new Map<string, Set<string>>(),
+    owners: new Map<string, OwnerRow>(),
   };
   const sql = open(url, opts);
   try {
@@ -590,6 +599,7 @@ async function readDestination(
     }
     await readDrift(sql, config.destination.schema, out.drift);
     await readCopied(sql, out.copied);
+    for (const o of await readOwners(sql)) out.owners.set(`${o.database}\u0000${o.sid}`, o);
   } catch (e) {
     out.error = errorText(e, secrets);
   } finally {

@@ -46,12 +46,14 @@ export async function forgetRanges(tx: Sql, table: TableKey): Promise<void> {
  * Undoes the interrupted split copies of this source among `targets` (source
  * table → qualified target): deletes the rows their committed ranges wrote,
  * their range records and their 0/0 synced record, in one transaction per
- * table. Returns the source tables undone: they are copied again from scratch.
+ * table, which `fence` checks last (it throws when this process no longer
+ * owns the source). Returns the source tables undone: they are copied again
+ * from scratch.
  */
 export async function undoInterruptedCopies(
   dest: Sql,
   source: SourceKey,
-  targets: Map<string, string>,
+  { targets, fence }: { targets: Map<string, string>; fence?: (tx: Sql) => Promise<void> },
 ): Promise<Set<string>> {
   const { database, sid } = source;
   const undone = new Set<string>();
@@ -78,6 +80,7 @@ export async function undoInterruptedCopies(
           WHERE database = $1 AND sid = $2 AND source_table = $3 AND synced_lsn = '0/0'`,
         [database, sid, table],
       );
+      await fence?.(tx);
     });
     undone.add(table);
   }

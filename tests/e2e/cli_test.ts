@@ -128,3 +128,17 @@ Deno.test("a missing config file is a config error (exit 2), found via $KVSZ_CON
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
+
+Deno.test("kvsz run --shard (or $KVSZ_SHARD) with a bad value: one line naming it, exit 2", async () => {
+  const flag = await runCli(["run", "--shard", "3/3"]);
+  assert.equal(flag.code, 2, flag.output);
+  assert.equal(
+    flag.stderr.split("\n")[0],
+    `kvsz: --shard "3/3": shard 3 does not exist among 3 (shards are numbered 0 to 2); ` +
+      `is the StatefulSet's replicas equal to N?`,
+  );
+  assert.match(flag.stderr, /--shard I\/N/, "the usage follows");
+  const env = await runCli(["run"], { env: { KVSZ_SHARD: "kvsz-x" } });
+  assert.equal(env.code, 2, env.output);
+  assert.match(env.stderr.split("\n")[0], /^kvsz: KVSZ_SHARD "kvsz-x" is not I\/N: /);
+});

@@ -14,6 +14,7 @@ import { waitFor } from "../support/kvsz.ts";
 import { connect } from "../../lib/pg/connect.ts";
 import { kvszObjectName } from "../../lib/pg/identifiers.ts";
 import { ensureKvszSchema } from "../../lib/apply/progress.ts";
+import { claimSource } from "../../lib/apply/ownership.ts";
 import { protoVersionFor, startReplicationCommand } from "../../lib/source/replication_protocol.ts";
 import { partitionsPublicationName } from "../../lib/source/publication.ts";
 
@@ -232,7 +233,9 @@ clusterSuite("kvsz drop", {
     assert.ok((await s.objects()).slots.includes(s.kvsz1), "sid 1 untouched");
   },
 
-  "--progress deletes the source's progress and synced tables in the destination": async (c) => {
+  "--progress deletes the source's progress, synced tables and claim in the destination": async (
+    c,
+  ) => {
     const s = await setup(c);
     const dst = connect(c.url(s.dstDb));
     try {
@@ -247,6 +250,7 @@ clusterSuite("kvsz drop", {
            VALUES ($1, $2, 't1', 't1', '0/5')`,
           [s.srcDb, sid],
         );
+        await claimSource(dst, { database: s.srcDb, sid }, { token: sid, owner: "a kvsz" });
       }
       const r = await s.drop(["--yes", "--sid", "1", "--progress"]);
       assert.equal(r.code, 0, r.output);
@@ -263,6 +267,7 @@ clusterSuite("kvsz drop", {
         ])).map((row) => row.sid);
       assert.deepEqual(await left("progress"), ["2", "3"]);
       assert.deepEqual(await left("synced_tables"), ["2", "3"]);
+      assert.deepEqual(await left("owners"), ["2", "3"]);
     } finally {
       await dst.end({ timeout: 1 });
     }

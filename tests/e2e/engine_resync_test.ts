@@ -81,9 +81,9 @@ async function recopyScenario(c: TestCluster, how: "dropped" | "recreated"): Pro
     );
     await waitForEqualRows(() => tableRows(other, "c", "id, v"), sidRows("2"), { kvsz });
     if (how === "dropped") {
-      // A second kvsz on the same source is refused, naming the first one's pid.
+      // A second kvsz on the same source waits for the first (its destination lock), naming it.
       await using second = KvszProcess.start(["run", "--config", path, "--skip-checks"]);
-      await second.waitForOutput(/in use by process \d+/);
+      await second.waitForOutput(new RegExp(`another kvsz process \\(\\S+ pid ${kvsz.pid}\\)`));
       await second.stop();
     }
     assert.equal(await kvsz.stop(), 0);

@@ -317,18 +317,20 @@ async function onePollerConnectionPerServer(c: TestCluster): Promise<void> {
 /**
  * Without the slot poller, `kvsz_lag_bytes` comes from the stream itself
  * (the server's WAL end in keepalives and data headers, against what kvsz
- * confirmed): 0 once caught up, up while the destination is blocked and the
- * source writes, back to 0 once it is free.
+ * confirmed): about 0 once caught up, up while the destination is blocked and the
+ * source writes, back down once it is free.
  */
 async function lagFromTheStream(c: TestCluster): Promise<void> {
   const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
   for (const db of [src, dst]) await db.unsafe(`CREATE TABLE t1 (id int PRIMARY KEY, v text)`);
   const { metrics, labels, stop } = runPipeline({ db: srcDb, url: c.url(srcDb) }, c.url(dstDb));
   const lag = async () => sample(await metrics.render(), "kvsz_lag_bytes", labels);
+  /** Under one WAL page (not always 0: see below); false while there is no figure yet. */
+  const caughtUp = async () => ((await lag()) ?? Infinity) < 8192;
   const locker = await dst.reserve();
   try {
-    await waitFor(async () => (await lag()) === 0, {
-      what: "kvsz_lag_bytes 0 once streaming",
+    await waitFor(caughtUp, {
+      what: "kvsz_lag_bytes under 8 kB once streaming (see below)",
       context: () => metrics.render(),
       timeoutMs: 60_000,
     });
@@ -348,8 +350,12 @@ async function lagFromTheStream(c: TestCluster): Promise<void> {
       before = (await lag())!;
     }
     await locker.unsafe(`COMMIT`);
-    await waitFor(async () => (await lag()) === 0, {
-      what: "kvsz_lag_bytes back to 0",
+    // Back under one WAL page, not always 0: source and destination share a server
+    // here, so each idle position kvsz records is itself a little WAL (256 bytes)
+    // that the source's next keepalive reports, sometimes before the status
+    // confirming the previous position has gone out.
+    await waitFor(caughtUp, {
+      what: "kvsz_lag_bytes back under 8 kB",
       context: () => metrics.render(),
       timeoutMs: 60_000,
     });

@@ -84,4 +84,6 @@ export interface TenantOptions {
   timeoutSeconds: number;
   /** Above this many tenants native is not run (one worker process per tenant). */
   nativeMax: number;
+  /** Source side and destination side on CPUs of their own (tenants/cpus.ts). */
+  splitCpus: boolean;
 }

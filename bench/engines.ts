@@ -75,6 +75,8 @@ export interface KvszOptions {
   apply?: Record<string, number>;
   /** Directory for `deno run --cpu-prof` profiles of the kvsz process (one per start). */
   cpuProfDir?: string;
+  /** CPUs kvsz runs on (`taskset -c` list; see tenants/cpus.ts); default: the benchmark's. */
+  cpus?: string;
   /** Where the kvsz logs of every start are appended. */
   logFile: string;
   /** Called with every line kvsz prints (JSON log lines). */
@@ -154,9 +156,14 @@ export class KvszEngine implements Engine {
     // servers: the kernel's autogroup scheduling then shares the CPU between kvsz,
     // the servers and the benchmark's own load generator fairly, instead of
     // counting kvsz and the load generator as one.
-    const child = new Deno.Command(SETSID ?? Deno.execPath(), {
+    const command = [
+      ...(this.opts.cpus ? ["taskset", "-c", this.opts.cpus] : []),
+      ...(SETSID ? [SETSID] : []),
+      Deno.execPath(),
+    ];
+    const child = new Deno.Command(command[0], {
       args: [
-        ...(SETSID ? [Deno.execPath()] : []),
+        ...command.slice(1),
         "run",
         "-A",
         ...(V8_FLAGS ? [V8_FLAGS] : []),

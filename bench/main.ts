@@ -32,6 +32,8 @@ const USAGE = `Usage: deno task bench [options]
   --tenant-idle-seconds N kvsz watched idle for its CPU (default 20)
   --tenant-timeout N      seconds to get every tenant copied and streaming (default 120 + 1 per tenant)
   --native-max-tenants N  above this many tenants, tenants runs kvsz alone (default 300)
+  --tenant-cpus X         split (default): source server and load on half the CPUs, destination
+                          server and engine on the other half, as on two machines; shared: no pinning
   --latency-seconds N     duration of the steady load (default 15)
   --latency-rate N        pgbench --rate of the latency load (default: half of the measured max)
   --native-streaming X    subscription streaming option: off (default), on, parallel
@@ -67,6 +69,7 @@ function parseOptions(): BenchOptions {
       "tenant-idle-seconds": { type: "string" },
       "tenant-timeout": { type: "string" },
       "native-max-tenants": { type: "string" },
+      "tenant-cpus": { type: "string" },
       "apply-workers": { type: "string" },
       "latency-seconds": { type: "string" },
       "latency-rate": { type: "string" },
@@ -110,6 +113,11 @@ function parseOptions(): BenchOptions {
     console.error(`--native-streaming: off, on or parallel\n\n${USAGE}`);
     Deno.exit(2);
   }
+  const tenantCpus = values["tenant-cpus"] ?? "split";
+  if (!["split", "shared"].includes(tenantCpus)) {
+    console.error(`--tenant-cpus: split or shared\n\n${USAGE}`);
+    Deno.exit(2);
+  }
   const transactions = int("transactions", quick ? 10_000 : 50_000);
   const apply: Record<string, number> = {};
   if (values["batch-size"] !== undefined) apply.batch_size = int("batch-size", 0);
@@ -138,6 +146,7 @@ function parseOptions(): BenchOptions {
       idleSeconds: Math.max(1, int("tenant-idle-seconds", quick ? 5 : 20)),
       timeoutSeconds: int("tenant-timeout", 0),
       nativeMax: int("native-max-tenants", 300),
+      splitCpus: tenantCpus === "split",
     },
     latencyRate: int("latency-rate", 0),
     nativeStreaming: streaming,

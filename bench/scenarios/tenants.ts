@@ -61,7 +61,12 @@ export async function tenantsScenario(ctx: BenchContext): Promise<void> {
       `tenants: native not run above ${o.nativeMax} tenants (one apply worker process per subscription; --native-max-tenants)`,
     );
   }
-  const fleet = await startFleet(ctx.opts.major, n, { native: withNative });
+  const fleet = await startFleet(ctx.opts.major, n, { native: withNative, splitCpus: o.splitCpus });
+  ctx.rec.notes.push(
+    fleet.cpus
+      ? `tenants: source server and load on CPU ${fleet.cpus.source}, destination server and engine on CPU ${fleet.cpus.destination}, as on two machines (bench/tenants/cpus.ts; --tenant-cpus shared to turn off)`
+      : `tenants: every process shares every CPU (--tenant-cpus shared, or fewer than 2 CPUs, or no taskset)`,
+  );
   try {
     await setupFleet(fleet, o.rows, withNative);
     const kvsz = await runEngine(ctx, fleet, new KvszTenants(ctx, fleet), { phase: 10, perTenant });

@@ -7,6 +7,7 @@
  * from a template database, a few at a time.
  */
 import { type Server, SERVER_SETTINGS, startServer } from "../servers.ts";
+import { type CpuSplit, cpuSplit, pinTree, postmasterPid } from "./cpus.ts";
 import { say } from "../util.ts";
 
 /** kvsz's destination database (one table per source table, keyed by sid). */
@@ -30,6 +31,8 @@ export interface Fleet {
   tenants: Tenant[];
   /** `max_connections` of the destination (PostgreSQL's default, 100). */
   destMaxConnections: number;
+  /** The CPUs of each side when they are split (cpus.ts); null: shared. */
+  cpus: CpuSplit | null;
   stop(): Promise<void>;
 }
 
@@ -52,7 +55,7 @@ export function tenantList(n: number): Tenant[] {
 export async function startFleet(
   major: number,
   n: number,
-  opts: { native: boolean },
+  opts: { native: boolean; splitCpus: boolean },
 ): Promise<Fleet> {
   const started: { stop(): Promise<void> }[] = [];
   const stop = async () => {
@@ -81,11 +84,19 @@ export async function startFleet(
         : {}),
     });
     started.push(dest);
+    const cpus = opts.splitCpus ? await cpuSplit() : null;
+    if (cpus) {
+      await pinTree(await postmasterPid(`${source.server.cluster.dir}/data`), cpus.source);
+      await pinTree(await postmasterPid(`${dest.server.cluster.dir}/data`), cpus.destination);
+      await pinTree(Deno.pid, cpus.source); // the benchmark is the source's load
+      started.unshift({ stop: () => pinTree(Deno.pid, cpus.all) }); // undone last
+    }
     return {
       source: source.server,
       dest: dest.server,
       tenants: tenantList(n),
       destMaxConnections,
+      cpus,
       stop,
     };
   } catch (e) {

@@ -38,6 +38,7 @@ export class KvszTenants implements TenantEngine {
       workDir: ctx.workDir,
       apply: ctx.opts.apply,
       cpuProfDir: ctx.opts.cpuProfDir,
+      cpus: fleet.cpus?.destination,
       logFile: ctx.kvszLog,
       onLine: this.watch.line,
     });

@@ -48,6 +48,7 @@ import type { CopyTurn } from "./copy_slots.ts";
 import { streamChanges } from "../source/reader.ts";
 import { closeAtOnce, watchSourceShutdown } from "../source/shutdown_watch.ts";
 import { serverProbe } from "../source/server_probe.ts";
+import { type StartTurn, startTurn } from "../source/start_turns.ts";
 import { describeError } from "../pg/describe.ts";
 import { StreamRestart } from "../errors.ts";
 import { NeedsPersonError } from "../errors.ts";
@@ -232,6 +233,15 @@ export class SourcePipeline {
     const owned = { database: this.db.database, sid: this.source.sid, ownerToken: claim.token };
     const dest = this.destination.catalog;
     this.#streaming = false;
+    // Prepared in turns with the other sources of its server (start_turns.ts).
+    let preparing: StartTurn;
+    try {
+      preparing = await startTurn(this.source.url, this.#stopSignal.signal);
+    } catch (e) {
+      claim.end();
+      this.#claim = null;
+      throw e;
+    }
     // Used to prepare; closed once unused, so that a streaming source holds only its
     // replication connection at the source (the shutdown watch asks through its server's).
     const src = connect(this.source.url, { idleTimeout: SOURCE_IDLE_SECONDS });
@@ -327,6 +337,7 @@ export class SourcePipeline {
         // New slot: every table is copied in the snapshot the slot exported, made once
         // the copy's first turn is this source's (see CopySlots.start).
         const plan = await this.#planCopy(tables.filter(copied).map(job), major, src);
+        preparing.release(); // the copy waits for its turn in line
         const created = await this.#withCopyTurn(async (turn) => {
           const created = await createSlotWithSnapshot(replication, this.name, {
             major,
@@ -346,6 +357,7 @@ export class SourcePipeline {
         const jobs = tables
           .filter((t) => (synced.get(t.mapping.source)?.lsn ?? 0n) === 0n && copied(t))
           .map(job);
+        preparing.release(); // a copy waits for its turn in line
         if (jobs.length > 0) await this.#copyWithTemporarySlot(jobs, major, src);
         else recordsChanged = false;
         startLsn = storedLsn ?? slot.confirmedFlushLsn ?? 0n;
@@ -458,6 +470,7 @@ export class SourcePipeline {
       if (e instanceof DeadSession) this.destination.renewCatalog(dest);
       throw claim.signal.aborted ? claim.signal.reason : e;
     } finally {
+      preparing.release();
       claim.end();
       this.#claim = null;
       applier?.abort();

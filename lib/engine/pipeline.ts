@@ -233,15 +233,8 @@ export class SourcePipeline {
     const owned = { database: this.db.database, sid: this.source.sid, ownerToken: claim.token };
     const dest = this.destination.catalog;
     this.#streaming = false;
-    // Prepared in turns with the other sources of its server (start_turns.ts).
-    let preparing: StartTurn;
-    try {
-      preparing = await startTurn(this.source.url, this.#stopSignal.signal);
-    } catch (e) {
-      claim.end();
-      this.#claim = null;
-      throw e;
-    }
+    /** This source's turn to prepare among its server's (start_turns.ts). */
+    let preparing: StartTurn | null = null;
     // Used to prepare; closed once unused, so that a streaming source holds only its
     // replication connection at the source (the shutdown watch asks through its server's).
     const src = connect(this.source.url, { idleTimeout: SOURCE_IDLE_SECONDS });
@@ -250,6 +243,7 @@ export class SourcePipeline {
     claim.signal.addEventListener("abort", () => closeAtOnce(replication));
     let applier: Applier | null = null;
     try {
+      preparing = await startTurn(this.source.url, this.#stopSignal.signal);
       // The destination's side (kvsz schema, target tables, the origin tagging the
       // source's writes) is read while the source's is prepared; the replication
       // connection opens meanwhile (each costs a round of authentication).
@@ -337,7 +331,7 @@ export class SourcePipeline {
         // New slot: every table is copied in the snapshot the slot exported, made once
         // the copy's first turn is this source's (see CopySlots.start).
         const plan = await this.#planCopy(tables.filter(copied).map(job), major, src);
-        preparing.release(); // the copy waits for its turn in line
+        preparing.release(); // the copy waits for its copy turn in line
         const created = await this.#withCopyTurn(async (turn) => {
           const created = await createSlotWithSnapshot(replication, this.name, {
             major,
@@ -470,7 +464,7 @@ export class SourcePipeline {
       if (e instanceof DeadSession) this.destination.renewCatalog(dest);
       throw claim.signal.aborted ? claim.signal.reason : e;
     } finally {
-      preparing.release();
+      preparing?.release();
       claim.end();
       this.#claim = null;
       applier?.abort();

@@ -18,6 +18,7 @@ import { Metrics } from "../observe/metrics.ts";
 import { startHttpServer } from "../observe/http_server.ts";
 import { startSlotPoller } from "../observe/slot_poller.ts";
 import { validateConfig } from "./validate.ts";
+import { readKnownSources } from "../preflight/known_sources.ts";
 import { formatChecks } from "./output.ts";
 import { passwordsOf } from "../pg/redact.ts";
 import { configForShard, describeShard, type Shard } from "../engine/shard.ts";
@@ -66,7 +67,9 @@ ${CONFIG_HELP}
     const logger = log("run");
     if (!flags["skip-checks"]) {
       // The shard's sources only: no other source is touched.
-      const checks = await validateConfig(config, { connectTimeout: 10, shard });
+      // Sources that streamed before are checked by their own pipelines (known_sources.ts).
+      const known = await readKnownSources(config, { connectTimeout: 10 });
+      const checks = await validateConfig(config, { connectTimeout: 10, shard, known });
       // An unreachable server is retried by the pipelines; anything else is a real mistake.
       const failed = checks.filter((c) => c.status === "FAIL" && !/reachable$/.test(c.check));
       for (const line of formatChecks(checks.filter((c) => c.status !== "ok"))) {

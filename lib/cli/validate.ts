@@ -12,6 +12,7 @@ import { type Check } from "../preflight/check.ts";
 import { serverOf } from "../pg/conninfo.ts";
 import { discoverOnce, discoveryChecks } from "./discovered.ts";
 import { configForShard, type Shard } from "../engine/shard.ts";
+import { type KnownSources, sourcesToCheck } from "../preflight/known_sources.ts";
 
 /** Replication connection checks that may run at once on one server (each takes a WAL sender). */
 const REPLICATION_CHECKS_PER_SERVER = 2;
@@ -25,18 +26,25 @@ const REPLICATION_CHECKS_PER_SERVER = 2;
  */
 export async function validateConfig(
   loaded: Config,
-  opts: { connectTimeout?: number; /** Check only this shard's sources. */ shard?: Shard } = {},
+  opts: {
+    connectTimeout?: number;
+    /** Check only this shard's sources. */
+    shard?: Shard;
+    /** Sources the destination knows: one of each database entry and server stands for them (known_sources.ts). */
+    known?: KnownSources;
+  } = {},
 ): Promise<Check[]> {
   const found = await discoverOnce(loaded, opts);
   const config = opts.shard ? configForShard(found.config, opts.shard) : found.config;
   const configured = configuredSources(config);
+  const checked = opts.known ? sourcesToCheck(configured, opts.known) : configured;
   const limiters = new Map<string, Limiter>();
   const replicationLimiter = (url: string) => {
     const server = serverOf(url);
     if (!limiters.has(server)) limiters.set(server, limiter(REPLICATION_CHECKS_PER_SERVER));
     return limiters.get(server)!;
   };
-  const sourceResults = mapBounded(configured, SOURCE_CONCURRENCY, async (c) => ({
+  const sourceResults = mapBounded(checked, SOURCE_CONCURRENCY, async (c) => ({
     ...c,
     result: await preflightSource(c.db, c.source, {
       ...opts,
@@ -53,10 +61,11 @@ export async function validateConfig(
     return byDatabase;
   });
   // Once the source checks are done, none of their connections counts as in use.
+  // Each server's budget counts all its sources, checked one by one or not.
   const budgets = sourceResults.then((results) => {
-    const servers = [...groupByServer(results, (r) => r.source.url)].flatMap(([server, rs]) => {
-      const answered = rs.find((r) => r.result.reachable);
-      return answered ? [{ server, sources: rs, url: answered.source.url }] : [];
+    const servers = [...groupByServer(configured, (c) => c.source.url)].flatMap(([server, cs]) => {
+      const answered = results.find((r) => r.result.reachable && serverOf(r.source.url) === server);
+      return answered ? [{ server, sources: cs, url: answered.source.url }] : [];
     });
     return mapBounded(
       servers,
@@ -69,9 +78,17 @@ export async function validateConfig(
     budgets,
     preflightDestination(config, tables, opts),
   ]);
+  const unchecked = configured.length - checked.length;
   return [
     ...discoveryChecks(loaded, found),
     ...results.flatMap((r) => r.result.checks),
+    ...(unchecked > 0
+      ? [{
+        status: "ok" as const,
+        check:
+          `${unchecked} source(s) that streamed before: checked by their pipelines as they start`,
+      }]
+      : []),
     ...budget.flat(),
     ...destination,
   ];

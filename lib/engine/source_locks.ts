@@ -216,6 +216,7 @@ export class SourceLocks {
     const keys = [
       ...new Set(this.#waiters.map((w) => w.key).filter((k) => !same || !this.#locked.has(k))),
     ];
+    const asked = new Set(keys);
     const session = {
       pid: same ? this.#session!.pid : null,
       end: () => void sql.end({ timeout: 0 }).catch(() => {}),
@@ -263,7 +264,8 @@ export class SourceLocks {
       }
       waiting.push(w);
       // The session just left behind may hold it: said only once that one is gone.
-      if (this.#abandoned.length > 0 || w.tried) continue;
+      // A waiter that came during the poll was not asked for yet: the next poll does.
+      if (this.#abandoned.length > 0 || w.tried || !asked.has(w.key)) continue;
       w.tried = true;
       w.onWait?.();
     }

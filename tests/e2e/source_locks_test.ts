@@ -122,6 +122,30 @@ clusterSuite("source locks and the write fence", {
     }
   },
 
+  "sources asking at once for free locks get them, none told another process holds it": async (
+    c,
+  ) => {
+    // At start every source asks within a few ms: those that come while a poll runs are
+    // asked in the next poll, not said to be waiting (1,000 false "waiting" lines before).
+    const db = await c.createDatabase("locks");
+    const a = instance(c.url(db));
+    try {
+      let told = 0;
+      const names = Array.from({ length: 40 }, (_, i) => `kvsz_tenant_${i}`);
+      // The first call starts a poll for its own key; the others come while it runs.
+      const locks = await Promise.all(
+        names.map((n) => a.locks.acquire(n, { onWait: () => told++ })),
+      );
+      assert.equal(locks.length, names.length);
+      assert.equal(told, 0, "no source was told its lock is held elsewhere");
+      const holders = await lockHolders(c, db);
+      assert.equal(holders.length, names.length, "every lock is held");
+      assert.equal(new Set(holders).size, 1, "by one session");
+    } finally {
+      await a.close();
+    }
+  },
+
   "a session given up on while the server keeps it (and its locks) is ended, and the locks taken again":
     async (c) => {
       const db = await c.createDatabase("locks");

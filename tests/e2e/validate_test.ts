@@ -14,6 +14,10 @@ import { matchingTables, readSourceTable } from "../../lib/source/catalog.ts";
 import { freePort } from "../../lib/pg/local_cluster.ts";
 import type { Check } from "../../lib/preflight/check.ts";
 import { createTenants } from "../support/tenants.ts";
+import { validateConfig } from "../../lib/cli/validate.ts";
+import { readKnownSources } from "../../lib/preflight/known_sources.ts";
+import { loadConfig } from "../../lib/config/load.ts";
+import { ensureKvszSchema } from "../../lib/apply/progress.ts";
 
 /** A password that must never be printed. */
 const SECRET = "Pw-n3ver-Pr1nted";
@@ -174,6 +178,54 @@ clusterSuite("kvsz validate", {
           /kvsz\.yaml:\d+: databases\[0\]\.urls\[1\]\.sid: database "src" sid "EU\.1" collides with databases\[0\]\.urls\[0\] \(line \d+\), database "src" sid "eu-1": .* named kvsz_src_eu_1; give one of them another sid/,
         );
       }
+    },
+
+  "run checks the sources the destination knows through one of each database, the new ones each":
+    async (c) => {
+      const s = await prepared(c);
+      // Tenants 2 and 3 streamed before (progress at the destination); 3 lost a table since.
+      const dbs = [s.srcDb, await c.createDatabase("src"), await c.createDatabase("src")];
+      for (const db of dbs.slice(1)) {
+        await c.sql(db).unsafe(`
+          CREATE TABLE t1 (id int PRIMARY KEY, name text, salary numeric(10,2));
+          CREATE TABLE t2 (id bigint PRIMARY KEY, tags text[], at timestamptz);
+          GRANT SELECT ON t1, t2 TO ${s.srcUser};
+          CREATE PUBLICATION kvsz_src_${db === dbs[1] ? 2 : 3} FOR TABLE t1, t2;`);
+      }
+      await c.sql(dbs[2]).unsafe(`DROP TABLE t2`);
+      const dest = c.sql(s.dstDb);
+      await ensureKvszSchema(dest);
+      await dest.unsafe(
+        `INSERT INTO kvsz.progress (database, sid, commit_lsn, end_lsn) VALUES
+           ('src', '2', '0/1', '0/1'), ('src', '3', '0/1', '0/1')`,
+      );
+      const yaml = stringify({
+        destination: { url: c.url(s.dstDb) },
+        databases: [{
+          database: "src",
+          urls: dbs.map((db, i) => ({ url: c.url(db), sid: String(i + 1) })),
+          tables: { t1: null, t2: { type: "history", target: "t2_history" } },
+        }],
+      });
+      await using file = await tempConfig(yaml);
+      const config = await loadConfig(file.path);
+      const failed = (checks: Check[]) =>
+        checks.filter((x) => x.status === "FAIL").map((x) => x.check);
+
+      // validate checks every source: tenant 3's missing table fails.
+      const all = await validateConfig(config);
+      assert.equal(failed(all).length, 1, JSON.stringify(failed(all)));
+      assert.match(failed(all)[0], /^source src sid 3 .* table public\.t2$/);
+
+      // run: tenant 1 (new) and tenant 2 (standing for the known ones) are checked;
+      // tenant 3 is left to its pipeline, which stops it alone.
+      const known = await readKnownSources(config);
+      assert.deepEqual([...known].sort(), [`["src","2"]`, `["src","3"]`]);
+      const atRun = await validateConfig(config, { known });
+      assert.deepEqual(failed(atRun), []);
+      const checked = new Set(atRun.map((x) => x.check.match(/^source src sid (\d+)/)?.[1]));
+      assert.deepEqual([...checked].filter(Boolean).sort(), ["1", "2"]);
+      assert.ok(atRun.some((x) => x.check.startsWith("1 source(s) that streamed before")));
     },
 
   "a missing source table fails, naming it": async (c) => {

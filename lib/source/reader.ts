@@ -426,14 +426,18 @@ export async function streamChanges(
   } finally {
     stopTicking();
     clearTimeout(stopDeadline);
-    if (!ended && !failure) {
+    const clean = !ended && !failure;
+    if (clean) {
       try {
         sendStatus(true);
+        // CopyDone ends the stream as the protocol says; destroy() sends CopyFail, which
+        // the walsender logs as FATAL "invalid standby message type" on every clean stop.
+        stream.end();
       } catch { /* connection already gone */ }
     }
     tap?.discard();
     streamed.discard();
-    stream.destroy?.();
+    if (!clean) stream.destroy?.();
   }
 }
 

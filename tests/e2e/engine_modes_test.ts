@@ -55,9 +55,14 @@ clusterSuite("kvsz run: modes", {
     await src.unsafe(`TRUNCATE t1`);
     await src.unsafe(`INSERT INTO t1 VALUES (1, 'after truncate', 2)`);
     await waitForEqualRows(srcRows, dstRows, { what: "truncate", kvsz });
+    const logged = (await Deno.stat(c.server.logFile)).size;
     assert.equal(await kvsz.stop("SIGTERM"), 0, kvsz.output);
     const [p] = await dst.unsafe(`SELECT count(*)::int AS n FROM kvsz.progress`);
     assert.equal(p.n, 1);
+    // A clean stop ends the stream with CopyDone: nothing for the DBA in the server's log.
+    const log = await Deno.readFile(c.server.logFile);
+    const since = new TextDecoder().decode(log.subarray(logged));
+    assert.doesNotMatch(since, /FATAL|ERROR/, since);
   },
 
   "kvsz's writes carry a replication origin, so origin none never echoes them": async (c) => {

@@ -23,6 +23,8 @@ export interface TableMapping {
   sourceName: string;
   /** Target table name in the destination schema (default: the source name). */
   target: string;
+  /** Schema of the target; absent: `destination.schema` (see {@link targetSchemaOf}). */
+  targetSchema?: string;
   /** Write mode (default `clone`). */
   mode: TableMode;
   /** When set, leaf partitions whose names match are published and mapped onto the target. */
@@ -91,6 +93,11 @@ export interface DatabaseMapping {
   database: string;
   urls: SourceUrl[];
   tables: TableMapping[];
+  /**
+   * Every table of the source besides `tables` (an upgrade's natural map): each
+   * table not excluded goes to the same schema and name at the destination.
+   */
+  allTables?: AllTablesConfig;
   /** Sources found while running, besides `urls` (see {@link DiscoverConfig}). */
   discover?: DiscoverConfig;
 }
@@ -187,4 +194,19 @@ export interface Config {
   log: LogConfig;
   /** `status` warns when a slot retains more WAL than this many bytes. */
   retainedWalWarnBytes: number;
+}
+
+/** A database entry's `all_tables` block (see {@link DatabaseMapping.allTables}). */
+export interface AllTablesConfig {
+  /** Patterns of `schema.table` (or `table`, any schema) left out; `*` matches any run of characters. */
+  exclude: string[];
+  /** Schemas whose tables are mapped; empty: every schema but the system ones. */
+  schemas: string[];
+  /** Write mode of every table so mapped (default `clone`). */
+  mode: TableMode;
+}
+
+/** The schema of a mapping's target: its own, else `destination.schema`. */
+export function targetSchemaOf(mapping: TableMapping, destinationSchema: string): string {
+  return mapping.targetSchema ?? destinationSchema;
 }

@@ -3,7 +3,7 @@
  * which columns map, which columns identify a row, which LSN the table's
  * initial copy covers.
  */
-import type { TableMapping } from "../config/types.ts";
+import { type TableMapping, targetSchemaOf } from "../config/types.ts";
 import type { Sql } from "../pg/connect.ts";
 import type { RelationMessage } from "../source/messages.ts";
 import { castType, KVSZ_COLUMNS, readTargetTable } from "./catalog.ts";
@@ -167,7 +167,7 @@ export class RouteTable {
       this.#layouts.set(relation.relationId, layoutOf(relation));
       return undefined;
     }
-    const schema = this.opts.destSchema;
+    const schema = targetSchemaOf(mapping, this.opts.destSchema);
     const target = this.opts.readTarget
       ? await this.opts.readTarget(schema, mapping.target)
       : await readTargetTable(this.dest, schema, mapping.target);

@@ -19,6 +19,7 @@ import { startHttpServer } from "../observe/http_server.ts";
 import { startSlotPoller } from "../observe/slot_poller.ts";
 import { validateConfig } from "./validate.ts";
 import { readKnownSources } from "../preflight/known_sources.ts";
+import { expandAllTables } from "../preflight/all_tables.ts";
 import { formatChecks } from "./output.ts";
 import { passwordsOf } from "../pg/redact.ts";
 import { configForShard, describeShard, type Shard } from "../engine/shard.ts";
@@ -60,16 +61,28 @@ ${CONFIG_HELP}
   options: { ...CONFIG_OPTION, "skip-checks": { type: "boolean" }, shard: { type: "string" } },
   async run(flags) {
     const shard = shardFlag(flags.shard as string | undefined);
-    const config = await findAndLoadConfig(flags.config as string | undefined);
-    registerSecrets(configUrls(config).flatMap(passwordsOf));
-    configureLogging(config.log);
+    const loaded = await findAndLoadConfig(flags.config as string | undefined);
+    registerSecrets(configUrls(loaded).flatMap(passwordsOf));
+    configureLogging(loaded.log);
     installCrashGuards();
     const logger = log("run");
-    if (!flags["skip-checks"]) {
+    // all_tables: read once here, so that the checks and the pipelines see the same tables.
+    const expanded = await expandAllTables(loaded, { connectTimeout: 10 });
+    const config = expanded.config;
+    if (flags["skip-checks"]) {
+      const failed = expanded.checks.filter((c) => c.status === "FAIL");
+      if (failed.length > 0) {
+        for (const line of formatChecks(failed)) console.error(line);
+        return EXIT_FAILURE;
+      }
+    } else {
       // The shard's sources only: no other source is touched.
       // Sources that streamed before are checked by their own pipelines (known_sources.ts).
       const known = await readKnownSources(config, { connectTimeout: 10 });
-      const checks = await validateConfig(config, { connectTimeout: 10, shard, known });
+      const checks = [
+        ...expanded.checks,
+        ...await validateConfig(config, { connectTimeout: 10, shard, known }),
+      ];
       // An unreachable server is retried by the pipelines; anything else is a real mistake.
       const failed = checks.filter((c) => c.status === "FAIL" && !/reachable$/.test(c.check));
       for (const line of formatChecks(checks.filter((c) => c.status !== "ok"))) {
@@ -148,7 +161,9 @@ export async function runPipelines(config: Config, shard?: Shard): Promise<numbe
   const onReload = () => {
     reloading = reloading.then(async () => {
       try {
-        const next = await loadConfig(config.file);
+        const { config: next, checks } = await expandAllTables(await loadConfig(config.file));
+        const failed = checks.find((c) => c.status === "FAIL");
+        if (failed) throw new Error(`${failed.check}: ${failed.problem}`);
         registerSecrets(configUrls(next).flatMap(passwordsOf));
         config = next;
         metrics.setPerSourceTables(config.metrics.perSourceTables);

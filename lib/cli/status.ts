@@ -12,6 +12,7 @@ import {
   UsageError,
 } from "./command.ts";
 import { findAndLoadConfig } from "../config/load.ts";
+import { expandAllTables } from "../preflight/all_tables.ts";
 import { withDiscovered } from "./discovered.ts";
 import type { Config } from "../config/types.ts";
 import {
@@ -324,7 +325,7 @@ ${CONFIG_HELP}
   },
   async run(flags) {
     const config = await withDiscovered(
-      await findAndLoadConfig(flags.config as string | undefined),
+      (await expandAllTables(await findAndLoadConfig(flags.config as string | undefined))).config,
     );
     const filter = {
       databases: (flags.database as string[] | undefined) ?? [],

@@ -13,6 +13,7 @@ import { serverOf } from "../pg/conninfo.ts";
 import { discoverOnce, discoveryChecks } from "./discovered.ts";
 import { configForShard, type Shard } from "../engine/shard.ts";
 import { type KnownSources, sourcesToCheck } from "../preflight/known_sources.ts";
+import { expandAllTables } from "../preflight/all_tables.ts";
 
 /** Replication connection checks that may run at once on one server (each takes a WAL sender). */
 const REPLICATION_CHECKS_PER_SERVER = 2;
@@ -35,7 +36,8 @@ export async function validateConfig(
   } = {},
 ): Promise<Check[]> {
   const found = await discoverOnce(loaded, opts);
-  const config = opts.shard ? configForShard(found.config, opts.shard) : found.config;
+  const expanded = await expandAllTables(found.config, opts);
+  const config = opts.shard ? configForShard(expanded.config, opts.shard) : expanded.config;
   const configured = configuredSources(config);
   const checked = opts.known ? sourcesToCheck(configured, opts.known) : configured;
   const limiters = new Map<string, Limiter>();
@@ -81,6 +83,7 @@ export async function validateConfig(
   const unchecked = configured.length - checked.length;
   return [
     ...discoveryChecks(loaded, found),
+    ...expanded.checks,
     ...results.flatMap((r) => r.result.checks),
     ...(unchecked > 0
       ? [{

@@ -210,3 +210,10 @@ export interface AllTablesConfig {
 export function targetSchemaOf(mapping: TableMapping, destinationSchema: string): string {
   return mapping.targetSchema ?? destinationSchema;
 }
+
+/** Names a mapping's target uniquely among a config's: `schema.name` with its own schema, else the name. */
+export function targetKey(mapping: Pick<TableMapping, "target" | "targetSchema">): string {
+  return mapping.targetSchema === undefined
+    ? mapping.target
+    : `${mapping.targetSchema}.${mapping.target}`;
+}

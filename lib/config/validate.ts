@@ -20,6 +20,7 @@ import { formatPath, lineOf, type Path, problemAt, type SourceDocument } from ".
 import type { Problem } from "./errors.ts";
 import { didYouMean } from "./suggest.ts";
 import type {
+  AllTablesConfig,
   ApplyConfig,
   ColumnDriftPolicy,
   Config,
@@ -56,7 +57,8 @@ const ROOT_KEYS = [
   "status",
 ];
 const DESTINATION_KEYS = ["url", "schema", "replica_role"];
-const DATABASE_KEYS = ["database", "urls", "discover", "tables"];
+const DATABASE_KEYS = ["database", "urls", "discover", "tables", "all_tables"];
+const ALL_TABLES_KEYS = ["exclude", "schemas", "type"];
 const URL_KEYS = ["url", "sid", "failover"];
 const DISCOVER_KEYS = ["url", "pattern", "sid", "interval_seconds"];
 const TABLE_KEYS = ["target", "type", "partitions_regex", "on_column_drift"];
@@ -290,12 +292,43 @@ function database(
   if (map === undefined) return undefined;
   const name = check.string(map, "database", path, { required: "the source database name" });
   const found = discover(check, map.get("discover"), [...path, "discover"]);
+  const all = allTables(check, map.get("all_tables"), [...path, "all_tables"]);
+  const listed = map.get("tables");
   return {
     database: name ?? "",
     urls: sourceUrls(check, map.get("urls"), [...path, "urls"], found !== null),
-    tables: tables(check, map.get("tables"), [...path, "tables"], opts),
+    tables: all !== null && (listed === undefined || listed === null)
+      ? []
+      : tables(check, listed, [...path, "tables"], opts),
+    ...(all ? { allTables: all } : {}),
     ...(found ? { discover: found } : {}),
   };
+}
+
+/**
+ * The entry's `all_tables`: `true`, or a block with `exclude` and `schemas`
+ * (lists of names; `*` in an exclusion matches any run of characters) and
+ * `type`; null when absent or false, undefined when broken (reported).
+ */
+function allTables(check: Checker, value: unknown, path: Path): AllTablesConfig | null | undefined {
+  if (value === undefined || value === null || value === false) return null;
+  if (value === true) return { exclude: [], schemas: [], mode: DEFAULT_TABLE_MODE };
+  const map = check.mapping(value, path, ALL_TABLES_KEYS);
+  if (map === undefined) return undefined;
+  const list = (key: string): string[] | undefined => {
+    const v = map.get(key);
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v) || v.some((x) => typeof x !== "string" || x === "")) {
+      check.report([...path, key], `must be a list of names, not ${describe(v)}`);
+      return undefined;
+    }
+    return v as string[];
+  };
+  const exclude = list("exclude");
+  const schemas = list("schemas");
+  const mode = check.choice(map, "type", path, { allowed: TABLE_MODES }) ?? DEFAULT_TABLE_MODE;
+  if (exclude === undefined || schemas === undefined) return undefined;
+  return { exclude, schemas, mode };
 }
 
 /**

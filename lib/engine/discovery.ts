@@ -7,7 +7,7 @@
  * kept from earlier rounds and the `urls` winning: one warning, the others
  * go on. A server that cannot be listed keeps what it had.
  */
-import type { Config, DatabaseMapping, SourceUrl } from "../config/types.ts";
+import { type Config, type DatabaseMapping, type SourceUrl, targetKey } from "../config/types.ts";
 import { DEFAULT_DISCOVER } from "../config/defaults.ts";
 import { tenantMatcher } from "../config/discover.ts";
 import { kvszObjectName } from "../pg/identifiers.ts";
@@ -310,11 +310,11 @@ class Claims {
         fix: "make the sid template give it another sid, or narrow the pattern",
       };
     }
-    const keys = db.tables.map((t) => JSON.stringify([t.target, sid]));
+    const keys = db.tables.map((t) => JSON.stringify([targetKey(t), sid]));
     for (const [i, key] of keys.entries()) {
       const other = this.#targets.get(key);
       if (other !== undefined && other.entry !== entry) {
-        const target = db.tables[i].target;
+        const target = targetKey(db.tables[i]);
         return {
           problem: `target "${target}" with sid "${sid}" is already fed by ${other.owner}`,
           fix: "give the sources different sids or targets",

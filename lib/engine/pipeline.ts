@@ -6,7 +6,14 @@
  * backoff, resuming from the progress stored in the destination. Its
  * destination connections are the process's shared ones (destination.ts).
  */
-import type { Config, DatabaseMapping, SourceUrl, TableMapping } from "../config/types.ts";
+import {
+  type Config,
+  type DatabaseMapping,
+  type SourceUrl,
+  type TableMapping,
+  targetKey,
+  targetSchemaOf,
+} from "../config/types.ts";
 import { connect, serverMajor, type Sql } from "../pg/connect.ts";
 import { kvszObjectName, qualify } from "../pg/identifiers.ts";
 import { formatLsn, parseLsn } from "../pg/lsn.ts";
@@ -320,9 +327,9 @@ export class SourcePipeline {
       const copied = (t: ResolvedTable) => !stopped.has(t.mapping.source);
       const job = (t: ResolvedTable) => ({
         table: t,
-        target: targets.get(t.mapping.target)!,
+        target: targets.get(targetKey(t.mapping))!,
         resync: synced.has(t.mapping.source),
-        exclusive: this.#exclusive(t.mapping.target),
+        exclusive: this.#exclusive(targetKey(t.mapping)),
       });
       let startLsn: bigint;
       /** True when a copy (or a new slot's progress reset) changed the records read above. */
@@ -593,7 +600,7 @@ export class SourcePipeline {
     let writers = 0;
     for (const db of this.config.databases) {
       const sources = db.discover ? 2 : db.urls.length;
-      writers += sources * db.tables.filter((t) => t.target === target).length;
+      writers += sources * db.tables.filter((t) => targetKey(t) === target).length;
     }
     return writers === 1;
   }
@@ -728,14 +735,16 @@ async function readTargets(
   schema: string,
   mappings: TableMapping[],
 ): Promise<Map<string, TargetTable>> {
-  const names = [...new Set(mappings.map((m) => m.target))];
-  const found = await Promise.all(names.map((n) => catalog.readTarget(schema, n)));
+  const byKey = new Map(mappings.map((m) => [targetKey(m), m]));
+  const found = await Promise.all(
+    [...byKey.values()].map((m) => catalog.readTarget(targetSchemaOf(m, schema), m.target)),
+  );
   const out = new Map<string, TargetTable>();
   const missing: string[] = [];
-  names.forEach((name, i) => {
+  [...byKey].forEach(([key, m], i) => {
     const target = found[i];
-    if (target) out.set(name, target);
-    else missing.push(`${schema}.${name}`);
+    if (target) out.set(key, target);
+    else missing.push(`${targetSchemaOf(m, schema)}.${m.target}`);
   });
   if (missing.length > 0) {
     throw new NeedsPersonError(

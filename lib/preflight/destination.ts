@@ -3,7 +3,14 @@
  * `kvsz` can be created, and each target table exists with the privileges, the
  * history columns, the column types and the key columns its sources need.
  */
-import type { Config, DatabaseMapping, TableMapping, TableMode } from "../config/types.ts";
+import {
+  type Config,
+  type DatabaseMapping,
+  type TableMapping,
+  type TableMode,
+  targetKey,
+  targetSchemaOf,
+} from "../config/types.ts";
 import { connect, type Sql } from "../pg/connect.ts";
 import type { SourceTable } from "../source/catalog.ts";
 import { HISTORY_COLUMNS, KVSZ_COLUMNS, readTargetTable, SID_COLUMN } from "../apply/catalog.ts";
@@ -67,26 +74,31 @@ export async function preflightDestination(
     }
     checks.push({ status: "ok", check: `${label} reachable` });
     const schema = config.destination.schema;
-    const names = [...new Set(config.databases.flatMap((db) => db.tables.map((m) => m.target)))];
+    const mapped = new Map(
+      config.databases.flatMap((db) => db.tables.map((m) => [targetKey(m), m])),
+    );
     const [kvszSchema, targetSchema, targetList, records] = await Promise.all([
       kvszSchemaCheck(sql, label, user),
       targetSchemaCheck(sql, label, { schema, user }),
-      Promise.all(names.map((name) => readTargetTable(sql, schema, name))),
+      Promise.all(
+        [...mapped.values()].map((m) => readTargetTable(sql, targetSchemaOf(m, schema), m.target)),
+      ),
       readColumnRecords(sql),
     ]);
     checks.push(kvszSchema, targetSchema);
     if (config.destination.replicaRole) checks.push(await replicaRoleCheck(sql, label, user));
-    const targets = new Map(names.map((name, i) => [name, targetList[i]]));
+    const targets = new Map([...mapped.keys()].map((key, i) => [key, targetList[i]]));
     const sourceTables = await sources;
     const perMapping = await Promise.all(
       config.databases.flatMap((db) =>
         db.tables.map((mapping) =>
           targetChecks(sql, label, {
-            schema,
+            schema: targetSchemaOf(mapping, schema),
+            destinationSchema: schema,
             user,
             db,
             mapping,
-            target: targets.get(mapping.target) ?? null,
+            target: targets.get(targetKey(mapping)) ?? null,
             source: sourceTables.get(db.database)?.get(mapping.source) ?? null,
             replicaRole: config.destination.replicaRole,
             records: db.urls.flatMap((u) =>
@@ -226,7 +238,10 @@ async function readColumnRecords(sql: Sql): Promise<Map<string, SyncedTableRow>>
 
 /** What the checks of one mapping's target look at. */
 interface TargetCheckInput {
+  /** The target's schema. */
   schema: string;
+  /** `destination.schema`: the schema of targets that name none. */
+  destinationSchema: string;
   user: string;
   db: DatabaseMapping;
   mapping: TableMapping;
@@ -243,7 +258,7 @@ async function targetChecks(
   destLabel: string,
   input: TargetCheckInput,
 ): Promise<Check[]> {
-  const { schema, user, db, mapping, target, source, replicaRole } = input;
+  const { schema, destinationSchema, user, db, mapping, target, source, replicaRole } = input;
   const qualified = `${sqlName(schema)}.${sqlName(mapping.target)}`;
   const label =
     `${destLabel} table ${schema}.${mapping.target} (from ${db.database} ${mapping.sourceSchema}.${mapping.sourceName}, ${mapping.mode})`;
@@ -279,7 +294,9 @@ async function targetChecks(
   );
 
   if (mapping.mode === "history") out.push(historyCheck(label, qualified, target));
-  if (!replicaRole) out.push(...foreignKeyChecks(label, qualified, { schema, db, target }));
+  if (!replicaRole) {
+    out.push(...foreignKeyChecks(label, qualified, { schema: destinationSchema, db, target }));
+  }
   if (multi && !target.hasSid) {
     out.push({
       status: "WARN",
@@ -443,7 +460,7 @@ function foreignKeyChecks(
   input: ForeignKeyCheckInput,
 ): Check[] {
   const { schema, db, target } = input;
-  const targets = new Set(db.tables.map((m) => `${schema}.${m.target}`));
+  const targets = new Set(db.tables.map((m) => `${targetSchemaOf(m, schema)}.${m.target}`));
   return target.foreignKeys
     .filter((fk) => !fk.deferrable && targets.has(fk.references))
     .map((fk) => ({

@@ -29,8 +29,9 @@ export interface ResolvedTable {
 }
 
 /**
- * The table mappings of `db` on one source: its `tables`, and with
- * `all_tables` every other table of the source not excluded.
+ * The table mappings of `db` on one source: its `tables`, which hold every
+ * table of `all_tables` once the config went through `expandAllTables`
+ * (`lib/preflight/all_tables.ts`).
  */
 export function mappedTables(
   _sql: Sql,

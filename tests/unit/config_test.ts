@@ -775,3 +775,32 @@ Deno.test("findConfigPath: --config, else $KVSZ_CONFIG, else the default paths",
   assert.equal(findConfigPath("missing.yaml", {}), "missing.yaml");
   assert.equal(findConfigPath(undefined, { KVSZ_CONFIG: EXAMPLE }), EXAMPLE);
 });
+
+Deno.test("all_tables: true or a block; tables may then be left out", () => {
+  const text = (all: string) =>
+    `${DESTINATION}databases:
+  - database: shop
+    urls:
+      - url: postgres://kvsz:secret@10.0.0.1:5432/shop
+        sid: 1
+    all_tables: ${all}
+`;
+  const plain = parseConfig(text("true"), "kvsz.yaml", {});
+  assert.deepEqual(plain.databases[0].allTables, { exclude: [], schemas: [], mode: "clone" });
+  assert.deepEqual(plain.databases[0].tables, []);
+  const block = parseConfig(
+    text(`{ exclude: ["app.audit_*"], schemas: [app], type: append }`),
+    "kvsz.yaml",
+    {},
+  );
+  assert.deepEqual(block.databases[0].allTables, {
+    exclude: ["app.audit_*"],
+    schemas: ["app"],
+    mode: "append",
+  });
+  assertOneProblem(
+    text(`{ exclude: app.audit }`),
+    "databases[0].all_tables.exclude",
+    'must be a list of names, not "app.audit"',
+  );
+});

@@ -18,7 +18,12 @@
  */
 import type { BenchContext } from "../context.ts";
 import { now, say, sleep } from "../util.ts";
-import { ActivitySampler, processesMemory } from "../tenants/activity.ts";
+import {
+  ActivitySampler,
+  processesMemory,
+  sourceWalBytes,
+  waitSourceQuiet,
+} from "../tenants/activity.ts";
 import { NotStreamingError, type TenantEngine } from "../tenants/engine.ts";
 import { type Fleet, setupFleet, startFleet } from "../tenants/fleet.ts";
 import { KvszTenants } from "../tenants/kvsz.ts";
@@ -142,9 +147,13 @@ async function runEngine(
     );
 
     await sleep(3_000); // settle: the last copy's connections close
+    const quietAfter = await waitSourceQuiet(fleet.source.sql(), 180);
+    const wal0 = await sourceWalBytes(fleet.source.sql());
     const cpu0 = await engine.cpuSeconds();
     await sleep(o.idleSeconds * 1000);
     const cpu1 = await engine.cpuSeconds();
+    const idleWalKb = Number((await sourceWalBytes(fleet.source.sql())) - wal0) / 1024;
+    add("idle_source_wal_kb", idleWalKb);
     if (cpu0 !== null && cpu1 !== null) run.idleCpuPct = ((cpu1 - cpu0) / o.idleSeconds) * 100;
     add("idle_cpu_pct", run.idleCpuPct);
     if (kvsz) {
@@ -155,7 +164,9 @@ async function runEngine(
     say(
       `  tenants: ${label} idle for ${o.idleSeconds} s: CPU ${
         run.idleCpuPct?.toFixed(2)
-      } % of a core`,
+      } % of a core (the source quiet after ${quietAfter.toFixed(0)} s; ${
+        idleWalKb.toFixed(0)
+      } kB of source WAL meanwhile)`,
     );
 
     say(

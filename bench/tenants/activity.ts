@@ -150,3 +150,31 @@ export async function destinationPids(
   );
   return rows.map((r) => r.pid as number);
 }
+
+/** The source's WAL position in bytes. */
+export async function sourceWalBytes(source: Sql): Promise<bigint> {
+  const [r] = await source.unsafe(
+    `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8::text AS b`,
+  );
+  return BigInt(r.b);
+}
+
+/**
+ * Waits until the source server is quiet: no autovacuum worker, and under
+ * 64 kB of WAL written in 2 s (after a copy of many tenants, autovacuum
+ * analyzes every fresh database, and each WAL record wakes every walsender:
+ * that is not an idle engine). Gives up after `maxSeconds`; returns the
+ * seconds waited.
+ */
+export async function waitSourceQuiet(source: Sql, maxSeconds: number): Promise<number> {
+  const started = performance.now();
+  while ((performance.now() - started) / 1000 < maxSeconds) {
+    const before = await sourceWalBytes(source);
+    await sleep(2_000);
+    const [{ n }] = await source.unsafe(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'`,
+    );
+    if (n === 0 && (await sourceWalBytes(source)) - before < 65_536n) break;
+  }
+  return (performance.now() - started) / 1000;
+}

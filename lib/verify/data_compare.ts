@@ -43,10 +43,10 @@ export interface DataCompareOptions {
   chunkRows: number;
   /** Chunks compared at once. */
   concurrency: number;
-  /** Waits for the destination to pass the source's position; says whether kvsz streams it. */
-  catchUp: () => Promise<CatchUp>;
-  /** Re-checks stop at this time (ms since the epoch). */
-  deadline: number;
+  /** Waits (until `deadline`) for the destination to pass the source's position; says whether kvsz streams it. */
+  catchUp: (deadline: number) => Promise<CatchUp>;
+  /** Milliseconds a difference is re-checked for, from the first re-check on. */
+  waitMs: number;
   /** Differences kept with their keys (the count covers all). */
   maxKept: number;
 }
@@ -106,10 +106,11 @@ export async function compareTableData(
   };
   let differing = ranges.filter((_, i) => !sameSums(first[i].source, first[i].destination));
   if (differing.length === 0) return result;
-  if (!keyed) return await recheckWhole(source, destination, opts, result);
+  const deadline = Date.now() + opts.waitMs;
+  if (!keyed) return await recheckWhole(source, destination, { ...opts, deadline }, result);
   let suspects: Map<string, Found> | null = null;
   for (let round = 1;; round++) {
-    const { streaming } = await opts.catchUp();
+    const { streaming } = await opts.catchUp(deadline);
     const found = await mapBounded(differing, opts.concurrency, async (range) => ({
       range,
       rows: await rowDifferences(source, destination, range),
@@ -126,7 +127,7 @@ export async function compareTableData(
     const stable = suspects !== null && next.size === suspects.size;
     suspects = next;
     if (next.size === 0) return result;
-    if (!streaming || stable || round >= MAX_ROUNDS || Date.now() >= opts.deadline) break;
+    if (!streaming || stable || round >= MAX_ROUNDS || Date.now() >= deadline) break;
   }
   const all = [...suspects.values()];
   result.equal = false;
@@ -142,11 +143,11 @@ export async function compareTableData(
 async function recheckWhole(
   source: DataSide,
   destination: DataSide,
-  opts: DataCompareOptions,
+  opts: DataCompareOptions & { deadline: number },
   result: DataResult,
 ): Promise<DataResult> {
   for (let round = 1;; round++) {
-    const { streaming } = await opts.catchUp();
+    const { streaming } = await opts.catchUp(opts.deadline);
     const sums = await chunkSums(source, destination, WHOLE_RANGE);
     result.sourceRows = sums.source.rows;
     result.destinationRows = sums.destination.rows;

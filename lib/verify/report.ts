@@ -94,9 +94,9 @@ function describe(t: TableReport): string {
   if (t.differingChunks > 0 || t.rowDifferenceCount > 0) {
     parts.push(
       t.rowDifferenceCount > 0
-        ? `${t.rowDifferenceCount} row${
-          t.rowDifferenceCount === 1 ? "" : "s"
-        } differ in ${t.differingChunks} chunk${t.differingChunks === 1 ? "" : "s"}`
+        ? `${t.rowDifferenceCount} ${
+          t.rowDifferenceCount === 1 ? "row differs" : "rows differ"
+        } in ${t.differingChunks} chunk${t.differingChunks === 1 ? "" : "s"}`
         : "contents differ",
     );
   }

@@ -23,7 +23,7 @@ const SCHEMA = [
   `CREATE TABLE t1 (id int PRIMARY KEY, name text, v numeric(10,2))`,
   `CREATE INDEX t1_name ON t1 (name)`,
   `CREATE TABLE pairs (a text, b int, note text, PRIMARY KEY (a, b))`,
-  `CREATE TABLE loose (x int, y text)`,
+  `CREATE TABLE loose (k int, w text)`,
   `CREATE TABLE ev (id int PRIMARY KEY, body text)`,
 ];
 
@@ -41,7 +41,7 @@ async function createTables(src: Sql, dst: Sql): Promise<void> {
   await src.unsafe(
     `INSERT INTO pairs SELECT chr(97 + g % 5) || g % 7, g, 'note ' || g FROM generate_series(1, 300) g`,
   );
-  await src.unsafe(`INSERT INTO loose SELECT g % 10, 'y' || g FROM generate_series(1, 50) g`);
+  await src.unsafe(`INSERT INTO loose SELECT g % 10, 'w' || g FROM generate_series(1, 50) g`);
   await src.unsafe(`INSERT INTO ev VALUES (1, 'a'), (2, 'b')`);
 }
 
@@ -72,7 +72,7 @@ async function tamper(dst: Sql): Promise<void> {
   await dst.unsafe(`DELETE FROM t1 WHERE id = 777`);
   await dst.unsafe(`INSERT INTO t1 VALUES (5000, 'extra', 1)`);
   await dst.unsafe(`UPDATE pairs SET note = NULL WHERE b = 42`);
-  await dst.unsafe(`UPDATE loose SET y = 'other' WHERE y = 'y7'`);
+  await dst.unsafe(`UPDATE loose SET w = 'other' WHERE w = 'w7'`);
 }
 
 clusterSuite("kvsz verify", {
@@ -97,7 +97,7 @@ clusterSuite("kvsz verify", {
     assert.equal(r.code, 1, r.output);
     assert.match(
       r.stdout,
-      /^FAIL \S+ public\.t1 → public\.t1: 1000 rows at source, 1000 at destination, 11 chunks, 3 rows differ in 3 chunks$/m,
+      /^FAIL \S+ sid 1 public\.t1 → public\.t1: 1000 rows, 11 chunks, 3 rows differ in 3 chunks$/m,
     );
     assert.match(r.stdout, /^ {7}id=5: different in name$/m);
     assert.match(r.stdout, /^ {7}id=777: missing at destination$/m);
@@ -105,7 +105,7 @@ clusterSuite("kvsz verify", {
     assert.match(r.stdout, /^ {7}\(a=c0, b=42\): different in note$/m);
     assert.match(
       r.stdout,
-      /^FAIL \S+ public\.loose → public\.loose: 50 rows, 1 chunk, contents differ$/m,
+      /^FAIL \S+ sid 1 public\.loose → public\.loose: 50 rows, 1 chunk, contents differ$/m,
     );
     assert.match(r.stdout, /4 tables: 0 equal, 3 different, 1 skipped/);
     assert.doesNotMatch(r.output, /\bat \S+\.ts:\d+/, "no stack trace");
@@ -189,7 +189,7 @@ clusterSuite("kvsz verify", {
     assert.equal(r.code, 1, r.output);
     assert.match(
       r.stdout,
-      /^FAIL \S+ public\.t → public\.t: 2 rows, 1 chunk, 2 schema differences$/m,
+      /^FAIL \S+ sid 1 public\.t → public\.t: 2 rows, 1 chunk, 2 schema differences$/m,
     );
     assert.match(
       r.stdout,
@@ -245,7 +245,7 @@ clusterSuite("kvsz verify", {
     assert.match(r.stdout, /^ok {3}tenants sid 1 public\.t/m);
     assert.match(
       r.stdout,
-      /^FAIL tenants sid 2 public\.t → public\.t: 200 rows, 5 chunks, 1 row differ/m,
+      /^FAIL tenants sid 2 public\.t → public\.t: 200 rows, 5 chunks, 1 row differs in 1 chunk$/m,
     );
     assert.match(r.stdout, /^ {7}id=150: different in name$/m);
     const only = await verify(config, "--source", "1");

@@ -70,8 +70,8 @@ const MAX_ROUNDS = 10;
 /** Rows of `different` kind whose differing columns are named. */
 const COLUMNS_NAMED = 20;
 
-/** A difference found in one round, with its range and key text. */
-type Found = RowDifference & { range: KeyRange; keyText: string };
+/** A difference found in one round, with its range, key text and both sides' row hashes. */
+type Found = RowDifference & { range: KeyRange; keyText: string; seen: string };
 
 interface Sums {
   rows: number;
@@ -120,9 +120,10 @@ export async function compareTableData(
     for (const f of found) {
       for (const [k, d] of f.rows) current.set(k, { ...d, range: f.range, keyText: k });
     }
-    // A difference counts when every round saw it: the others came and went with the stream.
+    // A difference counts when every round saw it, the same on both sides (a row the
+    // stream changes meanwhile looks different each time): the others came and went.
     const next: Map<string, Found> = suspects
-      ? new Map([...current].filter(([k]) => suspects!.has(k)))
+      ? new Map([...current].filter(([k, d]) => suspects!.get(k)?.seen === d.seen))
       : current;
     const stable = suspects !== null && next.size === suspects.size;
     suspects = next;
@@ -135,7 +136,7 @@ export async function compareTableData(
   result.differingChunks = new Set(all.map((d) => d.range)).size;
   const kept = all.slice(0, opts.maxKept);
   await nameColumns(source, destination, kept.filter((d) => d.kind === "different"));
-  result.differences = kept.map(({ range: _, keyText: __, ...d }) => d);
+  result.differences = kept.map(({ range: _, keyText: __, seen: ___, ...d }) => d);
   return result;
 }
 
@@ -193,7 +194,7 @@ async function rowDifferences(
   source: DataSide,
   destination: DataSide,
   range: KeyRange,
-): Promise<Map<string, RowDifference>> {
+): Promise<Map<string, RowDifference & { seen: string }>> {
   const read = async (d: DataSide) =>
     new Map(
       (await readOnly(d.sql, keyHashesQuery(d.side, range))).map((r) => [
@@ -208,14 +209,15 @@ async function rowDifferences(
     const values = JSON.parse(text) as string[];
     return Object.fromEntries(names.map((n, i) => [n, values[i]]));
   };
-  const out = new Map<string, RowDifference>();
+  const out = new Map<string, RowDifference & { seen: string }>();
   for (const [key, h] of src) {
     const other = dst.get(key);
-    if (other === undefined) out.set(key, { key: keyOf(key), kind: "missing" });
-    else if (other !== h) out.set(key, { key: keyOf(key), kind: "different" });
+    const seen = `${h}/${other ?? "-"}`;
+    if (other === undefined) out.set(key, { key: keyOf(key), kind: "missing", seen });
+    else if (other !== h) out.set(key, { key: keyOf(key), kind: "different", seen });
   }
-  for (const key of dst.keys()) {
-    if (!src.has(key)) out.set(key, { key: keyOf(key), kind: "extra" });
+  for (const [key, h] of dst) {
+    if (!src.has(key)) out.set(key, { key: keyOf(key), kind: "extra", seen: `-/${h}` });
   }
   return out;
 }

@@ -29,6 +29,7 @@ function wholeNumber(value: unknown, flag: string, fallback: number, min: number
   return n;
 }
 
+/** The `verify` subcommand. */
 export const verifyCommand: Command = {
   name: "verify",
   summary: "compare every mapped table, source and destination: rows and schema",

@@ -90,7 +90,8 @@ function describe(t: TableReport): string {
     ? `${t.sourceRows} rows`
     : `${t.sourceRows} rows at source, ${t.destinationRows} at destination`;
   if (t.verdict === "equal") return `${rows}, ${chunks}, equal`;
-  const parts = [rows, chunks];
+  // No chunk: the rows were not compared (the target is missing).
+  const parts = t.chunks > 0 ? [rows, chunks] : [];
   if (t.differingChunks > 0 || t.rowDifferenceCount > 0) {
     parts.push(
       t.rowDifferenceCount > 0

@@ -205,6 +205,34 @@ clusterSuite("kvsz verify", {
     assert.doesNotMatch(bad.output, /\bat \S+\.ts:\d+/);
   },
 
+  "an unreachable source is an ERR line without its password, a missing target a FAIL": async (
+    c,
+  ) => {
+    const { srcDb, dstDb, src } = await c.sourceAndDestination();
+    await src.unsafe(`CREATE TABLE t (id int PRIMARY KEY)`);
+    const secret = "Pw-n3ver-Pr1nted";
+    const config = await writeConfig({
+      destination: { url: c.url(dstDb) },
+      databases: [{
+        database: "app",
+        urls: [
+          { url: c.url(srcDb), sid: "1" },
+          { url: `postgres://someone:${secret}@127.0.0.1:1/nowhere?connect_timeout=2`, sid: "2" },
+        ],
+        tables: { t: null },
+      }],
+      metrics: { listen: "" },
+    });
+    const r = await verify(config);
+    assert.equal(r.code, 1, r.output);
+    assert.match(
+      r.stdout,
+      /^FAIL app sid 1 public\.t → public\.t: 1 schema difference\n {7}schema: table missing at destination$/m,
+    );
+    assert.match(r.stdout, /^ERR  app sid 2 \(127\.0\.0\.1:1\/nowhere\): unreachable: /m);
+    assert.ok(!r.output.includes(secret), r.output);
+  },
+
   "a target with sid holding two sources' rows is compared per source": async (c) => {
     const one = await c.createDatabase("src");
     const two = await c.createDatabase("src");

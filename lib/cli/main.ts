@@ -3,6 +3,7 @@ import { type Command, EXIT_FAILURE, EXIT_USAGE, parseFlags, UsageError } from "
 import { ConfigError } from "../config/errors.ts";
 import { versionCommand } from "./version.ts";
 import { validateCommand } from "./validate.ts";
+import { verifyCommand } from "./verify.ts";
 import { statusCommand } from "./status.ts";
 import { runCommand } from "./run.ts";
 import { dropCommand } from "./drop.ts";
@@ -13,6 +14,7 @@ export const COMMANDS: Command[] = [
   runCommand,
   statusCommand,
   validateCommand,
+  verifyCommand,
   dropCommand,
   demoCommand,
   versionCommand,

@@ -16,6 +16,7 @@ const FLOOR: Record<string, number> = {
   engine: 6,
   observe: 6,
   preflight: 5,
+  verify: 5,
   source: 4,
   apply: 4,
   config: 3,
@@ -27,6 +28,8 @@ const FLOOR: Record<string, number> = {
 const SIDEWAYS = new Set([
   "apply -> source/messages.ts", // as worker.c includes logicalproto.h
   "observe -> engine/events.ts", // what the engine reports, for metrics
+  "verify -> preflight/servers.ts", // the configured sources, as validate lists them
+  "verify -> preflight/bounded.ts", // bounded concurrency of read-only checks
 ]);
 
 /** Every .ts file under lib/, relative to it, with the lib/ files it imports. */

@@ -6,6 +6,7 @@ import { validateCommand } from "./validate.ts";
 import { statusCommand } from "./status.ts";
 import { runCommand } from "./run.ts";
 import { dropCommand } from "./drop.ts";
+import { switchoverCommand } from "./switchover.ts";
 import { demoCommand } from "./demo.ts";
 
 /** Every subcommand, in the order `kvsz help` lists them. */
@@ -14,6 +15,7 @@ export const COMMANDS: Command[] = [
   statusCommand,
   validateCommand,
   dropCommand,
+  switchoverCommand,
   demoCommand,
   versionCommand,
 ];

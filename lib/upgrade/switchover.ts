@@ -173,7 +173,10 @@ export async function switchover(
 
     let finalLsn = 0n;
     await run(async () => {
-      const [{ lsn }] = await src.unsafe(`SELECT pg_catalog.pg_current_wal_lsn()::text AS lsn`);
+      // The insert position: past every commit, flushed or not (synchronous_commit off).
+      const [{ lsn }] = await src.unsafe(
+        `SELECT pg_catalog.pg_current_wal_insert_lsn()::text AS lsn`,
+      );
       finalLsn = parseLsn(lsn);
       await waitForApplied(src, dst, { key, finalLsn, timeoutSeconds: opts.timeoutSeconds });
       return `final LSN ${formatLsn(finalLsn)} applied at the destination`;

@@ -28,26 +28,26 @@ const DEFAULT_MAX_LAG_BYTES = 16 * 1024 * 1024;
 /** Default of `--timeout-seconds`. */
 const DEFAULT_TIMEOUT_SECONDS = 60;
 
-/** The one configured source `--database` and `--sid` select; anything else is a usage error. */
+/** The one configured source `--database` and `--source` select; anything else is a usage error. */
 export function selectSource(config: Config, database?: string, sid?: string): SwitchoverSource {
   const all = config.databases.flatMap((db) => db.urls.map((source) => ({ db, source })));
   const selected = all.filter((t) =>
     (database === undefined || t.db.database === database) &&
     (sid === undefined || t.source.sid === sid)
   );
-  const known = all.map((t) => `--database ${t.db.database} --sid ${t.source.sid}`).join(", ");
+  const known = all.map((t) => `--database ${t.db.database} --source ${t.source.sid}`).join(", ");
   if (selected.length === 1) return selected[0];
   if (selected.length === 0) {
     throw new UsageError(
       all.length === 0
         ? "the config has no sources"
         : `no configured source matches ${
-          [database && `--database ${database}`, sid && `--sid ${sid}`].filter(Boolean).join(" ")
+          [database && `--database ${database}`, sid && `--source ${sid}`].filter(Boolean).join(" ")
         } (configured: ${known})`,
     );
   }
   throw new UsageError(
-    `a switchover moves one source and ${selected.length} match: choose one with --database and --sid (configured: ${known})`,
+    `a switchover moves one source and ${selected.length} match: choose one with --database and --source (configured: ${known})`,
   );
 }
 
@@ -72,7 +72,7 @@ function askOnTerminal(lines: string[], question: string): boolean {
 export const switchoverCommand: Command = {
   name: "switchover",
   summary: "stop a source's writes and hand over to the destination (an upgrade's cutover)",
-  help: `Usage: kvsz switchover [--config FILE] [--database D] [--sid S] [--yes] [--abort]
+  help: `Usage: kvsz switchover [--config FILE] [--database NAME] [--source SID] [--yes] [--abort]
                        [--max-lag-bytes N] [--timeout-seconds N] [--verify counts|full|none]
 
 The cutover of an upgrade, as one command, while kvsz run streams the source.
@@ -99,9 +99,10 @@ On a terminal kvsz asks first; without a terminal, --yes is required.
 Exit status: 0 done, 1 a step failed (it says what to do), 2 bad config or flags.
 
 ${CONFIG_HELP}
-      --database D          the database entry to switch over (needed when the
+      --database NAME       the database entry to switch over (needed when the
                             config has several)
-      --sid S               the source of that entry (needed when it has several)
+      --source SID          the source of that entry by its sid (needed when it
+                            has several); --sid SID is the same
   -y, --yes                 do not ask for confirmation
       --abort               lift the fence (a rollback to the source)
       --max-lag-bytes N     refuse to fence when the destination is more than N

@@ -256,4 +256,25 @@ clusterSuite("kvsz switchover", {
     assert.ok(!r.output.includes(`pw-${role}`), "password printed");
     assert.ok(await canWrite(c, s.srcDb));
   },
+
+  "usage: --yes without a terminal, and one source out of several": async (c) => {
+    const path = await writeConfig({
+      destination: { url: c.url("postgres") },
+      databases: [{
+        database: "app",
+        urls: [{ url: c.url("app"), sid: "1" }, { url: c.url("app"), sid: "2" }],
+        tables: { t1: null },
+      }],
+      metrics: { listen: "" },
+    });
+    const noYes = await runCli(["switchover", "--config", path]);
+    assert.equal(noYes.code, 2, noYes.output);
+    assert.match(noYes.stderr, /not a terminal.*--yes/);
+    const several = await runCli(["switchover", "--config", path, "--yes"]);
+    assert.equal(several.code, 2, several.output);
+    assert.match(several.stderr, /one source and 2 match: choose one with --database and --source/);
+    const verify = await runCli(["switchover", "--config", path, "--yes", "--verify", "all"]);
+    assert.equal(verify.code, 2, verify.output);
+    assert.match(verify.stderr, /--verify wants counts, full or none/);
+  },
 });

@@ -7,6 +7,7 @@ import { verifyCommand } from "./verify.ts";
 import { statusCommand } from "./status.ts";
 import { runCommand } from "./run.ts";
 import { dropCommand } from "./drop.ts";
+import { switchoverCommand } from "./switchover.ts";
 import { demoCommand } from "./demo.ts";
 
 /** Every subcommand, in the order `kvsz help` lists them. */
@@ -16,6 +17,7 @@ export const COMMANDS: Command[] = [
   validateCommand,
   verifyCommand,
   dropCommand,
+  switchoverCommand,
   demoCommand,
   versionCommand,
 ];

@@ -17,6 +17,7 @@ const FLOOR: Record<string, number> = {
   observe: 6,
   preflight: 5,
   verify: 5,
+  upgrade: 5,
   source: 4,
   apply: 4,
   config: 3,

@@ -1,0 +1,341 @@
+/**
+ * `kvsz switchover`'s steps, each timed and printed: the lag gate, the fence,
+ * the final LSN applied at the destination, the sequences, the counts, and
+ * the write downtime. A failed step leaves the fence as it is (on once it was
+ * put up): the command can be run again, or `--abort` lifts the fence.
+ */
+import { connect, serverMajor, type Sql } from "../pg/connect.ts";
+import type { Config, DatabaseMapping, SourceUrl } from "../config/types.ts";
+import { formatLsn, parseLsn } from "../pg/lsn.ts";
+import { kvszObjectName } from "../pg/identifiers.ts";
+import { redactText } from "../pg/redact.ts";
+import { describeUrl } from "../pg/describe.ts";
+import { readProgress } from "../apply/progress.ts";
+import { mappedTables } from "../source/tables.ts";
+import {
+  fenceDatabase,
+  isFenced,
+  missingFencePrivileges,
+  preparedTransactions,
+  unfenceDatabase,
+} from "./fence.ts";
+import { copySequences } from "./sequences.ts";
+import { compareCounts } from "./counts.ts";
+import { recordFence, recordReady } from "./switchover_record.ts";
+
+/** How far the destination's rows are checked: `full` adds checksums once `kvsz verify` exists (counts now). */
+export type VerifyLevel = "none" | "counts" | "full";
+
+/** The one source a switchover moves off. */
+export interface SwitchoverSource {
+  db: DatabaseMapping;
+  source: SourceUrl;
+}
+
+/** Options of {@link switchover} and {@link abortSwitchover}. */
+export interface SwitchoverOptions {
+  /** Refuse to fence when the destination is further behind than this many bytes of WAL. */
+  maxLagBytes: number;
+  /** Seconds to wait for the destination to apply the source's final LSN. */
+  timeoutSeconds: number;
+  verify: VerifyLevel;
+  /** Receives each output line. */
+  print: (line: string) => void;
+}
+
+/** A step failed: its line is printed; the message says what to do. */
+export class SwitchoverStepError extends Error {}
+
+/** Startup settings of the switchover's own source session: its name, and read-write under the fence. */
+const SOURCE_SESSION = {
+  application_name: "kvsz switchover",
+  default_transaction_read_only: "off",
+};
+
+/** Milliseconds between looks at the destination's progress. */
+const POLL_MS = 200;
+/** Milliseconds between logical messages that give the walsender WAL to send. */
+const NUDGE_MS = 2000;
+
+/** Runs one step: prints `✓ <what> (N.NN s)`, or `✗ <problem> (N.NN s)` and throws. */
+async function step(
+  print: (line: string) => void,
+  secrets: string[],
+  fn: () => Promise<string>,
+): Promise<void> {
+  const started = performance.now();
+  const took = () => `${((performance.now() - started) / 1000).toFixed(2)} s`;
+  let done: string;
+  try {
+    done = await fn();
+  } catch (e) {
+    const message = redactText((e as Error)?.message ?? String(e), secrets)
+      .replace(/\s+/g, " ").trim();
+    print(`✗ ${message} (${took()})`);
+    throw new SwitchoverStepError(message);
+  }
+  print(`✓ ${done} (${took()})`);
+}
+
+/** Every URL of the config, whose passwords never reach the output. */
+function secretsOf(config: Config): string[] {
+  return [config.destination.url, ...config.databases.flatMap((d) => d.urls.map((u) => u.url))];
+}
+
+/**
+ * Switches `target` over to the destination; returns normally when the
+ * destination is ready (every step printed), throws
+ * {@link SwitchoverStepError} after printing the step that failed.
+ */
+export async function switchover(
+  config: Config,
+  target: SwitchoverSource,
+  opts: SwitchoverOptions,
+): Promise<void> {
+  const { print } = opts;
+  const secrets = secretsOf(config);
+  const database = target.db.database;
+  const sid = target.source.sid;
+  const key = { database, sid };
+  const slot = kvszObjectName(database, sid);
+  const src = connect(target.source.url, { params: SOURCE_SESSION });
+  const dst = connect(config.destination.url);
+  const run = (fn: () => Promise<string>) => step(print, secrets, fn);
+  try {
+    print(
+      `switchover of database ${database} sid ${sid} (${describeUrl(target.source.url)}) to ${
+        describeUrl(config.destination.url)
+      }`,
+    );
+    let fenced = false;
+    await run(async () => {
+      fenced = await isFenced(src, database);
+      const missing = await missingFencePrivileges(src, database);
+      if (missing.length > 0) {
+        throw new Error(`missing privileges on the source: ${missing.join("; ")}`);
+      }
+      const prepared = await preparedTransactions(src, database);
+      if (prepared.length > 0) {
+        throw new Error(
+          `database ${database} has prepared transactions (${
+            prepared.join(", ")
+          }), which could commit after the fence: COMMIT PREPARED or ROLLBACK PREPARED them, then run again`,
+        );
+      }
+      return `privileges to fence database ${database}`;
+    });
+
+    await run(async () => {
+      const [{ active }] = await src.unsafe(
+        `SELECT coalesce(bool_or(active), false) AS active
+           FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`,
+        [slot],
+      );
+      const lag = await lagBytes(src, dst, key);
+      const behind = lag === null ? "" : ` (the destination is ${humanBytes(lag)} behind)`;
+      if (!active) {
+        throw new Error(
+          `kvsz run is not streaming this source: slot ${slot} is not active${behind}` +
+            (fenced ? "" : "; nothing was fenced") +
+            ` — start kvsz run with this config, let it catch up, then run kvsz switchover again`,
+        );
+      }
+      if (lag === null) {
+        throw new Error(
+          `the destination has no progress for ${database} sid ${sid} yet (kvsz.progress): ` +
+            `let kvsz run finish its initial copy, then run again; nothing was fenced`,
+        );
+      }
+      if (!fenced && lag > BigInt(opts.maxLagBytes)) {
+        throw new Error(
+          `the destination is ${humanBytes(lag)} behind the source, more than --max-lag-bytes ` +
+            `${
+              humanBytes(BigInt(opts.maxLagBytes))
+            }: let kvsz run catch up (kvsz status shows the lag), ` +
+            `then run again; nothing was fenced`,
+        );
+      }
+      return `lag ${humanBytes(lag)}, kvsz run streaming (slot ${slot} active)`;
+    });
+
+    let fencedAt = new Date();
+    await run(async () => {
+      const fence = await fenceDatabase(src, database);
+      fencedAt = await recordFence(dst, key, {
+        fencedAt: new Date(),
+        keepEarlier: fence.alreadyFenced,
+      });
+      const ended = `${fence.sessionsEnded} session${fence.sessionsEnded === 1 ? "" : "s"} ended`;
+      return fence.alreadyFenced
+        ? `database ${database} already fenced since ${clock(fencedAt)}: ${ended}`
+        : `fenced database ${database}: read-only by default, ${ended}`;
+    });
+
+    let finalLsn = 0n;
+    await run(async () => {
+      // The insert position: past every commit, flushed or not (synchronous_commit off).
+      const [{ lsn }] = await src.unsafe(
+        `SELECT pg_catalog.pg_current_wal_insert_lsn()::text AS lsn`,
+      );
+      finalLsn = parseLsn(lsn);
+      await waitForApplied(src, dst, { key, finalLsn, timeoutSeconds: opts.timeoutSeconds });
+      return `final LSN ${formatLsn(finalLsn)} applied at the destination`;
+    });
+    const readyAt = new Date();
+
+    await run(async () => {
+      const mappings = await mappedTables(src, target.db);
+      const copy = await copySequences(src, dst, { config, mappings });
+      const problems = [
+        ...(copy.missing.length > 0
+          ? [`the destination lacks sequence(s) ${copy.missing.join(", ")}: create them there`]
+          : []),
+        ...(copy.mismatched.length > 0
+          ? [`sequence(s) read back different: ${copy.mismatched.join("; ")}`]
+          : []),
+      ];
+      if (problems.length > 0) {
+        throw new Error(
+          `${
+            problems.join("; ")
+          } — the source stays fenced; fix it and run kvsz switchover again ` +
+            `(or kvsz switchover --abort to lift the fence)`,
+        );
+      }
+      return `${copy.copied} sequence${copy.copied === 1 ? "" : "s"} copied and checked`;
+    });
+
+    if (opts.verify !== "none") {
+      await run(async () => {
+        const mappings = await mappedTables(src, target.db);
+        const major = await serverMajor(src);
+        const counts = await compareCounts(src, dst, { config, mappings, sid, major });
+        if (counts.different.length > 0) {
+          throw new Error(
+            `row counts differ: ${counts.different.join("; ")} — the source stays fenced; ` +
+              `check kvsz status and the logs of kvsz run, then run kvsz switchover again ` +
+              `(or kvsz switchover --abort to lift the fence)`,
+          );
+        }
+        const skipped = counts.skipped.length > 0
+          ? `; not compared: ${counts.skipped.join(", ")}`
+          : "";
+        return `${counts.compared} table${
+          counts.compared === 1 ? "" : "s"
+        }: counts equal${skipped}`;
+      });
+    }
+
+    await recordReady(dst, key, { finalLsn: formatLsn(finalLsn), readyAt });
+    const downtime = ((readyAt.getTime() - fencedAt.getTime()) / 1000).toFixed(2);
+    print(
+      `writes stopped at ${clock(fencedAt)}, destination ready at ${
+        clock(readyAt)
+      }: write downtime ${downtime} s`,
+    );
+    print(
+      [
+        "next:",
+        `  point the clients at the destination (${describeUrl(config.destination.url)});`,
+        `  the source stays fenced (read-only by default); stop kvsz run when you no longer need it;`,
+        `  to roll back instead, run kvsz switchover --abort: it lifts the fence on the source.`,
+      ].join("\n"),
+    );
+  } finally {
+    await Promise.all([
+      src.end({ timeout: 1 }).catch(() => {}),
+      dst.end({ timeout: 1 }).catch(() => {}),
+    ]);
+  }
+}
+
+/**
+ * Lifts the fence of `target`'s database (`--abort`); touches only the source,
+ * so it works with the destination unreachable.
+ */
+export async function abortSwitchover(
+  config: Config,
+  target: SwitchoverSource,
+  opts: Pick<SwitchoverOptions, "print">,
+): Promise<void> {
+  const database = target.db.database;
+  const src = connect(target.source.url, { params: SOURCE_SESSION });
+  try {
+    await step(opts.print, secretsOf(config), async () => {
+      const { wasFenced, sessionsEnded } = await unfenceDatabase(src, database);
+      if (!wasFenced) return `database ${database} is not fenced: nothing to lift`;
+      return `fence lifted on database ${database}: writes allowed again, ${sessionsEnded} ` +
+        `session${
+          sessionsEnded === 1 ? "" : "s"
+        } opened while fenced ended (they reconnect read-write)`;
+    });
+  } finally {
+    await src.end({ timeout: 1 }).catch(() => {});
+  }
+}
+
+/** The source's current WAL position minus the destination's applied one, or null before any progress. */
+async function lagBytes(
+  src: Sql,
+  dst: Sql,
+  key: { database: string; sid: string },
+): Promise<bigint | null> {
+  const progress = await readProgress(dst, key.database, key.sid).catch(() => null);
+  if (!progress) return null;
+  const [{ lsn }] = await src.unsafe(`SELECT pg_catalog.pg_current_wal_lsn()::text AS lsn`);
+  const lag = parseLsn(lsn) - progress.endLsn;
+  return lag > 0n ? lag : 0n;
+}
+
+/**
+ * Waits until the destination's `kvsz.progress.end_lsn` of the source reaches
+ * `finalLsn`, writing a non-transactional logical message every few seconds
+ * so that the walsender has WAL to send (and kvsz an idle position to record).
+ */
+async function waitForApplied(
+  src: Sql,
+  dst: Sql,
+  opts: { key: { database: string; sid: string }; finalLsn: bigint; timeoutSeconds: number },
+): Promise<void> {
+  const deadline = Date.now() + opts.timeoutSeconds * 1000;
+  let nudged = 0;
+  let applied = 0n;
+  while (true) {
+    const progress = await readProgress(dst, opts.key.database, opts.key.sid);
+    applied = progress?.endLsn ?? 0n;
+    if (applied >= opts.finalLsn) return;
+    if (Date.now() >= deadline) break;
+    if (Date.now() - nudged >= NUDGE_MS) {
+      nudged = Date.now();
+      await src.unsafe(`SELECT pg_catalog.pg_logical_emit_message(false, 'kvsz', 'switchover')`)
+        .catch(() => {}); // only a nudge: kvsz's keepalives move the position all the same
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  throw new Error(
+    `the destination has not applied the source's final LSN ${formatLsn(opts.finalLsn)} within ` +
+      `${opts.timeoutSeconds} s (it is at ${formatLsn(applied)}, ${
+        humanBytes(opts.finalLsn - applied)
+      } behind): the source stays fenced; check that kvsz run is running and streaming it, ` +
+      `then run kvsz switchover again, or run kvsz switchover --abort to lift the fence`,
+  );
+}
+
+/** `HH:MM:SS` of a time, local. */
+function clock(at: Date): string {
+  return at.toTimeString().slice(0, 8);
+}
+
+/** Bytes as `512 B`, `1.2 kB`, `16.0 MB`. */
+function humanBytes(bytes: bigint): string {
+  const n = Number(bytes);
+  if (n < 1000) return `${n} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let v = n / 1000;
+  let i = 0;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}

@@ -22,6 +22,8 @@ import { readKnownSources } from "../preflight/known_sources.ts";
 import { formatChecks } from "./output.ts";
 import { passwordsOf } from "../pg/redact.ts";
 import { configForShard, describeShard, type Shard } from "../engine/shard.ts";
+import { createAfterCopy, createBeforeCopy, type SchemaPlans } from "../schema/create.ts";
+import { describeError } from "../pg/describe.ts";
 
 /** Every secret-bearing URL of a config (for log masking). */
 export function configUrls(config: Config): string[] {
@@ -39,7 +41,9 @@ export const runCommand: Command = {
   summary: "stream every configured source into the destination until stopped",
   help: `Usage: kvsz run [--config FILE] [--skip-checks] [--shard I/N]
 
-Checks the config against the databases (as \`kvsz validate\` does), then for
+With destination.create_tables, first creates the targets the destination
+lacks from the sources' catalogs (their indexes, constraints and triggers once
+copied). Checks the config against the databases (as \`kvsz validate\` does), then for
 each source: creates its publication and replication slot when missing, copies
 every mapped table in the slot's snapshot, and streams changes into the
 destination until SIGTERM or SIGINT. A first signal finishes the current
@@ -65,6 +69,18 @@ ${CONFIG_HELP}
     configureLogging(config.log);
     installCrashGuards();
     const logger = log("run");
+    let plans: SchemaPlans | undefined;
+    if (config.destination.createTables) {
+      // Before the checks: they look for the targets this creates.
+      try {
+        plans = await createBeforeCopy(config);
+      } catch (e) {
+        logger.error("create_tables: could not read or create the targets: {error}", {
+          error: describeError(e),
+        });
+        return EXIT_FAILURE;
+      }
+    }
     if (!flags["skip-checks"]) {
       // The shard's sources only: no other source is touched.
       // Sources that streamed before are checked by their own pipelines (known_sources.ts).
@@ -82,7 +98,7 @@ ${CONFIG_HELP}
         return EXIT_FAILURE;
       }
     }
-    return await runPipelines(config, shard);
+    return await runPipelines(config, shard, plans);
   },
 };
 
@@ -100,14 +116,25 @@ function sourceLabel({ db, source }: ConfiguredSource): string {
 
 /**
  * Runs one pipeline per source (URL or discovered database; of `shard` only,
- * when given) until a signal; SIGHUP reloads the config.
+ * when given) until a signal; SIGHUP reloads the config. With `plans`
+ * (`destination.create_tables`), an entry's indexes, constraints and triggers
+ * are created once its sources are copied.
  */
-export async function runPipelines(config: Config, shard?: Shard): Promise<number> {
+export async function runPipelines(
+  config: Config,
+  shard?: Shard,
+  plans?: SchemaPlans,
+): Promise<number> {
   const logger = log("run");
   const metrics = new Metrics({ perSourceTables: config.metrics.perSourceTables });
+  const afterCopy = plans && (async (database: string) => {
+    const plan = plans.get(database);
+    if (plan) await createAfterCopy(config.destination.url, database, plan);
+  });
   const supervisor = new Supervisor(
     (database, sid) => metrics.pipelineEvents(database, sid),
     shard,
+    { afterCopy },
   );
   let poller = startSlotPoller({ databases: [] }, metrics);
   // The sources running: the config's urls and the discovered ones, of the shard.

@@ -55,7 +55,7 @@ const ROOT_KEYS = [
   "log",
   "status",
 ];
-const DESTINATION_KEYS = ["url", "schema", "replica_role"];
+const DESTINATION_KEYS = ["url", "schema", "replica_role", "create_tables"];
 const DATABASE_KEYS = ["database", "urls", "discover", "tables"];
 const URL_KEYS = ["url", "sid", "failover"];
 const DISCOVER_KEYS = ["url", "pattern", "sid", "interval_seconds"];
@@ -137,7 +137,7 @@ export function validateConfig(main: SourceDocument, mapDocument?: SourceDocumen
 
 /** The destination of a config that has none (or a broken one). */
 function noDestination(): DestinationConfig {
-  return { url: "", schema: DEFAULT_DESTINATION_SCHEMA, replicaRole: false };
+  return { url: "", schema: DEFAULT_DESTINATION_SCHEMA, replicaRole: false, createTables: false };
 }
 
 function emptyConfig(file: string): Config {
@@ -166,6 +166,7 @@ function destination(check: Checker, value: unknown): DestinationConfig {
     url: check.postgresUrl(map, "url", path) ?? "",
     schema: check.string(map, "schema", path) ?? DEFAULT_DESTINATION_SCHEMA,
     replicaRole: check.boolean(map, "replica_role", path) ?? false,
+    createTables: check.boolean(map, "create_tables", path) ?? false,
   };
 }
 

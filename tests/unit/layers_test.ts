@@ -16,6 +16,7 @@ const FLOOR: Record<string, number> = {
   engine: 6,
   observe: 6,
   preflight: 5,
+  schema: 5,
   source: 4,
   apply: 4,
   config: 3,

@@ -85,7 +85,9 @@ ${CONFIG_HELP}
       // The shard's sources only: no other source is touched.
       // Sources that streamed before are checked by their own pipelines (known_sources.ts).
       const known = await readKnownSources(config, { connectTimeout: 10 });
-      const checks = await validateConfig(config, { connectTimeout: 10, shard, known });
+      // What create_tables could not create fails here, as it would without it.
+      const checked = { ...config, destination: { ...config.destination, createTables: false } };
+      const checks = await validateConfig(checked, { connectTimeout: 10, shard, known });
       // An unreachable server is retried by the pipelines; anything else is a real mistake.
       const failed = checks.filter((c) => c.status === "FAIL" && !/reachable$/.test(c.check));
       for (const line of formatChecks(checks.filter((c) => c.status !== "ok"))) {

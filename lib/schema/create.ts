@@ -10,6 +10,7 @@ import type { Config, DatabaseMapping } from "../config/types.ts";
 import { connect, type Sql } from "../pg/connect.ts";
 import { qualify } from "../pg/identifiers.ts";
 import { redactUrl } from "../pg/redact.ts";
+import { textArrayLiteral } from "../pg/array_literal.ts";
 import { describeError } from "../pg/describe.ts";
 import { log } from "../log.ts";
 import { mappedTables, resolveTables } from "../source/tables.ts";
@@ -130,7 +131,7 @@ async function missingFunctions(sql: Sql, names: string[]): Promise<string[]> {
   if (names.length === 0) return [];
   const rows = await sql.unsafe(
     `SELECT f FROM unnest($1::text[]) f WHERE pg_catalog.to_regprocedure(f) IS NULL`,
-    [names],
+    [textArrayLiteral(names)],
   );
   return rows.map((r) => String(r.f));
 }

@@ -41,10 +41,13 @@ export function createTypeDdl(t: TypeDescription): string {
   }
 }
 
-/** A sequence's options as `CREATE SEQUENCE` (and identity columns) write them. */
-export function sequenceOptionsDdl(o: SequenceOptions): string {
+/**
+ * A sequence's options as `CREATE SEQUENCE` writes them; an identity column's
+ * (`withType` false) take the column's type.
+ */
+export function sequenceOptionsDdl(o: SequenceOptions, withType = true): string {
   return [
-    `AS ${o.dataType}`,
+    ...(withType ? [`AS ${o.dataType}`] : []),
     `START WITH ${o.start}`,
     `INCREMENT BY ${o.increment}`,
     `MINVALUE ${o.min}`,
@@ -91,7 +94,7 @@ export function columnDdl(c: ColumnDescription, withDefault = true): string {
   } else if (c.identity) {
     parts.push(
       `GENERATED ${c.identity.kind === "a" ? "ALWAYS" : "BY DEFAULT"} AS IDENTITY (${
-        sequenceOptionsDdl(c.identity.options)
+        sequenceOptionsDdl(c.identity.options, false)
       })`,
     );
   } else if (c.default !== null && withDefault) parts.push(`DEFAULT ${c.default}`);

@@ -8,6 +8,7 @@
 import { type TableMapping, targetSchemaOf } from "../config/types.ts";
 import type { Sql } from "../pg/connect.ts";
 import { qualify, quoteIdent } from "../pg/identifiers.ts";
+import { textArrayLiteral } from "../pg/array_literal.ts";
 import { SID_COLUMN } from "../apply/catalog.ts";
 import type {
   AfterCopyObject,
@@ -55,12 +56,12 @@ const SYSTEM_SCHEMAS = `('pg_catalog', 'information_schema', 'pg_toast')`;
 
 /** Functions (`regprocedure` text) outside the system schemas that catalog object `classid`/`objid` depends on. */
 const FUNCTIONS_OF = (classid: string, objid: string) =>
-  `ARRAY(SELECT d.refobjid::regprocedure::text FROM pg_catalog.pg_depend d
+  `to_json(ARRAY(SELECT d.refobjid::regprocedure::text FROM pg_catalog.pg_depend d
            JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
            JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
           WHERE d.classid = '${classid}'::regclass AND d.objid = ${objid}
             AND d.refclassid = 'pg_catalog.pg_proc'::regclass
-            AND pn.nspname NOT IN ${SYSTEM_SCHEMAS} ORDER BY 1)`;
+            AND pn.nspname NOT IN ${SYSTEM_SCHEMAS} ORDER BY 1))`;
 
 /**
  * Describes what `tables` (the mapped tables of one database entry, resolved
@@ -205,10 +206,10 @@ async function readTable(sql: Sql, oid: string, t: MappedTable): Promise<TableDe
   const [rel] = await sql.unsafe(
     `SELECT c.relkind,
             CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END AS partkey,
-            ARRAY(SELECT a.attname FROM pg_catalog.pg_constraint k,
+            to_json(ARRAY(SELECT a.attname::text FROM pg_catalog.pg_constraint k,
                          unnest(k.conkey) WITH ORDINALITY u(attnum, ord)
                     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.attnum
-                   WHERE k.conrelid = c.oid AND k.contype = 'p' ORDER BY u.ord) AS pk
+                   WHERE k.conrelid = c.oid AND k.contype = 'p' ORDER BY u.ord)) AS pk
        FROM pg_catalog.pg_class c WHERE c.oid = $1::int8::oid`,
     [oid],
   );
@@ -271,10 +272,10 @@ async function readTypes(
   notCreated: NotCreated[],
 ): Promise<TypeDescription[]> {
   const [{ oids }] = await sql.unsafe(
-    `SELECT ARRAY(SELECT DISTINCT a.atttypid::int8 FROM pg_catalog.pg_attribute a
+    `SELECT to_json(ARRAY(SELECT DISTINCT a.atttypid::int8::text FROM pg_catalog.pg_attribute a
                    WHERE a.attrelid = ANY($1::int8[]::oid[]) AND a.attnum > 0
-                     AND NOT a.attisdropped) AS oids`,
-    [tableOids],
+                     AND NOT a.attisdropped)) AS oids`,
+    [textArrayLiteral(tableOids)],
   );
   const out: TypeDescription[] = [];
   const seen = new Set<string>();
@@ -330,18 +331,18 @@ async function readTypes(
     } else if (t.typtype === "d") {
       await visit(String(t.base));
       const [checks] = await sql.unsafe(
-        `SELECT ARRAY(SELECT ARRAY[k.conname::text, pg_catalog.pg_get_constraintdef(k.oid)]
+        `SELECT to_json(ARRAY(SELECT ARRAY[k.conname::text, pg_catalog.pg_get_constraintdef(k.oid)]
                         FROM pg_catalog.pg_constraint k
-                       WHERE k.contypid = $1::int8::oid AND k.contype = 'c' ORDER BY k.conname)
+                       WHERE k.contypid = $1::int8::oid AND k.contype = 'c' ORDER BY k.conname))
                   AS checks,
-                ARRAY(SELECT DISTINCT d.refobjid::regprocedure::text FROM pg_catalog.pg_depend d
+                to_json(ARRAY(SELECT DISTINCT d.refobjid::regprocedure::text FROM pg_catalog.pg_depend d
                         JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
                         JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
                        WHERE d.refclassid = 'pg_catalog.pg_proc'::regclass
                          AND pn.nspname NOT IN ${SYSTEM_SCHEMAS}
                          AND ((d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = $1::int8::oid)
                            OR (d.classid = 'pg_catalog.pg_constraint'::regclass AND d.objid IN
-                                (SELECT oid FROM pg_catalog.pg_constraint WHERE contypid = $1::int8::oid))))
+                                (SELECT oid FROM pg_catalog.pg_constraint WHERE contypid = $1::int8::oid)))))
                   AS functions`,
         [typeOid],
       );
@@ -405,7 +406,7 @@ async function readSequences(
         AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend i WHERE i.classid = 'pg_catalog.pg_class'::regclass
                            AND i.objid = c.oid AND i.deptype IN ('i', 'e'))
       ORDER BY n.nspname, c.relname`,
-    [schemas],
+    [textArrayLiteral(schemas)],
   );
   return rows.map((r) => {
     const owner = r.owner_oid === null ? undefined : oids.get(String(r.owner_oid));
@@ -427,19 +428,19 @@ async function readIndexes(
   const rows = await sql.unsafe(
     `SELECT i.indrelid::int8 AS table_oid, ic.relname AS name, i.indisunique AS is_unique,
             pg_catalog.pg_get_indexdef(i.indexrelid) AS def,
-            ARRAY(SELECT DISTINCT d.refobjid::regprocedure::text FROM pg_catalog.pg_depend d
+            to_json(ARRAY(SELECT DISTINCT d.refobjid::regprocedure::text FROM pg_catalog.pg_depend d
                     JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
                     JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
                    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = i.indexrelid
                      AND d.refclassid = 'pg_catalog.pg_proc'::regclass
-                     AND pn.nspname NOT IN ${SYSTEM_SCHEMAS}) AS functions
+                     AND pn.nspname NOT IN ${SYSTEM_SCHEMAS})) AS functions
        FROM pg_catalog.pg_index i
        JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
       WHERE i.indrelid = ANY($1::int8[]::oid[])
         AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid
                           AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))
       ORDER BY ic.relname`,
-    [[...oids.keys()]],
+    [textArrayLiteral([...oids.keys()])],
   );
   const out: AfterCopyObject[] = [];
   for (const r of rows) {
@@ -485,19 +486,19 @@ async function readConstraints(sql: Sql, input: ConstraintInput): Promise<AfterC
             pg_catalog.pg_get_constraintdef(k.oid) AS def,
             k.confrelid::int8 AS ref_oid, k.confmatchtype AS match,
             k.confupdtype AS on_update, k.confdeltype AS on_delete,
-            ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, o)
+            to_json(ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, o)
                     JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n
-                   ORDER BY u.o) AS columns,
-            ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, o)
+                   ORDER BY u.o)) AS columns,
+            to_json(ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY u(n, o)
                     JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n
-                   ORDER BY u.o) AS ref_columns,
+                   ORDER BY u.o)) AS ref_columns,
             ${FUNCTIONS_OF("pg_catalog.pg_constraint", "k.oid")} AS functions
        FROM pg_catalog.pg_constraint k
       WHERE k.conrelid = ANY($1::int8[]::oid[]) AND k.contype IN ('u', 'c', 'x', 'f')
         AND (k.contype <> 'c' OR k.conislocal)
         AND (k.contype <> 'f' OR k.conparentid = 0)
       ORDER BY k.contype = 'f', k.conname`,
-    [[...oids.keys()]],
+    [textArrayLiteral([...oids.keys()])],
   );
   const out: AfterCopyObject[] = [];
   for (const r of rows) {
@@ -566,7 +567,7 @@ async function readTriggers(
        FROM pg_catalog.pg_trigger tg
       WHERE tg.tgrelid = ANY($1::int8[]::oid[]) AND NOT tg.tgisinternal
       ORDER BY tg.tgname`,
-    [[...oids.keys()]],
+    [textArrayLiteral([...oids.keys()])],
   );
   const out: AfterCopyObject[] = [];
   for (const r of rows) {
@@ -647,7 +648,7 @@ async function readOthers(
      SELECT 'policy', pol.polname || ' on ' || pol.polrelid::regclass::text
        FROM pg_catalog.pg_policy pol WHERE pol.polrelid = ANY($2::int8[]::oid[])
      ORDER BY 1, 2`,
-    [schemas, tableOids],
+    [textArrayLiteral(schemas), textArrayLiteral(tableOids)],
   );
   return rows.map((r) => ({ kind: String(r.kind), name: String(r.name) }));
 }

@@ -77,7 +77,7 @@ Deno.test("CREATE TABLE with sid, history columns, identity, generated and defau
   assert.equal(
     ddl,
     `CREATE TABLE "Mixed Case"."we""ird" (\n  sid text NOT NULL,\n` +
-      `  "id" bigint GENERATED ALWAYS AS IDENTITY (AS bigint START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE) NOT NULL,\n` +
+      `  "id" bigint GENERATED ALWAYS AS IDENTITY (START WITH 1 INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE) NOT NULL,\n` +
       `  "n" integer DEFAULT nextval('public.s'::regclass),\n` +
       `  "d" integer GENERATED ALWAYS AS ((n * 2)) STORED,\n` +
       `  "f" text,\n` +

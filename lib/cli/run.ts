@@ -23,6 +23,8 @@ import { expandAllTables } from "../preflight/all_tables.ts";
 import { formatChecks } from "./output.ts";
 import { passwordsOf } from "../pg/redact.ts";
 import { configForShard, describeShard, type Shard } from "../engine/shard.ts";
+import { createAfterCopy, createBeforeCopy, type SchemaPlans } from "../schema/create.ts";
+import { describeError } from "../pg/describe.ts";
 
 /** Every secret-bearing URL of a config (for log masking). */
 export function configUrls(config: Config): string[] {
@@ -40,7 +42,9 @@ export const runCommand: Command = {
   summary: "stream every configured source into the destination until stopped",
   help: `Usage: kvsz run [--config FILE] [--skip-checks] [--shard I/N]
 
-Checks the config against the databases (as \`kvsz validate\` does), then for
+With destination.create_tables, first creates the targets the destination
+lacks from the sources' catalogs (their indexes, constraints and triggers once
+copied). Checks the config against the databases (as \`kvsz validate\` does), then for
 each source: creates its publication and replication slot when missing, copies
 every mapped table in the slot's snapshot, and streams changes into the
 destination until SIGTERM or SIGINT. A first signal finishes the current
@@ -69,19 +73,32 @@ ${CONFIG_HELP}
     // all_tables: read once here, so that the checks and the pipelines see the same tables.
     const expanded = await expandAllTables(loaded, { connectTimeout: 10 });
     const config = expanded.config;
-    if (flags["skip-checks"]) {
-      const failed = expanded.checks.filter((c) => c.status === "FAIL");
-      if (failed.length > 0) {
-        for (const line of formatChecks(failed)) console.error(line);
+    const expandFailed = expanded.checks.filter((c) => c.status === "FAIL");
+    if (expandFailed.length > 0 && flags["skip-checks"]) {
+      for (const line of formatChecks(expandFailed)) console.error(line);
+      return EXIT_FAILURE;
+    }
+    let plans: SchemaPlans | undefined;
+    if (config.destination.createTables && expandFailed.length === 0) {
+      // Before the checks: they look for the targets this creates.
+      try {
+        plans = await createBeforeCopy(config);
+      } catch (e) {
+        logger.error("create_tables: could not read or create the targets: {error}", {
+          error: describeError(e),
+        });
         return EXIT_FAILURE;
       }
-    } else {
+    }
+    if (!flags["skip-checks"]) {
       // The shard's sources only: no other source is touched.
       // Sources that streamed before are checked by their own pipelines (known_sources.ts).
       const known = await readKnownSources(config, { connectTimeout: 10 });
+      // What create_tables could not create fails here, as it would without it.
+      const checked = { ...config, destination: { ...config.destination, createTables: false } };
       const checks = [
         ...expanded.checks,
-        ...await validateConfig(config, { connectTimeout: 10, shard, known }),
+        ...await validateConfig(checked, { connectTimeout: 10, shard, known }),
       ];
       // An unreachable server is retried by the pipelines; anything else is a real mistake.
       const failed = checks.filter((c) => c.status === "FAIL" && !/reachable$/.test(c.check));
@@ -95,7 +112,7 @@ ${CONFIG_HELP}
         return EXIT_FAILURE;
       }
     }
-    return await runPipelines(config, shard);
+    return await runPipelines(config, shard, plans);
   },
 };
 
@@ -113,14 +130,25 @@ function sourceLabel({ db, source }: ConfiguredSource): string {
 
 /**
  * Runs one pipeline per source (URL or discovered database; of `shard` only,
- * when given) until a signal; SIGHUP reloads the config.
+ * when given) until a signal; SIGHUP reloads the config. With `plans`
+ * (`destination.create_tables`), an entry's indexes, constraints and triggers
+ * are created once its sources are copied.
  */
-export async function runPipelines(config: Config, shard?: Shard): Promise<number> {
+export async function runPipelines(
+  config: Config,
+  shard?: Shard,
+  plans?: SchemaPlans,
+): Promise<number> {
   const logger = log("run");
   const metrics = new Metrics({ perSourceTables: config.metrics.perSourceTables });
+  const afterCopy = plans && (async (database: string) => {
+    const plan = plans.get(database);
+    if (plan) await createAfterCopy(config.destination.url, database, plan);
+  });
   const supervisor = new Supervisor(
     (database, sid) => metrics.pipelineEvents(database, sid),
     shard,
+    { afterCopy },
   );
   let poller = startSlotPoller({ databases: [] }, metrics);
   // The sources running: the config's urls and the discovered ones, of the shard.

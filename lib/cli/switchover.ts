@@ -12,6 +12,7 @@ import {
   UsageError,
 } from "./command.ts";
 import { findAndLoadConfig } from "../config/load.ts";
+import { expandAllTables } from "../preflight/all_tables.ts";
 import { withDiscovered } from "./discovered.ts";
 import type { Config } from "../config/types.ts";
 import { describeUrl } from "../pg/describe.ts";
@@ -135,7 +136,7 @@ ${CONFIG_HELP}
     const maxLagBytes = positiveNumber(flags, "max-lag-bytes", DEFAULT_MAX_LAG_BYTES);
     const timeoutSeconds = positiveNumber(flags, "timeout-seconds", DEFAULT_TIMEOUT_SECONDS);
     const config = await withDiscovered(
-      await findAndLoadConfig(flags.config as string | undefined),
+      (await expandAllTables(await findAndLoadConfig(flags.config as string | undefined))).config,
     );
     const target = selectSource(
       config,

@@ -8,6 +8,7 @@ import {
   UsageError,
 } from "./command.ts";
 import { findAndLoadConfig } from "../config/load.ts";
+import { expandAllTables } from "../preflight/all_tables.ts";
 import { withDiscovered } from "./discovered.ts";
 import { filterSources } from "./status.ts";
 import { printJson } from "./output.ts";
@@ -88,7 +89,7 @@ ${CONFIG_HELP}
       0,
     );
     const config = await withDiscovered(
-      await findAndLoadConfig(flags.config as string | undefined),
+      (await expandAllTables(await findAndLoadConfig(flags.config as string | undefined))).config,
     );
     const picked = filterSources(config, {
       databases: (flags.database as string[] | undefined) ?? [],

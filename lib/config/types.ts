@@ -112,6 +112,12 @@ export interface DestinationConfig {
    * subscription does: the targets' triggers and foreign keys do not fire.
    */
   replicaRole: boolean;
+  /**
+   * `kvsz run` creates what the targets need and the destination lacks, from
+   * the source's catalog (lib/schema/): tables at once, their indexes,
+   * constraints and triggers once the sources are copied.
+   */
+  createTables: boolean;
 }
 
 /** Streaming apply knobs. */

@@ -56,7 +56,7 @@ const ROOT_KEYS = [
   "log",
   "status",
 ];
-const DESTINATION_KEYS = ["url", "schema", "replica_role"];
+const DESTINATION_KEYS = ["url", "schema", "replica_role", "create_tables"];
 const DATABASE_KEYS = ["database", "urls", "discover", "tables", "all_tables"];
 const ALL_TABLES_KEYS = ["exclude", "schemas", "type"];
 const URL_KEYS = ["url", "sid", "failover"];
@@ -139,7 +139,7 @@ export function validateConfig(main: SourceDocument, mapDocument?: SourceDocumen
 
 /** The destination of a config that has none (or a broken one). */
 function noDestination(): DestinationConfig {
-  return { url: "", schema: DEFAULT_DESTINATION_SCHEMA, replicaRole: false };
+  return { url: "", schema: DEFAULT_DESTINATION_SCHEMA, replicaRole: false, createTables: false };
 }
 
 function emptyConfig(file: string): Config {
@@ -168,6 +168,7 @@ function destination(check: Checker, value: unknown): DestinationConfig {
     url: check.postgresUrl(map, "url", path) ?? "",
     schema: check.string(map, "schema", path) ?? DEFAULT_DESTINATION_SCHEMA,
     replicaRole: check.boolean(map, "replica_role", path) ?? false,
+    createTables: check.boolean(map, "create_tables", path) ?? false,
   };
 }
 

@@ -16,7 +16,11 @@ import { SharedDestination, sharedKey } from "./destination.ts";
 import { describeShard, keepShard, type Shard } from "./shard.ts";
 
 interface Running {
+  /** `DatabaseMapping.database`. */
+  database: string;
   pipeline: SourcePipeline;
+  /** True once the source streams (its initial copy, if any, is done). */
+  copied: boolean;
   fingerprint: string;
   done: Promise<void>;
 }
@@ -33,17 +37,66 @@ function fingerprint(config: Config, db: DatabaseMapping, source: SourceUrl): st
   ]);
 }
 
+/** Options of {@link Supervisor}. */
+export interface SupervisorOptions {
+  /**
+   * Runs once per database entry, when every running source of it streams
+   * (each initial copy done): `destination.create_tables`' indexes,
+   * constraints and triggers. Its failure is logged.
+   */
+  afterCopy?: (database: string) => Promise<void>;
+}
+
 /** Owns the running pipelines of a kvsz process. */
 export class Supervisor {
   #running = new Map<string, Running>();
   #shared: SharedDestination | null = null;
   readonly #log = log("run");
 
+  /** Database entries whose {@link SupervisorOptions.afterCopy} ran (or runs). */
+  readonly #afterCopyDone = new Set<string>();
+
   constructor(
     private readonly events: (database: string, sid: string) => PipelineEvents,
     /** Run only this shard's sources (none: every source). */
     private readonly shard?: Shard,
+    private readonly opts: SupervisorOptions = {},
   ) {}
+
+  /**
+   * The events of one source: those of `events`, and once every running
+   * source of its entry streams, the entry's {@link SupervisorOptions.afterCopy}.
+   */
+  #eventsOf(database: string, sid: string, key: string): PipelineEvents {
+    const inner = this.events(database, sid);
+    if (!this.opts.afterCopy) return inner;
+    return {
+      ...inner,
+      onConnected: (connected) => {
+        inner.onConnected?.(connected);
+        if (connected) this.#sourceCopied(database, key);
+      },
+    };
+  }
+
+  #sourceCopied(database: string, key: string): void {
+    const running = this.#running.get(key);
+    if (running) running.copied = true;
+    if (this.#afterCopyDone.has(database)) return;
+    const entry = [...this.#running.values()].filter((r) => r.database === database);
+    if (entry.length === 0 || !entry.every((r) => r.copied)) return;
+    this.#afterCopyDone.add(database);
+    const after = this.opts.afterCopy!(database).catch((e) =>
+      this.#log.error("after the initial copy of {database}: {error}", {
+        database,
+        error: (e as Error).message,
+      })
+    );
+    this.#afterCopyRuns.push(after);
+  }
+
+  /** Runs of {@link SupervisorOptions.afterCopy} (awaited by {@link stop}). */
+  readonly #afterCopyRuns: Promise<void>[] = [];
 
   /**
    * Brings the running pipelines in line with `config`. A source with column
@@ -86,9 +139,11 @@ export class Supervisor {
       const pipeline = new SourcePipeline(
         config,
         { db, source, destination: shared },
-        this.events(db.database, source.sid),
+        this.#eventsOf(db.database, source.sid, key),
       );
       this.#running.set(key, {
+        database: db.database,
+        copied: false,
         pipeline,
         fingerprint: fingerprint(config, db, source),
         done: pipeline.run(),
@@ -123,6 +178,7 @@ export class Supervisor {
     const all = [...this.#running.values()];
     for (const r of all) r.pipeline.stop();
     await Promise.all(all.map((r) => r.done));
+    await Promise.all(this.#afterCopyRuns);
     this.#running.clear();
     await this.#shared?.close();
     this.#shared = null;

@@ -79,7 +79,7 @@ export async function preflightDestination(
     );
     const [kvszSchema, targetSchema, targetList, records] = await Promise.all([
       kvszSchemaCheck(sql, label, user),
-      targetSchemaCheck(sql, label, { schema, user }),
+      targetSchemaCheck(sql, label, { schema, user, create: config.destination.createTables }),
       Promise.all(
         [...mapped.values()].map((m) => readTargetTable(sql, targetSchemaOf(m, schema), m.target)),
       ),
@@ -101,6 +101,7 @@ export async function preflightDestination(
             target: targets.get(targetKey(mapping)) ?? null,
             source: sourceTables.get(db.database)?.get(mapping.source) ?? null,
             replicaRole: config.destination.replicaRole,
+            createTables: config.destination.createTables,
             records: db.urls.flatMap((u) =>
               records.get(recordKey(db.database, u.sid, mapping.source)) ?? []
             ),
@@ -184,6 +185,8 @@ interface SchemaCheckInput {
   schema: string;
   /** The role kvsz connects as. */
   user: string;
+  /** `destination.create_tables`: a missing schema is created by `kvsz run`. */
+  create: boolean;
 }
 
 /** Checks that `destination.schema` exists and the role may use it. */
@@ -192,7 +195,7 @@ async function targetSchemaCheck(
   label: string,
   input: SchemaCheckInput,
 ): Promise<Check> {
-  const { schema, user } = input;
+  const { schema, user, create } = input;
   const check = `${label} schema ${schema}`;
   const [r] = await sql.unsafe(
     `SELECT n.oid IS NOT NULL AS present,
@@ -200,6 +203,14 @@ async function targetSchemaCheck(
        FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = $1`,
     [schema],
   );
+  if (!r.present && create) {
+    return {
+      status: "WARN",
+      check,
+      problem: `schema ${schema} (destination.schema) does not exist: kvsz run will create it`,
+      fix: "nothing to do (destination.create_tables is on)",
+    };
+  }
   if (!r.present) {
     return {
       status: "FAIL",
@@ -249,6 +260,8 @@ interface TargetCheckInput {
   source: SourceTable | null;
   /** `destination.replica_role`: foreign keys do not fire. */
   replicaRole: boolean;
+  /** `destination.create_tables`: a missing target is created by `kvsz run`. */
+  createTables: boolean;
   /** kvsz's records of the table, one per sid that has one. */
   records: SyncedTableRow[];
 }
@@ -263,6 +276,14 @@ async function targetChecks(
   const label =
     `${destLabel} table ${schema}.${mapping.target} (from ${db.database} ${mapping.sourceSchema}.${mapping.sourceName}, ${mapping.mode})`;
   const multi = db.urls.length > 1;
+  if (!target && input.createTables) {
+    return [{
+      status: "WARN",
+      check: label,
+      problem: `table ${schema}.${mapping.target} does not exist: kvsz run will create it`,
+      fix: "nothing to do (destination.create_tables is on)",
+    }];
+  }
   if (!target) {
     return [{
       status: "FAIL",

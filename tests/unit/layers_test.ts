@@ -18,6 +18,7 @@ const FLOOR: Record<string, number> = {
   preflight: 5,
   verify: 5,
   upgrade: 5,
+  schema: 5,
   source: 4,
   apply: 4,
   config: 3,

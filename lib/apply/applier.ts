@@ -46,11 +46,15 @@ import { fenced } from "./ownership.ts";
  */
 const MAX_BATCH_BYTES = 4 << 20;
 /**
- * Milliseconds WAL with nothing for this source (keepalives, transactions of
- * other tables) waits before its position is recorded in kvsz.progress and
- * confirmed to the slot: one small write per source at most this often.
+ * WAL with nothing for this source (keepalives, transactions of other tables)
+ * has its position recorded in kvsz.progress and confirmed to the slot at most
+ * this often per source (one small write), and at once when the source wrote
+ * none for this long: after a quiet spell, such as a switchover's fence, the
+ * destination shows the source's last position within a moment.
  */
 const IDLE_RECORD_MS = 5000;
+/** The wait before recording an idle position after a quiet spell (other sources' join it). */
+const IDLE_RECORD_QUIET_MS = 50;
 
 /** Changes of one operation applied to a table by one flush, and how long the flush took. */
 export interface AppliedOperations {
@@ -186,6 +190,8 @@ export class Applier {
   /** Highest WAL position with nothing for this source, to record then confirm (see {@link #noteIdle}). */
   #idleLsn = 0n;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When this source's position was last written to kvsz.progress (a commit or an idle record). */
+  #positionWrittenAt = -Infinity;
   readonly #jobs: JobQueue<JobScope>;
   readonly #idlePositions: IdlePositions;
   /** True while the reader has nothing queued (set by `drained`, cleared by `handle`). */
@@ -314,7 +320,12 @@ export class Applier {
    */
   #noteIdle(lsn: bigint): void {
     if (lsn > this.#idleLsn) this.#idleLsn = lsn;
-    this.#idleTimer ??= setTimeout(() => this.#recordIdle(), IDLE_RECORD_MS);
+    if (this.#idleTimer !== undefined) return;
+    const since = performance.now() - this.#positionWrittenAt;
+    this.#idleTimer = setTimeout(
+      () => this.#recordIdle(),
+      Math.max(IDLE_RECORD_QUIET_MS, IDLE_RECORD_MS - since),
+    );
   }
 
   /** Records the idle position with other sources' (idle_positions.ts), then lets the reader confirm it. */
@@ -323,6 +334,7 @@ export class Applier {
     const lsn = this.#idleLsn;
     // Busy: the pending commit records a later position.
     if (lsn <= this.#safeLsn || this.busy || this.#jobs.failure) return;
+    this.#positionWrittenAt = performance.now();
     this.#idlePositions.record(this.opts, lsn, now).then((recorded) => {
       if (!recorded || lsn <= this.#safeLsn) return;
       this.#safeLsn = lsn;
@@ -675,6 +687,7 @@ export class Applier {
       }
       info.seconds = (performance.now() - started) / 1000;
       this.#safeLsn = pending.endLsn;
+      this.#positionWrittenAt = performance.now();
       this.#skipUpTo = pending.commitLsn;
       this.#log.debug("committed {transactions} transaction(s), {changes} change(s) up to {lsn}", {
         transactions: info.transactions,

@@ -4,6 +4,7 @@
  * the write downtime. A failed step leaves the fence as it is (on once it was
  * put up): the command can be run again, or `--abort` lifts the fence.
  */
+import { parseConnInfo } from "../pg/conninfo.ts";
 import { connect, serverMajor, type Sql } from "../pg/connect.ts";
 import type { Config, DatabaseMapping, SourceUrl } from "../config/types.ts";
 import { formatLsn, parseLsn } from "../pg/lsn.ts";
@@ -95,6 +96,7 @@ export async function switchover(
   const { print } = opts;
   const secrets = secretsOf(config);
   const database = target.db.database;
+  const onSource = sourceDatabase(target.source.url);
   const sid = target.source.sid;
   const key = { database, sid };
   const slot = kvszObjectName(database, sid);
@@ -109,20 +111,20 @@ export async function switchover(
     );
     let fenced = false;
     await run(async () => {
-      fenced = await isFenced(src, database);
-      const missing = await missingFencePrivileges(src, database);
+      fenced = await isFenced(src, onSource);
+      const missing = await missingFencePrivileges(src, onSource);
       if (missing.length > 0) {
         throw new Error(`missing privileges on the source: ${missing.join("; ")}`);
       }
-      const prepared = await preparedTransactions(src, database);
+      const prepared = await preparedTransactions(src, onSource);
       if (prepared.length > 0) {
         throw new Error(
-          `database ${database} has prepared transactions (${
+          `database ${onSource} has prepared transactions (${
             prepared.join(", ")
           }), which could commit after the fence: COMMIT PREPARED or ROLLBACK PREPARED them, then run again`,
         );
       }
-      return `privileges to fence database ${database}`;
+      return `privileges to fence database ${onSource}`;
     });
 
     await run(async () => {
@@ -160,15 +162,15 @@ export async function switchover(
 
     let fencedAt = new Date();
     await run(async () => {
-      const fence = await fenceDatabase(src, database);
+      const fence = await fenceDatabase(src, onSource);
       fencedAt = await recordFence(dst, key, {
         fencedAt: new Date(),
         keepEarlier: fence.alreadyFenced,
       });
       const ended = `${fence.sessionsEnded} session${fence.sessionsEnded === 1 ? "" : "s"} ended`;
       return fence.alreadyFenced
-        ? `database ${database} already fenced since ${clock(fencedAt)}: ${ended}`
-        : `fenced database ${database}: read-only by default, ${ended}`;
+        ? `database ${onSource} already fenced since ${clock(fencedAt)}: ${ended}`
+        : `fenced database ${onSource}: read-only by default, ${ended}`;
     });
 
     let finalLsn = 0n;
@@ -258,13 +260,13 @@ export async function abortSwitchover(
   target: SwitchoverSource,
   opts: Pick<SwitchoverOptions, "print">,
 ): Promise<void> {
-  const database = target.db.database;
+  const onSource = sourceDatabase(target.source.url);
   const src = connect(target.source.url, { params: SOURCE_SESSION });
   try {
     await step(opts.print, secretsOf(config), async () => {
-      const { wasFenced, sessionsEnded } = await unfenceDatabase(src, database);
-      if (!wasFenced) return `database ${database} is not fenced: nothing to lift`;
-      return `fence lifted on database ${database}: writes allowed again, ${sessionsEnded} ` +
+      const { wasFenced, sessionsEnded } = await unfenceDatabase(src, onSource);
+      if (!wasFenced) return `database ${onSource} is not fenced: nothing to lift`;
+      return `fence lifted on database ${onSource}: writes allowed again, ${sessionsEnded} ` +
         `session${
           sessionsEnded === 1 ? "" : "s"
         } opened while fenced ended (they reconnect read-write)`;
@@ -338,4 +340,10 @@ function humanBytes(bytes: bigint): string {
     i++;
   }
   return `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** The source database's name on its server: the URL's (the config's `database` is kvsz's name for it). */
+function sourceDatabase(url: string): string {
+  const info = parseConnInfo(url);
+  return info.dbname ?? info.user ?? Deno.env.get("USER") ?? "postgres";
 }

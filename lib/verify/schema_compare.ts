@@ -56,11 +56,17 @@ export function compareSchema(
       targetIndexes.map((i) => ({ name: i.name, definition: targetKey(i.definition) })),
     ),
   );
+  // A foreign key's deferrability is not compared: create_tables makes the targets'
+  // DEFERRABLE INITIALLY DEFERRED on purpose (kvsz applies a batch in any table order).
+  const constraint = (c: { name: string; definition: string }) => ({
+    name: c.name,
+    definition: withoutDeferrability(c.definition),
+  });
   out.push(
     ...multisetDiff(
       "constraint",
-      source.constraints,
-      target.constraints.map((c) => ({ name: c.name, definition: targetKey(c.definition) })),
+      source.constraints.map(constraint),
+      target.constraints.map((c) => constraint({ ...c, definition: targetKey(c.definition) })),
     ),
   );
   const targetSequences = new Set(target.sequenceColumns);
@@ -74,6 +80,11 @@ export function compareSchema(
 
 function nullability(notNull: boolean): string {
   return notNull ? "NOT NULL" : "nullable";
+}
+
+/** A constraint definition without its DEFERRABLE / INITIALLY clauses. */
+export function withoutDeferrability(definition: string): string {
+  return definition.replace(/ (NOT )?DEFERRABLE( INITIALLY (DEFERRED|IMMEDIATE))?/g, "");
 }
 
 /** A key or index definition without the `sid` column in its column lists. */

@@ -13,6 +13,7 @@ export const SCENARIOS = [
   "latency",
   "fan-in",
   "tenants",
+  "upgrade",
 ] as const;
 export type Scenario = typeof SCENARIOS[number];
 
@@ -39,6 +40,10 @@ export interface BenchOptions {
   latencyRate: number;
   /** The `tenants` scenario: tenant databases, accounts per tenant, and its loads. */
   tenants: TenantOptions;
+  /** The `upgrade` scenario: pgbench scale of its PostgreSQL 12 source. */
+  upgradeScale: number;
+  /** The `upgrade` scenario: transactions/s of its live client. */
+  upgradeRate: number;
   /** Native subscription `streaming` option. */
   nativeStreaming: string;
   /** kvsz `apply:` overrides. */

@@ -81,6 +81,8 @@ export interface KvszOptions {
   logFile: string;
   /** Called with every line kvsz prints (JSON log lines). */
   onLine?: (line: string) => void;
+  /** The whole config to write instead of the one made from `sources` (e.g. `all_tables`). */
+  config?: Record<string, unknown>;
 }
 
 /** The name kvsz gives a source's slot and publication (see lib/pg/identifiers.ts). */
@@ -115,7 +117,7 @@ export class KvszEngine implements Engine {
     this.slots = opts.sources.map((s) => kvszSlotName(s.database, s.sid));
     for (const slot of this.slots) dropSlotAtCleanup(opts.source, slot);
     this.#configPath = `${opts.workDir}/${opts.label.replace(/\W+/g, "_")}-${opts.destDb}.yaml`;
-    const config = {
+    const config = opts.config ?? {
       destination: { url: opts.dest.url(opts.destDb), schema: "public" },
       databases: opts.sources.map((s) => ({
         database: s.database,
@@ -131,6 +133,11 @@ export class KvszEngine implements Engine {
       log: { level: Deno.env.get("KVSZ_BENCH_LOG_LEVEL") ?? "info", format: "json" },
     };
     Deno.writeTextFileSync(this.#configPath, stringify(config));
+  }
+
+  /** Path of the config file kvsz runs with (for `kvsz switchover` and `kvsz verify`). */
+  get configPath(): string {
+    return this.#configPath;
   }
 
   /** Process id of the running kvsz, or null. */

@@ -11,6 +11,7 @@ import { elapsedSeconds, say } from "./util.ts";
 import { latencyRate, mainRound, setupMainSource } from "./scenarios/round.ts";
 import { fanInRound, setupFanIn } from "./scenarios/fan_in.ts";
 import { tenantsScenario } from "./scenarios/tenants.ts";
+import { upgradeScenario } from "./scenarios/upgrade.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -34,6 +35,8 @@ const USAGE = `Usage: deno task bench [options]
   --native-max-tenants N  above this many tenants, tenants runs kvsz alone (default 300)
   --tenant-cpus X         split (default): source server and load on half the CPUs, destination
                           server and engine on the other half, as on two machines; shared: no pinning
+  --upgrade-scale N       pgbench scale of the upgrade scenario's PostgreSQL 12 source (default 10; --quick: 2)
+  --upgrade-rate N        transactions/s of the upgrade scenario's live client (default 500)
   --latency-seconds N     duration of the steady load (default 15)
   --latency-rate N        pgbench --rate of the latency load (default: half of the measured max)
   --native-streaming X    subscription streaming option: off (default), on, parallel
@@ -71,6 +74,8 @@ function parseOptions(): BenchOptions {
       "native-max-tenants": { type: "string" },
       "tenant-cpus": { type: "string" },
       "apply-workers": { type: "string" },
+      "upgrade-scale": { type: "string" },
+      "upgrade-rate": { type: "string" },
       "latency-seconds": { type: "string" },
       "latency-rate": { type: "string" },
       "native-streaming": { type: "string" },
@@ -149,6 +154,8 @@ function parseOptions(): BenchOptions {
       splitCpus: tenantCpus === "split",
     },
     latencyRate: int("latency-rate", 0),
+    upgradeScale: Math.max(1, int("upgrade-scale", quick ? 2 : 10)),
+    upgradeRate: Math.max(1, int("upgrade-rate", 500)),
     nativeStreaming: streaming,
     apply,
     cpuProfDir: values["cpu-prof"],
@@ -216,6 +223,7 @@ async function main(): Promise<number> {
       if (opts.scenarios.has("fan-in")) await fanInRound(ctx, round);
     }
     if (opts.scenarios.has("tenants")) await tenantsScenario(ctx);
+    if (opts.scenarios.has("upgrade")) await upgradeScenario(ctx);
     const table = markdownTable(rec);
     const seconds = elapsedSeconds();
     const result = {

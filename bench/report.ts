@@ -173,6 +173,45 @@ export const METRICS: MetricSpec[] = [
     false,
   ),
   m("tenants", "slowest_over_median", "slowest tenant / median tenant", "×", 2, false),
+  m(
+    "upgrade",
+    "copy_seconds",
+    "seconds: start → every table copied and the whole schema made (kvsz: run with create_tables; native: lib/schema + subscription)",
+    "s",
+    2,
+    false,
+  ),
+  m(
+    "upgrade",
+    "copied_seconds",
+    "seconds: start → streaming (kvsz) / every pg_subscription_rel 'r' (native), schema before the copy included",
+    "s",
+    2,
+    false,
+  ),
+  m("upgrade", "load_tps", "live client on the source: transactions/s", "tps", 0, null),
+  m("upgrade", "switchover_seconds", "kvsz switchover: seconds (start → exit 0)", "s", 2, null),
+  m("upgrade", "switchover_downtime_seconds", "write downtime printed by switchover", "s", 2, null),
+  m(
+    "upgrade",
+    "client_downtime_seconds",
+    "write downtime seen by the client (last source write → first destination write, verify pause left out)",
+    "s",
+    2,
+    null,
+  ),
+  m("upgrade", "verify_seconds", "kvsz verify after the switchover: seconds", "s", 2, null),
+  m("upgrade", "verify_pause_seconds", "the client held on the source for verify", "s", 2, null),
+  m("upgrade", "acked_source_writes", "client writes acknowledged by the source", "", 0, null),
+  m(
+    "upgrade",
+    "acked_destination_writes",
+    "client writes acknowledged by the destination",
+    "",
+    0,
+    null,
+  ),
+  m("upgrade", "lost_writes", "acknowledged source writes missing at the destination", "", 0, null),
 ];
 
 function m(
@@ -202,7 +241,7 @@ export type RawResults = Record<string, Record<string, Record<string, (number | 
 export class Recorder {
   readonly raw: RawResults = {};
   readonly notes: string[] = [];
-  /** Targets of issue 15 with "met" / "not met" (the tenants scenario). */
+  /** Targets with "met" / "not met" (the tenants and upgrade scenarios). */
   readonly targets: string[] = [];
   /** Times kvsz hung and had to be restarted. */
   incidents = 0;

@@ -36,45 +36,51 @@ export async function compareCounts(
   scope: CountScope,
 ): Promise<CountComparison> {
   const resolved = await resolveTables(src, scope.mappings, scope.major);
-  const byTarget = new Map<string, { source: bigint; skipped: string | null }>();
+  const byTarget = new Map<string, { relations: string[]; skipped: string | null }>();
   for (const t of resolved) {
     const target = qualify(
       targetSchemaOf(t.mapping, scope.config.destination.schema),
       t.mapping.target,
     );
-    const entry = byTarget.get(target) ?? { source: 0n, skipped: null };
+    const entry = byTarget.get(target) ?? { relations: [], skipped: null };
     if (t.mapping.mode !== "clone") entry.skipped = `mode ${t.mapping.mode}`;
-    else {
-      for (const rel of t.copied) {
-        const [row] = await src.unsafe(
-          `SELECT count(*)::text AS n FROM ${qualify(rel.schema, rel.name)}`,
-        );
-        entry.source += BigInt(row.n);
-      }
-    }
+    else entry.relations.push(...t.copied.map((rel) => qualify(rel.schema, rel.name)));
     byTarget.set(target, entry);
   }
-  const result: CountComparison = { compared: 0, different: [], skipped: [] };
+  const compared = [...byTarget].filter(([, e]) => !e.skipped);
+  // Both servers count at once (each pipelines its queries on its one session).
+  const [sourceCounts, destinationCounts] = await Promise.all([
+    Promise.all(compared.map(async ([, e]) => {
+      const rows = await Promise.all(
+        e.relations.map((rel) => src.unsafe(`SELECT count(*)::text AS n FROM ${rel}`)),
+      );
+      return rows.reduce((sum, [row]) => sum + BigInt(row.n), 0n);
+    })),
+    Promise.all(compared.map(([target]) => countTarget(dst, target, scope.sid))),
+  ]);
+  const result: CountComparison = { compared: compared.length, different: [], skipped: [] };
   for (const [target, entry] of byTarget) {
-    if (entry.skipped) {
-      result.skipped.push(`${target} (${entry.skipped})`);
-      continue;
-    }
-    const [shape] = await dst.unsafe(
-      `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
-                       WHERE attrelid = $1::regclass AND attname = 'sid' AND NOT attisdropped) AS sid`,
-      [target],
-    );
-    const [row] = shape.sid
-      ? await dst.unsafe(`SELECT count(*)::text AS n FROM ${target} WHERE sid::text = $1`, [
-        scope.sid,
-      ])
-      : await dst.unsafe(`SELECT count(*)::text AS n FROM ${target}`);
-    result.compared++;
-    const destination = BigInt(row.n);
-    if (destination !== entry.source) {
-      result.different.push(`${target}: source ${entry.source}, destination ${destination}`);
-    }
+    if (entry.skipped) result.skipped.push(`${target} (${entry.skipped})`);
   }
+  compared.forEach(([target], i) => {
+    if (destinationCounts[i] !== sourceCounts[i]) {
+      result.different.push(
+        `${target}: source ${sourceCounts[i]}, destination ${destinationCounts[i]}`,
+      );
+    }
+  });
   return result;
+}
+
+/** Rows of a target: those of `sid` when it has a `sid` column. */
+async function countTarget(dst: Sql, target: string, sid: string): Promise<bigint> {
+  const [shape] = await dst.unsafe(
+    `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                     WHERE attrelid = $1::regclass AND attname = 'sid' AND NOT attisdropped) AS sid`,
+    [target],
+  );
+  const [row] = shape.sid
+    ? await dst.unsafe(`SELECT count(*)::text AS n FROM ${target} WHERE sid::text = $1`, [sid])
+    : await dst.unsafe(`SELECT count(*)::text AS n FROM ${target}`);
+  return BigInt(row.n);
 }

@@ -183,8 +183,6 @@ export async function switchover(
       await waitForApplied(src, dst, { key, finalLsn, timeoutSeconds: opts.timeoutSeconds });
       return `final LSN ${formatLsn(finalLsn)} applied at the destination`;
     });
-    const readyAt = new Date();
-
     await run(async () => {
       const mappings = await mappedTables(src, target.db);
       const copy = await copySequences(src, dst, { config, mappings });
@@ -228,6 +226,8 @@ export async function switchover(
       });
     }
 
+    // Ready once sequences are copied and the counts checked: clients may write now.
+    const readyAt = new Date();
     await recordReady(dst, key, { finalLsn: formatLsn(finalLsn), readyAt });
     const downtime = ((readyAt.getTime() - fencedAt.getTime()) / 1000).toFixed(2);
     print(

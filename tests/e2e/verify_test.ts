@@ -229,7 +229,7 @@ clusterSuite("kvsz verify", {
       r.stdout,
       /^FAIL app sid 1 public\.t → public\.t: 1 schema difference\n {7}schema: table missing at destination$/m,
     );
-    assert.match(r.stdout, /^ERR  app sid 2 \(127\.0\.0\.1:1\/nowhere\): unreachable: /m);
+    assert.match(r.stdout, /^ERR {2}app sid 2 \(127\.0\.0\.1:1\/nowhere\): unreachable: /m);
     assert.ok(!r.output.includes(secret), r.output);
   },
 

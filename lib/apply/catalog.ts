@@ -1,7 +1,7 @@
 /** Reads destination tables from the catalog: columns, types, primary key, `sid`, `kvsz_*`. */
 import type { Sql } from "../pg/connect.ts";
 import type { ForeignKey, TargetColumn, TargetTable } from "./types.ts";
-import { primaryKeyColumns, uniqueIndexColumns } from "../pg/catalog.ts";
+import { primaryKeyColumns, tableOid, uniqueIndexColumns } from "../pg/catalog.ts";
 
 /** Names of the three history columns a `history` target carries. */
 export const HISTORY_COLUMNS = ["kvsz_start", "kvsz_end", "kvsz_deleted"] as const;
@@ -31,15 +31,8 @@ export async function readTargetTable(
   schema: string,
   name: string,
 ): Promise<TargetTable | null> {
-  const [rel] = await sql.unsafe(
-    `SELECT c.oid::int8 AS oid
-       FROM pg_catalog.pg_class c
-       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
-    [schema, name],
-  );
-  if (!rel) return null;
-  const oid = String(rel.oid);
+  const oid = await tableOid(sql, schema, name);
+  if (oid === null) return null;
   const rows = await sql.unsafe(
     `SELECT a.attname AS name,
             pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,

@@ -1,5 +1,17 @@
-/** Catalog reads every layer shares: a relation's key and index columns. */
+/** Catalog reads every layer shares: a table's oid, a relation's key and index columns. */
 import type { Sql } from "./connect.ts";
+
+/** The oid (as text) of ordinary or partitioned table `schema.name`, or null when there is none. */
+export async function tableOid(sql: Sql, schema: string, name: string): Promise<string | null> {
+  const [rel] = await sql.unsafe(
+    `SELECT c.oid::int8::text AS oid
+       FROM pg_catalog.pg_class c
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
+    [schema, name],
+  );
+  return rel ? String(rel.oid) : null;
+}
 
 /** Primary key columns of relation `oid` in key order (empty when there is none). */
 export async function primaryKeyColumns(sql: Sql, oid: string | number): Promise<string[]> {

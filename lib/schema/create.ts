@@ -13,7 +13,7 @@ import { redactUrl } from "../pg/redact.ts";
 import { textArrayLiteral } from "../pg/array_literal.ts";
 import { describeError } from "../pg/describe.ts";
 import { log } from "../log.ts";
-import { mappedTables, resolveTables } from "../source/tables.ts";
+import { resolveTables } from "../source/tables.ts";
 import { serverMajor } from "../pg/connect.ts";
 import type { AfterCopyObject, NotCreated, ObjectName, SchemaDescription } from "./description.ts";
 import {
@@ -54,7 +54,7 @@ export async function readEntrySchema(
   const sql = connect(url, { connectTimeout: 10, params: { search_path: "pg_catalog" } });
   try {
     const major = await serverMajor(sql);
-    const resolved = await resolveTables(sql, await mappedTables(sql, db), major);
+    const resolved = await resolveTables(sql, db.tables, major);
     const opts = { destinationSchema: config.destination.schema, withSid: entryHasSid(db) };
     const tables = resolved.map((r) =>
       mappedTable(

@@ -2,7 +2,7 @@
  * Resolves the configured tables of a source into what is published (what
  * Relation messages will name) and what the initial sync copies.
  */
-import type { DatabaseMapping, TableMapping } from "../config/types.ts";
+import type { TableMapping } from "../config/types.ts";
 import type { Sql } from "../pg/connect.ts";
 import {
   matchingTables,
@@ -26,18 +26,6 @@ export interface ResolvedTable {
    * regex matches its name. Null otherwise.
    */
   leavesOf: QualifiedName | null;
-}
-
-/**
- * The table mappings of `db` on one source: its `tables`, which hold every
- * table of `all_tables` once the config went through `expandAllTables`
- * (`lib/preflight/all_tables.ts`).
- */
-export function mappedTables(
-  _sql: Sql,
-  db: Pick<DatabaseMapping, "tables" | "allTables">,
-): Promise<TableMapping[]> {
-  return Promise.resolve(db.tables);
 }
 
 /** A configured table that the source does not have. */

@@ -21,7 +21,7 @@ export interface CountComparison {
 /** Which source's tables are compared, and where they go. */
 export interface CountScope {
   config: Config;
-  /** The source's mapped tables (`mappedTables`). */
+  /** The source's mapped tables (`all_tables` expanded). */
   mappings: TableMapping[];
   /** The source's sid (restricts targets with a `sid` column). */
   sid: string;

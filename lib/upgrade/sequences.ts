@@ -22,7 +22,7 @@ export interface SequenceState {
 /** How source sequences find theirs at the destination: the config and the source's table mappings. */
 export interface SequenceMap {
   config: Config;
-  /** The source's mapped tables (`mappedTables`). */
+  /** The source's mapped tables (`all_tables` expanded). */
   mappings: TableMapping[];
 }
 

@@ -12,7 +12,6 @@ import { kvszObjectName } from "../pg/identifiers.ts";
 import { redactText } from "../pg/redact.ts";
 import { describeUrl } from "../pg/describe.ts";
 import { readProgress } from "../apply/progress.ts";
-import { mappedTables } from "../source/tables.ts";
 import {
   fenceDatabase,
   isFenced,
@@ -184,8 +183,7 @@ export async function switchover(
       return `final LSN ${formatLsn(finalLsn)} applied at the destination`;
     });
     await run(async () => {
-      const mappings = await mappedTables(src, target.db);
-      const copy = await copySequences(src, dst, { config, mappings });
+      const copy = await copySequences(src, dst, { config, mappings: target.db.tables });
       const problems = [
         ...(copy.missing.length > 0
           ? [`the destination lacks sequence(s) ${copy.missing.join(", ")}: create them there`]
@@ -207,9 +205,12 @@ export async function switchover(
 
     if (opts.verify !== "none") {
       await run(async () => {
-        const mappings = await mappedTables(src, target.db);
-        const major = await serverMajor(src);
-        const counts = await compareCounts(src, dst, { config, mappings, sid, major });
+        const counts = await compareCounts(src, dst, {
+          config,
+          mappings: target.db.tables,
+          sid,
+          major: await serverMajor(src),
+        });
         if (counts.different.length > 0) {
           throw new Error(
             `row counts differ: ${counts.different.join("; ")} — the source stays fenced; ` +

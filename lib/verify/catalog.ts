@@ -3,6 +3,7 @@
  * nullability, collation), indexes, constraints and owned sequences.
  */
 import type { Sql } from "../pg/connect.ts";
+import { tableOid } from "../pg/catalog.ts";
 
 /** A column as `verify` compares it. */
 export interface VerifyColumn {
@@ -47,15 +48,8 @@ export async function readVerifyTable(
   schema: string,
   name: string,
 ): Promise<VerifyTable | null> {
-  const [rel] = await sql.unsafe(
-    `SELECT c.oid::int8::text AS oid
-       FROM pg_catalog.pg_class c
-       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
-    [schema, name],
-  );
-  if (!rel) return null;
-  const oid = String(rel.oid);
+  const oid = await tableOid(sql, schema, name);
+  if (oid === null) return null;
   const columns = (await sql.unsafe(
     `SELECT a.attname AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
             a.attnotnull AS not_null, a.attcollation <> 0 AS collatable

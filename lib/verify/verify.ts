@@ -14,12 +14,7 @@ import { connectionProblem, describeError, describeUrl } from "../pg/describe.ts
 import { quoteLiteral } from "../pg/identifiers.ts";
 import { configuredSources } from "../preflight/servers.ts";
 import { readSourceTable } from "../source/catalog.ts";
-import {
-  mappedTables,
-  MissingTableError,
-  type ResolvedTable,
-  resolveTables,
-} from "../source/tables.ts";
+import { MissingTableError, type ResolvedTable, resolveTables } from "../source/tables.ts";
 import { KVSZ_COLUMNS, SID_COLUMN } from "../apply/catalog.ts";
 import { readVerifyTable, type VerifyColumn } from "./catalog.ts";
 import { compareSchema } from "./schema_compare.ts";
@@ -116,7 +111,7 @@ async function verifySource(
       }];
     }
     const out: TableReport[] = [];
-    for (const mapping of await mappedTables(sql, db)) {
+    for (const mapping of db.tables) {
       const report = {
         ...base,
         source: `${mapping.sourceSchema}.${mapping.sourceName}`,

@@ -71,10 +71,10 @@ ${CONFIG_HELP}
     const shard = shardFlag(flags.shard as string | undefined);
     const file = await findAndLoadConfig(flags.config as string | undefined);
     registerSecrets(configUrls(file).flatMap(passwordsOf));
+    configureLogging(file.log);
     // map_store: destination: the map is the destination's (the file's at the first start).
     const { config: loaded, store } = await openMapStore(file);
     registerSecrets(configUrls(loaded).flatMap(passwordsOf));
-    configureLogging(loaded.log);
     installCrashGuards();
     const logger = log("run");
     // all_tables: read once here, so that the checks and the pipelines see the same tables.

@@ -192,4 +192,66 @@ clusterSuite("kvsz run: API", {
     assert.match(write.body.error, /no API token is configured/);
     assert.equal(await kvsz.stop(), 0);
   },
+
+  "database mode: a kuvasz-style script adds tables at run time; the map survives a restart":
+    async (
+      c,
+    ) => {
+      const { src, dst, config, api } = await setup(c, { t1: null });
+      await dst.unsafe(`CREATE TABLE t3 (id int PRIMARY KEY, v text)`); // an existing target
+      const file = await writeConfig({ ...config, map_store: "destination" });
+      let kvsz = KvszProcess.start(["run", "--config", file]);
+      try {
+        await kvsz.waitForOutput(/streaming from/);
+        assert.match(kvsz.output, /imported the map/);
+        // The script: look at the map, clone t2 (no target: created), add t3 (target exists).
+        const map = (await api("GET", "/api/map")).body as { id: number; name: string }[];
+        const t2 = map.find((e) => e.name === "t2")!;
+        const cloned = await api("POST", `/api/map/${t2.id}/clone?type=clone&target=t2`);
+        assert.equal(cloned.status, 200, JSON.stringify(cloned.body));
+        assert.equal(cloned.body.replicated, true);
+        assert.equal(cloned.body.present, true);
+        assert.equal((await api("POST", `/api/map/${t2.id}/clone`)).status, 409);
+        const added = await api("POST", "/api/tbl", { body: { db_id: 1, name: "t3" } });
+        assert.equal(added.status, 200, JSON.stringify(added.body));
+        // t1 kept streaming meanwhile; t2 and t3 copied and streaming.
+        await src.unsafe(`INSERT INTO t1 VALUES (60, 'a'); INSERT INTO t2 VALUES (60, 'b');
+                        INSERT INTO t3 VALUES (60, 'c')`);
+        for (const t of ["t1", "t2", "t3"]) {
+          await waitForEqualRows(rows(src, t), rows(dst, t), { kvsz, what: t });
+        }
+        // Errors: a bad body, a map the validator refuses, a missing row.
+        assert.equal((await api("POST", "/api/tbl", { body: { db_id: 1 } })).status, 400);
+        const invalid = await api("PUT", `/api/tbl/${added.body.id}`, { body: { type: "apend" } });
+        assert.equal(invalid.status, 400);
+        assert.match(invalid.body.error, /must be one of clone, append, history/);
+        assert.equal((await api("DELETE", "/api/tbl/999")).status, 404);
+        assert.equal((await api("PUT", "/api/db/abc", { body: { name: "x" } })).status, 400);
+        const changes = (await api("GET", "/api/changes")).body as { who: string; what: string }[];
+        assert.deepEqual(changes.map((ch) => [ch.who, ch.what]), [
+          ["api.token_sha256", "create tbl"],
+          ["api.token_sha256", `clone map ${t2.id}`],
+          ["kvsz", "import"],
+        ]);
+        assert.equal(await kvsz.stop(), 0);
+        // Restarted: the map is the destination's (t2, t3 still mapped), not imported again.
+        kvsz = KvszProcess.start(["run", "--config", file]);
+        await kvsz.waitForOutput(/streaming from/);
+        assert.doesNotMatch(kvsz.output, /imported the map/);
+        const tbls = (await api("GET", "/api/tbl")).body as { name: string }[];
+        assert.deepEqual(tbls.map((t) => t.name), ["t1", "t2", "t3"]);
+        await src.unsafe(`INSERT INTO t2 VALUES (61, 'after restart')`);
+        await waitForEqualRows(rows(src, "t2"), rows(dst, "t2"), { kvsz });
+        // Removing a table stops only its stream.
+        assert.equal((await api("DELETE", `/api/tbl/${added.body.id}`)).status, 200);
+        assert.deepEqual(
+          ((await api("GET", "/api/tbl")).body as { name: string }[]).map((t) => t.name),
+          ["t1", "t2"],
+        );
+        assert.equal(await kvsz.stop(), 0);
+        assert.ok(!kvsz.output.includes(PASSWORD) && !kvsz.output.includes(TOKEN));
+      } finally {
+        await kvsz.stop("SIGKILL");
+      }
+    },
 });

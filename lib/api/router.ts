@@ -1,7 +1,8 @@
 /**
  * The API's routes on the metrics listener: kuvasz-streamer's resources
  * (`/api/db`, `/api/url`, `/api/tbl`, `/api/map`) and kvsz's own
- * (`/api/source`, its actions, `/api/changes`). Checks the token first; in
+ * (`/api/source`, its actions, `/api/changes`), and the console at `/console`
+ * (`/` leads there). Checks the token first; in
  * declarative mode answers 405 to a change of the map, as kuvasz does.
  */
 import { log } from "../log.ts";
@@ -11,6 +12,7 @@ import { ApiError, errorResponse, type Route } from "./http.ts";
 import { readRoutes } from "./read_routes.ts";
 import { actionRoutes } from "./action_routes.ts";
 import { writeRoutes } from "./write_routes.ts";
+import { CONSOLE_HTML } from "./console_page.ts";
 
 /**
  * A handler for the listener: answers `/api/...`, null for any other path.
@@ -24,9 +26,14 @@ export function apiHandler(
   const logger = log("api");
   return async (request) => {
     const url = new URL(request.url);
-    if (url.pathname !== "/api" && !url.pathname.startsWith("/api/")) return null;
+    const console = url.pathname === "/console" || url.pathname === "/console/";
+    if (url.pathname === "/" && !auth.disabledReason) {
+      return new Response(null, { status: 303, headers: { location: "/console" } });
+    }
+    if (!console && url.pathname !== "/api" && !url.pathname.startsWith("/api/")) return null;
     try {
       if (auth.disabledReason) throw new ApiError(404, "api_disabled", auth.disabledReason);
+      if (console) return consolePage();
       const matching = routes.filter((r) => r.pattern.test(url.pathname));
       if (matching.length === 0) throw new ApiError(404, "not_found", `no route ${url.pathname}`);
       const method = request.method === "HEAD" ? "GET" : request.method;
@@ -74,4 +81,17 @@ export function apiHandler(
       return errorResponse(new ApiError(500, "internal_error", (e as Error).message));
     }
   };
+}
+
+/** The console's page: the data comes from the API with the token the page asks for. */
+function consolePage(): Response {
+  return new Response(CONSOLE_HTML, {
+    headers: {
+      "content-type": "text/html; charset=utf-8",
+      "cache-control": "no-store",
+      "content-security-policy":
+        "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+      "x-content-type-options": "nosniff",
+    },
+  });
 }

@@ -94,3 +94,48 @@ export function startApi(parts: ApiParts): ((r: Request) => Promise<Response | n
   };
   return apiHandler(ctx, auth);
 }
+
+/** Seconds between looks at the store for another instance's change. */
+export const MAP_STORE_POLL_SECONDS = 10;
+
+/**
+ * Database mode shared by several instances: every
+ * {@link MAP_STORE_POLL_SECONDS}, applies a change another instance made
+ * (the change log grew). Returns the reload this instance's own changes go
+ * through (they are not applied twice) and a stop.
+ */
+export function watchMapStore(
+  store: MapStore,
+  reload: () => Promise<void>,
+): { reload: () => Promise<void>; stop: () => void } {
+  let seen: number | null = null;
+  let busy = false;
+  const tick = async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      const last = await store.lastChange();
+      const changed = seen !== null && last > seen;
+      seen = last;
+      if (changed) {
+        log("api").info("map_store: the map changed in the destination; applying it");
+        await reload();
+      }
+    } catch (e) {
+      log("api").warn("map_store: cannot look for changes: {error}", {
+        error: (e as Error).message,
+      });
+    } finally {
+      busy = false;
+    }
+  };
+  void tick();
+  const timer = setInterval(tick, MAP_STORE_POLL_SECONDS * 1000);
+  return {
+    reload: async () => {
+      seen = await store.lastChange();
+      await reload();
+    },
+    stop: () => clearInterval(timer),
+  };
+}

@@ -28,7 +28,7 @@ import { describeError } from "../pg/describe.ts";
 import { SourceStatsBoard } from "../observe/source_stats.ts";
 import type { MapStore } from "../api/map_store.ts";
 import { configWithMap } from "../api/map_config.ts";
-import { openMapStore, startApi } from "./api_setup.ts";
+import { openMapStore, startApi, watchMapStore } from "./api_setup.ts";
 
 /** Every secret-bearing URL of a config (for log masking). */
 export function configUrls(config: Config): string[] {
@@ -208,6 +208,8 @@ export async function runPipelines(
     reloading = run.catch(() => {});
     return run;
   };
+  // Database mode: another instance's change of the shared map is applied here too.
+  const watched = store ? watchMapStore(store, reload) : null;
   const http = startHttpServer(
     config.metrics.listen,
     metrics,
@@ -220,7 +222,7 @@ export async function runPipelines(
         stats,
         control: supervisor,
         store,
-        reload,
+        reload: watched?.reload ?? reload,
       }),
     },
   );
@@ -269,6 +271,7 @@ export async function runPipelines(
     return EXIT_OK;
   } finally {
     for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
+    watched?.stop();
     await poller.stop();
     await http?.shutdown();
   }

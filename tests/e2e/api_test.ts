@@ -193,61 +193,117 @@ clusterSuite("kvsz run: API", {
     assert.equal(await kvsz.stop(), 0);
   },
 
-  "database mode: a kuvasz-style script adds tables at run time; the map survives a restart":
-    async (
-      c,
-    ) => {
+  "database mode: a kuvasz-style script adds a source and tables at run time; the map is shared and survives a restart":
+    async (c) => {
       const { src, dst, config, api } = await setup(c, { t1: null });
       await dst.unsafe(`CREATE TABLE t3 (id int PRIMARY KEY, v text)`); // an existing target
+      const otherDb = await c.createDatabase("other");
+      const other = c.sql(otherDb);
+      await other.unsafe(`CREATE TABLE o1 (id int PRIMARY KEY, v text)`);
+      await other.unsafe(`INSERT INTO o1 SELECT g, 'o' || g FROM generate_series(1, 20) g`);
       const file = await writeConfig({ ...config, map_store: "destination" });
       let kvsz = KvszProcess.start(["run", "--config", file]);
       try {
         await kvsz.waitForOutput(/streaming from/);
         assert.match(kvsz.output, /imported the map/);
-        // The script: look at the map, clone t2 (no target: created), add t3 (target exists).
-        const map = (await api("GET", "/api/map")).body as { id: number; name: string }[];
-        const t2 = map.find((e) => e.name === "t2")!;
-        const cloned = await api("POST", `/api/map/${t2.id}/clone?type=clone&target=t2`);
-        assert.equal(cloned.status, 200, JSON.stringify(cloned.body));
+
+        // A second source, as a kuvasz user adds one: db, url, then its table from the map.
+        const db = await api("POST", "/api/db", { body: { name: otherDb } });
+        assert.deepEqual(db.body, { id: 2, name: otherDb });
+        assert.equal((await api("POST", "/api/db", { body: { name: otherDb } })).status, 409);
+        assert.equal((await api("POST", "/api/db", { body: { name: 5 } })).status, 400);
+        const otherUrl = c.url(otherDb, "apiuser", PASSWORD);
+        const url = await api("POST", "/api/url", { body: { db_id: 2, sid: "2", url: otherUrl } });
+        assert.equal(url.status, 200, JSON.stringify(url.body));
+        assert.match(url.body.url, /apiuser:\*\*\*@/);
+        const orphan = { db_id: 99, sid: "9", url: otherUrl };
+        assert.equal((await api("POST", "/api/url", { body: orphan })).status, 409);
+        let map = (await api("GET", "/api/map")).body as { id: number; name: string }[];
+        const o1 = map.find((e) => e.name === "o1")!;
+        const created = await api("POST", `/api/map/${o1.id}/create?type=history`);
+        assert.equal(created.status, 200, JSON.stringify(created.body));
+        assert.deepEqual([created.body.present, created.body.replicated], [true, false]);
+        assert.equal((await api("POST", `/api/map/${o1.id}/create`)).status, 409);
+        const [{ columns, indexes }] = await dst.unsafe(
+          `SELECT (SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
+                    WHERE attrelid = 'o1'::regclass AND attnum > 0) AS columns,
+                  (SELECT count(*)::int FROM pg_indexes WHERE tablename = 'o1') AS indexes`,
+        );
+        assert.equal(columns, "id,v,kvsz_start,kvsz_end,kvsz_deleted");
+        assert.equal(indexes, 2); // the README's two for a history target
+        const cloned = await api("POST", `/api/map/${o1.id}/clone?type=history`);
         assert.equal(cloned.body.replicated, true);
-        assert.equal(cloned.body.present, true);
+        await waitFor(
+          async () =>
+            (await dst.unsafe(`SELECT 1 FROM o1 WHERE kvsz_end = '9999-01-01'`)).length === 20,
+          { what: "o1 copied", context: () => kvsz.output.slice(-3000) },
+        );
+
+        // The first source: clone t2 (no target: created), add t3 (target exists).
+        const since = kvsz.output.length;
+        map = (await api("GET", "/api/map")).body;
+        const t2 = map.find((e) => e.name === "t2")!;
+        const t2cloned = await api("POST", `/api/map/${t2.id}/clone?type=clone&target=t2`);
+        assert.equal(t2cloned.status, 200, JSON.stringify(t2cloned.body));
+        assert.deepEqual([t2cloned.body.replicated, t2cloned.body.present], [true, true]);
         assert.equal((await api("POST", `/api/map/${t2.id}/clone`)).status, 409);
+        assert.equal((await api("POST", `/api/map/999/clone`)).status, 404);
         const added = await api("POST", "/api/tbl", { body: { db_id: 1, name: "t3" } });
         assert.equal(added.status, 200, JSON.stringify(added.body));
-        // t1 kept streaming meanwhile; t2 and t3 copied and streaming.
+        // t1 kept streaming meanwhile; t2 and t3 copied and streaming; the other source untouched.
         await src.unsafe(`INSERT INTO t1 VALUES (60, 'a'); INSERT INTO t2 VALUES (60, 'b');
-                        INSERT INTO t3 VALUES (60, 'c')`);
+                          INSERT INTO t3 VALUES (60, 'c')`);
+        await other.unsafe(`UPDATE o1 SET v = 'changed' WHERE id = 1`);
         for (const t of ["t1", "t2", "t3"]) {
           await waitForEqualRows(rows(src, t), rows(dst, t), { kvsz, what: t });
         }
-        // Errors: a bad body, a map the validator refuses, a missing row.
+        await waitFor(async () => (await dst.unsafe(`SELECT 1 FROM o1`)).length === 21, {
+          what: "o1's update streamed",
+          context: () => kvsz.output.slice(-3000),
+        });
+        assert.doesNotMatch(kvsz.output.slice(since), new RegExp(`stopping ${otherDb}`));
+
+        // Errors: a bad body, a map the validator refuses, missing rows, a referenced db.
         assert.equal((await api("POST", "/api/tbl", { body: { db_id: 1 } })).status, 400);
         const invalid = await api("PUT", `/api/tbl/${added.body.id}`, { body: { type: "apend" } });
         assert.equal(invalid.status, 400);
         assert.match(invalid.body.error, /must be one of clone, append, history/);
         assert.equal((await api("DELETE", "/api/tbl/999")).status, 404);
+        assert.equal((await api("PUT", "/api/url/999", { body: { sid: "x" } })).status, 404);
         assert.equal((await api("PUT", "/api/db/abc", { body: { name: "x" } })).status, 400);
+        assert.equal((await api("DELETE", "/api/db/2")).status, 409);
+        assert.equal((await api("POST", "/api/map/refresh")).status, 200);
         const changes = (await api("GET", "/api/changes")).body as { who: string; what: string }[];
-        assert.deepEqual(changes.map((ch) => [ch.who, ch.what]), [
-          ["api.token_sha256", "create tbl"],
-          ["api.token_sha256", `clone map ${t2.id}`],
-          ["kvsz", "import"],
+        assert.deepEqual(changes.map((ch) => ch.what), [
+          "create tbl",
+          `clone map ${t2.id}`,
+          `clone map ${o1.id}`,
+          "create url",
+          "create db",
+          "import",
         ]);
+        assert.deepEqual(
+          new Set(changes.map((ch) => ch.who)),
+          new Set(["api.token_sha256", "kvsz"]),
+        );
         assert.equal(await kvsz.stop(), 0);
-        // Restarted: the map is the destination's (t2, t3 still mapped), not imported again.
+
+        // Restarted: the map is the destination's, not imported again.
         kvsz = KvszProcess.start(["run", "--config", file]);
         await kvsz.waitForOutput(/streaming from/);
         assert.doesNotMatch(kvsz.output, /imported the map/);
         const tbls = (await api("GET", "/api/tbl")).body as { name: string }[];
-        assert.deepEqual(tbls.map((t) => t.name), ["t1", "t2", "t3"]);
+        assert.deepEqual(tbls.map((t) => t.name), ["t1", "o1", "t2", "t3"]);
         await src.unsafe(`INSERT INTO t2 VALUES (61, 'after restart')`);
         await waitForEqualRows(rows(src, "t2"), rows(dst, "t2"), { kvsz });
-        // Removing a table stops only its stream.
+        // Deleting a table through the API; then another instance's change, made in the store.
         assert.equal((await api("DELETE", `/api/tbl/${added.body.id}`)).status, 200);
-        assert.deepEqual(
-          ((await api("GET", "/api/tbl")).body as { name: string }[]).map((t) => t.name),
-          ["t1", "t2"],
-        );
+        await dst.unsafe(`DELETE FROM kvsz.map_tbl WHERE name = 't2';
+          INSERT INTO kvsz.map_changes (who, what) VALUES ('another kvsz', 'delete tbl')`);
+        await waitFor(async () => {
+          const s = (await api("GET", "/api/source")).body as { tables: { name: string }[] }[];
+          return s[0].tables.map((t) => t.name).join() === "t1";
+        }, { what: "the store's change applied", timeoutMs: 60_000 });
         assert.equal(await kvsz.stop(), 0);
         assert.ok(!kvsz.output.includes(PASSWORD) && !kvsz.output.includes(TOKEN));
       } finally {

@@ -91,7 +91,11 @@ export function writeRoutes(ctx: ApiContext): Route[] {
         kind: "map",
         handler: async (_, request, who) => {
           const values = withDefaults(kind, fields(kind, await readBody(request), true));
-          if (kind === "tbl" && new URL(request.url).searchParams.get("create") === "true") {
+          const create = new URL(request.url).searchParams.get("create");
+          if (
+            kind === "tbl" &&
+            (create === "true" || (create === null && ctx.config().destination.createTables))
+          ) {
             await createIfMissing(values as unknown as NewTbl);
           }
           const id = await change(

@@ -58,7 +58,7 @@ async function setup(c: TestCluster, tables: Record<string, unknown>) {
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'apiuser') THEN
       CREATE ROLE apiuser SUPERUSER LOGIN PASSWORD '${PASSWORD}';
     END IF; END $$`);
-  for (const t of ["t1", "t2", "t3"]) {
+  for (const t of ["t1", "t2", "t3", "t4"]) {
     await src.unsafe(`CREATE TABLE ${t} (id int PRIMARY KEY, v text)`);
     await src.unsafe(`INSERT INTO ${t} SELECT g, 'v' || g FROM generate_series(1, 50) g`);
   }
@@ -110,7 +110,12 @@ clusterSuite("kvsz run: API", {
     const map = (await api("GET", "/api/map")).body;
     assert.deepEqual(
       map.map((e: Record<string, unknown>) => [e.id, e.name, e.replicated, e.present]),
-      [[0, "t1", true, true], [1, "t2", false, false], [2, "t3", false, false]],
+      [[0, "t1", true, true], [1, "t2", false, false], [2, "t3", false, false], [
+        3,
+        "t4",
+        false,
+        false,
+      ]],
     );
     assert.equal((await api("GET", "/api/map/1")).body.name, "t2");
 
@@ -250,6 +255,15 @@ clusterSuite("kvsz run: API", {
         assert.equal((await api("POST", `/api/map/999/clone`)).status, 404);
         const added = await api("POST", "/api/tbl", { body: { db_id: 1, name: "t3" } });
         assert.equal(added.status, 200, JSON.stringify(added.body));
+        // A table added with ?create=true gets its target made (history: the kvsz_* columns).
+        const t4 = { db_id: 1, name: "t4", type: "history" };
+        const withTarget = await api("POST", "/api/tbl?create=true", { body: t4 });
+        assert.equal(withTarget.status, 200, JSON.stringify(withTarget.body));
+        await waitFor(
+          async () =>
+            (await dst.unsafe(`SELECT 1 FROM t4 WHERE kvsz_end = '9999-01-01'`)).length === 50,
+          { what: "t4 created and copied", context: () => kvsz.output.slice(-3000) },
+        );
         // t1 kept streaming meanwhile; t2 and t3 copied and streaming; the other source untouched.
         await src.unsafe(`INSERT INTO t1 VALUES (60, 'a'); INSERT INTO t2 VALUES (60, 'b');
                           INSERT INTO t3 VALUES (60, 'c')`);
@@ -276,6 +290,7 @@ clusterSuite("kvsz run: API", {
         const changes = (await api("GET", "/api/changes")).body as { who: string; what: string }[];
         assert.deepEqual(changes.map((ch) => ch.what), [
           "create tbl",
+          "create tbl",
           `clone map ${t2.id}`,
           `clone map ${o1.id}`,
           "create url",
@@ -293,7 +308,7 @@ clusterSuite("kvsz run: API", {
         await kvsz.waitForOutput(/streaming from/);
         assert.doesNotMatch(kvsz.output, /imported the map/);
         const tbls = (await api("GET", "/api/tbl")).body as { name: string }[];
-        assert.deepEqual(tbls.map((t) => t.name), ["t1", "o1", "t2", "t3"]);
+        assert.deepEqual(tbls.map((t) => t.name), ["t1", "o1", "t2", "t3", "t4"]);
         await src.unsafe(`INSERT INTO t2 VALUES (61, 'after restart')`);
         await waitForEqualRows(rows(src, "t2"), rows(dst, "t2"), { kvsz });
         // Deleting a table through the API; then another instance's change, made in the store.
@@ -302,7 +317,7 @@ clusterSuite("kvsz run: API", {
           INSERT INTO kvsz.map_changes (who, what) VALUES ('another kvsz', 'delete tbl')`);
         await waitFor(async () => {
           const s = (await api("GET", "/api/source")).body as { tables: { name: string }[] }[];
-          return s[0].tables.map((t) => t.name).join() === "t1";
+          return s[0].tables.map((t) => t.name).join() === "t1,t4";
         }, { what: "the store's change applied", timeoutMs: 60_000 });
         assert.equal(await kvsz.stop(), 0);
         assert.ok(!kvsz.output.includes(PASSWORD) && !kvsz.output.includes(TOKEN));

@@ -9,6 +9,8 @@ import { createHash } from "node:crypto";
 import { parse } from "yaml";
 import { ApiAuth, isLoopback } from "../../lib/api/auth.ts";
 import { databasesOfRows, rowsOfDocument } from "../../lib/api/map_rows.ts";
+import { parseConfig } from "../../lib/config/load.ts";
+import type { ConfigError } from "../../lib/config/errors.ts";
 
 const sha = (t: string) => createHash("sha256").update(t).digest("hex");
 const config = { tokenSha256: sha("secret-a"), tokenEnv: "TOKEN_VAR", readAuth: true };
@@ -82,4 +84,43 @@ Deno.test("map rows: a file's databases round-trip with names, URLs and options 
       tables: { orders: { type: "clone", on_column_drift: "continue" } },
     },
   ]);
+});
+
+const BASE = `destination: { url: "postgres://u@h/d" }
+databases:
+  - database: app
+    urls: [{ url: "postgres://u@h/app", sid: 1 }]
+    tables: { t1: }
+`;
+
+/** The problems of a config (none when it loads). */
+function problems(extra: string): string[] {
+  try {
+    parseConfig(BASE + extra, "kvsz.yaml", {});
+    return [];
+  } catch (e) {
+    return (e as ConfigError).problems;
+  }
+}
+
+Deno.test("config: api and map_store default to no token, reads with it, the file's map", () => {
+  const cfg = parseConfig(BASE, "kvsz.yaml", {});
+  assert.deepEqual(cfg.api, { tokenSha256: "", tokenEnv: "KVSZ_API_TOKEN", readAuth: true });
+  assert.equal(cfg.mapStore, "file");
+  const set = parseConfig(
+    BASE + `api: { token_sha256: "${sha("x").toUpperCase()}", read_auth: false }\n` +
+      `map_store: destination\n`,
+    "kvsz.yaml",
+    {},
+  );
+  assert.equal(set.api.tokenSha256, sha("x"));
+  assert.equal(set.mapStore, "destination");
+});
+
+Deno.test("config: a token given in place of its hash is refused without being shown", () => {
+  const [p] = problems(`api: { token_sha256: "plain-secret-token" }\n`);
+  assert.match(p, /api\.token_sha256: must be the token's SHA-256 as 64 hex digits/);
+  assert.ok(!p.includes("plain-secret-token"));
+  assert.match(problems(`map_store: databse\n`)[0], /map_store: must be one of file, destination/);
+  assert.match(problems(`api: { token: x }\n`)[0], /api\.token: unknown key/);
 });

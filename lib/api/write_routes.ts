@@ -142,11 +142,13 @@ export function writeRoutes(ctx: ApiContext): Route[] {
       },
     );
   }
-  const entry = async (text: string): Promise<MapEntry> => {
+  /** Map entry `text`, with the whole map it was found in. */
+  const entry = async (text: string): Promise<[MapEntry, MapEntry[]]> => {
     const id = parseId(text);
-    const found = (await readTableMap(ctx.config(), await ctx.rows())).find((e) => e.id === id);
+    const map = await readTableMap(ctx.config(), await ctx.rows());
+    const found = map.find((e) => e.id === id);
     if (!found) throw notFound(`map entry ${id}`);
-    return found;
+    return [found, map];
   };
   /** Creates the target of a map entry with `mode` and `target`. */
   const create = async (e: MapEntry, mode: TableMode, target: string) => {
@@ -209,8 +211,8 @@ export function writeRoutes(ctx: ApiContext): Route[] {
       method: "POST",
       pattern: path("/api/map/{id}/create"),
       kind: "map",
-      handler: async ([text], request) => {
-        const e = await entry(text);
+      handler: async ([text], request, who) => {
+        const [e] = await entry(text);
         if (e.present) {
           throw new ApiError(
             409,
@@ -219,10 +221,16 @@ export function writeRoutes(ctx: ApiContext): Route[] {
           );
         }
         const q = new URL(request.url).searchParams;
-        await create(
-          e,
+        const [mode, target] = [
           modeOf(q.get("type") ?? (e.type || "clone")),
           q.get("target") || e.target || e.name,
+        ];
+        await create(e, mode, target);
+        // The map is unchanged, but the destination is: the change log says so too.
+        await change(
+          who,
+          `create target of map ${e.id}`,
+          () => Promise.resolve({ database: e.db_name, table: sourceName(e), target, type: mode }),
         );
         return json(await refreshed(e));
       },
@@ -232,7 +240,7 @@ export function writeRoutes(ctx: ApiContext): Route[] {
       pattern: path("/api/map/{id}/clone"),
       kind: "map",
       handler: async ([text], request, who) => {
-        const e = await entry(text);
+        const [e, map] = await entry(text);
         if (e.replicated) {
           throw new ApiError(
             409,
@@ -244,7 +252,6 @@ export function writeRoutes(ctx: ApiContext): Route[] {
         const mode = modeOf(q.get("type") || "clone");
         const target = q.get("target") || e.name;
         const regex = q.get("partitions_regex") || null;
-        const map = await readTableMap(ctx.config(), await ctx.rows());
         if (!presentTarget(map, e, target)) await create(e, mode, target);
         await change(who, `clone map ${e.id}`, async (tx) => {
           const row = {

@@ -293,6 +293,7 @@ clusterSuite("kvsz run: API", {
           "create tbl",
           `clone map ${t2.id}`,
           `clone map ${o1.id}`,
+          `create target of map ${o1.id}`,
           "create url",
           "create db",
           "import",

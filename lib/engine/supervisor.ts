@@ -123,7 +123,9 @@ export class Supervisor {
   ): Promise<void> {
     this.#last = config;
     const wanted = this.#wanted(config);
-    for (const key of this.#paused) wanted.delete(key);
+    for (const key of this.#paused) {
+      if (!wanted.delete(key)) this.#paused.delete(key); // gone from the config: forgotten
+    }
     const stopping: Promise<void>[] = [];
     for (const [key, running] of this.#running) {
       const next = wanted.get(key);

@@ -138,6 +138,16 @@ clusterSuite("kvsz run: API", {
     assert.deepEqual((await api("GET", "/api/source")).body.map((s: { sid: string }) => s.sid), [
       "1",
     ]);
+    // An anomaly (the row already at the destination) is counted and listed with its key.
+    await dst.unsafe(`INSERT INTO t1 VALUES (53, 'already here')`);
+    await src.unsafe(`INSERT INTO t1 VALUES (53, 'from the source')`);
+    await waitFor(async () => (await api("GET", path)).body.anomalies === 1);
+    const [anomaly] = (await api("GET", path)).body.recent_anomalies;
+    assert.deepEqual([anomaly.kind, anomaly.table, anomaly.detail], [
+      "insert_existing",
+      "public.t1",
+      "53",
+    ]);
     assert.equal((await api("GET", `/api/source/${srcDb}/9`)).status, 404);
     assert.equal((await api("GET", `/api/source/%ZZ/1`)).status, 400);
 

@@ -30,7 +30,7 @@ const USAGE = `Usage: deno task bench [options]
   --tenant-backlog N      changed rows of the tenants backlog, all tenants (default 100000)
   --tenant-rate N         changed rows/s of the tenants steady load, all tenants (default 2000)
   --tenant-load-seconds N duration of the tenants steady load (default 15)
-  --tenant-idle-seconds N kvsz watched idle for its CPU (default 20)
+  --tenant-idle-seconds N kvsz watched idle for its CPU (default 60)
   --tenant-timeout N      seconds to get every tenant copied and streaming (default 120 + 1 per tenant)
   --native-max-tenants N  above this many tenants, tenants runs kvsz alone (default 300)
   --tenant-cpus X         split (default): source server and load on half the CPUs, destination
@@ -148,7 +148,7 @@ function parseOptions(): BenchOptions {
       backlogChanges: int("tenant-backlog", quick ? 20_000 : 100_000),
       changesPerSecond: Math.max(4, int("tenant-rate", 2000)),
       loadSeconds: Math.max(1, int("tenant-load-seconds", quick ? 5 : 15)),
-      idleSeconds: Math.max(1, int("tenant-idle-seconds", quick ? 5 : 20)),
+      idleSeconds: Math.max(1, int("tenant-idle-seconds", quick ? 5 : 60)),
       timeoutSeconds: int("tenant-timeout", 0),
       nativeMax: int("native-max-tenants", 300),
       splitCpus: tenantCpus === "split",

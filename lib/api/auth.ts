@@ -56,8 +56,13 @@ export class ApiAuth {
     return this.#tokens.length > 0;
   }
 
-  /** Checks the `Authorization` header of a request; `write` for anything but a read. */
-  check(authorization: string | null, write: boolean): AuthResult {
+  /**
+   * Checks the `Authorization` header of a request; `write` for anything but a
+   * read. `host` is its `Host` header: a read without a token is served only
+   * when it names a loopback address (a web page that rebinds its own domain
+   * name to 127.0.0.1 cannot read through the user's browser).
+   */
+  check(authorization: string | null, write: boolean, host: string | null = null): AuthResult {
     const bearer = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "")?.[1];
     if (bearer !== undefined) {
       const given = sha256(bearer);
@@ -69,7 +74,17 @@ export class ApiAuth {
       if (identity !== null) return { ok: true, identity };
       return { ok: false, status: 401, code: "not_allowed", message: "invalid bearer token" };
     }
-    if (!write && this.openReads) return { ok: true, identity: "anonymous" };
+    if (!write && this.openReads) {
+      if (host === null || isLoopback(hostOf(host))) return { ok: true, identity: "anonymous" };
+      return {
+        ok: false,
+        status: 403,
+        code: "not_allowed",
+        message: `reads without a token are served to loopback names only, not to Host ${
+          JSON.stringify(host)
+        }: use 127.0.0.1, [::1] or localhost, or send Authorization: Bearer <token>`,
+      };
+    }
     if (!this.hasToken) {
       return {
         ok: false,
@@ -95,6 +110,11 @@ export function isLoopback(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
   return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h) ||
     /^::ffff:127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+/** The name or address of a `Host` header, without its port. */
+function hostOf(host: string): string {
+  return host.startsWith("[") ? host.slice(0, host.indexOf("]") + 1) : host.replace(/:\d*$/, "");
 }
 
 function sha256(text: string): Uint8Array {

@@ -39,7 +39,11 @@ export function apiHandler(
       const method = request.method === "HEAD" ? "GET" : request.method;
       const route = matching.find((r) => r.method === method);
       const write = route?.kind !== "read";
-      const allowed = auth.check(request.headers.get("authorization"), write);
+      const allowed = auth.check(
+        request.headers.get("authorization"),
+        write,
+        request.headers.get("host"),
+      );
       if (!allowed.ok) throw new ApiError(allowed.status, allowed.code, allowed.message);
       if (!route) {
         const allow = [...new Set(matching.map((r) => r.method))].join(", ");

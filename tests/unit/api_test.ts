@@ -34,6 +34,13 @@ Deno.test("API token: no API on a non-loopback listener without one; open reads 
   const local = new ApiAuth(bare, "::1", env({}));
   assert.equal(local.disabledReason, null);
   assert.deepEqual(local.check(null, false), { ok: true, identity: "anonymous" });
+  for (const host of ["127.0.0.1:9187", "[::1]:9187", "localhost:9187", "localhost"]) {
+    assert.deepEqual(local.check(null, false, host), { ok: true, identity: "anonymous" }, host);
+  }
+  // DNS rebinding: a page of evil.example resolved to 127.0.0.1 sends its own Host.
+  const rebound = local.check(null, false, "evil.example:9187");
+  assert.ok(!rebound.ok && rebound.status === 403 && /evil\.example/.test(rebound.message));
+  assert.ok(local.check(null, false, "127.0.0.1.evil.example").ok === false);
   const write = local.check(null, true);
   assert.ok(!write.ok && write.status === 403);
   assert.equal(new ApiAuth({ ...bare, readAuth: true }, "127.0.0.1", env({})).openReads, false);

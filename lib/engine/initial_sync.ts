@@ -397,7 +397,11 @@ async function runTask(
   opts: CopyOptions,
 ): Promise<void> {
   const t = task.table;
-  t.parts ??= planParts(worker.source, t.job.table.copied, t.job.target);
+  t.parts ??= planParts(worker.source, t.job.table.copied, t.job.target, {
+    mapping: t.job.table.mapping,
+    database: opts.database,
+    sid: opts.sid,
+  });
   const parts = await t.parts;
   if (!t.started) {
     t.started = true;
@@ -505,6 +509,7 @@ async function inTransaction(dest: Sql, fn: (tx: Sql) => Promise<void>): Promise
 /** One COPY into `tx` (on the worker's destination connection): relayed, or piped under TLS. */
 async function copyPart(tx: Sql, copy: CopyStatements, run: TaskRun): Promise<number> {
   const { worker, onChunk } = run;
+  if (copy.rowMap) return await pipeCopy(worker.source, tx, { ...copy, onChunk });
   const relayed = await relayCopy(worker.source, tx, {
     ...copy,
     onChunk,

@@ -31,6 +31,11 @@ export interface CopyStatements {
   copyIn: string;
   /** Both use `FORMAT binary`, whose last message is a trailer, not a row. */
   binary: boolean;
+  /**
+   * Rewrites each row (text format) on its way, or drops it (null): a table's
+   * `filter` and `set`. Such a copy is piped, never relayed.
+   */
+  rowMap?: (row: Uint8Array) => Uint8Array | null;
 }
 
 /** Options of {@link pipeCopy}: the statements and the hook called as rows go. */
@@ -43,7 +48,7 @@ export interface PipeOptions extends CopyStatements {
 export async function pipeCopy(
   source: Sql,
   dest: Sql,
-  { copyOut, copyIn, binary, onChunk }: PipeOptions,
+  { copyOut, copyIn, binary, onChunk, rowMap }: PipeOptions,
 ): Promise<number> {
   // deno-lint-ignore no-explicit-any
   const reader: any = await source.unsafe(copyOut).readable();
@@ -73,9 +78,11 @@ export async function pipeCopy(
     };
     writer.once("error", fail);
     reader.once("error", fail);
-    reader.on("data", (chunk: Uint8Array) => {
+    reader.on("data", (data: Uint8Array) => {
       messages++; // the server sends each row of COPY TO STDOUT as one CopyData message
-      bytes += chunk.byteLength;
+      bytes += data.byteLength;
+      const chunk = rowMap ? rowMap(data) : data;
+      if (chunk === null) return;
       const full = chunker.push(chunk);
       if (!full) return;
       if (!writer.write(full)) {

@@ -216,8 +216,10 @@ export class TableTransform {
   readonly #constants: TransformConstants;
   readonly #refs: ReadonlySet<string>;
   readonly #keyIdx: readonly number[];
+  readonly #keyNames: ReadonlySet<string>;
 
   constructor(parts: TransformParts) {
+    this.#keyNames = new Set(parts.keyNames);
     this.filter = parts.filter;
     this.outputs = parts.outputs;
     this.#columns = parts.columns;
@@ -266,23 +268,37 @@ export class TableTransform {
     return this.#project(tuple, vars, sink);
   }
 
-  /** The target layout of a source row (no filter): for the old row or key of an UPDATE or DELETE. */
-  project(tuple: readonly RowValue[], context: RowContext, sink: ErrorSink): RowValue[] | null {
+  /**
+   * The target layout of a source row (no filter): for the old row of an
+   * UPDATE or DELETE, or (`keyOnly`) its key, where only the key columns
+   * are computed (the server sent no others).
+   */
+  project(
+    tuple: readonly RowValue[],
+    context: RowContext,
+    sink: ErrorSink,
+    keyOnly = false,
+  ): RowValue[] | null {
     if (this.outputs === null) return tuple.slice();
     const vars = this.#variables(tuple, context, sink);
-    return vars === null ? null : this.#project(tuple, vars, sink);
+    return vars === null ? null : this.#project(tuple, vars, sink, keyOnly);
   }
 
   #project(
     tuple: readonly RowValue[],
     vars: Record<string, unknown>,
     sink: ErrorSink,
+    keyOnly = false,
   ): RowValue[] | null {
     const outputs = this.outputs;
     if (outputs === null) return tuple as RowValue[];
     const out: RowValue[] = new Array(outputs.length);
     for (let i = 0; i < outputs.length; i++) {
       const o = outputs[i];
+      if (keyOnly && !this.#keyNames.has(o.name)) {
+        out[i] = null;
+        continue;
+      }
       if (o.expression === undefined) {
         out[i] = o.source !== undefined && o.source >= 0 ? tuple[o.source] : null;
         continue;

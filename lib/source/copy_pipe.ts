@@ -33,7 +33,9 @@ export interface CopyStatements {
   binary: boolean;
   /**
    * Rewrites each row (text format) on its way, or drops it (null): a table's
-   * `filter` and `set`. Such a copy is piped, never relayed.
+   * `filter` and `set`. Such a copy is piped, never relayed. The bytes it
+   * returns may be reused by its next call when shorter than 32 KiB (the
+   * rechunker copies those at once).
    */
   rowMap?: (row: Uint8Array) => Uint8Array | null;
 }

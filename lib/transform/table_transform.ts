@@ -217,6 +217,10 @@ export class TableTransform {
   readonly #refs: ReadonlySet<string>;
   readonly #keyIdx: readonly number[];
   readonly #keyNames: ReadonlySet<string>;
+  /** The variable name of each of {@link inputs}. */
+  readonly #inputNames: readonly string[];
+  /** Whether an expression names one of the variables besides the columns. */
+  readonly #usesContext: boolean;
 
   constructor(parts: TransformParts) {
     this.#keyNames = new Set(parts.keyNames);
@@ -233,6 +237,8 @@ export class TableTransform {
     this.inputs = parts.columns
       .map((c, i) => refs.has(variableName(c.name) ?? "") ? i : -1)
       .filter((i) => i >= 0);
+    this.#inputNames = this.inputs.map((i) => variableName(parts.columns[i].name)!);
+    this.#usesContext = [...refs].some((r) => r === "now" || r.startsWith("kvsz_"));
   }
 
   /** The source key of a source row, as text (for logs). */
@@ -320,16 +326,25 @@ export class TableTransform {
     sink: ErrorSink,
   ): Record<string, unknown> | null {
     const vars: Record<string, unknown> = {};
-    const refs = this.#refs;
-    for (const i of this.inputs) {
+    const names = this.#inputNames;
+    const inputs = this.inputs;
+    for (let k = 0; k < inputs.length; k++) {
+      const i = inputs[k];
       try {
-        vars[variableName(this.#columns[i].name)!] = this.#read(tuple[i], i);
+        vars[names[k]] = this.#read(tuple[i], i);
       } catch (error) {
         // A value the expressions cannot see fails them all alike.
         if (!this.#failed(this.filter ? "filter" : "set", error, sink)) return null;
-        vars[variableName(this.#columns[i].name)!] = null;
+        vars[names[k]] = null;
       }
     }
+    if (this.#usesContext) this.#addContext(vars, context);
+    return vars;
+  }
+
+  /** The variables besides the columns, those the expressions name. */
+  #addContext(vars: Record<string, unknown>, context: RowContext): void {
+    const refs = this.#refs;
     if (refs.has("now")) vars.now = new Date();
     if (refs.has("kvsz_op")) vars.kvsz_op = context.op;
     if (refs.has("kvsz_commit_time")) vars.kvsz_commit_time = context.commitTime;
@@ -337,7 +352,6 @@ export class TableTransform {
     if (refs.has("kvsz_database")) vars.kvsz_database = this.#constants.database;
     if (refs.has("kvsz_table")) vars.kvsz_table = this.#constants.table;
     if (refs.has("kvsz_old")) vars.kvsz_old = this.#oldRow(context.old);
-    return vars;
   }
 
   #read(value: RowValue, index: number): unknown {

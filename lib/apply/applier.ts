@@ -145,9 +145,12 @@ function commitTimeIso(txn: OpenTransaction): string {
   return txn.commitTimeIso ??= pgTimestampToIso(txn.commitTime);
 }
 
-/** The transaction's commit time as a Date (for `kvsz_commit_time`). */
+/**
+ * The transaction's commit time as a Date (for `kvsz_commit_time`); not
+ * cached, as a streamed transaction's is unknown (2000-01-01) until its commit.
+ */
 function commitDate(txn: OpenTransaction): Date {
-  return new Date(Date.parse(commitTimeIso(txn)));
+  return new Date(Date.parse(pgTimestampToIso(txn.commitTime)));
 }
 
 /**
@@ -517,7 +520,7 @@ export class Applier {
     const at = route.mode === "history" ? commitTimeIso(txn) : "";
     let change: Change | null = make(route);
     if (route.transform) {
-      change = transformChange(change, commitDate(txn), this.#expressionFailed(change));
+      change = transformChange(change, () => commitDate(txn), this.#expressionFailed(change));
       if (change === null) return;
     }
     if (bytes > LARGE_VALUE_BYTES && holdsLargeValue(change)) {

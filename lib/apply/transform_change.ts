@@ -14,7 +14,11 @@ import type { ErrorSink, RowContext } from "../transform/table_transform.ts";
 import type { Change } from "./types.ts";
 
 /** The change the target sees, or null when it sees nothing. */
-export function transformChange(change: Change, commitTime: Date, sink: ErrorSink): Change | null {
+export function transformChange(
+  change: Change,
+  commitTime: () => Date,
+  sink: ErrorSink,
+): Change | null {
   const t = change.route.transform;
   if (!t || change.kind === "truncate") return change;
   const context = (op: RowContext["op"], old?: Tuple): RowContext => ({ op, commitTime, old });

@@ -147,10 +147,11 @@ export function copyStatements(
 function rowMapOf(part: CopyPart): (row: Uint8Array) => Uint8Array | null {
   const { table, keep, label } = part.transform!;
   const logger = log("sync");
+  const started = new Date();
   return copyRowMapper(table, {
     sourceCount: part.sourceColumns.length,
     keep,
-    context: { op: "copy", commitTime: new Date() },
+    context: { op: "copy", commitTime: () => started },
     sink: (key, message, rowKey) =>
       logger.warn("{expression} of {table} failed for key ({key}): {message}; on_error: {policy}", {
         expression: key,

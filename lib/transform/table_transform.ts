@@ -78,8 +78,11 @@ export type RowOperation = "insert" | "update" | "delete" | "copy";
 /** The per-row inputs besides the tuple. */
 export interface RowContext {
   op: RowOperation;
-  /** The source commit (`kvsz_commit_time`); the copy's start for the initial copy. */
-  commitTime: Date;
+  /**
+   * The source commit (`kvsz_commit_time`; the copy's start for the initial
+   * copy), asked for only when an expression names it.
+   */
+  commitTime: () => Date;
   /** The old row where the source sent one (`kvsz_old`). */
   old?: readonly RowValue[];
 }
@@ -347,7 +350,7 @@ export class TableTransform {
     const refs = this.#refs;
     if (refs.has("now")) vars.now = new Date();
     if (refs.has("kvsz_op")) vars.kvsz_op = context.op;
-    if (refs.has("kvsz_commit_time")) vars.kvsz_commit_time = context.commitTime;
+    if (refs.has("kvsz_commit_time")) vars.kvsz_commit_time = context.commitTime();
     if (refs.has("kvsz_sid")) vars.kvsz_sid = this.#constants.sid;
     if (refs.has("kvsz_database")) vars.kvsz_database = this.#constants.database;
     if (refs.has("kvsz_table")) vars.kvsz_table = this.#constants.table;

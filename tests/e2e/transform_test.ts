@@ -186,7 +186,9 @@ clusterSuite("filter and set", {
       const validate = await runCli(["validate", "--config", file]);
       assert.notEqual(validate.code, 0, validate.output);
       assert.match(validate.output, problem);
-      await using bad = KvszProcess.start(["run", "--config", file]);
+      // --skip-checks: the pipeline's own check at start (as after a SIGHUP or for a discovered
+      // source), on a table already copied, where no copy and no change would say it.
+      await using bad = KvszProcess.start(["run", "--skip-checks", "--config", file]);
       await bad.waitForOutput(problem);
       await bad.stop();
     },

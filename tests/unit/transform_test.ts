@@ -131,7 +131,7 @@ const ROW = [
   '{"k": {"n": 2}}',
   "\\x0102",
 ];
-const CONTEXT = { op: "insert" as const, commitTime: new Date(0) };
+const CONTEXT = { op: "insert" as const, commitTime: () => new Date(0) };
 
 Deno.test("filter and set over a row: kuvasz's names, typed values, computed columns", () => {
   const t = compiled(
@@ -141,6 +141,7 @@ Deno.test("filter and set over a row: kuvasz's names, typed values, computed col
           big: amount * 2.0
           first: raw.sliceBytes(0, 1)
           op: kvsz_op + "@" + kvsz_database + "/" + kvsz_sid + "/" + kvsz_table
+          at: kvsz_commit_time
 `,
   );
   const errors: string[] = [];
@@ -151,6 +152,7 @@ Deno.test("filter and set over a row: kuvasz's names, typed values, computed col
     "25",
     "\\x01",
     "insert@db1/1/public.t1",
+    "1970-01-01T00:00:00.000Z",
     "7",
   ]);
   assert.equal(t.row(["8", "private", ...ROW.slice(2)], CONTEXT, sink), null);

@@ -28,6 +28,9 @@ export function copyRowMapper(
   for (const i of t.inputs) read[i] = true;
   const outputs = t.outputs;
   let bounds = new Int32Array(2 * (n + 8));
+  // One tuple for every row (the transform keeps none): the columns read are set, the others "?".
+  const tuple: RowValue[] = new Array(n).fill("?");
+  const sink: ErrorSink = (key, message) => opts.sink(key, message, t.keyOf(tuple));
   const out8 = new RowWriter();
   return (row) => {
     // Field boundaries, found on the bytes (tabs are escaped inside values).
@@ -43,12 +46,9 @@ export function copyRowMapper(
       fields++;
       start = k + 1;
     }
-    const tuple: RowValue[] = new Array(n);
     for (let i = 0; i < n; i++) {
       if (read[i]) tuple[i] = unescapeCopy(fieldText(row, bounds[2 * i], bounds[2 * i + 1]));
     }
-    const sink: ErrorSink = (key, message) =>
-      opts.sink(key, message, t.keyOf(tuple.map((v, i) => read[i] ? v : "?")));
     const out = t.row(tuple, opts.context, sink);
     if (out === null) return null;
     // The row written: source fields copied as bytes, computed values encoded.

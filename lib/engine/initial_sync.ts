@@ -509,7 +509,6 @@ async function inTransaction(dest: Sql, fn: (tx: Sql) => Promise<void>): Promise
 /** One COPY into `tx` (on the worker's destination connection): relayed, or piped under TLS. */
 async function copyPart(tx: Sql, copy: CopyStatements, run: TaskRun): Promise<number> {
   const { worker, onChunk } = run;
-  if (copy.rowMap) return await pipeCopy(worker.source, tx, { ...copy, onChunk });
   const relayed = await relayCopy(worker.source, tx, {
     ...copy,
     onChunk,

@@ -33,9 +33,8 @@ export interface CopyStatements {
   binary: boolean;
   /**
    * Rewrites each row (text format) on its way, or drops it (null): a table's
-   * `filter` and `set`. Such a copy is piped, never relayed. The bytes it
-   * returns may be reused by its next call when shorter than 32 KiB (the
-   * rechunker copies those at once).
+   * `filter` and `set`. The bytes it returns may be reused by its next call
+   * when shorter than 32 KiB (the rechunker and the relay copy those at once).
    */
   rowMap?: (row: Uint8Array) => Uint8Array | null;
 }
@@ -83,7 +82,12 @@ export async function pipeCopy(
     reader.on("data", (data: Uint8Array) => {
       messages++; // the server sends each row of COPY TO STDOUT as one CopyData message
       bytes += data.byteLength;
-      const chunk = rowMap ? rowMap(data) : data;
+      let chunk: Uint8Array | null = data;
+      try {
+        chunk = rowMap ? rowMap(data) : data;
+      } catch (e) {
+        return fail(e); // an expression failed under on_error: stop
+      }
       if (chunk === null) return;
       const full = chunker.push(chunk);
       if (!full) return;

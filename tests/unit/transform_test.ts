@@ -10,6 +10,7 @@ import type { TableMapping } from "../../lib/config/types.ts";
 import { compileMappingTransform } from "../../lib/apply/transform_route.ts";
 import { celColumnType, readValue, writeValue } from "../../lib/transform/pg_values.ts";
 import type { ExpressionErrorPolicy } from "../../lib/transform/table_transform.ts";
+import { MappedFrames } from "../../lib/source/copy_rows_relay.ts";
 
 const CONFIG = `destination:
   url: postgres://kvsz@127.0.0.1:5432/warehouse
@@ -185,4 +186,37 @@ Deno.test("on_error: skip drops the row, pass lets it through (NULL for a failed
   assert.deepEqual(pass.out, [null, "7"]);
   assert.deepEqual(pass.errors.map((e) => e.split(":")[0]), ["filter", "set.label"]);
   assert.throws(() => run("stop"), /public\.t1: filter failed .* on_error is stop/);
+});
+
+Deno.test("the relay's mapped frames: rows cut anywhere across reads are mapped and framed again", () => {
+  const encoder = new TextEncoder();
+  const frame = (text: string) => {
+    const row = encoder.encode(text);
+    const out = new Uint8Array(5 + row.length);
+    out[0] = 0x64;
+    new DataView(out.buffer).setUint32(1, row.length + 4);
+    out.set(row, 5);
+    return out;
+  };
+  const rows = Array.from({ length: 300 }, (_, i) => `${i}\tname ${i}\n`);
+  const stream = new Uint8Array(rows.reduce((n, r) => n + frame(r).length, 0));
+  let at = 0;
+  for (const r of rows) {
+    stream.set(frame(r), at);
+    at += frame(r).length;
+  }
+  const decoder = new TextDecoder();
+  for (const step of [1, 3, 7, 64, 5000]) {
+    const written: Uint8Array[] = [];
+    const mapped = new MappedFrames((row) => {
+      const text = decoder.decode(row);
+      return text.startsWith("1") ? null : encoder.encode(text.toUpperCase());
+    }, (bytes) => written.push(bytes));
+    for (let i = 0; i < stream.length; i += step) mapped.push(stream.subarray(i, i + step));
+    mapped.flush();
+    const all = new Uint8Array(written.reduce((n, b) => n + b.length, 0));
+    written.reduce((n, b) => (all.set(b, n), n + b.length), 0);
+    const want = rows.filter((r) => !r.startsWith("1")).map((r) => frame(r.toUpperCase()));
+    assert.deepEqual(all, new Uint8Array(want.flatMap((f) => [...f])), `reads of ${step} bytes`);
+  }
 });

@@ -10,6 +10,7 @@ export const SCENARIOS = [
   "stream-live",
   "stream-large",
   "history",
+  "transform",
   "latency",
   "fan-in",
   "tenants",

@@ -59,8 +59,8 @@ export interface KvszSource {
   database: string;
   url: string;
   sid: string;
-  /** Source table → mode (clone or history). */
-  tables: Record<string, "clone" | "history">;
+  /** Source table → mode (clone or history), or its whole mapping (e.g. filter and set). */
+  tables: Record<string, "clone" | "history" | Record<string, unknown>>;
 }
 
 /** Options of {@link KvszEngine}. */
@@ -125,7 +125,7 @@ export class KvszEngine implements Engine {
         tables: Object.fromEntries(
           Object.entries(s.tables).map((
             [t, mode],
-          ) => [t, mode === "clone" ? null : { type: mode }]),
+          ) => [t, mode === "clone" ? null : typeof mode === "string" ? { type: mode } : mode]),
         ),
       })),
       ...(opts.apply && Object.keys(opts.apply).length ? { apply: opts.apply } : {}),

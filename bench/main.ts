@@ -206,6 +206,7 @@ async function main(): Promise<number> {
       "stream-live",
       "stream-large",
       "history",
+      "transform",
       "latency",
     ].some((s) => opts.scenarios.has(s as Scenario));
     if (opts.scenarios.has("stream-small-tls")) await source.enableTls();
@@ -278,6 +279,7 @@ function describeScenarios(ctx: BenchContext, sourceRows: number, rate: number):
   t["stream-live"] = `stream-live (${n(o.liveTransactions)} txns, ${o.clients} clients)`;
   t["stream-large"] = `stream-large (1 txn, ${n(o.largeRows)} rows)`;
   t["history"] = `history catch-up (${n(o.transactions)} txns)`;
+  t["transform"] = `filter + 2 set on pgbench_accounts (copy, then stream-small's backlog)`;
   t["fan-in"] = `fan-in (${o.fanInSources} sources, ${n(o.fanInTransactions)} txns)`;
   t["latency"] = `latency (${Math.round(rate)} tps, ${o.latencySeconds} s)`;
   ctx.rec.notes.push(

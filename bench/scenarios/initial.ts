@@ -10,14 +10,18 @@ import type { Engine } from "../engines.ts";
 import { say } from "../util.ts";
 import { startStreaming } from "./common.ts";
 
-/** Runs the initial copy of each engine in `order`, recording it when `record` is set. */
+/**
+ * Runs the initial copy of each engine in `order`, recording it when `record`
+ * is set; returns each engine's seconds until every table was copied.
+ */
 export async function runInitial(
   ctx: BenchContext,
   order: Engine[],
   rows: number,
   record: boolean,
   scenario = "initial",
-): Promise<void> {
+): Promise<Map<string, number | null>> {
+  const seconds = new Map<string, number | null>();
   for (const e of order) {
     say(`  ${scenario}: ${e.label} copies ${rows.toLocaleString("en-US")} rows`);
     const { streaming, copied } = await startStreaming(ctx, e, scenario, record);
@@ -31,6 +35,8 @@ export async function runInitial(
       ctx.rec.add(scenario, "rows_per_s", e.label, copied === null ? null : rows / copied);
       ctx.rec.add(scenario, "seconds", e.label, streaming);
     }
+    seconds.set(e.label, copied);
     await e.stop();
   }
+  return seconds;
 }

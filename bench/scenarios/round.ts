@@ -26,6 +26,7 @@ import { runInitial } from "./initial.ts";
 import { type CatchUpRun, runCatchUp, runLive } from "./stream_small.ts";
 import { runLarge } from "./stream_large.ts";
 import { measureMaxTps, runLatency } from "./latency.ts";
+import { transformEngine } from "./transform.ts";
 
 const NATIVE = "bench_native";
 const NATIVE_TLS = "bench_native_tls";
@@ -73,6 +74,7 @@ export async function mainRound(
   await makeDest("kvsz_dst", "clone", largeTable("kvsz"));
   await makeDest("native_dst", "clone", largeTable("native"));
   if (wants("history")) await makeDest("history_dst", "history", null);
+  if (wants("transform")) await makeDest("transform_dst", "clone", null);
   await source.sql().unsafe("CHECKPOINT");
   await dest.sql().unsafe("CHECKPOINT");
 
@@ -158,15 +160,27 @@ export async function mainRound(
       `CREATE PUBLICATION ${NATIVE_TLS} FOR TABLE ${replicatedTables(null).join(", ")}`,
     );
   }
+  const transform = wants("transform") ? transformEngine(ctx, "transform_dst") : null;
   const order: Engine[] = round % 2 === 1 ? [kvsz, native] : [native, kvsz];
   say(`round ${round}: order ${order.map((e) => e.label).join(", ")}`);
   try {
-    await runInitial(ctx, order, sourceRows, wants("initial"));
+    const copied = await runInitial(ctx, order, sourceRows, wants("initial"));
+    if (transform) {
+      const t = await runInitial(ctx, [transform], sourceRows, false, "transform (initial copy)");
+      const [plain, seconds] = [copied.get("kvsz"), t.get(transform.label)];
+      ctx.rec.add("transform", "copy_rows_per_s", "kvsz", seconds ? sourceRows / seconds : null);
+      ctx.rec.add(
+        "transform",
+        "copy_over_plain",
+        "kvsz",
+        plain && seconds ? plain / seconds : null,
+      );
+    }
     if (history) await runInitial(ctx, [history], sourceRows, false, "history (initial copy)");
     const tlsOrder = tls ? (round % 2 === 1 ? [tls.kvsz, tls.native] : [tls.native, tls.kvsz]) : [];
     if (tls) await runInitial(ctx, tlsOrder, sourceRows, false, "TLS engines (initial copy)");
 
-    if (wants("stream-small") || history || tls) {
+    if (wants("stream-small") || history || tls || transform) {
       const runs: CatchUpRun[] = [];
       if (wants("stream-small") || tls) {
         for (const e of order) {
@@ -180,6 +194,14 @@ export async function mainRound(
       if (history) {
         runs.push({ engine: history, scenario: "history", reportAs: "kvsz", form: "history" });
       }
+      if (transform) {
+        runs.push({
+          engine: transform,
+          scenario: "transform",
+          reportAs: "kvsz",
+          form: "transform",
+        });
+      }
       await runCatchUp(ctx, runs);
     }
     if (history) await history.dispose();
@@ -187,7 +209,7 @@ export async function mainRound(
     if (wants("latency")) await runLatency(ctx, order, rate);
     if (wants("stream-large")) await runLarge(ctx, order);
   } finally {
-    for (const e of [kvsz, native, history, tls?.kvsz, tls?.native]) {
+    for (const e of [kvsz, native, history, transform, tls?.kvsz, tls?.native]) {
       await e?.dispose().catch((err) => say(`warning: ${e.label} cleanup: ${err.message}`));
     }
   }

@@ -25,15 +25,16 @@ import {
   type TargetForm,
 } from "../workload.ts";
 import { catchUp, verify, waitMarker } from "./common.ts";
+import { verifyTransform } from "./transform.ts";
 
 /** One engine of the catch-up phase and where its result goes. */
 export interface CatchUpRun {
   engine: Engine;
   /** stream-small-tls: the same catch-up over TLS, compared with stream-small's run of the engine. */
-  scenario: "stream-small" | "stream-small-tls" | "history";
+  scenario: "stream-small" | "stream-small-tls" | "history" | "transform";
   /** Engine column in the report. */
   reportAs: string;
-  form: TargetForm;
+  form: TargetForm | "transform";
 }
 
 /**
@@ -102,7 +103,8 @@ async function catchUpRuns(
     }
     await waitConfirmed(ctx.source, e.slots, lsnEnd);
     const confirm = (now() - t0) / 1000;
-    await verify(src, dest, run.form, `${run.scenario} ${e.label}`);
+    if (run.form === "transform") await verifyTransform(src, dest, `transform ${e.label}`);
+    else await verify(src, dest, run.form, `${run.scenario} ${e.label}`);
     const rec = ctx.rec;
     rec.add(run.scenario, "seconds", run.reportAs, seconds);
     rec.add(run.scenario, "changes_per_s", run.reportAs, changes / seconds);
@@ -115,6 +117,9 @@ async function catchUpRuns(
       );
       const plain = plainSeconds.get(run.reportAs);
       rec.add(run.scenario, "tls_over_plain", run.reportAs, plain ? seconds / plain : null);
+    } else if (run.scenario === "transform") {
+      const plain = plainSeconds.get(run.reportAs);
+      rec.add(run.scenario, "catchup_over_plain", run.reportAs, plain ? plain / seconds : null);
     } else if (run.scenario === "stream-small") {
       plainSeconds.set(run.reportAs, seconds);
       rec.add(run.scenario, "confirm_seconds", run.reportAs, confirm);

@@ -37,6 +37,7 @@ import { StreamedTransaction } from "./streamed_transaction.ts";
 import { IdlePositions } from "./idle_positions.ts";
 import type { GroupCommits } from "./group_commit.ts";
 import { fenced } from "./ownership.ts";
+import { transformChange } from "./transform_change.ts";
 
 /**
  * Bytes of changes (as received) buffered before they are written, whatever
@@ -142,6 +143,14 @@ interface OpenTransaction {
 /** The transaction's commit time as history rows carry it, formatted once. */
 function commitTimeIso(txn: OpenTransaction): string {
   return txn.commitTimeIso ??= pgTimestampToIso(txn.commitTime);
+}
+
+/**
+ * The transaction's commit time as a Date (for `kvsz_commit_time`); not
+ * cached, as a streamed transaction's is unknown (2000-01-01) until its commit.
+ */
+function commitDate(txn: OpenTransaction): Date {
+  return new Date(Date.parse(pgTimestampToIso(txn.commitTime)));
 }
 
 /**
@@ -509,7 +518,11 @@ export class Applier {
     if (!route || txn.finalLsn < route.syncedLsn) return;
     // Only history rows carry the commit time.
     const at = route.mode === "history" ? commitTimeIso(txn) : "";
-    const change = make(route);
+    let change: Change | null = make(route);
+    if (route.transform) {
+      change = transformChange(change, () => commitDate(txn), this.#expressionFailed(change));
+      if (change === null) return;
+    }
     if (bytes > LARGE_VALUE_BYTES && holdsLargeValue(change)) {
       return this.#queueLarge(change, at, txn.streamed ? 0n : txn.finalLsn);
     }
@@ -527,6 +540,30 @@ export class Applier {
     if (this.#buffered >= this.opts.batchSize || this.#bufferedBytes >= MAX_BATCH_BYTES) {
       return this.#queueFlush();
     }
+  }
+
+  /** Logs and counts a failed `filter` or `set` of `change`'s table (an anomaly of the table). */
+  #expressionFailed(change: Change): (key: string, message: string) => void {
+    return (key, message) => {
+      const route = change.route;
+      const row = change.kind === "truncate"
+        ? undefined
+        : change.kind === "delete"
+        ? change.keyTuple ?? change.oldTuple
+        : change.newTuple;
+      const rowKey = row ? route.transform!.keyOf(row) : [];
+      this.#log.warn(
+        "{expression} of {table} failed for key ({key}): {message}; on_error: {policy}",
+        {
+          expression: key,
+          table: route.source,
+          key: rowKey.join(", "),
+          message,
+          policy: route.transform!.policy,
+        },
+      );
+      this.opts.onAnomaly?.({ kind: "expression_error", route, key: rowKey });
+    };
   }
 
   /**
@@ -763,6 +800,8 @@ export class Applier {
       scope.writing = route;
       const started = performance.now();
       const result = await batch.flush(tx, group !== undefined);
+      // A filtered table's target may lack a key it is told to update or delete (transform_change.ts).
+      if (route.transform) result.anomalies = result.anomalies.filter(countsOnTransform);
       const seconds = (performance.now() - started) / 1000;
       counts[route.mode] += result.rowsWritten;
       counts.anomalies += result.anomalies.length;
@@ -784,4 +823,9 @@ export class Applier {
       else report();
     }
   }
+}
+
+/** False for a missing key on a table with `filter` or `set`: rows move in and out of its target. */
+function countsOnTransform(a: Anomaly): boolean {
+  return a.kind !== "update_missing" && a.kind !== "delete_missing";
 }

@@ -12,6 +12,7 @@ import type { MappedColumn, TableRoute, TargetTable } from "./types.ts";
 import { type ColumnDrift, compareColumns, dated, describeDrift, stopsTable } from "./drift.ts";
 import { type ColumnState, type SyncedTable, writeColumnState } from "./progress.ts";
 import { NeedsPersonError } from "../errors.ts";
+import { compileMappingTransform } from "./transform_route.ts";
 
 /** A route could not be built: the message names the table and the fix. */
 export class RouteError extends NeedsPersonError {}
@@ -28,6 +29,32 @@ export interface BuildRouteOptions {
 
 /** Builds a route for one relation onto its target table. */
 export function buildRoute(
+  relation: RelationMessage,
+  mapping: TableMapping,
+  target: TargetTable,
+  opts: BuildRouteOptions,
+): TableRoute {
+  if (!mapping.transform) return plainRoute(relation, mapping, target, opts);
+  const transform = compileMappingTransform(mapping, relation.columns, target, {
+    database: opts.database,
+    sid: opts.sid,
+    keyNames: relation.columns.filter((c) => c.isKey).map((c) => c.name),
+  })!;
+  // With `set`, tuples reach the fold in the transform's output layout.
+  const outputs = transform.outputs;
+  const shaped = outputs === null ? relation : {
+    ...relation,
+    columns: outputs.map((o) => ({
+      name: o.name,
+      isKey: o.source !== undefined || relation.columns.some((c) => c.isKey && c.name === o.name),
+      typeOid: 25,
+      typeMod: -1,
+    })),
+  };
+  return { ...plainRoute(shaped, mapping, target, opts), transform };
+}
+
+function plainRoute(
   relation: RelationMessage,
   mapping: TableMapping,
   target: TargetTable,

@@ -4,6 +4,7 @@
  */
 import type { TableMode } from "../config/types.ts";
 import type { Tuple } from "../source/messages.ts";
+import type { TableTransform } from "../transform/table_transform.ts";
 
 /** A column of a destination table. */
 export interface TargetColumn {
@@ -72,6 +73,12 @@ export interface TableRoute {
   keyless: boolean;
   /** Changes of transactions committed below this LSN are already in the target (initial copy). */
   syncedLsn: bigint;
+  /**
+   * The table's `filter` and `set`: changes are run through it before they
+   * are folded (transform_change.ts). With `set`, tuples are in its output
+   * layout, which `columns` and `key` index.
+   */
+  transform?: TableTransform;
 }
 
 /** One row change of a source transaction, routed to its target. */
@@ -82,7 +89,11 @@ export type Change =
   | { kind: "truncate"; route: TableRoute };
 
 /** Kinds of anomaly that converge instead of failing. */
-export type AnomalyKind = "insert_existing" | "update_missing" | "delete_missing";
+export type AnomalyKind =
+  | "insert_existing"
+  | "update_missing"
+  | "delete_missing"
+  | "expression_error";
 
 /** One anomaly met while applying. */
 export interface Anomaly {

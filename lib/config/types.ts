@@ -1,5 +1,7 @@
 /** The validated configuration kvsz runs with (defaults applied, `${ENV}` expanded). */
 import { type LogConfig } from "../log.ts";
+import type { TransformSpec } from "../transform/table_transform.ts";
+import type { Problem } from "./errors.ts";
 
 /** How a table's changes are written to its target. */
 export type TableMode = "clone" | "append" | "history";
@@ -31,6 +33,14 @@ export interface TableMapping {
   partitionsRegex?: string;
   /** The table's `on_column_drift`, else `apply.on_column_drift`. */
   onColumnDrift: ColumnDriftPolicy;
+  /** The table's `filter` and `set` (CEL) with `on_error`; absent when it has neither. */
+  transform?: TransformConfig;
+}
+
+/** A table's `filter` and `set`, with where each was written (for type errors found at start). */
+export interface TransformConfig extends TransformSpec {
+  /** Place of `filter` and of each `set.<column>` in the config or map file. */
+  places: ReadonlyMap<string, Omit<Problem, "message">>;
 }
 
 /** One source connection of a database (kuvasz-streamer's `urls[]`). */

@@ -21,6 +21,7 @@ import {
 import { formatPath, lineOf, type Path, problemAt, type SourceDocument } from "./document.ts";
 import type { Problem } from "./errors.ts";
 import { didYouMean } from "./suggest.ts";
+import { expressions } from "./expressions.ts";
 import type {
   AllTablesConfig,
   ApiConfig,
@@ -37,6 +38,7 @@ import type {
   TableMapping,
   TableMode,
   TimeoutsConfig,
+  TransformConfig,
 } from "./types.ts";
 import { type LogConfig } from "../log.ts";
 
@@ -67,7 +69,15 @@ const DATABASE_KEYS = ["database", "urls", "discover", "tables", "all_tables"];
 const ALL_TABLES_KEYS = ["exclude", "schemas", "type"];
 const URL_KEYS = ["url", "sid", "failover"];
 const DISCOVER_KEYS = ["url", "pattern", "sid", "interval_seconds"];
-const TABLE_KEYS = ["target", "type", "partitions_regex", "on_column_drift"];
+const TABLE_KEYS = [
+  "target",
+  "type",
+  "partitions_regex",
+  "on_column_drift",
+  "filter",
+  "set",
+  "on_error",
+];
 const APPLY_KEYS = [
   "batch_size",
   "commit_interval_ms",
@@ -475,6 +485,7 @@ function tables(
       mode: table.mode,
       ...(table.partitionsRegex === undefined ? {} : { partitionsRegex: table.partitionsRegex }),
       onColumnDrift: table.onColumnDrift,
+      ...(table.transform ? { transform: table.transform } : {}),
     });
   }
   return result;
@@ -485,6 +496,7 @@ interface TableOptions {
   mode: TableMode;
   partitionsRegex?: string;
   onColumnDrift: ColumnDriftPolicy;
+  transform?: TransformConfig;
 }
 
 function tableOptions(
@@ -524,6 +536,7 @@ function tableOptions(
     partitionsRegex: regex,
     onColumnDrift:
       check.choice(value, "on_column_drift", path, { allowed: COLUMN_DRIFT_POLICIES }) ?? drift,
+    transform: expressions(check, value, path),
   };
 }
 

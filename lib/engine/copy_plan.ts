@@ -10,6 +10,11 @@ import type { TargetTable } from "../apply/types.ts";
 import { KVSZ_COLUMNS } from "../apply/catalog.ts";
 import { type QualifiedName, readSourceTable } from "../source/catalog.ts";
 import type { CopyStatements } from "../source/copy_pipe.ts";
+import type { TableMapping } from "../config/types.ts";
+import type { TableTransform } from "../transform/table_transform.ts";
+import { copyRowMapper } from "../transform/copy_rows.ts";
+import { compileMappingTransform } from "../apply/transform_route.ts";
+import { log } from "../log.ts";
 
 /** One source relation of a table's copy (a partitioned table's leaves are read by its root). */
 export interface CopyPart {
@@ -25,6 +30,18 @@ export interface CopyPart {
   estimate: number;
   /** Every copied column has the same built-in type on both sides: COPY in binary. */
   binary: boolean;
+  /**
+   * The table's `filter` and `set`: the source SELECT reads every column of
+   * `sourceColumns`, each row is run through it, and `columns` are written.
+   */
+  transform?: { table: TableTransform; keep: number[]; label: string };
+}
+
+/** Options of {@link planParts}: the mapping (for its `filter` and `set`) and the source. */
+export interface PlanOptions {
+  mapping: TableMapping;
+  database: string;
+  sid: string;
 }
 
 /** A range of heap pages: `ctid >= (from,0)` and, unless open-ended, `ctid < (to,0)`. */
@@ -38,6 +55,7 @@ export async function planParts(
   source: Sql,
   copied: QualifiedName[],
   target: TargetTable,
+  opts?: PlanOptions,
 ): Promise<CopyPart[]> {
   const parts: CopyPart[] = [];
   for (const rel of copied) {
@@ -50,6 +68,28 @@ export async function planParts(
       `SELECT GREATEST(reltuples, 0)::int8 AS n FROM pg_class WHERE oid = $1::int8::oid`,
       [table.oid],
     );
+    const transform = opts && compileMappingTransform(opts.mapping, table.columns, target, {
+      database: opts.database,
+      sid: opts.sid,
+      keyNames: table.identityColumns,
+    });
+    if (transform) {
+      parts.push({
+        rel,
+        kind: table.kind,
+        columns: transform.outputs?.map((o) => o.name) ?? shared.map((c) => c.name),
+        sourceColumns: table.columns.map((c) => c.name),
+        key: table.identityColumns.length ? table.identityColumns : table.primaryKey,
+        estimate: Number(est?.n ?? 0),
+        binary: false,
+        transform: {
+          table: transform,
+          keep: shared.map((c) => table.columns.indexOf(c)),
+          label: `${rel.schema}.${rel.name}`,
+        },
+      });
+      continue;
+    }
     parts.push({
       rel,
       kind: table.kind,
@@ -83,7 +123,8 @@ export function copyStatements(
 ): CopyStatements {
   const extra = extraColumns(target, mode, sid);
   const binary = part.binary && extra.every((e) => e.binary);
-  const select = [...part.columns.map(quoteIdent), ...extra.map((e) => e.expr)].join(", ");
+  const read = part.transform ? part.sourceColumns : part.columns;
+  const select = [...read.map(quoteIdent), ...extra.map((e) => e.expr)].join(", ");
   const only = part.kind === "table" ? "ONLY " : "";
   const where = range
     ? ` WHERE ctid >= '(${range.from},0)'::tid${
@@ -98,7 +139,28 @@ export function copyStatements(
     }${where}) TO STDOUT${format}`,
     copyIn: `COPY ${sinkTable} (${into}) FROM STDIN${format}`,
     binary,
+    ...(part.transform ? { rowMap: rowMapOf(part) } : {}),
   };
+}
+
+/** The row mapper of a part with a transform; failed expressions are logged with the row's key. */
+function rowMapOf(part: CopyPart): (row: Uint8Array) => Uint8Array | null {
+  const { table, keep, label } = part.transform!;
+  const logger = log("sync");
+  const started = new Date();
+  return copyRowMapper(table, {
+    sourceCount: part.sourceColumns.length,
+    keep,
+    context: { op: "copy", commitTime: () => started },
+    sink: (key, message, rowKey) =>
+      logger.warn("{expression} of {table} failed for key ({key}): {message}; on_error: {policy}", {
+        expression: key,
+        table: label,
+        key: rowKey.join(", "),
+        message,
+        policy: table.policy,
+      }),
+  });
 }
 
 /** Columns the source SELECT produces itself: the sid and the history bounds. */

@@ -397,7 +397,11 @@ async function runTask(
   opts: CopyOptions,
 ): Promise<void> {
   const t = task.table;
-  t.parts ??= planParts(worker.source, t.job.table.copied, t.job.target);
+  t.parts ??= planParts(worker.source, t.job.table.copied, t.job.target, {
+    mapping: t.job.table.mapping,
+    database: opts.database,
+    sid: opts.sid,
+  });
   const parts = await t.parts;
   if (!t.started) {
     t.started = true;

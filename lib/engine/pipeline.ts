@@ -50,6 +50,7 @@ import {
 } from "../source/slot.ts";
 import { recopyReason } from "../source/slot_trust.ts";
 import { mappingLookup, type ResolvedTable, resolveTables } from "../source/tables.ts";
+import { checkTransforms } from "./transform_check.ts";
 import { type CopyPlan, copyTables, planCopy, type SyncJob } from "./initial_sync.ts";
 import type { CopyTurn } from "./copy_slots.ts";
 import { streamChanges } from "../source/reader.ts";
@@ -279,6 +280,10 @@ export class SourcePipeline {
         readSlot(src, this.name, major),
       ]);
       const targets = await destReady;
+      await checkTransforms(src, tables, targets, {
+        database: this.db.database,
+        sid: this.source.sid,
+      });
       let slot = slotBefore;
       if (slot?.active && slot.activePid !== null && slot.activePid === this.#walsenderPid) {
         await this.#endOldWalsender(src, slot.activePid);

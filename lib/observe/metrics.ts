@@ -207,7 +207,7 @@ export class Metrics {
   readonly anomalies = new Counter({
     name: "kvsz_anomalies_total",
     help:
-      "Changes that did not match the destination (insert_existing, update_missing, delete_missing), converged as the mode says.",
+      "Changes that did not match the destination (insert_existing, update_missing, delete_missing), converged as the mode says; expression_error: a table's filter or set failed on a row (handled as its on_error says).",
     labelNames: ["database", "sid", "table", "kind"] as const,
     registers: [this.registry],
   });

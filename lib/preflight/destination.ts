@@ -410,8 +410,9 @@ function columnChecks(label: string, qualified: string, input: ColumnCheckInput)
   const { records, mapping, source, target } = input;
   const check = `${label} columns`;
   const names = source.columns.map((c) => c.name);
+  const computed = mapping.transform?.set; // filled by `set`, not by a source column
   const unfilled = [...target.columns.values()].filter((c) =>
-    !names.includes(c.name) && !KVSZ_COLUMNS.has(c.name) && !c.hasDefault
+    !names.includes(c.name) && !KVSZ_COLUMNS.has(c.name) && !c.hasDefault && !computed?.has(c.name)
   );
   const out: Check[] = [];
   const notNull = unfilled.filter((c) => c.notNull).map((c) => c.name);

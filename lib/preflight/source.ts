@@ -13,6 +13,7 @@ import { noMatch, regexMatches } from "../source/tables.ts";
 import { connectionFix, connectionProblem, describeUrl } from "../pg/describe.ts";
 import { sqlName, sqlQualified } from "../pg/identifiers.ts";
 import { type Check, type PreflightOptions } from "./check.ts";
+import { transformCheck } from "./transforms.ts";
 import { pgErrorFields } from "../pg/errors.ts";
 import { serverOf } from "../pg/conninfo.ts";
 
@@ -183,6 +184,13 @@ async function checkSource(
       mapped.push(m);
       tables.set(m.mapping.source, m.representative);
       checks.push(...tableResults);
+      const expressions = transformCheck(label, {
+        mapping: m.mapping,
+        table: m.representative,
+        database: db.database,
+        sid: source.sid,
+      });
+      if (expressions) checks.push(expressions);
     }
     const partitioned = mapped.some((m) => m.table?.kind === "partitioned") && facts.major >= 13;
     const published = mapped.flatMap((m) => m.published);

@@ -15,6 +15,8 @@ export interface SourceColumn {
   /** `format_type(atttypid, atttypmod)`, e.g. `numeric(10,2)`. */
   type: string;
   typeOid: number;
+  /** `atttypmod` (-1 when the type has none), e.g. numeric's precision and scale. */
+  typeMod: number;
 }
 
 /** A source table as read from the catalog. */
@@ -56,12 +58,17 @@ export async function readSourceTable(
   const columns = (await sql.unsafe(
     `SELECT a.attname AS name,
             pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
-            a.atttypid::int8 AS type_oid
+            a.atttypid::int8 AS type_oid, a.atttypmod AS type_mod
        FROM pg_catalog.pg_attribute a
       WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped
       ORDER BY a.attnum`,
     [oid],
-  )).map((r) => ({ name: String(r.name), type: String(r.type), typeOid: Number(r.type_oid) }));
+  )).map((r) => ({
+    name: String(r.name),
+    type: String(r.type),
+    typeOid: Number(r.type_oid),
+    typeMod: Number(r.type_mod),
+  }));
   const replicaIdentity = String(rel.relreplident) as ReplicaIdentity;
   const primaryKey = await primaryKeyColumns(sql, oid);
   const identityColumns = replicaIdentity === "d"

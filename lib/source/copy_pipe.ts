@@ -31,6 +31,12 @@ export interface CopyStatements {
   copyIn: string;
   /** Both use `FORMAT binary`, whose last message is a trailer, not a row. */
   binary: boolean;
+  /**
+   * Rewrites each row (text format) on its way, or drops it (null): a table's
+   * `filter` and `set`. The bytes it returns may be reused by its next call
+   * when shorter than 32 KiB (the rechunker and the relay copy those at once).
+   */
+  rowMap?: (row: Uint8Array) => Uint8Array | null;
 }
 
 /** Options of {@link pipeCopy}: the statements and the hook called as rows go. */
@@ -43,7 +49,7 @@ export interface PipeOptions extends CopyStatements {
 export async function pipeCopy(
   source: Sql,
   dest: Sql,
-  { copyOut, copyIn, binary, onChunk }: PipeOptions,
+  { copyOut, copyIn, binary, onChunk, rowMap }: PipeOptions,
 ): Promise<number> {
   // deno-lint-ignore no-explicit-any
   const reader: any = await source.unsafe(copyOut).readable();
@@ -73,9 +79,16 @@ export async function pipeCopy(
     };
     writer.once("error", fail);
     reader.once("error", fail);
-    reader.on("data", (chunk: Uint8Array) => {
+    reader.on("data", (data: Uint8Array) => {
       messages++; // the server sends each row of COPY TO STDOUT as one CopyData message
-      bytes += chunk.byteLength;
+      bytes += data.byteLength;
+      let chunk: Uint8Array | null = data;
+      try {
+        chunk = rowMap ? rowMap(data) : data;
+      } catch (e) {
+        return fail(e); // an expression failed under on_error: stop
+      }
+      if (chunk === null) return;
       const full = chunker.push(chunk);
       if (!full) return;
       if (!writer.write(full)) {

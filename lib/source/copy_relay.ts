@@ -6,12 +6,15 @@
  * buffers straight into the destination socket, parsed only for their
  * lengths. The driver still sends both statements and reads every other frame
  * (CopyOutResponse, CopyDone, CommandComplete, errors), so its state stays right.
+ * A copy with a row mapper (a table's `filter` and `set`) has its frames cut
+ * into rows, mapped and framed again on the way (copy_rows_relay.ts).
  */
 import type net from "node:net";
 import { socketOf, type Sql } from "../pg/connect.ts";
 import { type ChunkHook, failOnce, type PipeOptions } from "./copy_pipe.ts";
 import { ERROR_RESPONSE, parseErrorResponse } from "../pg/error_response.ts";
 import { FrameBoundaries, int32At } from "../pg/frame_boundaries.ts";
+import { MappedFrames } from "./copy_rows_relay.ts";
 
 /** Options of {@link relayCopy}. */
 export interface RelayOptions extends PipeOptions {
@@ -30,7 +33,7 @@ const COPY_OUT_RESPONSE = 0x48; // 'H'
 export async function relayCopy(
   source: Sql,
   dest: Sql,
-  { copyOut, copyIn, binary, onChunk, destSocket }: RelayOptions,
+  { copyOut, copyIn, binary, onChunk, destSocket, rowMap }: RelayOptions,
 ): Promise<number | null> {
   const from = socketOf(source);
   const to = destSocket ?? socketOf(dest);
@@ -38,7 +41,7 @@ export async function relayCopy(
   // The destination is in COPY FROM STDIN before the first source row can arrive.
   // deno-lint-ignore no-explicit-any
   const writer: any = await dest.unsafe(copyIn).writable();
-  const relay = new FrameRelay(from, to);
+  const relay = new FrameRelay(from, to, rowMap);
   const watch = new DestinationErrors(to);
   try {
     // deno-lint-ignore no-explicit-any
@@ -54,11 +57,19 @@ export async function relayCopy(
       };
       writer.once("error", fail);
       watch.onError = fail;
+      relay.onError = fail;
       reader.once("error", fail);
       // Rows the driver reads itself (after an unexpected frame handed the copy back).
-      reader.on("data", (row: Uint8Array) => {
+      reader.on("data", (data: Uint8Array) => {
         relay.rows++;
-        if (!writer.write(row)) {
+        let row: Uint8Array | null = data;
+        try {
+          row = rowMap ? rowMap(data) : data;
+        } catch (e) {
+          return fail(e);
+        }
+        if (row === null) return;
+        if (!writer.write(rowMap ? row.slice() : row)) {
           reader.pause();
           writer.once("drain", () => reader.resume());
         }
@@ -122,6 +133,8 @@ class FrameRelay {
   rows = 0;
   bytes = 0;
   onChunk: () => void = () => {};
+  /** Called when the row mapper fails (a `stop` policy): the copy fails with it. */
+  onError: (e: unknown) => void = () => {};
   #reportedRows = 0;
   #reportedBytes = 0;
   #phase: "before" | "copy" | "after" = "before";
@@ -130,8 +143,15 @@ class FrameRelay {
   readonly #frames = new FrameBoundaries();
   #toDest = false;
   #holds = 0;
+  /** With a row mapper: CopyData frames are rewritten, not passed as they are. */
+  readonly #mapped: MappedFrames | null;
 
-  constructor(readonly from: net.Socket, readonly to: net.Socket) {
+  constructor(
+    readonly from: net.Socket,
+    readonly to: net.Socket,
+    rowMap?: (row: Uint8Array) => Uint8Array | null,
+  ) {
+    this.#mapped = rowMap ? new MappedFrames(rowMap, (bytes) => this.#write(bytes)) : null;
     this.#driver = from.listeners("data")[0] as (chunk: Uint8Array) => void;
     from.removeListener("data", this.#driver);
     from.on("data", this.#listener);
@@ -176,6 +196,7 @@ class FrameRelay {
         const type = chunk[i];
         if (this.#phase === "copy" && type !== COPY_DATA) {
           handOn(i);
+          this.#mapped?.flush(); // the rows before the driver's CopyDone
           this.stop();
           this.#driver(chunk.subarray(i));
           this.onChunk();
@@ -201,6 +222,18 @@ class FrameRelay {
       return;
     }
     this.bytes += bytes.byteLength;
+    if (this.#mapped) {
+      try {
+        this.#mapped.push(bytes);
+      } catch (e) {
+        this.onError(e);
+      }
+      return;
+    }
+    this.#write(bytes);
+  }
+
+  #write(bytes: Uint8Array): void {
     if (!this.to.write(bytes)) {
       this.hold();
       this.to.once("drain", () => this.release());

@@ -588,7 +588,12 @@ clusterSuite("kvsz validate", {
         "kvsz_end",
         "kvsz_deleted",
       ]);
-      assert.deepStrictEqual(a.columns[2], { name: "n", type: "numeric(8,3)", typeOid: 1700 });
+      assert.deepStrictEqual(a.columns[2], {
+        name: "n",
+        type: "numeric(8,3)",
+        typeOid: 1700,
+        typeMod: ((8 << 16) | 3) + 4,
+      });
 
       const p = await readSourceTable(sql, "s", "p");
       assert(p);

@@ -753,7 +753,10 @@ Deno.test("map_file: a missing map file is reported at map_file", async () => {
 Deno.test("config.example.yaml loads without any environment", async () => {
   const cfg = await loadConfig(EXAMPLE, {});
   assert.equal(cfg.destination.url, "postgres://kvsz:@127.0.0.1:5432/warehouse");
-  assert.equal(cfg.databases[0].tables.length, 6);
+  assert.equal(cfg.databases[0].tables.length, 7);
+  const orders = cfg.databases[0].tables.find((t) => t.source === "orders");
+  assert.equal(orders?.transform?.onError, "skip");
+  assert.deepEqual([...orders?.transform?.set?.keys() ?? []], ["status", "total"]);
 });
 
 Deno.test("a missing config file says so and names the paths tried", async () => {

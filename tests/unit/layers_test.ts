@@ -24,6 +24,7 @@ const FLOOR: Record<string, number> = {
   apply: 4,
   config: 3,
   pg: 2,
+  transform: 2,
   ".": 1,
 };
 

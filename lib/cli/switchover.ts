@@ -75,6 +75,7 @@ export const switchoverCommand: Command = {
   summary: "stop a source's writes and hand over to the destination (an upgrade's cutover)",
   help: `Usage: kvsz switchover [--config FILE] [--database NAME] [--source SID] [--yes] [--abort]
                        [--max-lag-bytes N] [--timeout-seconds N] [--verify counts|full|none]
+                       [--reverse]
 
 The cutover of an upgrade, as one command, while kvsz run streams the source.
 Each step is printed with its duration:
@@ -90,7 +91,11 @@ Each step is printed with its duration:
   5. sequences: every sequence of the source (owned by a column or not) is
      set at the destination (setval of last_value and is_called), read back
   6. counts: each mapped table's rows, source against destination
-  7. the write downtime: from the fence to the destination being ready
+  7. with --reverse: the reverse stream's slot on the destination (made before
+     the fence), its start recorded in the source, its config written beside
+     this one (<config>.<database>.reverse.yaml); kvsz run stops streaming
+     the source
+  8. the write downtime: from the fence to the destination being ready
 
 A failed or interrupted step leaves the fence as it is: run kvsz switchover
 again (it finds the fence on and goes on), or kvsz switchover --abort to lift
@@ -110,7 +115,11 @@ ${CONFIG_HELP}
                             bytes of WAL behind (default 16777216, 16 MiB)
       --timeout-seconds N   how long to wait for the final LSN (default 60)
       --verify LEVEL        counts (default): row counts per table; none: skip;
-                            full: counts (checksums come with kvsz verify)`,
+                            full: counts (checksums come with kvsz verify)
+      --reverse             prepare the reverse stream: kvsz run --config with
+                            the file it writes carries the destination's
+                            changes back into the source (a rollback loses
+                            nothing)`,
   options: {
     ...CONFIG_OPTION,
     database: { type: "string" },
@@ -118,6 +127,7 @@ ${CONFIG_HELP}
     source: { type: "string" },
     yes: { type: "boolean", short: "y" },
     abort: { type: "boolean" },
+    reverse: { type: "boolean" },
     "max-lag-bytes": { type: "string" },
     "timeout-seconds": { type: "string" },
     verify: { type: "string" },
@@ -177,6 +187,7 @@ ${CONFIG_HELP}
         maxLagBytes,
         timeoutSeconds,
         verify: verify as VerifyLevel,
+        reverse: flags.reverse === true,
         print,
       });
       return EXIT_OK;

@@ -4,7 +4,6 @@
  * the write downtime. A failed step leaves the fence as it is (on once it was
  * put up): the command can be run again, or `--abort` lifts the fence.
  */
-import { parseConnInfo } from "../pg/conninfo.ts";
 import { connect, serverMajor, type Sql } from "../pg/connect.ts";
 import type { Config, DatabaseMapping, SourceUrl } from "../config/types.ts";
 import { formatLsn, parseLsn } from "../pg/lsn.ts";
@@ -14,6 +13,7 @@ import { describeUrl } from "../pg/describe.ts";
 import { readProgress } from "../apply/progress.ts";
 import {
   fenceDatabase,
+  fencedDatabaseOf,
   isFenced,
   missingFencePrivileges,
   preparedTransactions,
@@ -21,7 +21,16 @@ import {
 } from "./fence.ts";
 import { copySequences } from "./sequences.ts";
 import { compareCounts } from "./counts.ts";
-import { recordFence, recordReady } from "./switchover_record.ts";
+import { recordFence, recordReady, recordReverse, reverseConfigOf } from "./switchover_record.ts";
+import {
+  createReverseSlot,
+  endForwardStream,
+  planReverse,
+  recordReverseStart,
+  reverseServerProblems,
+  type ReverseStream,
+  writeReverseConfig,
+} from "./reverse.ts";
 
 /** How far the destination's rows are checked: `full` adds checksums once `kvsz verify` exists (counts now). */
 export type VerifyLevel = "none" | "counts" | "full";
@@ -39,6 +48,8 @@ export interface SwitchoverOptions {
   /** Seconds to wait for the destination to apply the source's final LSN. */
   timeoutSeconds: number;
   verify: VerifyLevel;
+  /** Prepare the reverse stream (see reverse.ts) before the destination is ready. */
+  reverse?: boolean;
   /** Receives each output line. */
   print: (line: string) => void;
 }
@@ -95,13 +106,16 @@ export async function switchover(
   const { print } = opts;
   const secrets = secretsOf(config);
   const database = target.db.database;
-  const onSource = sourceDatabase(target.source.url);
+  const onSource = fencedDatabaseOf(target.source.url);
   const sid = target.source.sid;
   const key = { database, sid };
   const slot = kvszObjectName(database, sid);
   const src = connect(target.source.url, { params: SOURCE_SESSION });
-  const dst = connect(config.destination.url);
+  const dst = connect(config.destination.url, {
+    params: config.destination.overrideReadOnly ? { default_transaction_read_only: "off" } : {},
+  });
   const run = (fn: () => Promise<string>) => step(print, secrets, fn);
+  let reverse = null as ReverseStream | null; // set in the first step
   try {
     print(
       `switchover of database ${database} sid ${sid} (${describeUrl(target.source.url)}) to ${
@@ -123,10 +137,23 @@ export async function switchover(
           }), which could commit after the fence: COMMIT PREPARED or ROLLBACK PREPARED them, then run again`,
         );
       }
+      if (opts.reverse) {
+        const plan = planReverse(config, target);
+        const problems = Array.isArray(plan) ? plan : await reverseServerProblems(dst, plan);
+        if (problems.length > 0) {
+          throw new Error(`--reverse: ${problems.join("; ")}; nothing was fenced`);
+        }
+        reverse = plan as ReverseStream;
+      }
       return `privileges to fence database ${onSource}`;
     });
 
+    // A re-run after the reverse step: the forward stream was stopped once it had applied all.
+    const forwardStopped = fenced && await reverseConfigOf(dst, key) !== null;
     await run(async () => {
+      if (forwardStopped) {
+        return `kvsz run stopped streaming this source after it applied the final LSN (an earlier --reverse run)`;
+      }
       const [{ active }] = await src.unsafe(
         `SELECT coalesce(bool_or(active), false) AS active
            FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`,
@@ -159,6 +186,16 @@ export async function switchover(
       return `lag ${humanBytes(lag)}, kvsz run streaming (slot ${slot} active)`;
     });
 
+    if (reverse) {
+      const plan = reverse;
+      await run(async () => {
+        const slot = await createReverseSlot(dst, plan, await serverMajor(dst));
+        return `reverse slot ${plan.slot} ${
+          slot.created ? "created" : "found"
+        } on the destination at ${formatLsn(slot.lsn)} (${plan.mappings.length} tables)`;
+      });
+    }
+
     let fencedAt = new Date();
     await run(async () => {
       const fence = await fenceDatabase(src, onSource);
@@ -179,6 +216,12 @@ export async function switchover(
         `SELECT pg_catalog.pg_current_wal_insert_lsn()::text AS lsn`,
       );
       finalLsn = parseLsn(lsn);
+      if (forwardStopped) {
+        finalLsn = (await readProgress(dst, key.database, key.sid))?.endLsn ?? 0n;
+        return `final LSN applied at the destination before the forward stream stopped (${
+          formatLsn(finalLsn)
+        })`;
+      }
       await waitForApplied(src, dst, { key, finalLsn, timeoutSeconds: opts.timeoutSeconds });
       return `final LSN ${formatLsn(finalLsn)} applied at the destination`;
     });
@@ -227,6 +270,20 @@ export async function switchover(
       });
     }
 
+    if (reverse) {
+      const plan = reverse;
+      await run(async () => {
+        const from = await recordReverseStart(src, dst, plan);
+        await writeReverseConfig(config, target, { plan, dst });
+        await recordReverse(dst, key, plan.configPath);
+        const ended = await endForwardStream(src, slot);
+        return `reverse stream starts at ${
+          formatLsn(from)
+        } (nothing to copy): ${plan.configPath} ` +
+          `written; kvsz run ${ended ? "stopped streaming" : "does not stream"} this source`;
+      });
+    }
+
     // Ready once sequences are copied and the counts checked: clients may write now.
     const readyAt = new Date();
     await recordReady(dst, key, { finalLsn: formatLsn(finalLsn), readyAt });
@@ -236,13 +293,25 @@ export async function switchover(
         clock(readyAt)
       }: write downtime ${downtime} s`,
     );
+    const pointClients = `  point the clients at the destination (${
+      describeUrl(config.destination.url)
+    });`;
     print(
-      [
-        "next:",
-        `  point the clients at the destination (${describeUrl(config.destination.url)});`,
-        `  the source stays fenced (read-only by default); stop kvsz run when you no longer need it;`,
-        `  to roll back instead, run kvsz switchover --abort: it lifts the fence on the source.`,
-      ].join("\n"),
+      (reverse
+        ? [
+          "next:",
+          pointClients,
+          `  stop kvsz run, then stream the destination's changes back into the source:`,
+          `    kvsz run --config ${reverse.configPath}`,
+          `  to roll back: stop the clients, run kvsz switchover --config ${reverse.configPath}`,
+          `  (the same steps the other way), then kvsz switchover --abort --config ${config.file}.`,
+        ]
+        : [
+          "next:",
+          pointClients,
+          `  the source stays fenced (read-only by default); stop kvsz run when you no longer need it;`,
+          `  to roll back instead, run kvsz switchover --abort: it lifts the fence on the source.`,
+        ]).join("\n"),
     );
   } finally {
     await Promise.all([
@@ -261,7 +330,7 @@ export async function abortSwitchover(
   target: SwitchoverSource,
   opts: Pick<SwitchoverOptions, "print">,
 ): Promise<void> {
-  const onSource = sourceDatabase(target.source.url);
+  const onSource = fencedDatabaseOf(target.source.url);
   const src = connect(target.source.url, { params: SOURCE_SESSION });
   try {
     await step(opts.print, secretsOf(config), async () => {
@@ -341,10 +410,4 @@ function humanBytes(bytes: bigint): string {
     i++;
   }
   return `${v.toFixed(1)} ${units[i]}`;
-}
-
-/** The source database's name on its server: the URL's (the config's `database` is kvsz's name for it). */
-function sourceDatabase(url: string): string {
-  const info = parseConnInfo(url);
-  return info.dbname ?? info.user ?? Deno.env.get("USER") ?? "postgres";
 }

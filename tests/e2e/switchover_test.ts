@@ -5,12 +5,22 @@
  * continues above the source's values; `--abort` lifts the fence; the lag
  * gate refuses (and fences nothing) when kvsz is not streaming; a timeout on
  * the final LSN leaves the fence on and a re-run completes; a role without
- * the privileges is told which GRANT to run.
+ * the privileges is told which GRANT to run; `--reverse` carries every write
+ * made at the destination afterwards back into the (still fenced) source
+ * without copying anything, and a rollback through the reverse config loses
+ * none of them.
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
-import { KvszProcess, runConfig, tableRows, waitFor, writeConfig } from "../support/kvsz.ts";
+import {
+  KvszProcess,
+  runConfig,
+  tableRows,
+  waitFor,
+  waitForEqualRows,
+  writeConfig,
+} from "../support/kvsz.ts";
 import { type CliResult, runCli } from "../support/run_cli.ts";
 
 const DDL = [
@@ -189,6 +199,67 @@ clusterSuite("kvsz switchover", {
     assert.equal(again.code, 0, again.output);
     assert.match(again.stdout, /is not fenced: nothing to lift/);
     await kvsz.stop();
+  },
+
+  "--reverse: the destination's writes after the switchover reach the source; rollback": async (
+    c,
+  ) => {
+    const s = await setup(c);
+    const forward = await s.startKvsz();
+    const r = await s.switchover(["--yes", "--reverse"]);
+    assert.equal(r.code, 0, r.output);
+    assert.match(
+      r.stdout,
+      /✓ reverse slot (\S+) created on the destination at [0-9A-F]+\/[0-9A-F]+ \(2 tables\)/,
+    );
+    const reversePath =
+      /reverse stream starts at \S+ \(nothing to copy\): (\S+) written; kvsz run stopped streaming this source/
+        .exec(r.stdout)?.[1];
+    assert.ok(reversePath, r.stdout);
+    assert.match(r.stdout, new RegExp(`kvsz run --config ${reversePath}`));
+    // The forward stream stops for good while the source stays fenced.
+    await forward.waitForOutput(
+      /switched over with --reverse .*kvsz run --config \S+reverse\.yaml/,
+    );
+    await forward.stop();
+
+    // Written at the destination before the reverse stream even runs, and while it runs.
+    await s.dst.unsafe(`INSERT INTO t1 (v) VALUES ('after-1'), ('after-2')`);
+    await s.dst.unsafe(`UPDATE t1 SET v = 'changed' WHERE id = 3`);
+    await s.dst.unsafe(`DELETE FROM t2 WHERE id = 2`);
+    await using reverse = KvszProcess.start(["run", "--config", reversePath]);
+    await reverse.waitForOutput(/streaming from/);
+    assert.doesNotMatch(reverse.output, /created slot|copying/);
+    await s.dst.unsafe(`INSERT INTO t2 (v) VALUES ('after-3')`);
+    await s.dst.unsafe(`UPDATE t2 SET v = 'changed' WHERE id = 1`);
+    for (const t of ["t1", "t2"]) {
+      await waitForEqualRows(() => tableRows(s.dst, t), () => tableRows(s.src, t), {
+        what: `${t} back at the source`,
+        kvsz: reverse,
+      });
+    }
+    const [copied] = await s.src.unsafe(`SELECT sum(rows)::int AS n FROM kvsz.synced_tables`);
+    assert.equal(copied.n, 0, "the reverse stream copied rows");
+    assert.ok(!(await canWrite(c, s.srcDb)), "the source's other clients are not fenced");
+
+    // Rollback: the same steps the other way, then the source's fence lifted.
+    const back = await runCli(["switchover", "--config", reversePath, "--yes"], {
+      timeoutMs: 120_000,
+    });
+    assert.equal(back.code, 0, back.output);
+    assert.match(back.stdout, /✓ 2 tables: counts equal/);
+    await reverse.stop();
+    const abort = await s.switchover(["--yes", "--abort"]);
+    assert.equal(abort.code, 0, abort.output);
+    assert.ok(await canWrite(c, s.srcDb));
+    for (const t of ["t1", "t2"]) {
+      assert.deepEqual(await tableRows(s.src, t, "*", "v <> 'probe'"), await tableRows(s.dst, t));
+    }
+    const [used] = await s.dst.unsafe(
+      `SELECT (SELECT max(id) FROM t1)::int AS t1, (SELECT max(id) FROM t2)::int AS t2`,
+    );
+    assert.ok(await nextValue(s.src, "t1_id_seq") > used.t1);
+    assert.ok(await nextValue(s.src, "t2_id_seq") > used.t2);
   },
 
   "kvsz not running with changes to apply: refused, nothing fenced": async (c) => {

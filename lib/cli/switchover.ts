@@ -16,8 +16,10 @@ import { expandAllTables } from "../preflight/all_tables.ts";
 import { withDiscovered } from "./discovered.ts";
 import type { Config } from "../config/types.ts";
 import { describeUrl } from "../pg/describe.ts";
+import { fencedDatabaseOf } from "../upgrade/fence.ts";
 import {
   abortSwitchover,
+  type PgBouncerFence,
   switchover,
   type SwitchoverSource,
   SwitchoverStepError,
@@ -63,6 +65,26 @@ function positiveNumber(flags: Record<string, unknown>, name: string, fallback: 
   return n;
 }
 
+/** The `--pgbouncer` flags; a usage error for its companions without it. */
+function pgbouncerOf(
+  flags: Record<string, unknown>,
+  sourceUrl: string,
+): PgBouncerFence | undefined {
+  const url = flags.pgbouncer as string | undefined;
+  if (url === undefined) {
+    for (const name of ["pgbouncer-database", "pgbouncer-repoint"]) {
+      if (flags[name] !== undefined) throw new UsageError(`--${name} needs --pgbouncer URL`);
+    }
+    return undefined;
+  }
+  const repoint = flags["pgbouncer-repoint"] as string | undefined;
+  return {
+    url,
+    database: (flags["pgbouncer-database"] as string | undefined) ?? fencedDatabaseOf(sourceUrl),
+    ...(repoint ? { repoint } : {}),
+  };
+}
+
 /** Asks on the terminal; true for `y` or `yes`. */
 function askOnTerminal(lines: string[], question: string): boolean {
   for (const line of lines) console.log(line);
@@ -75,7 +97,8 @@ export const switchoverCommand: Command = {
   summary: "stop a source's writes and hand over to the destination (an upgrade's cutover)",
   help: `Usage: kvsz switchover [--config FILE] [--database NAME] [--source SID] [--yes] [--abort]
                        [--max-lag-bytes N] [--timeout-seconds N] [--verify counts|full|none]
-                       [--reverse]
+                       [--reverse] [--pgbouncer URL [--pgbouncer-database NAME]
+                       [--pgbouncer-repoint COMMAND]]
 
 The cutover of an upgrade, as one command, while kvsz run streams the source.
 Each step is printed with its duration:
@@ -83,7 +106,9 @@ Each step is printed with its duration:
      pg_signal_backend); no prepared transactions are pending
   2. lag: kvsz run streams the source (its slot is active) and the
      destination is at most --max-lag-bytes behind; otherwise nothing is fenced
-  3. fence: ALTER DATABASE … SET default_transaction_read_only = on, then every
+  3. fence: with --pgbouncer, PAUSE of the database at PgBouncer first (its
+     clients' queries wait in its queue instead of failing); then
+     ALTER DATABASE … SET default_transaction_read_only = on, then every
      other client session of the database (every role) is ended; new
      sessions are read-only. kvsz's walsender is left alone
   4. final LSN: the source's WAL position once no session can write, waited
@@ -116,6 +141,17 @@ ${CONFIG_HELP}
       --timeout-seconds N   how long to wait for the final LSN (default 60)
       --verify LEVEL        counts (default): row counts per table; none: skip;
                             full: counts (checksums come with kvsz verify)
+      --pgbouncer URL       PgBouncer's admin console (…/pgbouncer): PAUSE the
+                            database there at the fence; --abort RESUMEs it.
+                            Needs pool_mode transaction (or statement)
+      --pgbouncer-database NAME
+                            the database name at PgBouncer (default: the
+                            source URL's)
+      --pgbouncer-repoint COMMAND
+                            a shell command that points PgBouncer at the
+                            destination (e.g. copies a prepared pgbouncer.ini),
+                            run once the destination is ready; then RELOAD and
+                            RESUME. Without it kvsz prints what to do
       --reverse             prepare the reverse stream: kvsz run --config with
                             the file it writes carries the destination's
                             changes back into the source (a rollback loses
@@ -128,6 +164,9 @@ ${CONFIG_HELP}
     yes: { type: "boolean", short: "y" },
     abort: { type: "boolean" },
     reverse: { type: "boolean" },
+    pgbouncer: { type: "string" },
+    "pgbouncer-database": { type: "string" },
+    "pgbouncer-repoint": { type: "string" },
     "max-lag-bytes": { type: "string" },
     "timeout-seconds": { type: "string" },
     verify: { type: "string" },
@@ -157,6 +196,7 @@ ${CONFIG_HELP}
       describeUrl(target.source.url)
     })`;
     const print = (line: string) => console.log(line);
+    const pgbouncer = pgbouncerOf(flags, target.source.url);
     try {
       if (flags.abort) {
         if (
@@ -168,7 +208,7 @@ ${CONFIG_HELP}
           print("not confirmed: nothing done");
           return EXIT_FAILURE;
         }
-        await abortSwitchover(config, target, { print });
+        await abortSwitchover(config, target, { print, pgbouncer });
         return EXIT_OK;
       }
       if (
@@ -188,6 +228,7 @@ ${CONFIG_HELP}
         timeoutSeconds,
         verify: verify as VerifyLevel,
         reverse: flags.reverse === true,
+        pgbouncer,
         print,
       });
       return EXIT_OK;

@@ -20,6 +20,7 @@ import {
   unfenceDatabase,
 } from "./fence.ts";
 import { copySequences } from "./sequences.ts";
+import { pauseDatabase, resumeDatabase } from "./pgbouncer.ts";
 import { compareCounts } from "./counts.ts";
 import { recordFence, recordReady, recordReverse, reverseConfigOf } from "./switchover_record.ts";
 import {
@@ -50,8 +51,20 @@ export interface SwitchoverOptions {
   verify: VerifyLevel;
   /** Prepare the reverse stream (see reverse.ts) before the destination is ready. */
   reverse?: boolean;
+  /** Fence through PgBouncer too (see pgbouncer.ts). */
+  pgbouncer?: PgBouncerFence;
   /** Receives each output line. */
   print: (line: string) => void;
+}
+
+/** The PgBouncer in front of the source (`--pgbouncer`). */
+export interface PgBouncerFence {
+  /** Its admin console (database `pgbouncer`). */
+  url: string;
+  /** The database name its clients use. */
+  database: string;
+  /** A shell command pointing it at the destination, run once the destination is ready; then RELOAD and RESUME. */
+  repoint?: string;
 }
 
 /** A step failed: its line is printed; the message says what to do. */
@@ -88,9 +101,13 @@ async function step(
   print(`✓ ${done} (${took()})`);
 }
 
-/** Every URL of the config, whose passwords never reach the output. */
-function secretsOf(config: Config): string[] {
-  return [config.destination.url, ...config.databases.flatMap((d) => d.urls.map((u) => u.url))];
+/** Every URL of the config (and PgBouncer's), whose passwords never reach the output. */
+function secretsOf(config: Config, pgbouncer?: PgBouncerFence): string[] {
+  return [
+    config.destination.url,
+    ...config.databases.flatMap((d) => d.urls.map((u) => u.url)),
+    ...(pgbouncer ? [pgbouncer.url] : []),
+  ];
 }
 
 /**
@@ -103,8 +120,8 @@ export async function switchover(
   target: SwitchoverSource,
   opts: SwitchoverOptions,
 ): Promise<void> {
-  const { print } = opts;
-  const secrets = secretsOf(config);
+  const { print, pgbouncer } = opts;
+  const secrets = secretsOf(config, pgbouncer);
   const database = target.db.database;
   const onSource = fencedDatabaseOf(target.source.url);
   const sid = target.source.sid;
@@ -198,15 +215,23 @@ export async function switchover(
 
     let fencedAt = new Date();
     await run(async () => {
+      const paused = pgbouncer &&
+        await pauseDatabase(pgbouncer.url, pgbouncer.database, opts.timeoutSeconds);
       const fence = await fenceDatabase(src, onSource);
       fencedAt = await recordFence(dst, key, {
         fencedAt: new Date(),
         keepEarlier: fence.alreadyFenced,
       });
       const ended = `${fence.sessionsEnded} session${fence.sessionsEnded === 1 ? "" : "s"} ended`;
-      return fence.alreadyFenced
-        ? `database ${onSource} already fenced since ${clock(fencedAt)}: ${ended}`
-        : `fenced database ${onSource}: read-only by default, ${ended}`;
+      const pause = pgbouncer
+        ? `PgBouncer ${
+          paused ? "had paused" : "paused"
+        } database ${pgbouncer.database} (its clients wait); `
+        : "";
+      return pause +
+        (fence.alreadyFenced
+          ? `database ${onSource} already fenced since ${clock(fencedAt)}: ${ended}`
+          : `fenced database ${onSource}: read-only by default, ${ended}`);
     });
 
     let finalLsn = 0n;
@@ -287,12 +312,29 @@ export async function switchover(
     // Ready once sequences are copied and the counts checked: clients may write now.
     const readyAt = new Date();
     await recordReady(dst, key, { finalLsn: formatLsn(finalLsn), readyAt });
-    const downtime = ((readyAt.getTime() - fencedAt.getTime()) / 1000).toFixed(2);
+    let resumedAt: Date | null = null;
+    if (pgbouncer?.repoint) {
+      const { repoint, database: name } = pgbouncer;
+      await run(async () => {
+        await runShell(repoint);
+        await resumeDatabase(pgbouncer.url, name, { reload: true });
+        resumedAt = new Date();
+        return `PgBouncer repointed (${repoint}), reloaded, database ${name} resumed`;
+      });
+    }
+    const end = resumedAt ?? readyAt;
+    const downtime = ((end.getTime() - fencedAt.getTime()) / 1000).toFixed(2);
     print(
-      `writes stopped at ${clock(fencedAt)}, destination ready at ${
-        clock(readyAt)
+      `writes stopped at ${clock(fencedAt)}, destination ready at ${clock(readyAt)}${
+        resumedAt ? `, PgBouncer resumed at ${clock(resumedAt)}` : ""
       }: write downtime ${downtime} s`,
     );
+    if (pgbouncer && !resumedAt) {
+      print(
+        `PgBouncer holds the clients of ${pgbouncer.database}: point its [databases] entry at the ` +
+          `destination, then on its admin console run RELOAD; RESUME ${pgbouncer.database};`,
+      );
+    }
     const pointClients = `  point the clients at the destination (${
       describeUrl(config.destination.url)
     });`;
@@ -328,12 +370,13 @@ export async function switchover(
 export async function abortSwitchover(
   config: Config,
   target: SwitchoverSource,
-  opts: Pick<SwitchoverOptions, "print">,
+  opts: Pick<SwitchoverOptions, "print" | "pgbouncer">,
 ): Promise<void> {
   const onSource = fencedDatabaseOf(target.source.url);
   const src = connect(target.source.url, { params: SOURCE_SESSION });
+  const { pgbouncer } = opts;
   try {
-    await step(opts.print, secretsOf(config), async () => {
+    await step(opts.print, secretsOf(config, pgbouncer), async () => {
       const { wasFenced, sessionsEnded } = await unfenceDatabase(src, onSource);
       if (!wasFenced) return `database ${onSource} is not fenced: nothing to lift`;
       return `fence lifted on database ${onSource}: writes allowed again, ${sessionsEnded} ` +
@@ -341,6 +384,14 @@ export async function abortSwitchover(
           sessionsEnded === 1 ? "" : "s"
         } opened while fenced ended (they reconnect read-write)`;
     });
+    if (pgbouncer) {
+      await step(opts.print, secretsOf(config, pgbouncer), async () => {
+        const resumed = await resumeDatabase(pgbouncer.url, pgbouncer.database);
+        return resumed
+          ? `PgBouncer resumed database ${pgbouncer.database}: its clients go on`
+          : `PgBouncer's database ${pgbouncer.database} is not paused: nothing to resume`;
+      });
+    }
   } finally {
     await src.end({ timeout: 1 }).catch(() => {});
   }
@@ -410,4 +461,16 @@ function humanBytes(bytes: bigint): string {
     i++;
   }
   return `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** Runs `command` with `sh -c`; throws with its output when it fails. */
+async function runShell(command: string): Promise<void> {
+  const out = await new Deno.Command("sh", { args: ["-c", command], stdin: "null" }).output();
+  if (!out.success) {
+    const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
+    throw new Error(
+      `--pgbouncer-repoint command failed (exit ${out.code}): ${text.trim()} — the destination ` +
+        `is ready and PgBouncer still holds the clients: repoint it, RELOAD and RESUME by hand`,
+    );
+  }
 }

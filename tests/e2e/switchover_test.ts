@@ -8,7 +8,8 @@
  * the privileges is told which GRANT to run; `--reverse` carries every write
  * made at the destination afterwards back into the (still fenced) source
  * without copying anything, and a rollback through the reverse config loses
- * none of them.
+ * none of them; with `--pgbouncer`, a client writing through PgBouncer waits
+ * during the fence instead of failing, and goes on at the destination.
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
@@ -22,6 +23,7 @@ import {
   writeConfig,
 } from "../support/kvsz.ts";
 import { type CliResult, runCli } from "../support/run_cli.ts";
+import { TestPgBouncer } from "../support/pgbouncer.ts";
 
 const DDL = [
   `CREATE TABLE t1 (id serial PRIMARY KEY, v text)`,
@@ -261,6 +263,60 @@ clusterSuite("kvsz switchover", {
     assert.ok(await nextValue(s.src, "t1_id_seq") > used.t1);
     assert.ok(await nextValue(s.src, "t2_id_seq") > used.t2);
   },
+
+  "--pgbouncer: a client through PgBouncer waits, then writes at the destination; none lost":
+    async (c) => {
+      const s = await setup(c);
+      await using kvsz = await s.startKvsz();
+      const target = (db: string) =>
+        `host=127.0.0.1 port=${c.server.port} dbname=${db} user=postgres password=${c.server.password}`;
+      await using bouncer = await TestPgBouncer.start("app", target(s.srcDb));
+      const next = `${bouncer.dir}/next.ini`;
+      await Deno.writeTextFile(next, bouncer.iniText("app", target(s.dstDb)));
+      const client = postgres(bouncer.url("app"), { max: 1, prepare: false, onnotice: () => {} });
+      const acked: number[] = [];
+      const errors: string[] = [];
+      let stop = false;
+      const writing = (async () => {
+        while (!stop) {
+          try {
+            const [row] = await client.unsafe(`INSERT INTO t1 (v) VALUES ('bouncer') RETURNING id`);
+            acked.push(row.id);
+          } catch (e) {
+            errors.push((e as Error).message);
+          }
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      })();
+      await waitFor(() => acked.length > 30, { what: "writes through PgBouncer" });
+      const r = await s.switchover([
+        "--yes",
+        "--pgbouncer",
+        bouncer.adminUrl,
+        "--pgbouncer-database",
+        "app",
+        "--pgbouncer-repoint",
+        `cp ${next} ${bouncer.ini}`,
+      ]);
+      const before = acked.length;
+      await waitFor(() => acked.length > before + 30, { what: "writes after the switchover" });
+      stop = true;
+      await writing;
+      await client.end();
+      assert.equal(r.code, 0, r.output);
+      assert.match(
+        r.stdout,
+        /✓ PgBouncer paused database app \(its clients wait\); fenced database/,
+      );
+      assert.match(r.stdout, /✓ PgBouncer repointed \(cp .*\), reloaded, database app resumed/);
+      assert.match(r.stdout, /PgBouncer resumed at \d\d:\d\d:\d\d: write downtime \d+\.\d\d s/);
+      assert.deepEqual(errors, [], "the client saw errors");
+      const ids = new Set((await s.dst.unsafe(`SELECT id FROM t1`)).map((x) => x.id));
+      assert.deepEqual(acked.filter((id) => !ids.has(id)), [], "acknowledged rows lost");
+      const [src] = await s.src.unsafe(`SELECT max(id)::int AS id FROM t1`);
+      assert.ok(Math.max(...acked) > src.id, "no write reached the destination through PgBouncer");
+      await kvsz.stop();
+    },
 
   "kvsz not running with changes to apply: refused, nothing fenced": async (c) => {
     const s = await setup(c);

@@ -9,7 +9,9 @@
  * made at the destination afterwards back into the (still fenced) source
  * without copying anything, and a rollback through the reverse config loses
  * none of them; with `--pgbouncer`, a client writing through PgBouncer waits
- * during the fence instead of failing, and goes on at the destination.
+ * during the fence instead of failing, and goes on at the destination; counts
+ * that differ are refused with both counts; a quiet source's position is
+ * recorded again once WAL moves, at most every 5 s while other tables write.
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
@@ -315,6 +317,58 @@ clusterSuite("kvsz switchover", {
       assert.deepEqual(acked.filter((id) => !ids.has(id)), [], "acknowledged rows lost");
       const [src] = await s.src.unsafe(`SELECT max(id)::int AS id FROM t1`);
       assert.ok(Math.max(...acked) > src.id, "no write reached the destination through PgBouncer");
+      await kvsz.stop();
+    },
+
+  "row counts that differ: refused with the table and both counts, the fence stays": async (c) => {
+    const s = await setup(c);
+    await using kvsz = await s.startKvsz();
+    await waitFor(async () => (await s.dst.unsafe(`SELECT 1 FROM t2`)).length === 5);
+    await s.dst.unsafe(`DELETE FROM t2 WHERE id = 3`); // behind kvsz's back
+    const r = await s.switchover(["--yes"]);
+    assert.equal(r.code, 1, r.output);
+    assert.match(
+      r.stdout,
+      /✗ row counts differ: "public"\."t2": source 5, destination 4 — the source stays fenced;.*--abort/,
+    );
+    assert.doesNotMatch(r.stdout, /write downtime/);
+    assert.ok(!(await canWrite(c, s.srcDb)), "the fence was lifted");
+    await kvsz.stop();
+  },
+
+  "idle positions: recorded at most every 5 s while other tables write, and after a quiet spell":
+    async (c) => {
+      const s = await setup(c);
+      await s.src.unsafe(`CREATE TABLE noise (id serial PRIMARY KEY, v text)`); // not published
+      await using kvsz = await s.startKvsz();
+      const position = async () =>
+        String((await s.dst.unsafe(`SELECT end_lsn::text AS l FROM kvsz.progress`))[0]?.l);
+      const seen = new Set([await position()]);
+      const started = performance.now();
+      while (performance.now() - started < 12_000) {
+        await s.src.unsafe(`INSERT INTO noise (v) VALUES ('x')`);
+        seen.add(await position());
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const elapsed = performance.now() - started;
+      const recorded = seen.size - 1;
+      assert.ok(recorded >= 1, "no idle position recorded while the source wrote other tables");
+      assert.ok(
+        // One every 5 s, and one more for a write whose recording was delayed (noisy machine).
+        recorded <= Math.floor(elapsed / 5000) + 2,
+        `${recorded} idle positions recorded in ${(elapsed / 1000).toFixed(1)} s`,
+      );
+      // Quiet for more than 5 s, then one write elsewhere: its position is recorded.
+      await new Promise((r) => setTimeout(r, 5500));
+      await s.src.unsafe(`INSERT INTO noise (v) VALUES ('after the quiet spell')`);
+      const [{ lsn }] = await s.src.unsafe(`SELECT pg_current_wal_lsn()::text AS lsn`);
+      await waitFor(async () => {
+        const [r] = await s.dst.unsafe(
+          `SELECT end_lsn >= $1::pg_lsn AS there FROM kvsz.progress`,
+          [lsn],
+        );
+        return r.there;
+      }, { what: `the idle position ${lsn} recorded`, context: () => kvsz.output.slice(-2000) });
       await kvsz.stop();
     },
 

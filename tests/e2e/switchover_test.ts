@@ -221,6 +221,15 @@ clusterSuite("kvsz switchover", {
         .exec(r.stdout)?.[1];
     assert.ok(reversePath, r.stdout);
     assert.match(r.stdout, new RegExp(`kvsz run --config ${reversePath}`));
+    // Run again (as after an interruption): the forward stream stays stopped, nothing is redone.
+    const again = await s.switchover(["--yes", "--reverse"]);
+    assert.equal(again.code, 0, again.output);
+    assert.match(again.stdout, /✓ reverse slot \S+ found on the destination/);
+    assert.match(
+      again.stdout,
+      /kvsz run stopped streaming this source after it applied the final LSN/,
+    );
+    assert.match(again.stdout, /✓ database \S+ already fenced since/);
     // The forward stream stops for good while the source stays fenced.
     await forward.waitForOutput(
       /switched over with --reverse .*kvsz run --config \S+reverse\.yaml/,

@@ -236,17 +236,17 @@ export async function switchover(
 
     let finalLsn = 0n;
     await run(async () => {
-      // The insert position: past every commit, flushed or not (synchronous_commit off).
-      const [{ lsn }] = await src.unsafe(
-        `SELECT pg_catalog.pg_current_wal_insert_lsn()::text AS lsn`,
-      );
-      finalLsn = parseLsn(lsn);
       if (forwardStopped) {
         finalLsn = (await readProgress(dst, key.database, key.sid))?.endLsn ?? 0n;
         return `final LSN applied at the destination before the forward stream stopped (${
           formatLsn(finalLsn)
         })`;
       }
+      // The insert position: past every commit, flushed or not (synchronous_commit off).
+      const [{ lsn }] = await src.unsafe(
+        `SELECT pg_catalog.pg_current_wal_insert_lsn()::text AS lsn`,
+      );
+      finalLsn = parseLsn(lsn);
       await waitForApplied(src, dst, { key, finalLsn, timeoutSeconds: opts.timeoutSeconds });
       return `final LSN ${formatLsn(finalLsn)} applied at the destination`;
     });
@@ -312,7 +312,7 @@ export async function switchover(
     // Ready once sequences are copied and the counts checked: clients may write now.
     const readyAt = new Date();
     await recordReady(dst, key, { finalLsn: formatLsn(finalLsn), readyAt });
-    let resumedAt: Date | null = null;
+    let resumedAt = null as Date | null; // set by the PgBouncer step
     if (pgbouncer?.repoint) {
       const { repoint, database: name } = pgbouncer;
       await run(async () => {

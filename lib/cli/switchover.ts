@@ -17,6 +17,8 @@ import { withDiscovered } from "./discovered.ts";
 import type { Config } from "../config/types.ts";
 import { describeUrl } from "../pg/describe.ts";
 import { fencedDatabaseOf } from "../upgrade/fence.ts";
+import { verifyConfig } from "../verify/verify.ts";
+import { formatRow } from "../verify/report.ts";
 import {
   abortSwitchover,
   type PgBouncerFence,
@@ -85,6 +87,30 @@ function pgbouncerOf(
   };
 }
 
+/** `kvsz verify` of the one source `target` (for `--verify full`), as the switchover reports it. */
+async function verifyChecksums(
+  config: Config,
+  target: SwitchoverSource,
+): Promise<{ compared: number; different: string[] }> {
+  const scoped = { ...config, databases: [{ ...target.db, urls: [target.source] }] };
+  const report = await verifyConfig(scoped, { waitSeconds: 5 });
+  const different = report.tables
+    .filter((t) => t.verdict === "different" || t.verdict === "error")
+    .map((t) => {
+      const rows = t.rowDifferences.slice(0, 3).map(formatRow);
+      const what = [
+        ...(t.reason ? [t.reason] : []),
+        ...(t.rowDifferenceCount > 0
+          ? [`${t.rowDifferenceCount} row(s) differ (${rows.join(", ")})`]
+          : []),
+        ...(t.differingChunks > 0 && t.rowDifferenceCount === 0 ? ["contents differ"] : []),
+        ...t.schemaDifferences.map((d) => `schema: ${d}`),
+      ];
+      return `${t.target}: ${what.join(", ")}`;
+    });
+  return { compared: report.summary.equal + report.summary.different, different };
+}
+
 /** Asks on the terminal; true for `y` or `yes`. */
 function askOnTerminal(lines: string[], question: string): boolean {
   for (const line of lines) console.log(line);
@@ -140,7 +166,8 @@ ${CONFIG_HELP}
                             bytes of WAL behind (default 16777216, 16 MiB)
       --timeout-seconds N   how long to wait for the final LSN (default 60)
       --verify LEVEL        counts (default): row counts per table; none: skip;
-                            full: counts (checksums come with kvsz verify)
+                            full: counts, then kvsz verify's checksums and
+                            schema of every table (reads every row, fenced)
       --pgbouncer URL       PgBouncer's admin console (…/pgbouncer): PAUSE the
                             database there at the fence; --abort RESUMEs it.
                             Needs pool_mode transaction (or statement)
@@ -228,6 +255,7 @@ ${CONFIG_HELP}
         timeoutSeconds,
         verify: verify as VerifyLevel,
         reverse: flags.reverse === true,
+        checksums: () => verifyChecksums(config, target),
         pgbouncer,
         print,
       });

@@ -33,7 +33,7 @@ import {
   writeReverseConfig,
 } from "./reverse.ts";
 
-/** How far the destination's rows are checked: `full` adds checksums once `kvsz verify` exists (counts now). */
+/** How far the destination's rows are checked: `full` adds `kvsz verify`'s checksums to the counts. */
 export type VerifyLevel = "none" | "counts" | "full";
 
 /** The one source a switchover moves off. */
@@ -51,6 +51,12 @@ export interface SwitchoverOptions {
   verify: VerifyLevel;
   /** Prepare the reverse stream (see reverse.ts) before the destination is ready. */
   reverse?: boolean;
+  /**
+   * With `verify: "full"`: compares every table's rows and schema (`kvsz
+   * verify` of this source); returns the tables compared and one line per
+   * difference.
+   */
+  checksums?: () => Promise<{ compared: number; different: string[] }>;
   /** Fence through PgBouncer too (see pgbouncer.ts). */
   pgbouncer?: PgBouncerFence;
   /** Receives each output line. */
@@ -292,6 +298,20 @@ export async function switchover(
         return `${counts.compared} table${
           counts.compared === 1 ? "" : "s"
         }: counts equal${skipped}`;
+      });
+    }
+    if (opts.verify === "full" && opts.checksums) {
+      const checksums = opts.checksums;
+      await run(async () => {
+        const { compared, different } = await checksums();
+        if (different.length > 0) {
+          throw new Error(
+            `rows or schema differ (kvsz verify): ${different.join("; ")} — the source stays ` +
+              `fenced; fix the destination, then run kvsz switchover again ` +
+              `(or kvsz switchover --abort to lift the fence)`,
+          );
+        }
+        return `${compared} table${compared === 1 ? "" : "s"}: checksums and schema equal`;
       });
     }
 

@@ -10,7 +10,8 @@
  * without copying anything, and a rollback through the reverse config loses
  * none of them; with `--pgbouncer`, a client writing through PgBouncer waits
  * during the fence instead of failing, and goes on at the destination; counts
- * that differ are refused with both counts; a quiet source's position is
+ * that differ are refused with both counts, a row changed behind kvsz's back
+ * (counts equal) by `--verify full` with its key; a quiet source's position is
  * recorded again once WAL moves, at most every 5 s while other tables write.
  */
 import assert from "node:assert/strict";
@@ -342,6 +343,26 @@ clusterSuite("kvsz switchover", {
     );
     assert.doesNotMatch(r.stdout, /write downtime/);
     assert.ok(!(await canWrite(c, s.srcDb)), "the fence was lifted");
+    await kvsz.stop();
+  },
+
+  "--verify full: a row changed behind kvsz's back is named by key, the fence stays": async (c) => {
+    const s = await setup(c);
+    await using kvsz = await s.startKvsz();
+    await waitFor(async () => (await s.dst.unsafe(`SELECT 1 FROM t1`)).length === 20);
+    await s.dst.unsafe(`UPDATE t1 SET v = 'tampered' WHERE id = 2`); // counts stay equal
+    const r = await s.switchover(["--yes", "--verify", "full"]);
+    assert.equal(r.code, 1, r.output);
+    assert.match(r.stdout, /✓ 2 tables: counts equal/);
+    assert.match(
+      r.stdout,
+      /✗ rows or schema differ \(kvsz verify\): public\.t1: 1 row\(s\) differ \(id=2: different in v\) — the source stays fenced/,
+    );
+    assert.ok(!(await canWrite(c, s.srcDb)), "the fence was lifted");
+    await s.dst.unsafe(`UPDATE t1 SET v = 'base2' WHERE id = 2`);
+    const again = await s.switchover(["--yes", "--verify", "full"]);
+    assert.equal(again.code, 0, again.output);
+    assert.match(again.stdout, /✓ 2 tables: checksums and schema equal/);
     await kvsz.stop();
   },
 

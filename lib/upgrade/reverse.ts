@@ -5,7 +5,7 @@
  * rollback loses nothing.
  *
  * Before the fence, the reverse publication and slot are made on the
- * destination. Before the destination is declared ready, the old primary
+ * destination, and schema `kvsz` in the old primary. Before the destination is declared ready, the old primary
  * gets the reverse source's `kvsz.progress` and `kvsz.synced_tables` rows at
  * the destination's current position (every table "copied" there: the old
  * primary holds the same rows), so the reverse `kvsz run` copies nothing and
@@ -128,13 +128,15 @@ export async function reverseServerProblems(dst: Sql, plan: ReverseStream): Prom
 
 /**
  * Makes the reverse publication and slot on the destination (kept when they
- * exist: a re-run); returns the slot's position.
+ * exist: a re-run), and schema `kvsz` in the old primary (`old`); returns the
+ * slot's position. Before the fence: none of it costs write downtime.
  */
 export async function createReverseSlot(
-  dst: Sql,
+  { old, dst }: { old: Sql; dst: Sql },
   plan: ReverseStream,
   major: number,
 ): Promise<{ lsn: bigint; created: boolean }> {
+  await ensureKvszSchema(old);
   const tables = await resolveTables(dst, plan.mappings, major);
   await syncPublication(dst, plan.slot, tables.flatMap((t) => t.published), { major });
   const slot = await readSlot(dst, plan.slot, major);
@@ -169,7 +171,6 @@ export async function recordReverseStart(
         `missing on the source`,
     );
   }
-  await ensureKvszSchema(old);
   const { database, sid } = plan.key;
   return await old.begin(async (tx) => {
     await tx.unsafe(

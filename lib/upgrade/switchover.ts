@@ -212,7 +212,7 @@ export async function switchover(
     if (reverse) {
       const plan = reverse;
       await run(async () => {
-        const slot = await createReverseSlot(dst, plan, await serverMajor(dst));
+        const slot = await createReverseSlot({ old: src, dst }, plan, await serverMajor(dst));
         return `reverse slot ${plan.slot} ${
           slot.created ? "created" : "found"
         } on the destination at ${formatLsn(slot.lsn)} (${plan.mappings.length} tables)`;

@@ -94,9 +94,12 @@ async function canWrite(c: TestCluster, database: string): Promise<boolean> {
   }
 }
 
-/** A client inserting into t1 and t2 and taking free_seq values until stopped. */
-function startWriter(url: string) {
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
+/**
+ * A client inserting into t1 and t2 and taking free_seq values until stopped
+ * (`prepare: false` through PgBouncer's transaction pooling).
+ */
+function startWriter(url: string, { prepare = true } = {}) {
+  const sql = postgres(url, { max: 1, prepare, onnotice: () => {} });
   const acked = { t1: [] as number[], t2: [] as number[], free: [] as number[] };
   let readOnlyErrors = 0;
   let otherErrors = 0;
@@ -132,6 +135,16 @@ function startWriter(url: string) {
       await done;
     },
   };
+}
+
+/** PgBouncer's libpq target for database `db` of the test cluster. */
+function bouncerTarget(c: TestCluster, db: string): string {
+  return `host=127.0.0.1 port=${c.server.port} dbname=${db} user=postgres password=${c.server.password}`;
+}
+
+/** The switchover flags fencing through `bouncer`'s database `app`. */
+function pgbouncerFlags(bouncer: TestPgBouncer): string[] {
+  return ["--pgbouncer", bouncer.adminUrl, "--pgbouncer-database", "app"];
 }
 
 /** The next value of a destination sequence (consumes it). */
@@ -280,41 +293,21 @@ clusterSuite("kvsz switchover", {
     async (c) => {
       const s = await setup(c);
       await using kvsz = await s.startKvsz();
-      const target = (db: string) =>
-        `host=127.0.0.1 port=${c.server.port} dbname=${db} user=postgres password=${c.server.password}`;
-      await using bouncer = await TestPgBouncer.start("app", target(s.srcDb));
+      await using bouncer = await TestPgBouncer.start("app", bouncerTarget(c, s.srcDb));
       const next = `${bouncer.dir}/next.ini`;
-      await Deno.writeTextFile(next, bouncer.iniText("app", target(s.dstDb)));
-      const client = postgres(bouncer.url("app"), { max: 1, prepare: false, onnotice: () => {} });
-      const acked: number[] = [];
-      const errors: string[] = [];
-      let stop = false;
-      const writing = (async () => {
-        while (!stop) {
-          try {
-            const [row] = await client.unsafe(`INSERT INTO t1 (v) VALUES ('bouncer') RETURNING id`);
-            acked.push(row.id);
-          } catch (e) {
-            errors.push((e as Error).message);
-          }
-          await new Promise((r) => setTimeout(r, 5));
-        }
-      })();
+      await Deno.writeTextFile(next, bouncer.iniText("app", bouncerTarget(c, s.dstDb)));
+      const writer = startWriter(bouncer.url("app"), { prepare: false });
+      const acked = writer.acked.t1;
       await waitFor(() => acked.length > 30, { what: "writes through PgBouncer" });
       const r = await s.switchover([
         "--yes",
-        "--pgbouncer",
-        bouncer.adminUrl,
-        "--pgbouncer-database",
-        "app",
+        ...pgbouncerFlags(bouncer),
         "--pgbouncer-repoint",
         `cp ${next} ${bouncer.ini}`,
       ]);
       const before = acked.length;
       await waitFor(() => acked.length > before + 30, { what: "writes after the switchover" });
-      stop = true;
-      await writing;
-      await client.end();
+      await writer.stop();
       assert.equal(r.code, 0, r.output);
       assert.match(
         r.stdout,
@@ -322,13 +315,35 @@ clusterSuite("kvsz switchover", {
       );
       assert.match(r.stdout, /✓ PgBouncer repointed \(cp .*\), reloaded, database app resumed/);
       assert.match(r.stdout, /PgBouncer resumed at \d\d:\d\d:\d\d: write downtime \d+\.\d\d s/);
-      assert.deepEqual(errors, [], "the client saw errors");
+      assert.equal(writer.readOnlyErrors + writer.otherErrors, 0, "the client saw errors");
       const ids = new Set((await s.dst.unsafe(`SELECT id FROM t1`)).map((x) => x.id));
       assert.deepEqual(acked.filter((id) => !ids.has(id)), [], "acknowledged rows lost");
       const [src] = await s.src.unsafe(`SELECT max(id)::int AS id FROM t1`);
       assert.ok(Math.max(...acked) > src.id, "no write reached the destination through PgBouncer");
       await kvsz.stop();
     },
+
+  "--pgbouncer without a repoint command: clients held until --abort resumes them": async (c) => {
+    const s = await setup(c);
+    await using kvsz = await s.startKvsz();
+    await using bouncer = await TestPgBouncer.start("app", bouncerTarget(c, s.srcDb));
+    const writer = startWriter(bouncer.url("app"), { prepare: false });
+    await waitFor(() => writer.acked.t1.length > 20, { what: "writes through PgBouncer" });
+    const r = await s.switchover(["--yes", ...pgbouncerFlags(bouncer)]);
+    assert.equal(r.code, 0, r.output);
+    assert.match(r.stdout, /PgBouncer holds the clients of app: .*RELOAD; RESUME app;/);
+    const held = writer.acked.t1.length;
+    const abort = await s.switchover(["--yes", "--abort", ...pgbouncerFlags(bouncer)]);
+    assert.equal(abort.code, 0, abort.output);
+    assert.match(abort.stdout, /✓ fence lifted on database/);
+    assert.match(abort.stdout, /✓ PgBouncer resumed database app: its clients go on/);
+    await waitFor(() => writer.acked.t1.length > held + 20, { what: "writes after --abort" });
+    await writer.stop();
+    assert.equal(writer.readOnlyErrors + writer.otherErrors, 0, "the client saw errors");
+    const ids = new Set((await s.src.unsafe(`SELECT id FROM t1`)).map((x) => x.id));
+    assert.deepEqual(writer.acked.t1.filter((id) => !ids.has(id)), [], "rows lost at the source");
+    await kvsz.stop();
+  },
 
   "row counts that differ: refused with the table and both counts, the fence stays": async (c) => {
     const s = await setup(c);

@@ -365,6 +365,19 @@ export async function writeColumnState(sql: Sql, table: TableKey, state: ColumnS
 }
 
 /**
+ * Marks a table of a source to be copied again at its next start (synced LSN
+ * 0/0, as a stop for column drift does); false when kvsz never copied it.
+ */
+export async function markTableForCopy(sql: Sql, table: TableKey): Promise<boolean> {
+  const rows = await sql.unsafe(
+    `UPDATE kvsz.synced_tables SET synced_lsn = '0/0'
+      WHERE database = $1 AND sid = $2 AND source_table = $3 RETURNING 1`,
+    [table.database, table.sid, table.sourceTable],
+  );
+  return rows.length > 0;
+}
+
+/**
  * Sets a source's stream position to `lsn` after a fresh slot's initial sync.
  * The commit LSN goes to 0/0: what the copies cover is told per table by
  * `kvsz.synced_tables`, and a commit exactly at the slot's start must stream.

@@ -27,6 +27,10 @@ import { createAfterCopy, createBeforeCopy, type SchemaPlans } from "../schema/c
 import { SchemaPlanner } from "../schema/planner.ts";
 import { withDiscovered } from "./discovered.ts";
 import { describeError } from "../pg/describe.ts";
+import { SourceStatsBoard } from "../observe/source_stats.ts";
+import type { MapStore } from "../api/map_store.ts";
+import { configWithMap } from "../api/map_config.ts";
+import { openMapStore, startApi, watchMapStore } from "./api_setup.ts";
 
 /** Every secret-bearing URL of a config (for log masking). */
 export function configUrls(config: Config): string[] {
@@ -67,9 +71,12 @@ ${CONFIG_HELP}
   options: { ...CONFIG_OPTION, "skip-checks": { type: "boolean" }, shard: { type: "string" } },
   async run(flags) {
     const shard = shardFlag(flags.shard as string | undefined);
-    const loaded = await findAndLoadConfig(flags.config as string | undefined);
+    const file = await findAndLoadConfig(flags.config as string | undefined);
+    registerSecrets(configUrls(file).flatMap(passwordsOf));
+    configureLogging(file.log);
+    // map_store: destination: the map is the destination's (the file's at the first start).
+    const { config: loaded, store } = await openMapStore(file);
     registerSecrets(configUrls(loaded).flatMap(passwordsOf));
-    configureLogging(loaded.log);
     installCrashGuards();
     const logger = log("run");
     // all_tables: read once here, so that the checks and the pipelines see the same tables.
@@ -78,6 +85,7 @@ ${CONFIG_HELP}
     const expandFailed = expanded.checks.filter((c) => c.status === "FAIL");
     if (expandFailed.length > 0 && flags["skip-checks"]) {
       for (const line of formatChecks(expandFailed)) console.error(line);
+      await store?.close();
       return EXIT_FAILURE;
     }
     let plans: SchemaPlans | undefined;
@@ -91,6 +99,7 @@ ${CONFIG_HELP}
         logger.error("create_tables: could not read or create the targets: {error}", {
           error: describeError(e),
         });
+        await store?.close();
         return EXIT_FAILURE;
       }
     }
@@ -113,10 +122,15 @@ ${CONFIG_HELP}
         logger.error("{count} check(s) failed; nothing was written. Fix them and start again.", {
           count: failed.length,
         });
+        await store?.close();
         return EXIT_FAILURE;
       }
     }
-    return await runPipelines(config, shard, plans);
+    try {
+      return await runPipelines(config, shard, { plans, store });
+    } finally {
+      await store?.close();
+    }
   },
 };
 
@@ -134,14 +148,15 @@ function sourceLabel({ db, source }: ConfiguredSource): string {
 
 /**
  * Runs one pipeline per source (URL or discovered database; of `shard` only,
- * when given) until a signal; SIGHUP reloads the config. With `plans`
+ * when given) until a signal; SIGHUP reloads the config (and the map of
+ * `store`, in database mode, which the API changes too). With `plans`
  * (`destination.create_tables`), an entry's indexes, constraints and triggers
  * are created once its sources are copied.
  */
 export async function runPipelines(
   config: Config,
   shard?: Shard,
-  plans?: SchemaPlans,
+  { plans, store = null }: { plans?: SchemaPlans; store?: MapStore | null } = {},
 ): Promise<number> {
   const logger = log("run");
   const metrics = new Metrics({ perSourceTables: config.metrics.perSourceTables });
@@ -151,33 +166,74 @@ export async function runPipelines(
     const plan = planner.plans.get(database);
     if (plan) await createAfterCopy(config.destination.url, database, plan);
   };
+  const stats = new SourceStatsBoard();
   const supervisor = new Supervisor(
-    (database, sid) => metrics.pipelineEvents(database, sid),
+    (database, sid) => stats.wrap(database, sid, metrics.pipelineEvents(database, sid)),
     shard,
     { afterCopy },
   );
   let poller = startSlotPoller({ databases: [] }, metrics);
   // The sources running: the config's urls and the discovered ones, of the shard.
   let running = new Set<string>();
+  let runningSources = config;
   const sources = new DiscoveryLoop(supervisor, {
     beforeApply: async (all) => {
       for (const database of await planner.update(all)) supervisor.afterCopyAgain(database);
     },
     onSources: async (all) => {
       const next = shard ? configForShard(all, shard) : all;
+      runningSources = next;
       const keys = new Set(configuredSources(next).map((s) => sourceLabel(s)));
       for (const key of running) {
-        if (!keys.has(key)) await metrics.removeSource(...(JSON.parse(key) as [string, string]));
+        if (keys.has(key)) continue;
+        const [database, sid] = JSON.parse(key) as [string, string];
+        await metrics.removeSource(database, sid);
+        stats.remove(database, sid);
       }
       running = keys;
       await poller.stop();
       poller = startSlotPoller(next, metrics);
     },
   });
+  let reloading = Promise.resolve();
+  /** Reloads the config file (and the store's map): what SIGHUP and the API's changes run. */
+  const reload = () => {
+    const run = reloading.then(async () => {
+      const read = store
+        ? configWithMap(config.file, await store.read())
+        : await loadConfig(config.file);
+      const { config: next, checks } = await expandAllTables(read);
+      const failed = checks.find((c) => c.status === "FAIL");
+      if (failed) throw new Error(`${failed.check}: ${failed.problem}`);
+      registerSecrets(configUrls(next).flatMap(passwordsOf));
+      config = next;
+      metrics.setPerSourceTables(config.metrics.perSourceTables);
+      logger.info("reloading {file}{map}", {
+        file: config.file,
+        map: store ? " and the destination's map" : "",
+      });
+      await sources.apply(config);
+    });
+    reloading = run.catch(() => {});
+    return run;
+  };
+  // Database mode: another instance's change of the shared map is applied here too.
+  const watched = store ? watchMapStore(store, reload) : null;
   const http = startHttpServer(
     config.metrics.listen,
     metrics,
     () => metrics.readiness(config.metrics.readyMaxLagSeconds),
+    {
+      handler: startApi({
+        config: () => config,
+        sources: () => runningSources,
+        metrics,
+        stats,
+        control: supervisor,
+        store,
+        reload: watched?.reload ?? reload,
+      }),
+    },
   );
   let signals = 0;
   let stopRequested: () => void = () => {};
@@ -194,24 +250,13 @@ export async function runPipelines(
       Deno.exit(EXIT_FAILURE);
     }
   };
-  let reloading = Promise.resolve();
   const onReload = () => {
-    reloading = reloading.then(async () => {
-      try {
-        const { config: next, checks } = await expandAllTables(await loadConfig(config.file));
-        const failed = checks.find((c) => c.status === "FAIL");
-        if (failed) throw new Error(`${failed.check}: ${failed.problem}`);
-        registerSecrets(configUrls(next).flatMap(passwordsOf));
-        config = next;
-        metrics.setPerSourceTables(config.metrics.perSourceTables);
-        logger.info("SIGHUP: reloading {file}", { file: config.file });
-        await sources.apply(config);
-      } catch (e) {
-        logger.error("SIGHUP: config not reloaded, keeping the running one: {error}", {
-          error: (e as Error).message,
-        });
-      }
-    });
+    logger.info("SIGHUP received");
+    reload().catch((e) =>
+      logger.error("SIGHUP: config not reloaded, keeping the running one: {error}", {
+        error: (e as Error).message,
+      })
+    );
   };
   const handlers: [Deno.Signal, () => void][] = [
     ["SIGTERM", onStop("SIGTERM")],
@@ -235,6 +280,7 @@ export async function runPipelines(
     return EXIT_OK;
   } finally {
     for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
+    watched?.stop();
     await poller.stop();
     await http?.shutdown();
   }

@@ -35,6 +35,10 @@ export const DEFAULT_METRICS = {
   /** Up to 50 sources, per-table series per source (as kuvasz-streamer's); beyond, summed. */
   perSourceTables: 50,
 };
+/** `api:` defaults: no hashed token, the token may come from $KVSZ_API_TOKEN, reads need it. */
+export const DEFAULT_API = { tokenSha256: "", tokenEnv: "KVSZ_API_TOKEN", readAuth: true };
+/** `map_store` default: the map is the config file's (declarative). */
+export const DEFAULT_MAP_STORE = "file" as const;
 /** `log:` defaults. */
 export const DEFAULT_LOG: LogConfig = { level: "info", format: "auto" };
 /** `status.retained_wal_warn_mb` default, in MiB. */

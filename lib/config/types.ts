@@ -192,6 +192,23 @@ export interface MetricsConfig {
   perSourceTables: number;
 }
 
+/**
+ * Where the table map lives: the config `file` (declarative: the API reads
+ * it and refuses changes), or the `destination`'s `kvsz` schema (changed at
+ * run time through the API; the first start imports the file's map).
+ */
+export type MapStore = "file" | "destination";
+
+/** The HTTP API and console on `metrics.listen` (`api:`). */
+export interface ApiConfig {
+  /** Hex SHA-256 of the bearer token (empty: none). */
+  tokenSha256: string;
+  /** Environment variable holding the bearer token itself (empty: none). */
+  tokenEnv: string;
+  /** Reads need the token too; false is honoured on a loopback-only listener alone. */
+  readAuth: boolean;
+}
+
 /** Logging. */
 /** The whole validated config. */
 export interface Config {
@@ -203,6 +220,9 @@ export interface Config {
   sync: SyncConfig;
   timeouts: TimeoutsConfig;
   metrics: MetricsConfig;
+  api: ApiConfig;
+  /** See {@link MapStore}. */
+  mapStore: MapStore;
   log: LogConfig;
   /** `status` warns when a slot retains more WAL than this many bytes. */
   retainedWalWarnBytes: number;

@@ -5,10 +5,12 @@ import { kvszObjectName } from "../pg/identifiers.ts";
 import { redactUrl } from "../pg/redact.ts";
 import { DiscoverError, tenantMatcher } from "./discover.ts";
 import {
+  DEFAULT_API,
   DEFAULT_APPLY,
   DEFAULT_DESTINATION_SCHEMA,
   DEFAULT_DISCOVER,
   DEFAULT_LOG,
+  DEFAULT_MAP_STORE,
   DEFAULT_METRICS,
   DEFAULT_RETAINED_WAL_WARN_MB,
   DEFAULT_SOURCE_SCHEMA,
@@ -21,12 +23,14 @@ import type { Problem } from "./errors.ts";
 import { didYouMean } from "./suggest.ts";
 import type {
   AllTablesConfig,
+  ApiConfig,
   ApplyConfig,
   ColumnDriftPolicy,
   Config,
   DatabaseMapping,
   DestinationConfig,
   DiscoverConfig,
+  MapStore,
   MetricsConfig,
   SourceUrl,
   SyncConfig,
@@ -53,6 +57,8 @@ const ROOT_KEYS = [
   "sync",
   "timeouts",
   "metrics",
+  "api",
+  "map_store",
   "log",
   "status",
 ];
@@ -82,6 +88,9 @@ const SYNC_KEYS = ["parallelism", "rate", "burst", "split_mb"];
 const TIMEOUTS_KEYS = ["replication_receive_seconds", "destination_check_seconds"];
 const METRICS_KEYS = ["listen", "ready_max_lag_seconds", "per_source_tables"];
 const LOG_KEYS = ["level", "format"];
+const API_KEYS = ["token_sha256", "token_env", "read_auth"];
+/** Accepted `map_store` values. */
+export const MAP_STORES: readonly MapStore[] = ["file", "destination"];
 const STATUS_KEYS = ["retained_wal_warn_mb"];
 
 /** The config built from a document (meaningful only when `problems` is empty). */
@@ -113,6 +122,9 @@ export function validateConfig(main: SourceDocument, mapDocument?: SourceDocumen
     check.section(root.get("timeouts"), ["timeouts"], TIMEOUTS_KEYS),
   );
   config.metrics = metrics(check, check.section(root.get("metrics"), ["metrics"], METRICS_KEYS));
+  config.api = api(check, check.section(root.get("api"), ["api"], API_KEYS));
+  config.mapStore = check.choice(root, "map_store", [], { allowed: MAP_STORES }) ??
+    DEFAULT_MAP_STORE;
   config.log = log(check, check.section(root.get("log"), ["log"], LOG_KEYS));
   const status = check.section(root.get("status"), ["status"], STATUS_KEYS);
   const warnMb = check.integer(status, "retained_wal_warn_mb", ["status"], { min: 1 });
@@ -163,6 +175,8 @@ function emptyConfig(file: string): Config {
     sync: { ...DEFAULT_SYNC, burst: DEFAULT_SYNC.rate },
     timeouts: { ...DEFAULT_TIMEOUTS },
     metrics: { ...DEFAULT_METRICS },
+    api: { ...DEFAULT_API },
+    mapStore: DEFAULT_MAP_STORE,
     log: { ...DEFAULT_LOG },
     retainedWalWarnBytes: DEFAULT_RETAINED_WAL_WARN_MB * 1024 * 1024,
   };
@@ -242,6 +256,23 @@ function metrics(check: Checker, map: Map<string, unknown>): MetricsConfig {
       DEFAULT_METRICS.readyMaxLagSeconds,
     perSourceTables: check.integer(map, "per_source_tables", path, { min: 0 }) ??
       DEFAULT_METRICS.perSourceTables,
+  };
+}
+
+function api(check: Checker, map: Map<string, unknown>): ApiConfig {
+  const path = ["api"];
+  const hash = check.string(map, "token_sha256", path, { allowEmpty: true });
+  if (hash !== undefined && hash !== "" && !/^[0-9a-fA-F]{64}$/.test(hash)) {
+    check.report(
+      [...path, "token_sha256"],
+      'must be the token\'s SHA-256 as 64 hex digits (printf %s "$TOKEN" | sha256sum), ' +
+        "not the token itself",
+    );
+  }
+  return {
+    tokenSha256: (hash ?? DEFAULT_API.tokenSha256).toLowerCase(),
+    tokenEnv: check.string(map, "token_env", path, { allowEmpty: true }) ?? DEFAULT_API.tokenEnv,
+    readAuth: check.boolean(map, "read_auth", path) ?? DEFAULT_API.readAuth,
   };
 }
 

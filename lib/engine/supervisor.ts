@@ -25,6 +25,11 @@ interface Running {
   done: Promise<void>;
 }
 
+/** The key of a source in the supervisor's maps. */
+function sourceKey(database: string, sid: string): string {
+  return `${database} sid ${sid}`;
+}
+
 /** Everything that, when changed, requires restarting a source's pipeline. */
 function fingerprint(config: Config, db: DatabaseMapping, source: SourceUrl): string {
   return JSON.stringify([
@@ -52,6 +57,11 @@ export class Supervisor {
   #running = new Map<string, Running>();
   #shared: SharedDestination | null = null;
   readonly #log = log("run");
+  /** Sources paused through the API (keys): left out of every apply until resumed. */
+  readonly #paused = new Set<string>();
+  /** The config of the last apply: what pause, resume and restart apply again. */
+  #last: Config | null = null;
+  #queue: Promise<void> = Promise.resolve();
 
   /** Database entries whose {@link SupervisorOptions.afterCopy} ran (or runs). */
   readonly #afterCopyDone = new Set<string>();
@@ -108,15 +118,19 @@ export class Supervisor {
    * drift starts again to look at it (a reload), unless `recheckDrift` is
    * false (a change of the discovered sources only).
    */
-  async apply(
+  apply(config: Config, opts: { recheckDrift?: boolean } = {}): Promise<void> {
+    return this.#serial(() => this.#apply(config, opts));
+  }
+
+  async #apply(
     config: Config,
-    { recheckDrift = true }: { recheckDrift?: boolean } = {},
+    { recheckDrift = true }: { recheckDrift?: boolean },
   ): Promise<void> {
-    const wanted = new Map<string, { db: DatabaseMapping; source: SourceUrl }>();
-    for (const db of config.databases) {
-      for (const source of db.urls) wanted.set(`${db.database} sid ${source.sid}`, { db, source });
+    this.#last = config;
+    const wanted = this.#wanted(config);
+    for (const key of this.#paused) {
+      if (!wanted.delete(key)) this.#paused.delete(key); // gone from the config: forgotten
     }
-    if (this.shard) keepShard(wanted, this.shard);
     const stopping: Promise<void>[] = [];
     for (const [key, running] of this.#running) {
       const next = wanted.get(key);
@@ -124,7 +138,9 @@ export class Supervisor {
       if (changed || (recheckDrift && running.pipeline.hasColumnDrift)) {
         this.#log.info("stopping {source} ({reason})", {
           source: key,
-          reason: !next
+          reason: this.#paused.has(key)
+            ? "paused"
+            : !next
             ? (running.pipeline.source.discovered
               ? "no longer discovered"
               : "removed from the config")
@@ -171,6 +187,70 @@ export class Supervisor {
       shard: this.shard && describeShard(this.shard),
     });
     return this.#shared;
+  }
+
+  /** The sources of `config` this process runs (of its shard), by key. */
+  #wanted(config: Config): Map<string, { db: DatabaseMapping; source: SourceUrl }> {
+    const wanted = new Map<string, { db: DatabaseMapping; source: SourceUrl }>();
+    for (const db of config.databases) {
+      for (const source of db.urls) wanted.set(sourceKey(db.database, source.sid), { db, source });
+    }
+    if (this.shard) keepShard(wanted, this.shard);
+    return wanted;
+  }
+
+  /** Runs `step` after every apply, pause, resume or restart before it. */
+  #serial<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(step);
+    this.#queue = run.then(() => {}, () => {});
+    return run;
+  }
+
+  /** Whether a source runs here, is paused, or is none of this process's. */
+  stateOf(database: string, sid: string): "running" | "paused" | "absent" {
+    const key = sourceKey(database, sid);
+    if (this.#paused.has(key)) return "paused";
+    return this.#running.has(key) ? "running" : "absent";
+  }
+
+  /** Stops a source until {@link resume} (its slot stays, retaining WAL); false when absent. */
+  pause(database: string, sid: string): Promise<boolean> {
+    return this.#serial(async () => {
+      const key = sourceKey(database, sid);
+      if (!this.#last || !this.#wanted(this.#last).has(key)) return false;
+      this.#paused.add(key);
+      await this.#apply(this.#last, { recheckDrift: false });
+      return true;
+    });
+  }
+
+  /** Starts a paused source again; false when it is not paused. */
+  resume(database: string, sid: string): Promise<boolean> {
+    return this.#serial(async () => {
+      if (!this.#paused.delete(sourceKey(database, sid)) || !this.#last) return false;
+      await this.#apply(this.#last, { recheckDrift: false });
+      return true;
+    });
+  }
+
+  /**
+   * Stops a running source, runs `between` (e.g. marks a table to be copied
+   * again), and starts it again; false when it does not run here.
+   */
+  restart(database: string, sid: string, between: () => Promise<void>): Promise<boolean> {
+    return this.#serial(async () => {
+      const running = this.#running.get(sourceKey(database, sid));
+      if (!running || !this.#last) return false;
+      running.pipeline.stop();
+      await running.done;
+      this.#running.delete(sourceKey(database, sid));
+      try {
+        await between();
+      } finally {
+        await this.#apply(this.#last, { recheckDrift: false });
+      }
+      return true;
+    });
   }
 
   /** Number of running pipelines. */

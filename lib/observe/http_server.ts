@@ -17,6 +17,15 @@ export interface HttpServerHandle {
   shutdown(): Promise<void>;
 }
 
+/** Options of {@link startHttpServer}. */
+export interface HttpServerOptions {
+  /**
+   * Answers the paths it knows (the API, the console) before the endpoint's
+   * own; null for the others.
+   */
+  handler?: (request: Request) => Promise<Response | null>;
+}
+
 /** Splits `host:port` (`[::1]:9187`, `:9187` = every interface) into Deno.serve's options. */
 export function parseListen(listen: string): { hostname: string; port: number } {
   const match = /^(.*):([0-9]{1,5})$/.exec(listen);
@@ -39,6 +48,7 @@ export function startHttpServer(
   listen: string,
   metrics: Metrics,
   readiness: () => Readiness,
+  opts: HttpServerOptions = {},
 ): HttpServerHandle | null {
   if (listen === "") return null;
   const logger = log("metrics");
@@ -59,7 +69,9 @@ export function startHttpServer(
         logger.error("metrics endpoint: {error}", { error: (error as Error)?.message ?? error });
         return new Response("internal error\n", { status: 500 });
       },
-    }, (request) => handle(request, metrics, readiness));
+    }, async (request) =>
+      (await opts.handler?.(request)) ??
+        handle(request, metrics, readiness));
   } catch (e) {
     const why = e instanceof Deno.errors.AddrInUse
       ? "address already in use (another kvsz on this host?)"

@@ -13,6 +13,7 @@ const LIB = fileURLToPath(new URL("../../lib/", import.meta.url));
 const FLOOR: Record<string, number> = {
   cli: 8,
   demo: 7,
+  api: 7,
   engine: 6,
   observe: 6,
   preflight: 5,

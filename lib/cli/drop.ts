@@ -15,6 +15,7 @@ import { findAndLoadConfig } from "../config/load.ts";
 import { withDiscovered } from "./discovered.ts";
 import type { Config } from "../config/types.ts";
 import { connect } from "../pg/connect.ts";
+import { destinationParams } from "../engine/destination.ts";
 import { partitionsPublicationName } from "../source/publication.ts";
 import { kvszObjectName, quoteIdent } from "../pg/identifiers.ts";
 import { redactText } from "../pg/redact.ts";
@@ -255,7 +256,7 @@ async function deleteProgress(
   { secrets, print }: StepOptions,
 ): Promise<boolean> {
   const where = `destination ${describeUrl(config.destination.url)}`;
-  const sql = connect(config.destination.url);
+  const sql = connect(config.destination.url, { params: destinationParams(config) });
   try {
     const [reg] = await sql.unsafe(
       `SELECT to_regclass('kvsz.progress') IS NOT NULL AS progress,

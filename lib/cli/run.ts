@@ -24,6 +24,8 @@ import { formatChecks } from "./output.ts";
 import { passwordsOf } from "../pg/redact.ts";
 import { configForShard, describeShard, type Shard } from "../engine/shard.ts";
 import { createAfterCopy, createBeforeCopy, type SchemaPlans } from "../schema/create.ts";
+import { SchemaPlanner } from "../schema/planner.ts";
+import { withDiscovered } from "./discovered.ts";
 import { describeError } from "../pg/describe.ts";
 import { SourceStatsBoard } from "../observe/source_stats.ts";
 import type { MapStore } from "../api/map_store.ts";
@@ -90,7 +92,9 @@ ${CONFIG_HELP}
     if (config.destination.createTables && expandFailed.length === 0) {
       // Before the checks: they look for the targets this creates.
       try {
-        plans = await createBeforeCopy(config);
+        // A discover entry's tables are read from its first tenant found now (else later).
+        const discovering = config.databases.some((d) => d.discover);
+        plans = await createBeforeCopy(discovering ? await withDiscovered(config) : config);
       } catch (e) {
         logger.error("create_tables: could not read or create the targets: {error}", {
           error: describeError(e),
@@ -156,10 +160,12 @@ export async function runPipelines(
 ): Promise<number> {
   const logger = log("run");
   const metrics = new Metrics({ perSourceTables: config.metrics.perSourceTables });
-  const afterCopy = plans && (async (database: string) => {
-    const plan = plans.get(database);
+  // create_tables of entries changed by a reload or first discovered (see SchemaPlanner).
+  const planner = new SchemaPlanner(plans ?? new Map(), config);
+  const afterCopy = async (database: string) => {
+    const plan = planner.plans.get(database);
     if (plan) await createAfterCopy(config.destination.url, database, plan);
-  });
+  };
   const stats = new SourceStatsBoard();
   const supervisor = new Supervisor(
     (database, sid) => stats.wrap(database, sid, metrics.pipelineEvents(database, sid)),
@@ -171,6 +177,9 @@ export async function runPipelines(
   let running = new Set<string>();
   let runningSources = config;
   const sources = new DiscoveryLoop(supervisor, {
+    beforeApply: async (all) => {
+      for (const database of await planner.update(all)) supervisor.afterCopyAgain(database);
+    },
     onSources: async (all) => {
       const next = shard ? configForShard(all, shard) : all;
       runningSources = next;

@@ -16,8 +16,12 @@ import { expandAllTables } from "../preflight/all_tables.ts";
 import { withDiscovered } from "./discovered.ts";
 import type { Config } from "../config/types.ts";
 import { describeUrl } from "../pg/describe.ts";
+import { fencedDatabaseOf } from "../upgrade/fence.ts";
+import { verifyConfig } from "../verify/verify.ts";
+import { formatRow } from "../verify/report.ts";
 import {
   abortSwitchover,
+  type PgBouncerFence,
   switchover,
   type SwitchoverSource,
   SwitchoverStepError,
@@ -63,6 +67,50 @@ function positiveNumber(flags: Record<string, unknown>, name: string, fallback: 
   return n;
 }
 
+/** The `--pgbouncer` flags; a usage error for its companions without it. */
+function pgbouncerOf(
+  flags: Record<string, unknown>,
+  sourceUrl: string,
+): PgBouncerFence | undefined {
+  const url = flags.pgbouncer as string | undefined;
+  if (url === undefined) {
+    for (const name of ["pgbouncer-database", "pgbouncer-repoint"]) {
+      if (flags[name] !== undefined) throw new UsageError(`--${name} needs --pgbouncer URL`);
+    }
+    return undefined;
+  }
+  const repoint = flags["pgbouncer-repoint"] as string | undefined;
+  return {
+    url,
+    database: (flags["pgbouncer-database"] as string | undefined) ?? fencedDatabaseOf(sourceUrl),
+    ...(repoint ? { repoint } : {}),
+  };
+}
+
+/** `kvsz verify` of the one source `target` (for `--verify full`), as the switchover reports it. */
+async function verifyChecksums(
+  config: Config,
+  target: SwitchoverSource,
+): Promise<{ compared: number; different: string[] }> {
+  const scoped = { ...config, databases: [{ ...target.db, urls: [target.source] }] };
+  const report = await verifyConfig(scoped, { waitSeconds: 5 });
+  const different = report.tables
+    .filter((t) => t.verdict === "different" || t.verdict === "error")
+    .map((t) => {
+      const rows = t.rowDifferences.slice(0, 3).map(formatRow);
+      const what = [
+        ...(t.reason ? [t.reason] : []),
+        ...(t.rowDifferenceCount > 0
+          ? [`${t.rowDifferenceCount} row(s) differ (${rows.join(", ")})`]
+          : []),
+        ...(t.differingChunks > 0 && t.rowDifferenceCount === 0 ? ["contents differ"] : []),
+        ...t.schemaDifferences.map((d) => `schema: ${d}`),
+      ];
+      return `${t.target}: ${what.join(", ")}`;
+    });
+  return { compared: report.summary.equal + report.summary.different, different };
+}
+
 /** Asks on the terminal; true for `y` or `yes`. */
 function askOnTerminal(lines: string[], question: string): boolean {
   for (const line of lines) console.log(line);
@@ -75,6 +123,8 @@ export const switchoverCommand: Command = {
   summary: "stop a source's writes and hand over to the destination (an upgrade's cutover)",
   help: `Usage: kvsz switchover [--config FILE] [--database NAME] [--source SID] [--yes] [--abort]
                        [--max-lag-bytes N] [--timeout-seconds N] [--verify counts|full|none]
+                       [--reverse] [--pgbouncer URL [--pgbouncer-database NAME]
+                       [--pgbouncer-repoint COMMAND]]
 
 The cutover of an upgrade, as one command, while kvsz run streams the source.
 Each step is printed with its duration:
@@ -82,7 +132,9 @@ Each step is printed with its duration:
      pg_signal_backend); no prepared transactions are pending
   2. lag: kvsz run streams the source (its slot is active) and the
      destination is at most --max-lag-bytes behind; otherwise nothing is fenced
-  3. fence: ALTER DATABASE … SET default_transaction_read_only = on, then every
+  3. fence: with --pgbouncer, PAUSE of the database at PgBouncer first (its
+     clients' queries wait in its queue instead of failing); then
+     ALTER DATABASE … SET default_transaction_read_only = on, then every
      other client session of the database (every role) is ended; new
      sessions are read-only. kvsz's walsender is left alone
   4. final LSN: the source's WAL position once no session can write, waited
@@ -90,7 +142,11 @@ Each step is printed with its duration:
   5. sequences: every sequence of the source (owned by a column or not) is
      set at the destination (setval of last_value and is_called), read back
   6. counts: each mapped table's rows, source against destination
-  7. the write downtime: from the fence to the destination being ready
+  7. with --reverse: the reverse stream's slot on the destination (made before
+     the fence), its start recorded in the source, its config written beside
+     this one (<config>.<database>.reverse.yaml); kvsz run stops streaming
+     the source
+  8. the write downtime: from the fence to the destination being ready
 
 A failed or interrupted step leaves the fence as it is: run kvsz switchover
 again (it finds the fence on and goes on), or kvsz switchover --abort to lift
@@ -110,7 +166,23 @@ ${CONFIG_HELP}
                             bytes of WAL behind (default 16777216, 16 MiB)
       --timeout-seconds N   how long to wait for the final LSN (default 60)
       --verify LEVEL        counts (default): row counts per table; none: skip;
-                            full: counts (checksums come with kvsz verify)`,
+                            full: counts, then kvsz verify's checksums and
+                            schema of every table (reads every row, fenced)
+      --pgbouncer URL       PgBouncer's admin console (…/pgbouncer): PAUSE the
+                            database there at the fence; --abort RESUMEs it.
+                            Needs pool_mode transaction (or statement)
+      --pgbouncer-database NAME
+                            the database name at PgBouncer (default: the
+                            source URL's)
+      --pgbouncer-repoint COMMAND
+                            a shell command that points PgBouncer at the
+                            destination (e.g. copies a prepared pgbouncer.ini),
+                            run once the destination is ready; then RELOAD and
+                            RESUME. Without it kvsz prints what to do
+      --reverse             prepare the reverse stream: kvsz run --config with
+                            the file it writes carries the destination's
+                            changes back into the source (a rollback loses
+                            nothing)`,
   options: {
     ...CONFIG_OPTION,
     database: { type: "string" },
@@ -118,6 +190,10 @@ ${CONFIG_HELP}
     source: { type: "string" },
     yes: { type: "boolean", short: "y" },
     abort: { type: "boolean" },
+    reverse: { type: "boolean" },
+    pgbouncer: { type: "string" },
+    "pgbouncer-database": { type: "string" },
+    "pgbouncer-repoint": { type: "string" },
     "max-lag-bytes": { type: "string" },
     "timeout-seconds": { type: "string" },
     verify: { type: "string" },
@@ -147,6 +223,7 @@ ${CONFIG_HELP}
       describeUrl(target.source.url)
     })`;
     const print = (line: string) => console.log(line);
+    const pgbouncer = pgbouncerOf(flags, target.source.url);
     try {
       if (flags.abort) {
         if (
@@ -158,7 +235,7 @@ ${CONFIG_HELP}
           print("not confirmed: nothing done");
           return EXIT_FAILURE;
         }
-        await abortSwitchover(config, target, { print });
+        await abortSwitchover(config, target, { print, pgbouncer });
         return EXIT_OK;
       }
       if (
@@ -177,6 +254,9 @@ ${CONFIG_HELP}
         maxLagBytes,
         timeoutSeconds,
         verify: verify as VerifyLevel,
+        reverse: flags.reverse === true,
+        checksums: () => verifyChecksums(config, target),
+        pgbouncer,
         print,
       });
       return EXIT_OK;

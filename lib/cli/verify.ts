@@ -42,7 +42,9 @@ Compares every clone-mode table of every source with its target, read-only:
   rows    row count and an order-independent checksum, computed on each server
           (no row travels), per chunk of about --chunk-rows rows cut by the
           table's key (replica identity or primary key); a chunk that differs
-          is compared key by key, and each key that differs is named: missing
+          is narrowed (cut into 16 sub-ranges by key, each checksummed again,
+          down to a few hundred rows), those ranges are compared key by key,
+          and each key that differs is named: missing
           at destination, extra at destination, or different (with the columns).
           A table without a key is compared as a whole. The columns both sides
           have are compared; a target with sid is compared on that source's rows.
@@ -70,7 +72,10 @@ ${CONFIG_HELP}
       --json            print the report as JSON: {equal, summary, tables: [{database,
                         sid, endpoint, source, target, verdict, reason?, sourceRows,
                         destinationRows, chunks, differingChunks, rowDifferenceCount,
-                        rowDifferences: [{key, kind, columns?}], schemaDifferences}]}`,
+                        rowDifferences: [{key, kind, columns?}], rowsCompared,
+                        schemaDifferences}]}
+
+Sources are compared 4 at a time, each with 4 chunks at a time.`,
   options: {
     ...CONFIG_OPTION,
     json: { type: "boolean" },

@@ -128,6 +128,12 @@ export interface DestinationConfig {
    * constraints and triggers once the sources are copied.
    */
   createTables: boolean;
+  /**
+   * kvsz's destination sessions set `default_transaction_read_only = off`:
+   * they write into a database fenced by `kvsz switchover` (the reverse
+   * stream of `switchover --reverse`), its other clients staying fenced.
+   */
+  overrideReadOnly: boolean;
 }
 
 /** Streaming apply knobs. */

@@ -64,7 +64,13 @@ const ROOT_KEYS = [
   "log",
   "status",
 ];
-const DESTINATION_KEYS = ["url", "schema", "replica_role", "create_tables"];
+const DESTINATION_KEYS = [
+  "url",
+  "schema",
+  "replica_role",
+  "create_tables",
+  "override_read_only",
+];
 const DATABASE_KEYS = ["database", "urls", "discover", "tables", "all_tables"];
 const ALL_TABLES_KEYS = ["exclude", "schemas", "type"];
 const URL_KEYS = ["url", "sid", "failover"];
@@ -161,7 +167,13 @@ export function validateConfig(main: SourceDocument, mapDocument?: SourceDocumen
 
 /** The destination of a config that has none (or a broken one). */
 function noDestination(): DestinationConfig {
-  return { url: "", schema: DEFAULT_DESTINATION_SCHEMA, replicaRole: false, createTables: false };
+  return {
+    url: "",
+    schema: DEFAULT_DESTINATION_SCHEMA,
+    replicaRole: false,
+    createTables: false,
+    overrideReadOnly: false,
+  };
 }
 
 function emptyConfig(file: string): Config {
@@ -193,6 +205,7 @@ function destination(check: Checker, value: unknown): DestinationConfig {
     schema: check.string(map, "schema", path) ?? DEFAULT_DESTINATION_SCHEMA,
     replicaRole: check.boolean(map, "replica_role", path) ?? false,
     createTables: check.boolean(map, "create_tables", path) ?? false,
+    overrideReadOnly: check.boolean(map, "override_read_only", path) ?? false,
   };
 }
 

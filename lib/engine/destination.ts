@@ -99,7 +99,14 @@ export function sharedKey(config: Config): string {
   ]);
 }
 
-/** Startup parameters of every destination connection that writes (`destination.replica_role`). */
+/**
+ * Startup parameters of every destination connection that writes
+ * (`destination.replica_role`, `destination.override_read_only`).
+ */
 export function destinationParams(cfg: Config): Record<string, string> | undefined {
-  return cfg.destination.replicaRole ? { session_replication_role: "replica" } : undefined;
+  const params = {
+    ...(cfg.destination.replicaRole ? { session_replication_role: "replica" } : {}),
+    ...(cfg.destination.overrideReadOnly ? { default_transaction_read_only: "off" } : {}),
+  };
+  return Object.keys(params).length > 0 ? params : undefined;
 }

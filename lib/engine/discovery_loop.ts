@@ -12,6 +12,8 @@ import type { Supervisor } from "./supervisor.ts";
 
 /** Options of {@link DiscoveryLoop}. */
 export interface DiscoveryLoopOptions {
+  /** Told the sources before the supervisor gets them (e.g. to create their targets). */
+  beforeApply?: (sources: Config) => Promise<void>;
   /** Told the sources (a config whose `urls` hold the discovered ones) after each change. */
   onSources?: (sources: Config) => void | Promise<void>;
 }
@@ -72,6 +74,7 @@ export class DiscoveryLoop {
       sources.databases.map((db) => [db.database, db.urls.map((u) => [u.sid, u.url])]),
     );
     if (!recheckDrift && signature === this.#signature) return;
+    await this.opts.beforeApply?.(sources);
     await this.supervisor.apply(sources, { recheckDrift });
     this.#signature = signature;
     await this.opts.onSources?.(sources);

@@ -63,6 +63,7 @@ import { NeedsPersonError } from "../errors.ts";
 import { recoveryOf, RetrySchedule, sayFailure } from "./recovery.ts";
 import { type Claim, SourceOwner } from "./source_owner.ts";
 import { databaseListed } from "../source/databases.ts";
+import { refuseReversedSource } from "../upgrade/reverse.ts";
 
 /** Seconds the source's normal connection stays open unused once the source streams. */
 const SOURCE_IDLE_SECONDS = 10;
@@ -251,6 +252,7 @@ export class SourcePipeline {
     claim.signal.addEventListener("abort", () => closeAtOnce(replication));
     let applier: Applier | null = null;
     try {
+      await refuseReversedSource(src, dest, { ...owned, url: this.source.url });
       preparing = await startTurn(this.source.url, this.#stopSignal.signal);
       // The destination's side (kvsz schema, target tables, the origin tagging the
       // source's writes) is read while the source's is prepared; the replication

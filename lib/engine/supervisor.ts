@@ -105,6 +105,11 @@ export class Supervisor {
     this.#afterCopyRuns.push(after);
   }
 
+  /** Runs `database`'s {@link SupervisorOptions.afterCopy} again once its sources stream (new targets). */
+  afterCopyAgain(database: string): void {
+    this.#afterCopyDone.delete(database);
+  }
+
   /** Runs of {@link SupervisorOptions.afterCopy} (awaited by {@link stop}). */
   readonly #afterCopyRuns: Promise<void>[] = [];
 

@@ -95,7 +95,7 @@ export async function createBeforeCopy(config: Config): Promise<SchemaPlans> {
       const plan = await readEntrySchema(config, db);
       if (!plan) {
         logger().warn(
-          "create_tables: {database} has no urls entry to read its tables from; create its targets yourself",
+          "create_tables: {database} has no urls entry to read its tables from: its targets are created once a database is discovered",
           { database: db.database },
         );
         continue;

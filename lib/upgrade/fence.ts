@@ -10,6 +10,7 @@
 import type { Sql } from "../pg/connect.ts";
 import { quoteIdent, sqlName } from "../pg/identifiers.ts";
 import { NeedsPersonError } from "../errors.ts";
+import { parseConnInfo } from "../pg/conninfo.ts";
 
 /** A fence that cannot be put up or lifted: the message says what to do. */
 export class FenceError extends NeedsPersonError {}
@@ -20,6 +21,12 @@ export interface Fence {
   alreadyFenced: boolean;
   /** Client sessions ended. */
   sessionsEnded: number;
+}
+
+/** The source database's name on its server: the URL's (the config's `database` is kvsz's name for it). */
+export function fencedDatabaseOf(url: string): string {
+  const info = parseConnInfo(url);
+  return info.dbname ?? info.user ?? Deno.env.get("USER") ?? "postgres";
 }
 
 /** Seconds to wait for ended sessions to go away. */

@@ -4,7 +4,6 @@
  * the write downtime. A failed step leaves the fence as it is (on once it was
  * put up): the command can be run again, or `--abort` lifts the fence.
  */
-import { parseConnInfo } from "../pg/conninfo.ts";
 import { connect, serverMajor, type Sql } from "../pg/connect.ts";
 import type { Config, DatabaseMapping, SourceUrl } from "../config/types.ts";
 import { formatLsn, parseLsn } from "../pg/lsn.ts";
@@ -14,16 +13,27 @@ import { describeUrl } from "../pg/describe.ts";
 import { readProgress } from "../apply/progress.ts";
 import {
   fenceDatabase,
+  fencedDatabaseOf,
   isFenced,
   missingFencePrivileges,
   preparedTransactions,
   unfenceDatabase,
 } from "./fence.ts";
 import { copySequences } from "./sequences.ts";
+import { pauseDatabase, resumeDatabase } from "./pgbouncer.ts";
 import { compareCounts } from "./counts.ts";
-import { recordFence, recordReady } from "./switchover_record.ts";
+import { recordFence, recordReady, recordReverse, reverseConfigOf } from "./switchover_record.ts";
+import {
+  createReverseSlot,
+  endForwardStream,
+  planReverse,
+  recordReverseStart,
+  reverseServerProblems,
+  type ReverseStream,
+  writeReverseConfig,
+} from "./reverse.ts";
 
-/** How far the destination's rows are checked: `full` adds checksums once `kvsz verify` exists (counts now). */
+/** How far the destination's rows are checked: `full` adds `kvsz verify`'s checksums to the counts. */
 export type VerifyLevel = "none" | "counts" | "full";
 
 /** The one source a switchover moves off. */
@@ -39,8 +49,28 @@ export interface SwitchoverOptions {
   /** Seconds to wait for the destination to apply the source's final LSN. */
   timeoutSeconds: number;
   verify: VerifyLevel;
+  /** Prepare the reverse stream (see reverse.ts) before the destination is ready. */
+  reverse?: boolean;
+  /**
+   * With `verify: "full"`: compares every table's rows and schema (`kvsz
+   * verify` of this source); returns the tables compared and one line per
+   * difference.
+   */
+  checksums?: () => Promise<{ compared: number; different: string[] }>;
+  /** Fence through PgBouncer too (see pgbouncer.ts). */
+  pgbouncer?: PgBouncerFence;
   /** Receives each output line. */
   print: (line: string) => void;
+}
+
+/** The PgBouncer in front of the source (`--pgbouncer`). */
+export interface PgBouncerFence {
+  /** Its admin console (database `pgbouncer`). */
+  url: string;
+  /** The database name its clients use. */
+  database: string;
+  /** A shell command pointing it at the destination, run once the destination is ready; then RELOAD and RESUME. */
+  repoint?: string;
 }
 
 /** A step failed: its line is printed; the message says what to do. */
@@ -77,9 +107,13 @@ async function step(
   print(`✓ ${done} (${took()})`);
 }
 
-/** Every URL of the config, whose passwords never reach the output. */
-function secretsOf(config: Config): string[] {
-  return [config.destination.url, ...config.databases.flatMap((d) => d.urls.map((u) => u.url))];
+/** Every URL of the config (and PgBouncer's), whose passwords never reach the output. */
+function secretsOf(config: Config, pgbouncer?: PgBouncerFence): string[] {
+  return [
+    config.destination.url,
+    ...config.databases.flatMap((d) => d.urls.map((u) => u.url)),
+    ...(pgbouncer ? [pgbouncer.url] : []),
+  ];
 }
 
 /**
@@ -92,16 +126,19 @@ export async function switchover(
   target: SwitchoverSource,
   opts: SwitchoverOptions,
 ): Promise<void> {
-  const { print } = opts;
-  const secrets = secretsOf(config);
+  const { print, pgbouncer } = opts;
+  const secrets = secretsOf(config, pgbouncer);
   const database = target.db.database;
-  const onSource = sourceDatabase(target.source.url);
+  const onSource = fencedDatabaseOf(target.source.url);
   const sid = target.source.sid;
   const key = { database, sid };
   const slot = kvszObjectName(database, sid);
   const src = connect(target.source.url, { params: SOURCE_SESSION });
-  const dst = connect(config.destination.url);
+  const dst = connect(config.destination.url, {
+    params: config.destination.overrideReadOnly ? { default_transaction_read_only: "off" } : {},
+  });
   const run = (fn: () => Promise<string>) => step(print, secrets, fn);
+  let reverse = null as ReverseStream | null; // set in the first step
   try {
     print(
       `switchover of database ${database} sid ${sid} (${describeUrl(target.source.url)}) to ${
@@ -123,10 +160,23 @@ export async function switchover(
           }), which could commit after the fence: COMMIT PREPARED or ROLLBACK PREPARED them, then run again`,
         );
       }
+      if (opts.reverse) {
+        const plan = planReverse(config, target);
+        const problems = Array.isArray(plan) ? plan : await reverseServerProblems(dst, plan);
+        if (problems.length > 0) {
+          throw new Error(`--reverse: ${problems.join("; ")}; nothing was fenced`);
+        }
+        reverse = plan as ReverseStream;
+      }
       return `privileges to fence database ${onSource}`;
     });
 
+    // A re-run after the reverse step: the forward stream was stopped once it had applied all.
+    const forwardStopped = fenced && await reverseConfigOf(dst, key) !== null;
     await run(async () => {
+      if (forwardStopped) {
+        return `kvsz run stopped streaming this source after it applied the final LSN (an earlier --reverse run)`;
+      }
       const [{ active }] = await src.unsafe(
         `SELECT coalesce(bool_or(active), false) AS active
            FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`,
@@ -159,21 +209,45 @@ export async function switchover(
       return `lag ${humanBytes(lag)}, kvsz run streaming (slot ${slot} active)`;
     });
 
+    if (reverse) {
+      const plan = reverse;
+      await run(async () => {
+        const slot = await createReverseSlot({ old: src, dst }, plan, await serverMajor(dst));
+        return `reverse slot ${plan.slot} ${
+          slot.created ? "created" : "found"
+        } on the destination at ${formatLsn(slot.lsn)} (${plan.mappings.length} tables)`;
+      });
+    }
+
     let fencedAt = new Date();
     await run(async () => {
+      const paused = pgbouncer &&
+        await pauseDatabase(pgbouncer.url, pgbouncer.database, opts.timeoutSeconds);
       const fence = await fenceDatabase(src, onSource);
       fencedAt = await recordFence(dst, key, {
         fencedAt: new Date(),
         keepEarlier: fence.alreadyFenced,
       });
       const ended = `${fence.sessionsEnded} session${fence.sessionsEnded === 1 ? "" : "s"} ended`;
-      return fence.alreadyFenced
-        ? `database ${onSource} already fenced since ${clock(fencedAt)}: ${ended}`
-        : `fenced database ${onSource}: read-only by default, ${ended}`;
+      const pause = pgbouncer
+        ? `PgBouncer ${
+          paused ? "had paused" : "paused"
+        } database ${pgbouncer.database} (its clients wait); `
+        : "";
+      return pause +
+        (fence.alreadyFenced
+          ? `database ${onSource} already fenced since ${clock(fencedAt)}: ${ended}`
+          : `fenced database ${onSource}: read-only by default, ${ended}`);
     });
 
     let finalLsn = 0n;
     await run(async () => {
+      if (forwardStopped) {
+        finalLsn = (await readProgress(dst, key.database, key.sid))?.endLsn ?? 0n;
+        return `final LSN applied at the destination before the forward stream stopped (${
+          formatLsn(finalLsn)
+        })`;
+      }
       // The insert position: past every commit, flushed or not (synchronous_commit off).
       const [{ lsn }] = await src.unsafe(
         `SELECT pg_catalog.pg_current_wal_insert_lsn()::text AS lsn`,
@@ -226,23 +300,80 @@ export async function switchover(
         }: counts equal${skipped}`;
       });
     }
+    if (opts.verify === "full" && opts.checksums) {
+      const checksums = opts.checksums;
+      await run(async () => {
+        const { compared, different } = await checksums();
+        if (different.length > 0) {
+          throw new Error(
+            `rows or schema differ (kvsz verify): ${different.join("; ")} — the source stays ` +
+              `fenced; fix the destination, then run kvsz switchover again ` +
+              `(or kvsz switchover --abort to lift the fence)`,
+          );
+        }
+        return `${compared} table${compared === 1 ? "" : "s"}: checksums and schema equal`;
+      });
+    }
+
+    if (reverse) {
+      const plan = reverse;
+      await run(async () => {
+        const from = await recordReverseStart(src, dst, plan);
+        await writeReverseConfig(config, target, { plan, dst });
+        await recordReverse(dst, key, plan.configPath);
+        const ended = await endForwardStream(src, slot);
+        return `reverse stream starts at ${
+          formatLsn(from)
+        } (nothing to copy): ${plan.configPath} ` +
+          `written; kvsz run ${ended ? "stopped streaming" : "does not stream"} this source`;
+      });
+    }
 
     // Ready once sequences are copied and the counts checked: clients may write now.
     const readyAt = new Date();
     await recordReady(dst, key, { finalLsn: formatLsn(finalLsn), readyAt });
-    const downtime = ((readyAt.getTime() - fencedAt.getTime()) / 1000).toFixed(2);
+    let resumedAt = null as Date | null; // set by the PgBouncer step
+    if (pgbouncer?.repoint) {
+      const { repoint, database: name } = pgbouncer;
+      await run(async () => {
+        await runShell(repoint);
+        await resumeDatabase(pgbouncer.url, name, { reload: true });
+        resumedAt = new Date();
+        return `PgBouncer repointed (${repoint}), reloaded, database ${name} resumed`;
+      });
+    }
+    const end = resumedAt ?? readyAt;
+    const downtime = ((end.getTime() - fencedAt.getTime()) / 1000).toFixed(2);
     print(
-      `writes stopped at ${clock(fencedAt)}, destination ready at ${
-        clock(readyAt)
+      `writes stopped at ${clock(fencedAt)}, destination ready at ${clock(readyAt)}${
+        resumedAt ? `, PgBouncer resumed at ${clock(resumedAt)}` : ""
       }: write downtime ${downtime} s`,
     );
+    if (pgbouncer && !resumedAt) {
+      print(
+        `PgBouncer holds the clients of ${pgbouncer.database}: point its [databases] entry at the ` +
+          `destination, then on its admin console run RELOAD; RESUME ${pgbouncer.database};`,
+      );
+    }
+    const pointClients = `  point the clients at the destination (${
+      describeUrl(config.destination.url)
+    });`;
     print(
-      [
-        "next:",
-        `  point the clients at the destination (${describeUrl(config.destination.url)});`,
-        `  the source stays fenced (read-only by default); stop kvsz run when you no longer need it;`,
-        `  to roll back instead, run kvsz switchover --abort: it lifts the fence on the source.`,
-      ].join("\n"),
+      (reverse
+        ? [
+          "next:",
+          pointClients,
+          `  stop kvsz run, then stream the destination's changes back into the source:`,
+          `    kvsz run --config ${reverse.configPath}`,
+          `  to roll back: stop the clients, run kvsz switchover --config ${reverse.configPath}`,
+          `  (the same steps the other way), then kvsz switchover --abort --config ${config.file}.`,
+        ]
+        : [
+          "next:",
+          pointClients,
+          `  the source stays fenced (read-only by default); stop kvsz run when you no longer need it;`,
+          `  to roll back instead, run kvsz switchover --abort: it lifts the fence on the source.`,
+        ]).join("\n"),
     );
   } finally {
     await Promise.all([
@@ -259,12 +390,13 @@ export async function switchover(
 export async function abortSwitchover(
   config: Config,
   target: SwitchoverSource,
-  opts: Pick<SwitchoverOptions, "print">,
+  opts: Pick<SwitchoverOptions, "print" | "pgbouncer">,
 ): Promise<void> {
-  const onSource = sourceDatabase(target.source.url);
+  const onSource = fencedDatabaseOf(target.source.url);
   const src = connect(target.source.url, { params: SOURCE_SESSION });
+  const { pgbouncer } = opts;
   try {
-    await step(opts.print, secretsOf(config), async () => {
+    await step(opts.print, secretsOf(config, pgbouncer), async () => {
       const { wasFenced, sessionsEnded } = await unfenceDatabase(src, onSource);
       if (!wasFenced) return `database ${onSource} is not fenced: nothing to lift`;
       return `fence lifted on database ${onSource}: writes allowed again, ${sessionsEnded} ` +
@@ -272,6 +404,14 @@ export async function abortSwitchover(
           sessionsEnded === 1 ? "" : "s"
         } opened while fenced ended (they reconnect read-write)`;
     });
+    if (pgbouncer) {
+      await step(opts.print, secretsOf(config, pgbouncer), async () => {
+        const resumed = await resumeDatabase(pgbouncer.url, pgbouncer.database);
+        return resumed
+          ? `PgBouncer resumed database ${pgbouncer.database}: its clients go on`
+          : `PgBouncer's database ${pgbouncer.database} is not paused: nothing to resume`;
+      });
+    }
   } finally {
     await src.end({ timeout: 1 }).catch(() => {});
   }
@@ -343,8 +483,14 @@ function humanBytes(bytes: bigint): string {
   return `${v.toFixed(1)} ${units[i]}`;
 }
 
-/** The source database's name on its server: the URL's (the config's `database` is kvsz's name for it). */
-function sourceDatabase(url: string): string {
-  const info = parseConnInfo(url);
-  return info.dbname ?? info.user ?? Deno.env.get("USER") ?? "postgres";
+/** Runs `command` with `sh -c`; throws with its output when it fails. */
+async function runShell(command: string): Promise<void> {
+  const out = await new Deno.Command("sh", { args: ["-c", command], stdin: "null" }).output();
+  if (!out.success) {
+    const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
+    throw new Error(
+      `--pgbouncer-repoint command failed (exit ${out.code}): ${text.trim()} — the destination ` +
+        `is ready and PgBouncer still holds the clients: repoint it, RELOAD and RESUME by hand`,
+    );
+  }
 }

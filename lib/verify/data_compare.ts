@@ -2,7 +2,9 @@
  * Compares a table's rows, source and destination, without moving them: the
  * key space is cut into chunks of about `chunkRows` source rows, each chunk's
  * count and checksum is computed on both servers, and a chunk that differs is
- * looked at row by row (keys and row hashes) to name the keys. While kvsz
+ * narrowed: cut into sub-ranges by key, each checksummed again, down to
+ * ranges of a few hundred rows, which are looked at row by row (keys and row
+ * hashes) to name the keys. While kvsz
  * streams, a difference must survive the destination catching up with the
  * source, round after round, to be reported.
  */
@@ -62,10 +64,17 @@ export interface DataResult {
   differences: RowDifference[];
   /** How many rows differ (keyed tables), else 0. */
   differenceCount: number;
+  /** Rows read key by key (both sides, every round): what narrowing saves. */
+  rowsCompared: number;
 }
 
 /** Re-check rounds at most, while kvsz streams. */
 const MAX_ROUNDS = 10;
+
+/** A differing range of at most this many rows (on either side) is compared row by row. */
+const LEAF_ROWS = 256;
+/** Sub-ranges a larger differing range is cut into. */
+const SPLIT = 16;
 
 /** Rows of `different` kind whose differing columns are named. */
 const COLUMNS_NAMED = 20;
@@ -103,18 +112,30 @@ export async function compareTableData(
     differingChunks: 0,
     differences: [],
     differenceCount: 0,
+    rowsCompared: 0,
   };
   let differing = ranges.filter((_, i) => !sameSums(first[i].source, first[i].destination));
   if (differing.length === 0) return result;
   const deadline = Date.now() + opts.waitMs;
   if (!keyed) return await recheckWhole(source, destination, { ...opts, deadline }, result);
   let suspects: Map<string, Found> | null = null;
+  /** The chunk each narrowed range belongs to. */
+  const chunkOf = new Map<KeyRange, KeyRange>();
   for (let round = 1;; round++) {
     const { streaming } = await opts.catchUp(deadline);
-    const found = await mapBounded(differing, opts.concurrency, async (range) => ({
-      range,
-      rows: await rowDifferences(source, destination, range),
-    }));
+    if (round === 1) {
+      const narrowed = await mapBounded(differing, opts.concurrency, async (chunk) => {
+        const leaves = await narrow({ source, destination }, chunk, opts);
+        for (const leaf of leaves) chunkOf.set(leaf, chunk);
+        return leaves;
+      });
+      differing = narrowed.flat();
+    }
+    const found = await mapBounded(differing, opts.concurrency, async (range) => {
+      const rows = await rowDifferences(source, destination, range);
+      result.rowsCompared += rows.read;
+      return { range, rows: rows.differences };
+    });
     differing = found.filter((f) => f.rows.size > 0).map((f) => f.range);
     const current = new Map<string, Found>();
     for (const f of found) {
@@ -133,7 +154,7 @@ export async function compareTableData(
   const all = [...suspects.values()];
   result.equal = false;
   result.differenceCount = all.length;
-  result.differingChunks = new Set(all.map((d) => d.range)).size;
+  result.differingChunks = new Set(all.map((d) => chunkOf.get(d.range) ?? d.range)).size;
   const kept = all.slice(0, opts.maxKept);
   await nameColumns(source, destination, kept.filter((d) => d.kind === "different"));
   result.differences = kept.map(({ range: _, keyText: __, seen: ___, ...d }) => d);
@@ -189,12 +210,60 @@ function sameSums(a: Sums, b: Sums): boolean {
   return a.rows === b.rows && a.s1 === b.s1 && a.s2 === b.s2;
 }
 
-/** The rows of `range` that differ, by key text. */
+/**
+ * The ranges of `range` whose rows differ, each of at most {@link LEAF_ROWS}
+ * rows (or wider, when most of its sub-ranges differ: cutting further would
+ * cost more than reading it); none when it is equal.
+ */
+async function narrow(
+  { source, destination }: { source: DataSide; destination: DataSide },
+  range: KeyRange,
+  opts: { concurrency: number; sums?: { source: Sums; destination: Sums } },
+): Promise<KeyRange[]> {
+  const { concurrency } = opts;
+  const sums = opts.sums ?? await chunkSums(source, destination, range);
+  if (sameSums(sums.source, sums.destination)) return [];
+  const rows = Math.max(sums.source.rows, sums.destination.rows);
+  if (rows <= LEAF_ROWS) return [range];
+  // Cut by the side that has the rows (a range may hold rows at the destination only).
+  const by = sums.source.rows >= sums.destination.rows ? source : destination;
+  const subs = await subRanges(by, range, Math.ceil(rows / SPLIT));
+  if (subs.length <= 1) return [range];
+  const sub = await mapBounded(subs, concurrency, (r) => chunkSums(source, destination, r));
+  const differing = subs.flatMap((r, i) =>
+    sameSums(sub[i].source, sub[i].destination) ? [] : [{ r, sums: sub[i] }]
+  );
+  if (differing.length > subs.length / 2) return [range];
+  const leaves = await mapBounded(
+    differing,
+    concurrency,
+    ({ r, sums }) => narrow({ source, destination }, r, { concurrency, sums }),
+  );
+  return leaves.flat();
+}
+
+/** `range` cut after every `step`-th row of `side` (the first and last keep its bounds). */
+async function subRanges(side: DataSide, range: KeyRange, step: number): Promise<KeyRange[]> {
+  const rows = await readOnly(side.sql, boundariesQuery(side.side, step, range));
+  const ranges: KeyRange[] = [];
+  let after = range.after;
+  for (const r of rows) {
+    const upTo = JSON.parse(String(r.key)) as string[];
+    ranges.push({ after, upTo });
+    after = upTo;
+  }
+  if (JSON.stringify(after) !== JSON.stringify(range.upTo)) {
+    ranges.push({ after, upTo: range.upTo });
+  }
+  return ranges;
+}
+
+/** The rows of `range` that differ, by key text, and how many rows were read. */
 async function rowDifferences(
   source: DataSide,
   destination: DataSide,
   range: KeyRange,
-): Promise<Map<string, RowDifference & { seen: string }>> {
+): Promise<{ differences: Map<string, RowDifference & { seen: string }>; read: number }> {
   const read = async (d: DataSide) =>
     new Map(
       (await readOnly(d.sql, keyHashesQuery(d.side, range))).map((r) => [
@@ -219,7 +288,7 @@ async function rowDifferences(
   for (const [key, h] of dst) {
     if (!src.has(key)) out.set(key, { key: keyOf(key), kind: "extra", seen: `-/${h}` });
   }
-  return out;
+  return { differences: out, read: src.size + dst.size };
 }
 
 /** Sets `columns` of the first {@link COLUMNS_NAMED} `different` rows. */

@@ -25,6 +25,8 @@ export interface TableReport {
   rowDifferenceCount: number;
   /** The rows that differ, by key (the first ones when many). */
   rowDifferences: RowDifference[];
+  /** Rows read key by key (both sides): the differing chunks narrowed to the ranges read. */
+  rowsCompared: number;
   /** One line per schema difference. */
   schemaDifferences: string[];
 }

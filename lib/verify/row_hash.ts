@@ -84,11 +84,11 @@ export function checksumQuery(side: RowSide, range: KeyRange): string {
            WHERE ${rangeCondition(side, range)}) AS x`;
 }
 
-/** `key` (JSON text) of every `chunkRows`-th row in key order: the upper bounds of chunks. */
-export function boundariesQuery(side: RowSide, chunkRows: number): string {
+/** `key` (JSON text) of every `chunkRows`-th row of `range` in key order: the upper bounds of chunks. */
+export function boundariesQuery(side: RowSide, chunkRows: number, range = WHOLE_RANGE): string {
   return `SELECT key FROM (
       SELECT ${keyText(side)} AS key, row_number() OVER (ORDER BY ${keyExprs(side).join(", ")}) AS n
-        FROM ${fromClause(side)}) AS x
+        FROM ${fromClause(side)} WHERE ${rangeCondition(side, range)}) AS x
      WHERE n % ${Math.max(1, Math.floor(chunkRows))} = 0 ORDER BY n`;
 }
 

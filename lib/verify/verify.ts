@@ -13,6 +13,7 @@ import { connect, serverMajor, type Sql } from "../pg/connect.ts";
 import { connectionProblem, describeError, describeUrl } from "../pg/describe.ts";
 import { quoteLiteral } from "../pg/identifiers.ts";
 import { configuredSources } from "../preflight/servers.ts";
+import { mapBounded } from "../preflight/bounded.ts";
 import { readSourceTable } from "../source/catalog.ts";
 import { MissingTableError, type ResolvedTable, resolveTables } from "../source/tables.ts";
 import { KVSZ_COLUMNS, SID_COLUMN } from "../apply/catalog.ts";
@@ -33,6 +34,8 @@ export interface VerifyOptions {
   concurrency?: number;
   /** Differing rows kept per table with their keys (default 1000). */
   maxKept?: number;
+  /** Sources compared at once (default 4), each with `concurrency` chunks at once. */
+  sourcesAtOnce?: number;
 }
 
 /** Default of {@link VerifyOptions.chunkRows}. */
@@ -41,6 +44,8 @@ export const DEFAULT_CHUNK_ROWS = 10_000;
 export const DEFAULT_WAIT_SECONDS = 30;
 /** Default of {@link VerifyOptions.concurrency}. */
 export const DEFAULT_CONCURRENCY = 4;
+/** Default of {@link VerifyOptions.sourcesAtOnce}. */
+export const DEFAULT_SOURCES_AT_ONCE = 4;
 
 /** Compares every clone-mode table of every source of `config` with its target. */
 export async function verifyConfig(
@@ -59,13 +64,13 @@ export async function verifyConfig(
         }`,
       );
     }
-    const tables: TableReport[] = [];
-    for (const { db, source } of configuredSources(config)) {
-      tables.push(
-        ...await verifySource(config, { db, source, destination }, { ...opts, concurrency }),
-      );
-    }
-    return verifyReport(tables);
+    const perSource = await mapBounded(
+      configuredSources(config),
+      opts.sourcesAtOnce ?? DEFAULT_SOURCES_AT_ONCE,
+      ({ db, source }) =>
+        verifySource(config, { db, source, destination }, { ...opts, concurrency }),
+    );
+    return verifyReport(perSource.flat());
   } finally {
     await destination.end({ timeout: 5 });
   }
@@ -96,6 +101,7 @@ async function verifySource(
     differingChunks: 0,
     rowDifferenceCount: 0,
     rowDifferences: [],
+    rowsCompared: 0,
     schemaDifferences: [],
   };
   const sql = connect(source.url, { max: opts.concurrency });
@@ -215,6 +221,7 @@ async function verifyTable(
     differingChunks: data.differingChunks,
     rowDifferenceCount: data.differenceCount,
     rowDifferences: data.differences,
+    rowsCompared: data.rowsCompared,
     schemaDifferences,
   };
 }

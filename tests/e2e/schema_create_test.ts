@@ -1,9 +1,11 @@
 /**
  * `destination.create_tables`: `kvsz run` creates into a destination what the
  * targets need from the source's catalog, copies, streams, and once the copy
- * is done adds the indexes, constraints and triggers.
+ * is done adds the indexes, constraints and triggers; also for a table added by
+ * SIGHUP and for an entry whose sources are all discovered.
  */
 import assert from "node:assert/strict";
+import { stringify } from "yaml";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
 import type { Sql } from "../../lib/pg/connect.ts";
 import {
@@ -164,6 +166,57 @@ clusterSuite("kvsz run: destination.create_tables", {
       what: "two versions of id 1",
     });
     assert.match(kvsz.output, /constraint: h_v_key of h \(history target/);
+    assert.equal(await kvsz.stop(), 0);
+  },
+
+  "a table added by SIGHUP and a discovered entry's tables are created too": async (c) => {
+    const { srcDb, dstDb, src, dst } = await c.sourceAndDestination();
+    await src.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')`);
+    await src.unsafe(
+      `CREATE TABLE u (id int PRIMARY KEY, v text); CREATE INDEX u_v ON u (v);
+       INSERT INTO u VALUES (1, 'b')`,
+    );
+    const prefix = `ten${crypto.randomUUID().slice(0, 6)}`;
+    const tenant = `${prefix}_7`;
+    const admin = c.sql();
+    await admin.unsafe(`CREATE DATABASE ${tenant}`);
+    const ten = c.sql(tenant);
+    await ten.unsafe(
+      `CREATE TABLE acc (id int PRIMARY KEY, n int); INSERT INTO acc VALUES (1, 10)`,
+    );
+    const withTables = (tables: Record<string, unknown>) => {
+      const cfg = config(c, srcDb, dstDb, tables);
+      const discovered = {
+        database: "tenants",
+        discover: {
+          url: c.url("postgres"),
+          pattern: `${prefix}_(\\d+)`,
+          sid: "$$1",
+          interval_seconds: 1,
+        },
+        tables: { acc: null },
+      };
+      return { ...cfg, databases: [...cfg.databases, discovered] };
+    };
+    const path = await writeConfig(withTables({ t: null }));
+    await using kvsz = KvszProcess.start(["run", "--config", path]);
+    await waitForEqualRows(
+      () => tableRows(ten, "acc"),
+      () => tableRows(dst, "acc", "id, n", "sid = '7'"),
+      { kvsz, what: "the discovered tenant's table" },
+    );
+    await kvsz.waitForOutput(/after the initial copy/, 90_000);
+    await Deno.writeTextFile(path, stringify(withTables({ t: null, u: null })));
+    Deno.kill(kvsz.pid, "SIGHUP");
+    await waitForEqualRows(() => tableRows(src, "u"), () => tableRows(dst, "u"), {
+      kvsz,
+      what: "the table added by SIGHUP",
+    });
+    await waitFor(
+      async () => (await dst.unsafe(`SELECT 1 FROM pg_indexes WHERE indexname = 'u_v'`)).length > 0,
+      { what: "u's index, made after its copy", context: () => kvsz.output.slice(-3000) },
+    );
+    assert.doesNotMatch(kvsz.output, /could not create|do not exist/);
     assert.equal(await kvsz.stop(), 0);
   },
 

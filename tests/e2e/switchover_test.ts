@@ -5,13 +5,28 @@
  * continues above the source's values; `--abort` lifts the fence; the lag
  * gate refuses (and fences nothing) when kvsz is not streaming; a timeout on
  * the final LSN leaves the fence on and a re-run completes; a role without
- * the privileges is told which GRANT to run.
+ * the privileges is told which GRANT to run; `--reverse` carries every write
+ * made at the destination afterwards back into the (still fenced) source
+ * without copying anything, and a rollback through the reverse config loses
+ * none of them; with `--pgbouncer`, a client writing through PgBouncer waits
+ * during the fence instead of failing, and goes on at the destination; counts
+ * that differ are refused with both counts, a row changed behind kvsz's back
+ * (counts equal) by `--verify full` with its key; a quiet source's position is
+ * recorded again once WAL moves, at most every 5 s while other tables write.
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
-import { KvszProcess, runConfig, tableRows, waitFor, writeConfig } from "../support/kvsz.ts";
+import {
+  KvszProcess,
+  runConfig,
+  tableRows,
+  waitFor,
+  waitForEqualRows,
+  writeConfig,
+} from "../support/kvsz.ts";
 import { type CliResult, runCli } from "../support/run_cli.ts";
+import { TestPgBouncer } from "../support/pgbouncer.ts";
 
 const DDL = [
   `CREATE TABLE t1 (id serial PRIMARY KEY, v text)`,
@@ -79,9 +94,12 @@ async function canWrite(c: TestCluster, database: string): Promise<boolean> {
   }
 }
 
-/** A client inserting into t1 and t2 and taking free_seq values until stopped. */
-function startWriter(url: string) {
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
+/**
+ * A client inserting into t1 and t2 and taking free_seq values until stopped
+ * (`prepare: false` through PgBouncer's transaction pooling).
+ */
+function startWriter(url: string, { prepare = true } = {}) {
+  const sql = postgres(url, { max: 1, prepare, onnotice: () => {} });
   const acked = { t1: [] as number[], t2: [] as number[], free: [] as number[] };
   let readOnlyErrors = 0;
   let otherErrors = 0;
@@ -117,6 +135,16 @@ function startWriter(url: string) {
       await done;
     },
   };
+}
+
+/** PgBouncer's libpq target for database `db` of the test cluster. */
+function bouncerTarget(c: TestCluster, db: string): string {
+  return `host=127.0.0.1 port=${c.server.port} dbname=${db} user=postgres password=${c.server.password}`;
+}
+
+/** The switchover flags fencing through `bouncer`'s database `app`. */
+function pgbouncerFlags(bouncer: TestPgBouncer): string[] {
+  return ["--pgbouncer", bouncer.adminUrl, "--pgbouncer-database", "app"];
 }
 
 /** The next value of a destination sequence (consumes it). */
@@ -190,6 +218,204 @@ clusterSuite("kvsz switchover", {
     assert.match(again.stdout, /is not fenced: nothing to lift/);
     await kvsz.stop();
   },
+
+  "--reverse: the destination's writes after the switchover reach the source; rollback": async (
+    c,
+  ) => {
+    const s = await setup(c);
+    const forward = await s.startKvsz();
+    const r = await s.switchover(["--yes", "--reverse"]);
+    assert.equal(r.code, 0, r.output);
+    assert.match(
+      r.stdout,
+      /✓ reverse slot (\S+) created on the destination at [0-9A-F]+\/[0-9A-F]+ \(2 tables\)/,
+    );
+    const reversePath =
+      /reverse stream starts at \S+ \(nothing to copy\): (\S+) written; kvsz run stopped streaming this source/
+        .exec(r.stdout)?.[1];
+    assert.ok(reversePath, r.stdout);
+    assert.match(r.stdout, new RegExp(`kvsz run --config ${reversePath}`));
+    // Run again (as after an interruption): the forward stream stays stopped, nothing is redone.
+    const again = await s.switchover(["--yes", "--reverse"]);
+    assert.equal(again.code, 0, again.output);
+    assert.match(again.stdout, /✓ reverse slot \S+ found on the destination/);
+    assert.match(
+      again.stdout,
+      /kvsz run stopped streaming this source after it applied the final LSN/,
+    );
+    assert.match(again.stdout, /✓ database \S+ already fenced since/);
+    // The forward stream stops for good while the source stays fenced.
+    await forward.waitForOutput(
+      /switched over with --reverse .*kvsz run --config \S+reverse\.yaml/,
+    );
+    await forward.stop();
+
+    // Written at the destination before the reverse stream even runs, and while it runs.
+    await s.dst.unsafe(`INSERT INTO t1 (v) VALUES ('after-1'), ('after-2')`);
+    await s.dst.unsafe(`UPDATE t1 SET v = 'changed' WHERE id = 3`);
+    await s.dst.unsafe(`DELETE FROM t2 WHERE id = 2`);
+    await using reverse = KvszProcess.start(["run", "--config", reversePath]);
+    await reverse.waitForOutput(/streaming from/);
+    assert.doesNotMatch(reverse.output, /created slot|copying/);
+    await s.dst.unsafe(`INSERT INTO t2 (v) VALUES ('after-3')`);
+    await s.dst.unsafe(`UPDATE t2 SET v = 'changed' WHERE id = 1`);
+    for (const t of ["t1", "t2"]) {
+      await waitForEqualRows(() => tableRows(s.dst, t), () => tableRows(s.src, t), {
+        what: `${t} back at the source`,
+        kvsz: reverse,
+      });
+    }
+    const [copied] = await s.src.unsafe(`SELECT sum(rows)::int AS n FROM kvsz.synced_tables`);
+    assert.equal(copied.n, 0, "the reverse stream copied rows");
+    assert.ok(!(await canWrite(c, s.srcDb)), "the source's other clients are not fenced");
+
+    // Rollback: the same steps the other way, then the source's fence lifted.
+    const back = await runCli(["switchover", "--config", reversePath, "--yes"], {
+      timeoutMs: 120_000,
+    });
+    assert.equal(back.code, 0, back.output);
+    assert.match(back.stdout, /✓ 2 tables: counts equal/);
+    await reverse.stop();
+    const abort = await s.switchover(["--yes", "--abort"]);
+    assert.equal(abort.code, 0, abort.output);
+    assert.ok(await canWrite(c, s.srcDb));
+    for (const t of ["t1", "t2"]) {
+      assert.deepEqual(await tableRows(s.src, t, "*", "v <> 'probe'"), await tableRows(s.dst, t));
+    }
+    const [used] = await s.dst.unsafe(
+      `SELECT (SELECT max(id) FROM t1)::int AS t1, (SELECT max(id) FROM t2)::int AS t2`,
+    );
+    assert.ok(await nextValue(s.src, "t1_id_seq") > used.t1);
+    assert.ok(await nextValue(s.src, "t2_id_seq") > used.t2);
+  },
+
+  "--pgbouncer: a client through PgBouncer waits, then writes at the destination; none lost":
+    async (c) => {
+      const s = await setup(c);
+      await using kvsz = await s.startKvsz();
+      await using bouncer = await TestPgBouncer.start("app", bouncerTarget(c, s.srcDb));
+      const next = `${bouncer.dir}/next.ini`;
+      await Deno.writeTextFile(next, bouncer.iniText("app", bouncerTarget(c, s.dstDb)));
+      const writer = startWriter(bouncer.url("app"), { prepare: false });
+      const acked = writer.acked.t1;
+      await waitFor(() => acked.length > 30, { what: "writes through PgBouncer" });
+      const r = await s.switchover([
+        "--yes",
+        ...pgbouncerFlags(bouncer),
+        "--pgbouncer-repoint",
+        `cp ${next} ${bouncer.ini}`,
+      ]);
+      const before = acked.length;
+      await waitFor(() => acked.length > before + 30, { what: "writes after the switchover" });
+      await writer.stop();
+      assert.equal(r.code, 0, r.output);
+      assert.match(
+        r.stdout,
+        /✓ PgBouncer paused database app \(its clients wait\); fenced database/,
+      );
+      assert.match(r.stdout, /✓ PgBouncer repointed \(cp .*\), reloaded, database app resumed/);
+      assert.match(r.stdout, /PgBouncer resumed at \d\d:\d\d:\d\d: write downtime \d+\.\d\d s/);
+      assert.equal(writer.readOnlyErrors + writer.otherErrors, 0, "the client saw errors");
+      const ids = new Set((await s.dst.unsafe(`SELECT id FROM t1`)).map((x) => x.id));
+      assert.deepEqual(acked.filter((id) => !ids.has(id)), [], "acknowledged rows lost");
+      const [src] = await s.src.unsafe(`SELECT max(id)::int AS id FROM t1`);
+      assert.ok(Math.max(...acked) > src.id, "no write reached the destination through PgBouncer");
+      await kvsz.stop();
+    },
+
+  "--pgbouncer without a repoint command: clients held until --abort resumes them": async (c) => {
+    const s = await setup(c);
+    await using kvsz = await s.startKvsz();
+    await using bouncer = await TestPgBouncer.start("app", bouncerTarget(c, s.srcDb));
+    const writer = startWriter(bouncer.url("app"), { prepare: false });
+    await waitFor(() => writer.acked.t1.length > 20, { what: "writes through PgBouncer" });
+    const r = await s.switchover(["--yes", ...pgbouncerFlags(bouncer)]);
+    assert.equal(r.code, 0, r.output);
+    assert.match(r.stdout, /PgBouncer holds the clients of app: .*RELOAD; RESUME app;/);
+    const held = writer.acked.t1.length;
+    const abort = await s.switchover(["--yes", "--abort", ...pgbouncerFlags(bouncer)]);
+    assert.equal(abort.code, 0, abort.output);
+    assert.match(abort.stdout, /✓ fence lifted on database/);
+    assert.match(abort.stdout, /✓ PgBouncer resumed database app: its clients go on/);
+    await waitFor(() => writer.acked.t1.length > held + 20, { what: "writes after --abort" });
+    await writer.stop();
+    assert.equal(writer.readOnlyErrors + writer.otherErrors, 0, "the client saw errors");
+    const ids = new Set((await s.src.unsafe(`SELECT id FROM t1`)).map((x) => x.id));
+    assert.deepEqual(writer.acked.t1.filter((id) => !ids.has(id)), [], "rows lost at the source");
+    await kvsz.stop();
+  },
+
+  "row counts that differ: refused with the table and both counts, the fence stays": async (c) => {
+    const s = await setup(c);
+    await using kvsz = await s.startKvsz();
+    await waitFor(async () => (await s.dst.unsafe(`SELECT 1 FROM t2`)).length === 5);
+    await s.dst.unsafe(`DELETE FROM t2 WHERE id = 3`); // behind kvsz's back
+    const r = await s.switchover(["--yes"]);
+    assert.equal(r.code, 1, r.output);
+    assert.match(
+      r.stdout,
+      /✗ row counts differ: "public"\."t2": source 5, destination 4 — the source stays fenced;.*--abort/,
+    );
+    assert.doesNotMatch(r.stdout, /write downtime/);
+    assert.ok(!(await canWrite(c, s.srcDb)), "the fence was lifted");
+    await kvsz.stop();
+  },
+
+  "--verify full: a row changed behind kvsz's back is named by key, the fence stays": async (c) => {
+    const s = await setup(c);
+    await using kvsz = await s.startKvsz();
+    await waitFor(async () => (await s.dst.unsafe(`SELECT 1 FROM t1`)).length === 20);
+    await s.dst.unsafe(`UPDATE t1 SET v = 'tampered' WHERE id = 2`); // counts stay equal
+    const r = await s.switchover(["--yes", "--verify", "full"]);
+    assert.equal(r.code, 1, r.output);
+    assert.match(r.stdout, /✓ 2 tables: counts equal/);
+    assert.match(
+      r.stdout,
+      /✗ rows or schema differ \(kvsz verify\): public\.t1: 1 row\(s\) differ \(id=2: different in v\) — the source stays fenced/,
+    );
+    assert.ok(!(await canWrite(c, s.srcDb)), "the fence was lifted");
+    await s.dst.unsafe(`UPDATE t1 SET v = 'base2' WHERE id = 2`);
+    const again = await s.switchover(["--yes", "--verify", "full"]);
+    assert.equal(again.code, 0, again.output);
+    assert.match(again.stdout, /✓ 2 tables: checksums and schema equal/);
+    await kvsz.stop();
+  },
+
+  "idle positions: recorded at most every 5 s while other tables write, and after a quiet spell":
+    async (c) => {
+      const s = await setup(c);
+      await s.src.unsafe(`CREATE TABLE noise (id serial PRIMARY KEY, v text)`); // not published
+      await using kvsz = await s.startKvsz();
+      const position = async () =>
+        String((await s.dst.unsafe(`SELECT end_lsn::text AS l FROM kvsz.progress`))[0]?.l);
+      const seen = new Set([await position()]);
+      const started = performance.now();
+      while (performance.now() - started < 12_000) {
+        await s.src.unsafe(`INSERT INTO noise (v) VALUES ('x')`);
+        seen.add(await position());
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const elapsed = performance.now() - started;
+      const recorded = seen.size - 1;
+      assert.ok(recorded >= 1, "no idle position recorded while the source wrote other tables");
+      assert.ok(
+        // One every 5 s, and one more for a write whose recording was delayed (noisy machine).
+        recorded <= Math.floor(elapsed / 5000) + 2,
+        `${recorded} idle positions recorded in ${(elapsed / 1000).toFixed(1)} s`,
+      );
+      // Quiet for more than 5 s, then one write elsewhere: its position is recorded.
+      await new Promise((r) => setTimeout(r, 5500));
+      await s.src.unsafe(`INSERT INTO noise (v) VALUES ('after the quiet spell')`);
+      const [{ lsn }] = await s.src.unsafe(`SELECT pg_current_wal_lsn()::text AS lsn`);
+      await waitFor(async () => {
+        const [r] = await s.dst.unsafe(
+          `SELECT end_lsn >= $1::pg_lsn AS there FROM kvsz.progress`,
+          [lsn],
+        );
+        return r.there;
+      }, { what: `the idle position ${lsn} recorded`, context: () => kvsz.output.slice(-2000) });
+      await kvsz.stop();
+    },
 
   "kvsz not running with changes to apply: refused, nothing fenced": async (c) => {
     const s = await setup(c);

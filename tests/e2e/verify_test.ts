@@ -3,7 +3,7 @@
  * equal; rows changed, deleted and inserted behind kvsz's back at the
  * destination are named by key; the JSON report; no transient difference
  * while kvsz streams and the source writes; schema differences; a target with
- * `sid` compared per source.
+ * `sid` compared per source; a differing chunk narrowed to the rows that differ.
  */
 import assert from "node:assert/strict";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
@@ -130,6 +130,24 @@ clusterSuite("kvsz verify", {
     assert.deepEqual(byKey["5000"], { key: { id: "5000" }, kind: "extra" });
     const ev = report.tables.find((t) => t.target === "public.ev")!;
     assert.equal(ev.verdict, "skipped");
+  },
+
+  "a chunk that differs is narrowed by key before rows are read": async (c) => {
+    const { dst, config } = await copiedByKvsz(c);
+    await tamper(dst);
+    const r = await verify(config, "--json"); // t1's 1000 rows in one chunk
+    assert.equal(r.code, 1, r.output);
+    const report = JSON.parse(r.stdout) as VerifyReport;
+    const t1 = report.tables.find((t) => t.target === "public.t1")!;
+    assert.equal(t1.chunks, 1);
+    assert.equal(t1.differingChunks, 1);
+    assert.deepEqual(t1.rowDifferences.map((d) => `${d.key.id} ${d.kind}`).sort(), [
+      "5 different",
+      "5000 extra",
+      "777 missing",
+    ]);
+    // Read key by key: the three sub-ranges of ~63 rows that differ, not 1000 rows a side.
+    assert.ok(t1.rowsCompared < 500, `${t1.rowsCompared} rows compared key by key`);
   },
 
   "while kvsz streams and the source writes, only real differences are reported": async (c) => {

@@ -8,7 +8,7 @@
  */
 import type { ApiContext } from "./context.ts";
 import { ApiError, json, notFound, parseId, path, readBody, type Route } from "./http.ts";
-import type { MapRows } from "./map_rows.ts";
+import type { MapRows, TblRow, UrlRow } from "./map_rows.ts";
 import type { MapTx } from "./map_store.ts";
 import { configWithMap } from "./map_config.ts";
 import { type MapEntry, readTableMap } from "./table_map.ts";
@@ -271,15 +271,8 @@ export function writeRoutes(ctx: ApiContext): Route[] {
 }
 
 /** A new URL row, a new table row. */
-type NewUrl = { db_id: number; sid: string; url: string; failover?: boolean };
-type NewTbl = {
-  db_id: number;
-  name: string;
-  type: TableMode;
-  target: string;
-  partitions_regex: string | null;
-  on_column_drift?: string | null;
-};
+type NewUrl = Omit<UrlRow, "id">;
+type NewTbl = Omit<TblRow, "id">;
 
 /** A created row's defaults: a table's type `clone` and target its name; no failover. */
 function withDefaults(kind: Kind, values: Record<string, string | number | boolean | null>) {

@@ -102,6 +102,13 @@ clusterSuite("filter and set", {
       await waitForEqualRows(expected, target, { what: "streamed changes", kvsz });
       assert.deepEqual((await target()).map((r) => JSON.parse(r).id), [20, 30, 60]);
       assert.doesNotMatch(kvsz.output, /anomaly/); // moving out and in is expected, not counted
+      // TRUNCATE empties the target (every row of it came from the table), then streams on.
+      await src.unsafe(`TRUNCATE acct`);
+      await src.unsafe(
+        `INSERT INTO acct VALUES ${row(7, "public", "z")}, ${row(8, "private", "")}`,
+      );
+      await waitForEqualRows(expected, target, { what: "after a TRUNCATE", kvsz });
+      assert.deepEqual((await target()).map((r) => JSON.parse(r).id), [70]);
       assert.equal(await kvsz.stop(), 0);
     },
 

@@ -99,3 +99,45 @@ function formatJson(record: LogRecord): string {
     ...props,
   });
 }
+
+/**
+ * Bounds the lines said about one thing (a table's anomalies, its failed
+ * expressions): at most `perMinute` a minute for each key; the ones held back
+ * are counted and named in the next line said for that key. A table whose
+ * every row fails logs ten lines a minute, not one per row; the metrics still
+ * count every one.
+ */
+export class LineBudget {
+  readonly #windows = new Map<string, { start: number; said: number; held: number }>();
+
+  constructor(readonly perMinute = 10, readonly now: () => number = () => performance.now()) {}
+
+  /**
+   * Whether a line about `key` may be said now; when it may, `held` is how
+   * many were held back since the last one said (0 otherwise).
+   */
+  take(key: string): { say: boolean; held: number } {
+    const now = this.now();
+    let w = this.#windows.get(key);
+    if (!w || now - w.start >= 60_000) {
+      const held = w?.held ?? 0;
+      w = { start: now, said: 0, held: 0 };
+      this.#windows.set(key, w);
+      w.said++;
+      return { say: true, held };
+    }
+    if (w.said < this.perMinute) {
+      w.said++;
+      const held = w.held;
+      w.held = 0;
+      return { say: true, held };
+    }
+    w.held++;
+    return { say: false, held: 0 };
+  }
+}
+
+/** The tail of a line said after {@link LineBudget} held others back: "" when none were. */
+export function heldNote(held: number): string {
+  return held > 0 ? ` (and ${held} more like it not logged since the last line)` : "";
+}

@@ -23,7 +23,7 @@ import {
   pgTimestampToIso,
   type StreamCommitMessage,
 } from "../source/messages.ts";
-import { log } from "../log.ts";
+import { heldNote, LineBudget, log } from "../log.ts";
 import type { RouteTable } from "./routes.ts";
 import { type OpCounts, TableBatch } from "./table_batch.ts";
 import type { Anomaly, Change, TableRoute } from "./types.ts";
@@ -159,6 +159,8 @@ function commitDate(txn: OpenTransaction): Date {
  */
 export class Applier {
   readonly #log;
+  /** Anomaly and expression-failure lines, per table: ten a minute at most. */
+  readonly #lines = new LineBudget();
   /** The writer leased: from a destination transaction's first statement to its end, or briefly. */
   #writer: WriterLease | null = null;
   /** The writer of the group commit this source's job is in, while it is. */
@@ -552,16 +554,20 @@ export class Applier {
         ? change.keyTuple ?? change.oldTuple
         : change.newTuple;
       const rowKey = row ? route.transform!.keyOf(row) : [];
-      this.#log.warn(
-        "{expression} of {table} failed for key ({key}): {message}; on_error: {policy}",
-        {
-          expression: key,
-          table: route.source,
-          key: rowKey.join(", "),
-          message,
-          policy: route.transform!.policy,
-        },
-      );
+      const line = this.#lines.take(route.source);
+      if (line.say) {
+        this.#log.warn(
+          "{expression} of {table} failed for key ({key}): {message}; on_error: {policy}{held}",
+          {
+            expression: key,
+            table: route.source,
+            key: rowKey.join(", "),
+            message,
+            policy: route.transform!.policy,
+            held: heldNote(line.held),
+          },
+        );
+      }
       this.opts.onAnomaly?.({ kind: "expression_error", route, key: rowKey });
     };
   }
@@ -810,11 +816,15 @@ export class Applier {
           if (count > 0) this.opts.onOperations?.(route.source, { operation: op, count, seconds });
         }
         for (const a of result.anomalies) {
-          this.#log.warn("anomaly {kind} on {table}: key ({key}) — converged", {
-            kind: a.kind,
-            table: a.route.source,
-            key: a.key.join(", "),
-          });
+          const line = this.#lines.take(a.route.source);
+          if (line.say) {
+            this.#log.warn("anomaly {kind} on {table}: key ({key}) — converged{held}", {
+              kind: a.kind,
+              table: a.route.source,
+              key: a.key.join(", "),
+              held: heldNote(line.held),
+            });
+          }
           this.opts.onAnomaly?.(a);
         }
       };

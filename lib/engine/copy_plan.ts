@@ -14,7 +14,7 @@ import type { TableMapping } from "../config/types.ts";
 import type { TableTransform } from "../transform/table_transform.ts";
 import { copyRowMapper } from "../transform/copy_rows.ts";
 import { compileMappingTransform } from "../apply/transform_route.ts";
-import { log } from "../log.ts";
+import { heldNote, LineBudget, log } from "../log.ts";
 
 /** One source relation of a table's copy (a partitioned table's leaves are read by its root). */
 export interface CopyPart {
@@ -143,6 +143,9 @@ export function copyStatements(
   };
 }
 
+/** Failed expressions of the copies, per table: ten lines a minute at most. */
+const copyLines = new LineBudget();
+
 /** The row mapper of a part with a transform; failed expressions are logged with the row's key. */
 function rowMapOf(part: CopyPart): (row: Uint8Array) => Uint8Array | null {
   const { table, keep, label } = part.transform!;
@@ -152,14 +155,21 @@ function rowMapOf(part: CopyPart): (row: Uint8Array) => Uint8Array | null {
     sourceCount: part.sourceColumns.length,
     keep,
     context: { op: "copy", commitTime: () => started },
-    sink: (key, message, rowKey) =>
-      logger.warn("{expression} of {table} failed for key ({key}): {message}; on_error: {policy}", {
-        expression: key,
-        table: label,
-        key: rowKey.join(", "),
-        message,
-        policy: table.policy,
-      }),
+    sink: (key, message, rowKey) => {
+      const line = copyLines.take(label);
+      if (!line.say) return;
+      logger.warn(
+        "{expression} of {table} failed for key ({key}): {message}; on_error: {policy}{held}",
+        {
+          expression: key,
+          table: label,
+          key: rowKey.join(", "),
+          message,
+          policy: table.policy,
+          held: heldNote(line.held),
+        },
+      );
+    },
   });
 }
 

@@ -98,7 +98,8 @@ export type AnomalyKind =
 /** One anomaly met while applying. */
 export interface Anomaly {
   kind: AnomalyKind;
-  route: TableRoute;
+  /** The table's route (the initial copy names only its source table). */
+  route: Pick<TableRoute, "source">;
   /** Key values as text, in `route.key` order (whole row for keyless tables). */
   key: (string | null)[];
 }

@@ -113,13 +113,15 @@ export interface CopyStatementOptions {
   sinkTable: string;
   /** The pages to copy; null for all of them. */
   range: PageRange | null;
+  /** Called for each row whose filter or set failed (counted as an anomaly of the table). */
+  onExpressionError?: (table: string, key: (string | null)[]) => void;
 }
 
 /** The `COPY … TO STDOUT` and `COPY … FROM STDIN` of one part, into `sinkTable`. */
 export function copyStatements(
   part: CopyPart,
   target: TargetTable,
-  { mode, sid, sinkTable, range }: CopyStatementOptions,
+  { mode, sid, sinkTable, range, onExpressionError }: CopyStatementOptions,
 ): CopyStatements {
   const extra = extraColumns(target, mode, sid);
   const binary = part.binary && extra.every((e) => e.binary);
@@ -139,7 +141,7 @@ export function copyStatements(
     }${where}) TO STDOUT${format}`,
     copyIn: `COPY ${sinkTable} (${into}) FROM STDIN${format}`,
     binary,
-    ...(part.transform ? { rowMap: rowMapOf(part) } : {}),
+    ...(part.transform ? { rowMap: rowMapOf(part, onExpressionError) } : {}),
   };
 }
 
@@ -147,7 +149,10 @@ export function copyStatements(
 const copyLines = new LineBudget();
 
 /** The row mapper of a part with a transform; failed expressions are logged with the row's key. */
-function rowMapOf(part: CopyPart): (row: Uint8Array) => Uint8Array | null {
+function rowMapOf(
+  part: CopyPart,
+  onExpressionError: CopyStatementOptions["onExpressionError"],
+): (row: Uint8Array) => Uint8Array | null {
   const { table, keep, label } = part.transform!;
   const logger = log("sync");
   const started = new Date();
@@ -156,6 +161,7 @@ function rowMapOf(part: CopyPart): (row: Uint8Array) => Uint8Array | null {
     keep,
     context: { op: "copy", commitTime: () => started },
     sink: (key, message, rowKey) => {
+      onExpressionError?.(label, rowKey);
       const line = copyLines.take(label);
       if (!line.say) return;
       logger.warn(

@@ -85,6 +85,8 @@ export interface CopyOptions {
   rate: number;
   burst: number;
   progress: SyncProgress;
+  /** Called for each row whose filter or set failed (an anomaly of `table`). */
+  onExpressionError?: (table: string, key: (string | null)[]) => void;
   /** Called when a target's copy is committed (kvsz analyzes it, off the copy's path). */
   onCopied?: (target: TargetTable) => void;
   /** The token of this process's claim on the source: each copy transaction is fenced by it. */
@@ -454,6 +456,7 @@ async function copyWhole(t: TableCopy, parts: CopyPart[], run: TaskRun): Promise
         sid: opts.sid,
         sinkTable: sink.table,
         range: null,
+        onExpressionError: opts.onExpressionError,
       });
       const rows = await copyPart(tx, copy, run);
       t.rows += rows;
@@ -475,6 +478,7 @@ async function copyRange(t: TableCopy, part: CopyPart, run: TaskRun): Promise<vo
     sid: opts.sid,
     sinkTable: qualify(job.target.schema, job.target.name),
     range: run.range,
+    onExpressionError: opts.onExpressionError,
   });
   let rows = 0;
   await inTransaction(run.worker.dest, async (tx) => {

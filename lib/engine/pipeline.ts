@@ -665,6 +665,8 @@ export class SourcePipeline {
       rate: this.config.sync.rate,
       burst: this.config.sync.burst,
       progress: this.events.syncProgress?.() ?? QUIET_PROGRESS,
+      onExpressionError: (table, key) =>
+        this.events.onAnomaly?.({ kind: "expression_error", route: { source: table }, key }),
       onCopied: (target) =>
         this.destination.catalogReads.analyze(qualify(target.schema, target.name)),
     });

@@ -30,9 +30,18 @@ export function copyRowMapper(
   let bounds = new Int32Array(2 * (n + 8));
   // One tuple for every row (the transform keeps none): the columns read are set, the others "?".
   const tuple: RowValue[] = new Array(n).fill("?");
-  const sink: ErrorSink = (key, message) => opts.sink(key, message, t.keyOf(tuple));
+  let current: Uint8Array = new Uint8Array(0);
+  const sink: ErrorSink = (key, message) => {
+    // Only for a failed row: its other fields read too, so that its key is named.
+    const whole = tuple.slice();
+    for (let i = 0; i < n; i++) {
+      if (!read[i]) whole[i] = unescapeCopy(fieldText(current, bounds[2 * i], bounds[2 * i + 1]));
+    }
+    opts.sink(key, message, t.keyOf(whole));
+  };
   const out8 = new RowWriter();
   return (row) => {
+    current = row;
     // Field boundaries, found on the bytes (tabs are escaped inside values).
     let end = row.length;
     if (end > 0 && row[end - 1] === 10) end--;

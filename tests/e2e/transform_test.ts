@@ -10,6 +10,8 @@ import { stringify } from "yaml";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
 import { KvszProcess, tableRows, waitForEqualRows, writeConfig } from "../support/kvsz.ts";
 import { runCli } from "../support/run_cli.ts";
+import { scrape, valueOf } from "../support/prometheus.ts";
+import { freePort } from "../../lib/pg/local_cluster.ts";
 import type { Sql } from "../../lib/pg/connect.ts";
 
 let cluster: TestCluster;
@@ -161,13 +163,19 @@ clusterSuite("filter and set", {
         await dst.unsafe(`CREATE TABLE ${t} (id int PRIMARY KEY, code text)`);
       }
       const filter = "int(code) > 0";
+      // Row 0 fails in the initial copy, row 2 in the stream: both are anomalies of the table.
+      for (const t of ["e1", "e2"]) await src.unsafe(`INSERT INTO ${t} VALUES (0, 'y')`);
+      const port = freePort();
       await using kvsz = KvszProcess.start([
         "run",
         "--config",
-        await writeConfig(config(srcDb, dstDb, {
-          e1: { filter }, // on_error: skip, the default
-          e2: { filter, on_error: "pass" },
-        })),
+        await writeConfig({
+          ...config(srcDb, dstDb, {
+            e1: { filter }, // on_error: skip, the default
+            e2: { filter, on_error: "pass" },
+          }),
+          metrics: { listen: `127.0.0.1:${port}` },
+        }),
       ]);
       await kvsz.waitForOutput(/streaming from/);
       for (const t of ["e1", "e2"]) await src.unsafe(`INSERT INTO ${t} VALUES (1, '5'), (2, 'x')`);
@@ -177,11 +185,18 @@ clusterSuite("filter and set", {
         { kvsz },
       );
       await waitForEqualRows(
-        () => Promise.resolve(['{"id":1,"code":"5"}', '{"id":2,"code":"x"}']),
+        () =>
+          Promise.resolve(['{"id":0,"code":"y"}', '{"id":1,"code":"5"}', '{"id":2,"code":"x"}']),
         () => tableRows(dst, "e2"),
         { kvsz },
       );
+      await kvsz.waitForOutput(/filter of public\.e1 failed for key \(0\): .*on_error: skip/);
       await kvsz.waitForOutput(/filter of public\.e1 failed for key \(2\): .*on_error: skip/);
+      const failed = valueOf(await scrape(port), "kvsz_anomalies_total", {
+        table: "public.e1",
+        kind: "expression_error",
+      });
+      assert.equal(failed, 2, "one failure in the copy, one in the stream");
       assert.equal(await kvsz.stop(), 0);
 
       // A type error: said by validate and at start, with file, line, key path and position.

@@ -79,7 +79,16 @@ export function writeRoutes(ctx: ApiContext): Route[] {
     } catch (e) {
       throw storeError(e);
     }
-    await ctx.reload();
+    try {
+      await ctx.reload();
+    } catch (e) {
+      throw new ApiError(
+        500,
+        "not_applied",
+        `the map was changed (see /api/changes) but not applied: ${(e as Error).message}; ` +
+          "kvsz runs the map it had until the next reload (SIGHUP, /api/map/refresh or a change)",
+      );
+    }
     return result;
   };
   const routes: Route[] = [];

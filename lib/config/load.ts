@@ -75,7 +75,7 @@ export function parseConfig(text: string, file: string, env?: Env): Config {
   let mapDocument: SourceDocument | undefined;
   const mapFile = mapFileOf(main.document);
   if (mapFile !== undefined) {
-    const mapPath = isAbsolute(mapFile) ? mapFile : join(dirname(file), mapFile);
+    const mapPath = mapFilePath(file, mapFile);
     files.push(mapPath);
     const read = readMapFile(main.document, mapPath, environment);
     problems.push(...read.problems);
@@ -86,6 +86,11 @@ export function parseConfig(text: string, file: string, env?: Env): Config {
   problems.push(...validation.problems);
   if (problems.length > 0) throw new ConfigError(sortProblems(problems, files));
   return validation.config;
+}
+
+/** Where a config file's `map_file` is: relative to the config file's folder unless absolute. */
+export function mapFilePath(configFile: string, mapFile: string): string {
+  return isAbsolute(mapFile) ? mapFile : join(dirname(configFile), mapFile);
 }
 
 /** The `map_file` value when it is a usable path and no `databases` list is given instead. */

@@ -4,8 +4,8 @@
  * `kvsz switchover --reverse`), so that no password the environment holds
  * reaches a file.
  */
-import { dirname, isAbsolute, join } from "node:path";
 import YAML from "yaml";
+import { mapFilePath } from "./load.ts";
 
 /** The raw values of a config file. */
 export interface RawConfig {
@@ -22,8 +22,7 @@ export async function readRawConfig(file: string): Promise<RawConfig> {
   const { databases, map_file: mapFile, ...settings } = root;
   if (Array.isArray(databases)) return { settings, databases };
   if (typeof mapFile === "string") {
-    const path = isAbsolute(mapFile) ? mapFile : join(dirname(file), mapFile);
-    const list = YAML.parse(await Deno.readTextFile(path));
+    const list = YAML.parse(await Deno.readTextFile(mapFilePath(file, mapFile)));
     if (Array.isArray(list)) return { settings, databases: list };
   }
   throw new Error(`${file} has no databases list`);

@@ -2,7 +2,7 @@
 import { type Command, CONFIG_HELP, CONFIG_OPTION, EXIT_FAILURE, EXIT_OK } from "./command.ts";
 import { findAndLoadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
-import { preflightSource } from "../preflight/source.ts";
+import { preflightSource, type SourcePreflight } from "../preflight/source.ts";
 import { serverBudgetChecks } from "../preflight/server_budget.ts";
 import { type Limiter, limiter, mapBounded } from "../preflight/bounded.ts";
 import { configuredSources, groupByServer, SOURCE_CONCURRENCY } from "../preflight/servers.ts";
@@ -12,7 +12,7 @@ import { type Check } from "../preflight/check.ts";
 import { serverOf } from "../pg/conninfo.ts";
 import { discoverOnce, discoveryChecks } from "./discovered.ts";
 import { configForShard, type Shard } from "../engine/shard.ts";
-import { type KnownSources, sourcesToCheck } from "../preflight/known_sources.ts";
+import { checkGroup, type KnownSources, sourcesToCheck } from "../preflight/known_sources.ts";
 import { expandAllTables } from "../preflight/all_tables.ts";
 
 /** Replication connection checks that may run at once on one server (each takes a WAL sender). */
@@ -31,7 +31,7 @@ export async function validateConfig(
     connectTimeout?: number;
     /** Check only this shard's sources. */
     shard?: Shard;
-    /** Sources the destination knows: one of each database entry and server stands for them (known_sources.ts). */
+    /** Sources the destination knows: one per server and table list stands for them (known_sources.ts). */
     known?: KnownSources;
   } = {},
 ): Promise<Check[]> {
@@ -55,10 +55,16 @@ export async function validateConfig(
   }));
   const tables = sourceResults.then((results) => {
     const byDatabase: SourceTables = new Map();
-    for (const { db, result } of results) {
-      if (result.reachable && !byDatabase.has(db.database)) {
-        byDatabase.set(db.database, result.tables);
-      }
+    const byGroup = new Map<string, SourcePreflight["tables"]>();
+    for (const r of results) {
+      if (!r.result.reachable) continue;
+      if (!byDatabase.has(r.db.database)) byDatabase.set(r.db.database, r.result.tables);
+      if (!byGroup.has(checkGroup(r))) byGroup.set(checkGroup(r), r.result.tables);
+    }
+    // An entry whose sources were all represented by another entry's: that one's tables.
+    for (const c of configured) {
+      const stand = byGroup.get(checkGroup(c));
+      if (!byDatabase.has(c.db.database) && stand) byDatabase.set(c.db.database, stand);
     }
     return byDatabase;
   });

@@ -180,7 +180,7 @@ clusterSuite("kvsz validate", {
       }
     },
 
-  "run checks the sources the destination knows through one of each database, the new ones each":
+  "run checks the sources the destination knows through one per server and table list, the new ones each":
     async (c) => {
       const s = await prepared(c);
       // Tenants 2 and 3 streamed before (progress at the destination); 3 lost a table since.
@@ -193,18 +193,32 @@ clusterSuite("kvsz validate", {
           CREATE PUBLICATION kvsz_src_${db === dbs[1] ? 2 : 3} FOR TABLE t1, t2;`);
       }
       await c.sql(dbs[2]).unsafe(`DROP TABLE t2`);
+      // Known too, each in an entry of its own (a tenant per entry): "copy" has src's
+      // tables (src's check stands for it), "other" another list (checked).
+      await c.sql(dbs[2]).unsafe(`CREATE PUBLICATION kvsz_copy_4 FOR TABLE t1`);
+      await c.sql(dbs[1]).unsafe(`CREATE PUBLICATION kvsz_other_5 FOR TABLE t1`);
       const dest = c.sql(s.dstDb);
       await ensureKvszSchema(dest);
       await dest.unsafe(
         `INSERT INTO kvsz.progress (database, sid, commit_lsn, end_lsn) VALUES
-           ('src', '2', '0/1', '0/1'), ('src', '3', '0/1', '0/1')`,
+           ('src', '2', '0/1', '0/1'), ('src', '3', '0/1', '0/1'),
+           ('copy', '4', '0/1', '0/1'), ('other', '5', '0/1', '0/1')`,
       );
+      const tables = { t1: null, t2: { type: "history", target: "t2_history" } };
       const yaml = stringify({
         destination: { url: c.url(s.dstDb) },
         databases: [{
           database: "src",
           urls: dbs.map((db, i) => ({ url: c.url(db), sid: String(i + 1) })),
-          tables: { t1: null, t2: { type: "history", target: "t2_history" } },
+          tables,
+        }, {
+          database: "copy",
+          urls: [{ url: c.url(dbs[2]), sid: "4" }],
+          tables,
+        }, {
+          database: "other",
+          urls: [{ url: c.url(dbs[1]), sid: "5" }],
+          tables: { t1: null },
         }],
       });
       await using file = await tempConfig(yaml);
@@ -212,20 +226,27 @@ clusterSuite("kvsz validate", {
       const failed = (checks: Check[]) =>
         checks.filter((x) => x.status === "FAIL").map((x) => x.check);
 
-      // validate checks every source: tenant 3's missing table fails.
+      // validate checks every source: the missing table of tenants 3 and 4 fails.
       const all = await validateConfig(config);
-      assert.equal(failed(all).length, 1, JSON.stringify(failed(all)));
-      assert.match(failed(all)[0], /^source src sid 3 .* table public\.t2$/);
+      assert.deepEqual(failed(all).map((f) => f.replace(/ \(.*\)/, "")).sort(), [
+        "source copy sid 4 table public.t2",
+        "source src sid 3 table public.t2",
+      ]);
 
-      // run: tenant 1 (new) and tenant 2 (standing for the known ones) are checked;
-      // tenant 3 is left to its pipeline, which stops it alone.
+      // run: tenant 1 (new), tenant 2 (standing for the known ones with its tables, in
+      // any entry) and tenant 5 (another table list) are checked; tenants 3 and 4 are
+      // left to their pipelines, which stop them alone.
       const known = await readKnownSources(config);
-      assert.deepEqual([...known].sort(), [`["src","2"]`, `["src","3"]`]);
+      assert.equal(known.size, 4);
       const atRun = await validateConfig(config, { known });
       assert.deepEqual(failed(atRun), []);
-      const checked = new Set(atRun.map((x) => x.check.match(/^source src sid (\d+)/)?.[1]));
-      assert.deepEqual([...checked].filter(Boolean).sort(), ["1", "2"]);
-      assert.ok(atRun.some((x) => x.check.startsWith("1 source(s) that streamed before")));
+      const checked = new Set(atRun.map((x) => x.check.match(/^source (\w+ sid \d+)/)?.[1]));
+      assert.deepEqual([...checked].filter(Boolean).sort(), [
+        "other sid 5",
+        "src sid 1",
+        "src sid 2",
+      ]);
+      assert.ok(atRun.some((x) => x.check.startsWith("2 source(s) that streamed before")));
     },
 
   "a missing source table fails, naming it": async (c) => {

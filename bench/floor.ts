@@ -220,6 +220,10 @@ class NullSink implements ReaderSink {
 
   drained(): void {}
 
+  settle(): Promise<void> {
+    return Promise.resolve();
+  }
+
   setWake(): void {}
 
   beginStreamed(): void {

@@ -101,11 +101,31 @@ export function processCpuSeconds(pid: number): number | null {
 
 /** Busy CPU seconds of the whole machine so far (all cores; from /proc/stat). */
 export function machineCpuSeconds(): number {
-  const line = Deno.readTextFileSync("/proc/stat").split("\n")[0];
+  return busySeconds(Deno.readTextFileSync("/proc/stat").split("\n")[0]);
+}
+
+/**
+ * Busy CPU seconds so far of the CPUs in `list` (numbers, comma-separated,
+ * as `cpuSplit` gives them), or of the whole machine when null.
+ */
+export function cpusBusySeconds(list: string | null): number {
+  if (list === null) return machineCpuSeconds();
+  const wanted = new Set(list.split(",").map((c) => `cpu${c}`));
+  return Deno.readTextFileSync("/proc/stat").split("\n")
+    .filter((line) => wanted.has(line.split(" ")[0]))
+    .reduce((sum, line) => sum + busySeconds(line), 0);
+}
+
+/** The number of CPUs in `list` (as {@link cpusBusySeconds} takes it), or of the machine. */
+export function cpuCount(list: string | null): number {
+  return list === null ? navigator.hardwareConcurrency : list.split(",").length;
+}
+
+/** The busy seconds of one `cpu…` line of /proc/stat. */
+function busySeconds(line: string): number {
   const f = line.trim().split(/\s+/).slice(1).map(Number);
   // user nice system idle iowait irq softirq steal
-  const busy = f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0);
-  return busy / CLOCK_TICKS;
+  return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0)) / CLOCK_TICKS;
 }
 
 /** A value of /proc/<pid>/status in MiB (e.g. VmHWM, VmRSS), or null. */

@@ -17,12 +17,14 @@
  * its most frequent errors are reported, and its other steps are skipped.
  */
 import type { BenchContext } from "../context.ts";
-import { now, say, sleep } from "../util.ts";
+import { cpuCount, cpusBusySeconds, now, say, sleep } from "../util.ts";
 import {
   ActivitySampler,
   processesMemory,
   sourceWalBytes,
   waitSourceQuiet,
+  walsendersCpuSeconds,
+  walToReadMb,
 } from "../tenants/activity.ts";
 import { NotStreamingError, type TenantEngine } from "../tenants/engine.ts";
 import { type Fleet, setupFleet, startFleet } from "../tenants/fleet.ts";
@@ -222,18 +224,34 @@ async function runEngine(
         changes.toLocaleString("en-US")
       } changed rows over ${n} tenants`,
     );
+    const walMb = await walToReadMb(fleet.source.sql("postgres"));
     const startedAt = Date.now() / 1000; // wall clock, against the destination's dst_ts
+    const sourceCpus = fleet.cpus?.source ?? null;
+    const busyBefore = cpusBusySeconds(sourceCpus);
     await engine.start();
     await engine.waitMarkers(markers, opts.phase + 3, 600_000);
+    // Every walsender now running started with this catch-up (the engine's were gone).
+    const walsenderCpu = await walsendersCpuSeconds(fleet.source);
+    const busy = cpusBusySeconds(sourceCpus) - busyBefore;
+    const busyPct = (100 * busy) / ((Date.now() / 1000 - startedAt) * cpuCount(sourceCpus));
     const finished = markerTimes(markers, await engine.destTickTimes(opts.phase + 3));
     const seconds = finished[finished.length - 1] - startedAt;
     run.catchUpChangesPerSecond = changes / seconds;
     add("catchup_seconds", seconds);
     add("changes_per_s", run.catchUpChangesPerSecond);
+    add("catchup_wal_mb", walMb);
+    add("catchup_walsender_cpu_s", walsenderCpu);
+    add("catchup_walsender_cpu_s_per_mb", walMb ? walsenderCpu / walMb : null);
+    add("catchup_source_busy_pct", busyPct);
+    add("catchup_walsender_share_pct", busy > 0 ? (100 * walsenderCpu) / busy : null);
     say(
       `  tenants: ${label}: caught up in ${seconds.toFixed(2)} s = ${
         Math.round(changes / seconds).toLocaleString("en-US")
-      } rows/s (first tenant done after ${(finished[0] - startedAt).toFixed(2)} s)`,
+      } rows/s (first tenant done after ${(finished[0] - startedAt).toFixed(2)} s); source CPU ${
+        Math.round(busyPct)
+      } % busy, its walsenders ${walsenderCpu.toFixed(1)} s of the ${
+        busy.toFixed(1)
+      } s, each reading ${walMb?.toFixed(1) ?? "?"} MiB of WAL`,
     );
     compareDigests(`tenants (${label})`, await sourceDigests(fleet), await engine.destDigests());
     say(`  tenants: ${label}: every tenant's rows equal at the destination`);

@@ -6,7 +6,7 @@
  */
 import postgres from "postgres";
 import type { Server, Sql } from "../servers.ts";
-import { sleep } from "../util.ts";
+import { processCpuSeconds, sleep } from "../util.ts";
 
 /** One reading of both servers. */
 export interface ActivitySample {
@@ -177,4 +177,28 @@ export async function waitSourceQuiet(source: Sql, maxSeconds: number): Promise<
     if (n === 0 && (await sourceWalBytes(source)) - before < 65_536n) break;
   }
   return (performance.now() - started) / 1000;
+}
+
+/**
+ * CPU seconds the server's running walsenders have used since they started
+ * (from `/proc/<pid>/stat`; the benchmark runs beside the servers).
+ */
+export async function walsendersCpuSeconds(server: Server): Promise<number> {
+  const rows = await server.sql("postgres").unsafe(
+    `SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender'`,
+  );
+  return rows.reduce((sum, r) => sum + (processCpuSeconds(Number(r.pid)) ?? 0), 0);
+}
+
+/**
+ * MiB of WAL between the logical slots' restart points and the source's
+ * current position, averaged over the slots: what each walsender reads
+ * (decoding every tenant's records) when it starts.
+ */
+export async function walToReadMb(source: Sql): Promise<number | null> {
+  const [r] = await source.unsafe(
+    `SELECT (avg(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)) / 1048576)::float8 AS mb
+       FROM pg_replication_slots WHERE slot_type = 'logical'`,
+  );
+  return r.mb === null ? null : Number(r.mb);
 }

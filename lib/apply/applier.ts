@@ -340,17 +340,26 @@ export class Applier {
   }
 
   /** Records the idle position with other sources' (idle_positions.ts), then lets the reader confirm it. */
-  #recordIdle(now = false): void {
+  #recordIdle(now = false): Promise<void> {
     this.#idleTimer = undefined;
     const lsn = this.#idleLsn;
     // Busy: the pending commit records a later position.
-    if (lsn <= this.#safeLsn || this.busy || this.#jobs.failure) return;
+    if (lsn <= this.#safeLsn || this.busy || this.#jobs.failure) return Promise.resolve();
     this.#positionWrittenAt = performance.now();
-    this.#idlePositions.record(this.opts, lsn, now).then((recorded) => {
+    return this.#idlePositions.record(this.opts, lsn, now).then((recorded) => {
       if (!recorded || lsn <= this.#safeLsn) return;
       this.#safeLsn = lsn;
       this.#wake();
     }, (e) => this.#jobs.fail(e)); // as a failed commit: the source stops and is retried
+  }
+
+  /** A clean stop (the reader's `ReaderSink.settle`, before its last status). */
+  async settle(): Promise<void> {
+    clearTimeout(this.#timer);
+    if (this.#txn === null && this.#pending && !this.#streamed) this.#queueCommit();
+    await this.#jobs.settled;
+    clearTimeout(this.#idleTimer);
+    await this.#recordIdle(true);
   }
 
   /** Waits for queued jobs, commits what is pending (at a transaction boundary), ends cleanly. */

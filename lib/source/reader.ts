@@ -23,6 +23,17 @@ import { KvszError } from "../errors.ts";
 import { overServerLimit, pgErrorFields } from "../pg/errors.ts";
 import { everySecond } from "./ticker.ts";
 
+/** Milliseconds a clean stop waits for the sink to commit and record its last position. */
+const SETTLE_MS = 5000;
+
+/** Resolves when `work` settles or after `ms`, whichever is first; never rejects. */
+async function settled(work: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  await Promise.race([work.catch(() => {}), late]);
+  clearTimeout(timer);
+}
+
 /** CopyData kind 'w' and the length of its header (kind, start, end, time). */
 const XLOG_DATA = 0x77;
 const XLOG_HEADER = 25;
@@ -82,6 +93,12 @@ export interface ReaderSink extends StreamedSink {
   readonly inTransaction: boolean;
   /** Called when every received message is handled; may commit what is pending. */
   drained(): void;
+  /**
+   * A clean stop, at a transaction boundary: commits what is pending and
+   * records the last idle position, so that the last status confirms all of
+   * it (a restart then decodes none of that WAL again).
+   */
+  settle(): Promise<void>;
   /** Gives the sink the reader's wake-up, to call when {@link safeLsn} moved. */
   setWake(wake: () => void): void;
   /** Rejects when the sink fails on its own (e.g. a timed commit): streaming stops with that error. */
@@ -429,6 +446,7 @@ export async function streamChanges(
     const clean = !ended && !failure;
     if (clean) {
       try {
+        await settled(sink.settle(), SETTLE_MS);
         sendStatus(true);
         // CopyDone ends the stream as the protocol says; destroy() sends CopyFail, which
         // the walsender logs as FATAL "invalid standby message type" on every clean stop.

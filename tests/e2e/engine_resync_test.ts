@@ -10,7 +10,8 @@
  * history adds a version for changed rows and closes vanished ones. A second
  * kvsz on the same slot is refused with the pid of the first. WAL with
  * nothing for kvsz is confirmed only once recorded: a restart after it
- * streams on without copying anything again.
+ * streams on without copying anything again; a clean stop records and
+ * confirms the last such position at once.
  */
 import assert from "node:assert/strict";
 import { clusterSuite, type TestCluster } from "../support/cluster.ts";
@@ -209,5 +210,48 @@ clusterSuite("kvsz run: re-sync", {
       await waitForEqualRows(() => tableRows(src, "t"), () => tableRows(dst, "t"), { kvsz });
       assert.doesNotMatch(kvsz.output, RECOPY);
       assert.equal(await kvsz.stop(), 0);
+    },
+
+  "a clean stop records and confirms the last position it received: a restart decodes none of it again":
+    async (c) => {
+      const srcDb = await c.createDatabase("src");
+      const dstDb = await c.createDatabase("dst");
+      const src = c.sql(srcDb);
+      const dst = c.sql(dstDb);
+      await src.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
+      await src.unsafe(`CREATE TABLE unmapped (id int, v text)`);
+      await dst.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
+      const path = await writeConfig({
+        destination: { url: c.url(dstDb) },
+        databases: [{
+          database: srcDb,
+          urls: [{ url: c.url(srcDb), sid: 1 }],
+          tables: { t: null },
+        }],
+        metrics: { listen: "" },
+        log: { level: "info", format: "text" },
+      });
+      const slot = `kvsz_${srcDb}_1`.toLowerCase();
+      await using kvsz = KvszProcess.start(["run", "--config", path]);
+      await kvsz.waitForOutput(/streaming from/);
+      // A commit of its own (its position written just now: the next idle one waits
+      // up to 5 s), then WAL with nothing for kvsz, and a stop before those 5 s.
+      await src.unsafe(`INSERT INTO t VALUES (1, 'one')`);
+      await waitForEqualRows(() => tableRows(src, "t"), () => tableRows(dst, "t"), { kvsz });
+      await src.unsafe(`INSERT INTO unmapped VALUES (1, 'not mapped')`);
+      const [{ end }] = await src.unsafe(`SELECT pg_current_wal_insert_lsn()::text AS end`);
+      await new Promise((r) => setTimeout(r, 1500)); // its keepalive reaches kvsz
+      assert.equal(await kvsz.stop(), 0);
+      const [r] = await src.unsafe(
+        `SELECT confirmed_flush_lsn::text AS confirmed, confirmed_flush_lsn >= $2::pg_lsn AS past
+           FROM pg_replication_slots WHERE slot_name = $1`,
+        [slot, end],
+      );
+      assert.ok(r.past, `slot confirmed at ${r.confirmed}, before ${end}`);
+      const [p] = await dst.unsafe(
+        `SELECT end_lsn >= $1::pg_lsn AS past FROM kvsz.progress WHERE sid = '1'`,
+        [end],
+      );
+      assert.ok(p.past, "the position is recorded before it is confirmed");
     },
 });

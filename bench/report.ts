@@ -177,6 +177,7 @@ export const METRICS: MetricSpec[] = [
     2,
     false,
   ),
+  m("tenants", "catchup_backlog_wal_mb", "catch-up: WAL the backlog wrote, MiB", "MiB", 1, null),
   m(
     "tenants",
     "catchup_wal_mb",

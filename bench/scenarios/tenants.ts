@@ -213,6 +213,7 @@ async function runEngine(
 
     run.peakRssMb = kvsz?.engine.peakRssMb() ?? null; // VmHWM of this kvsz process
     await engine.pause();
+    const walBefore = await sourceWalBytes(fleet.source.sql());
     const changes = await backlog(fleet, {
       phase: opts.phase + 2,
       transactionsPerTenant: opts.perTenant,
@@ -224,7 +225,9 @@ async function runEngine(
         changes.toLocaleString("en-US")
       } changed rows over ${n} tenants`,
     );
-    const walMb = await walToReadMb(fleet.source.sql("postgres"));
+    const backlogMb = Number(await sourceWalBytes(fleet.source.sql()) - walBefore) /
+      1048576;
+    const walMb = await walToReadMb(fleet.source.sql());
     const startedAt = Date.now() / 1000; // wall clock, against the destination's dst_ts
     const sourceCpus = fleet.cpus?.source ?? null;
     const busyBefore = cpusBusySeconds(sourceCpus);
@@ -239,6 +242,7 @@ async function runEngine(
     run.catchUpChangesPerSecond = changes / seconds;
     add("catchup_seconds", seconds);
     add("changes_per_s", run.catchUpChangesPerSecond);
+    add("catchup_backlog_wal_mb", backlogMb);
     add("catchup_wal_mb", walMb);
     add("catchup_walsender_cpu_s", walsenderCpu);
     add("catchup_walsender_cpu_s_per_mb", walMb ? walsenderCpu / walMb : null);

@@ -339,8 +339,12 @@ export class Applier {
     );
   }
 
-  /** Records the idle position with other sources' (idle_positions.ts), then lets the reader confirm it. */
-  #recordIdle(now = false): Promise<void> {
+  /**
+   * Records the idle position with other sources' (idle_positions.ts), then
+   * lets the reader confirm it; a failed write fails the source as a failed
+   * commit would (it is retried), unless `onFailure` says otherwise.
+   */
+  #recordIdle(now = false, onFailure = (e: unknown) => this.#jobs.fail(e)): Promise<void> {
     this.#idleTimer = undefined;
     const lsn = this.#idleLsn;
     // Busy: the pending commit records a later position.
@@ -350,16 +354,20 @@ export class Applier {
       if (!recorded || lsn <= this.#safeLsn) return;
       this.#safeLsn = lsn;
       this.#wake();
-    }, (e) => this.#jobs.fail(e)); // as a failed commit: the source stops and is retried
+    }, onFailure);
   }
 
-  /** A clean stop (the reader's `ReaderSink.settle`, before its last status). */
+  /**
+   * A clean stop (the reader's `ReaderSink.settle`, before its last status).
+   * A last position that cannot be recorded is left unconfirmed: the next
+   * start reads that WAL again, nothing is lost.
+   */
   async settle(): Promise<void> {
     clearTimeout(this.#timer);
     if (this.#txn === null && this.#pending && !this.#streamed) this.#queueCommit();
     await this.#jobs.settled;
     clearTimeout(this.#idleTimer);
-    await this.#recordIdle(true);
+    await this.#recordIdle(true, () => {});
   }
 
   /** Waits for queued jobs, commits what is pending (at a transaction boundary), ends cleanly. */

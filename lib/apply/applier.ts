@@ -363,24 +363,27 @@ export class Applier {
    * start reads that WAL again, nothing is lost.
    */
   async settle(): Promise<void> {
-    clearTimeout(this.#timer);
-    if (this.#txn === null && this.#pending && !this.#streamed) this.#queueCommit();
-    await this.#jobs.settled;
+    await this.#commitPending();
     clearTimeout(this.#idleTimer);
     await this.#recordIdle(true, () => {});
   }
 
   /** Waits for queued jobs, commits what is pending (at a transaction boundary), ends cleanly. */
   async close(): Promise<void> {
-    clearTimeout(this.#timer);
     clearTimeout(this.#idleTimer);
     this.#streamed?.end();
     // An open streamed transaction is rolled back with what waited for it (all streamed again).
-    if (this.#txn === null && this.#pending && !this.#streamed) this.#queueCommit();
-    await this.#jobs.settled;
+    await this.#commitPending();
     if (this.#jobs.failure) throw this.#jobs.failure;
     if (this.#inDestTx) await this.#writer!.sql.unsafe("ROLLBACK");
     this.#release();
+  }
+
+  /** Commits what is pending now (outside a source transaction) and waits for every job. */
+  async #commitPending(): Promise<void> {
+    clearTimeout(this.#timer);
+    if (this.#txn === null && this.#pending && !this.#streamed) this.#queueCommit();
+    await this.#jobs.settled;
   }
 
   /**

@@ -59,7 +59,8 @@ export async function validateConfig(
     for (const r of results) {
       if (!r.result.reachable) continue;
       if (!byDatabase.has(r.db.database)) byDatabase.set(r.db.database, r.result.tables);
-      if (!byGroup.has(checkGroup(r))) byGroup.set(checkGroup(r), r.result.tables);
+      const group = checkGroup(r);
+      if (!byGroup.has(group)) byGroup.set(group, r.result.tables);
     }
     // An entry whose sources were all represented by another entry's: that one's tables.
     for (const c of configured) {

@@ -263,4 +263,43 @@ clusterSuite("applier", {
         await dst.close();
       }
     },
+
+  "a clean stop commits what is pending and records the last idle position at once; one it cannot record stays unconfirmed":
+    async (cluster) => {
+      const dst = await destination(cluster);
+      try {
+        let applier = await dst.applier();
+        await feed(applier, [
+          begin(0x100n),
+          relation(ITEMS, "items", ["name"]),
+          insert(ITEMS, "1", "a"),
+          commit(0x100n),
+        ]);
+        await applier.settle(); // the pending commit, written just now
+        assertEquals(formatLsn(applier.safeLsn), "0/108");
+        // WAL with nothing for this source: recorded only seconds after its last write, but
+        // a stop records it at once, before the reader's last status.
+        applier.noteIdlePosition(0x500n);
+        await applier.settle();
+        assertEquals(formatLsn(applier.safeLsn), "0/500");
+        assertEquals((await dst.progress()).end, "0/500");
+        await applier.close();
+
+        // The destination cannot record it: left unconfirmed, and the stop is still clean.
+        applier = await dst.applier();
+        await dst.sql.unsafe(`ALTER TABLE kvsz.progress RENAME TO progress_away`);
+        try {
+          applier.noteIdlePosition(0x600n);
+          await applier.settle();
+          assertEquals(formatLsn(applier.safeLsn), "0/500");
+          await applier.close();
+        } finally {
+          await dst.sql.unsafe(`ALTER TABLE kvsz.progress_away RENAME TO progress`);
+        }
+        assertEquals((await dst.progress()).end, "0/500");
+        assertEquals(await dst.rows("items"), ["1:a"]);
+      } finally {
+        await dst.close();
+      }
+    },
 });

@@ -160,6 +160,28 @@ async function recopyScenario(c: TestCluster, how: "dropped" | "recreated"): Pro
   assert.equal(await kvsz.stop(), 0);
 }
 
+/**
+ * A source with `t` (mapped, also at the destination) and `unmapped` (WAL
+ * with nothing for kvsz), and its config (`extra` added to it).
+ */
+async function unmappedSetup(c: TestCluster, extra: Record<string, unknown> = {}) {
+  const srcDb = await c.createDatabase("src");
+  const dstDb = await c.createDatabase("dst");
+  const src = c.sql(srcDb);
+  const dst = c.sql(dstDb);
+  await src.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
+  await src.unsafe(`CREATE TABLE unmapped (id int, v text)`);
+  await dst.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
+  const path = await writeConfig({
+    destination: { url: c.url(dstDb) },
+    databases: [{ database: srcDb, urls: [{ url: c.url(srcDb), sid: 1 }], tables: { t: null } }],
+    metrics: { listen: "" },
+    log: { level: "info", format: "text" },
+    ...extra,
+  });
+  return { src, dst, path, slot: `kvsz_${srcDb}_1`.toLowerCase() };
+}
+
 clusterSuite("kvsz run: re-sync", {
   "slot dropped while stopped: said, each mode re-syncs without doubling or erasing": (c) =>
     recopyScenario(c, "dropped"),
@@ -167,27 +189,11 @@ clusterSuite("kvsz run: re-sync", {
     recopyScenario(c, "recreated"),
   "WAL with nothing for kvsz, confirmed while idle: a restart streams on, nothing copied again":
     async (c) => {
-      const srcDb = await c.createDatabase("src");
-      const dstDb = await c.createDatabase("dst");
-      const src = c.sql(srcDb);
-      const dst = c.sql(dstDb);
-      await src.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
-      await src.unsafe(`CREATE TABLE unmapped (id int, v text)`);
-      await dst.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
-      await src.unsafe(`INSERT INTO t VALUES (1, 'one')`);
-      const path = await writeConfig({
-        destination: { url: c.url(dstDb) },
-        databases: [{
-          database: srcDb,
-          urls: [{ url: c.url(srcDb), sid: 1 }],
-          tables: { t: null },
-        }],
-        // Silence is answered with a keepalive after 2 s.
+      // Silence is answered with a keepalive after 2 s.
+      const { src, dst, path, slot } = await unmappedSetup(c, {
         timeouts: { replication_receive_seconds: 4 },
-        metrics: { listen: "" },
-        log: { level: "info", format: "text" },
       });
-      const slot = `kvsz_${srcDb}_1`.toLowerCase();
+      await src.unsafe(`INSERT INTO t VALUES (1, 'one')`);
       {
         await using kvsz = KvszProcess.start(["run", "--config", path]);
         await kvsz.waitForOutput(/streaming from/); // the copy's progress is stored
@@ -214,24 +220,7 @@ clusterSuite("kvsz run: re-sync", {
 
   "a clean stop records and confirms the last position it received: a restart decodes none of it again":
     async (c) => {
-      const srcDb = await c.createDatabase("src");
-      const dstDb = await c.createDatabase("dst");
-      const src = c.sql(srcDb);
-      const dst = c.sql(dstDb);
-      await src.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
-      await src.unsafe(`CREATE TABLE unmapped (id int, v text)`);
-      await dst.unsafe(`CREATE TABLE t (id int PRIMARY KEY, v text)`);
-      const path = await writeConfig({
-        destination: { url: c.url(dstDb) },
-        databases: [{
-          database: srcDb,
-          urls: [{ url: c.url(srcDb), sid: 1 }],
-          tables: { t: null },
-        }],
-        metrics: { listen: "" },
-        log: { level: "info", format: "text" },
-      });
-      const slot = `kvsz_${srcDb}_1`.toLowerCase();
+      const { src, dst, path, slot } = await unmappedSetup(c);
       await using kvsz = KvszProcess.start(["run", "--config", path]);
       await kvsz.waitForOutput(/streaming from/);
       // A commit of its own (its position written just now: the next idle one waits

@@ -247,6 +247,13 @@ clusterSuite("kvsz validate", {
         "src sid 2",
       ]);
       assert.ok(atRun.some((x) => x.check.startsWith("2 source(s) that streamed before")));
+      // The destination side of "copy" is still compared with the source's columns (src's).
+      assert.ok(
+        atRun.some((x) =>
+          /table public\.t1 \(from copy public\.t1, clone\) column types$/.test(x.check)
+        ),
+        "copy's target columns compared",
+      );
     },
 
   "a missing source table fails, naming it": async (c) => {
